@@ -1,0 +1,213 @@
+"""Site configuration: one TOML file per site, decoded by msgspec into typed structs.
+
+A file is either fully valid or refused: `load_config` raises `ConfigError` naming the file,
+the field (as a dotted path) and the reason, and the agent never starts half-configured.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+"""Mesh, site and workload names become NATS subject tokens and file names: keep them plain."""
+
+
+class ConfigError(Exception):
+    """A configuration file (or a value in it) that the agent refuses to run with."""
+
+    def __init__(self, file: str | Path, field: str, reason: str) -> None:
+        self.file = str(file)
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{self.file}: {field}: {reason}" if field else f"{self.file}: {reason}")
+
+
+class _Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class NatsConfig(_Base):
+    """How the agent reaches the mesh: its own embedded nats-server, or existing servers."""
+
+    mode: Literal["embedded", "external"] = "embedded"
+    host: str = "127.0.0.1"
+    client_port: int = 4222
+    cluster_port: int = 6222
+    http_port: int = 8222
+    """Monitoring port of the embedded server; readiness is checked on its /healthz."""
+    routes: list[str] = []
+    """Cluster routes to the other sites' servers, e.g. ``nats-route://127.0.0.1:6223``."""
+    servers: list[str] = []
+    """Client URLs. Embedded: extra URLs to fall back on. External: the servers to use."""
+    cluster_advertise: str = ""
+    """Advertised route address; set to an unreachable address to force traffic via routes."""
+    jetstream_max_store: str = "1G"
+
+
+class Timings(_Base):
+    """All durations are seconds."""
+
+    heartbeat_interval: float = 0.5
+    suspect_after: float = 1.5
+    """A peer is *suspect* after this many heartbeat intervals without a heartbeat."""
+    silent_after: float = 2.5
+    """A peer is *silent* after this many intervals; must be <= 3 (detection bound)."""
+    ask_timeout: float = 5.0
+    lease_ttl: float = 6.0
+    renew_interval: float = 1.5
+    fence_margin: float = 1.0
+    stop_grace: float = 2.0
+
+
+class Supervision(_Base):
+    """OTP-style restart intensity: more than `max_restarts` within `within` s escalates."""
+
+    max_restarts: int = 5
+    within: float = 30.0
+
+
+class ProcessDriverConfig(_Base, tag="process", tag_field="kind"):
+    command: list[str]
+    restart: Literal["always", "on-failure", "never"] = "on-failure"
+    restart_delay: float = 0.5
+    env: dict[str, str] = {}
+    cwd: str = ""
+
+
+class HooksDriverConfig(_Base, tag="hooks", tag_field="kind"):
+    start: str
+    stop: str
+    fence: str = ""
+    probe: str = ""
+    probe_interval: float = 2.0
+    timeout: float = 30.0
+    env: dict[str, str] = {}
+
+
+DriverConfig = ProcessDriverConfig | HooksDriverConfig
+
+
+class FailoverTopologyConfig(_Base, tag="failover", tag_field="kind"):
+    primary: str
+    standbys: list[str] = []
+
+
+TopologyConfig = FailoverTopologyConfig
+
+STRATEGIES = ("absolute-consistency", "split-brain-allowed")
+RECONCILE_POLICIES = ("keep-original", "keep-replacement", "best-score")
+
+
+class WorkloadConfig(_Base):
+    name: str
+    driver: DriverConfig
+    topology: TopologyConfig
+    strategy: Literal["absolute-consistency", "split-brain-allowed"] = "absolute-consistency"
+    reconcile: Literal["keep-original", "keep-replacement", "best-score"] = "keep-original"
+
+
+class SiteConfig(_Base):
+    mesh: str
+    site: str
+    data_dir: str = ""
+    """Relative paths are taken from the config file's folder. Default: ``./data/<site>``."""
+    witness: bool = False
+    nats: NatsConfig = msgspec.field(default_factory=NatsConfig)
+    timings: Timings = msgspec.field(default_factory=Timings)
+    supervision: Supervision = msgspec.field(default_factory=Supervision)
+    workloads: list[WorkloadConfig] = []
+    source: str = ""
+    """Set by `load_config`: the file this came from (not read from TOML)."""
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+def _field_of(msg: str) -> tuple[str, str]:
+    """Split msgspec's "reason - at `$.a.b[0]`" into (field, reason)."""
+    m = re.search(r" - at `\$\.?(.*)`$", msg)
+    if not m:
+        unknown = re.search(r"unknown field `([^`]*)`", msg)
+        return (unknown.group(1) if unknown else "", msg)
+    return m.group(1) or "(top level)", msg[: m.start()]
+
+
+def parse_config(data: bytes | str, source: str | Path = "<string>") -> SiteConfig:
+    """Decode and validate TOML text; relative ``data_dir`` is resolved against `source`."""
+    try:
+        cfg = msgspec.toml.decode(data, type=SiteConfig)
+    except msgspec.ValidationError as e:
+        field, reason = _field_of(str(e))
+        raise ConfigError(source, field, reason) from None
+    except msgspec.DecodeError as e:
+        raise ConfigError(source, "", f"not valid TOML: {e}") from None
+    validate(cfg, source)
+    base = Path(source).parent if str(source) != "<string>" else Path.cwd()
+    data_dir = Path(cfg.data_dir) if cfg.data_dir else Path("data") / cfg.site
+    if not data_dir.is_absolute():
+        data_dir = (base / data_dir).resolve()
+    return msgspec.structs.replace(cfg, data_dir=str(data_dir), source=str(source))
+
+
+def load_config(path: str | Path) -> SiteConfig:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(p, "", f"cannot read: {e.strerror or e}") from None
+    return parse_config(raw, p)
+
+
+def validate(cfg: SiteConfig, source: str | Path) -> None:
+    """Checks msgspec's types cannot express. Raises on the first problem found."""
+
+    def bad(field: str, reason: str) -> ConfigError:
+        return ConfigError(source, field, reason)
+
+    for field, value in (("mesh", cfg.mesh), ("site", cfg.site)):
+        if not NAME_RE.match(value):
+            raise bad(field, f"{value!r} is not a valid name (letters, digits, '-', '_')")
+    n = cfg.nats
+    if n.mode == "external" and not n.servers:
+        raise bad("nats.servers", "external mode needs at least one server URL")
+    for f in ("client_port", "cluster_port", "http_port"):
+        port = getattr(n, f)
+        if not 0 < port < 65536:
+            raise bad(f"nats.{f}", f"{port} is not a TCP port")
+    t = cfg.timings
+    for f in msgspec.structs.fields(Timings):
+        if getattr(t, f.name) <= 0:
+            raise bad(f"timings.{f.name}", "must be > 0")
+    if not t.suspect_after < t.silent_after:
+        raise bad("timings.silent_after", "must be greater than timings.suspect_after")
+    if t.silent_after > 3:
+        raise bad("timings.silent_after", "must be <= 3 heartbeat intervals (detection bound)")
+    s = cfg.supervision
+    if s.max_restarts < 0:
+        raise bad("supervision.max_restarts", "must be >= 0")
+    if s.within <= 0:
+        raise bad("supervision.within", "must be > 0")
+    if cfg.witness and cfg.workloads:
+        raise bad("workloads", "a witness site runs no workloads")
+    seen: set[str] = set()
+    for i, w in enumerate(cfg.workloads):
+        where = f"workloads[{i}]"
+        if not NAME_RE.match(w.name):
+            raise bad(f"{where}.name", f"{w.name!r} is not a valid name")
+        if w.name in seen:
+            raise bad(f"{where}.name", f"duplicate workload name {w.name!r}")
+        seen.add(w.name)
+        if isinstance(w.driver, ProcessDriverConfig) and not w.driver.command:
+            raise bad(f"{where}.driver.command", "must not be empty")
+        sites = [w.topology.primary, *w.topology.standbys]
+        for j, site in enumerate(sites):
+            if not NAME_RE.match(site):
+                field = "primary" if j == 0 else f"standbys[{j - 1}]"
+                raise bad(f"{where}.topology.{field}", f"{site!r} is not a valid site name")
+        if len(set(sites)) != len(sites):
+            raise bad(f"{where}.topology", "a site appears twice in primary + standbys")
