@@ -1,0 +1,179 @@
+"""HooksDriver against real /bin/sh hooks: transitions, failures, timeouts, the prober."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harmony.actors.drivers import DriverState
+from harmony.config import HooksDriverConfig
+
+from .conftest import Built
+from .helpers import line_count, pid_alive, read_pid, stays, wait_until
+
+S = DriverState
+Build = Callable[..., Built]
+
+
+def hooks(d: Path, **kwargs: Any) -> HooksDriverConfig:
+    """Hooks that keep their 'workload' as files in ``d``, like a runbook would."""
+    kwargs.setdefault("start", f"echo token=$HARMONY_FENCING_TOKEN; touch {d}/up")
+    kwargs.setdefault("stop", f'echo "stop: $HARMONY_REASON"; rm -f {d}/up')
+    return HooksDriverConfig(**kwargs)
+
+
+def test_start_stop_transitions_and_env(build: Build, tmp_path: Path) -> None:
+    b = build(hooks(tmp_path, env={"EXTRA": "e1"}), workload="db", site="east")
+    d = b.driver
+    d.start(17)
+    assert d.state is S.RUNNING and (tmp_path / "up").exists()
+    assert "token=17" in d.output_tail()
+    assert d.probe()  # no probe hook: healthy while running
+    d.start(18)  # running: no-op, hook not run again
+    assert b.events.states() == [S.STARTING, S.RUNNING]
+
+    d.stop("maintenance")
+    assert d.state is S.STOPPED and not (tmp_path / "up").exists()
+    assert "stop: maintenance" in d.output_tail()
+    assert not d.probe()
+    d.stop("again")  # no-op
+    assert b.events.states() == [S.STARTING, S.RUNNING, S.STOPPING, S.STOPPED]
+    assert all(e.token == 17 and e.workload == "db" for e in b.events.snapshot())
+
+    env_hook = "echo $HARMONY_WORKLOAD $HARMONY_SITE $HARMONY_HOOK $EXTRA"
+    b2 = build(hooks(tmp_path, start=env_hook, env={"EXTRA": "e1"}), workload="db", site="east")
+    b2.driver.start(None)
+    assert "db east start e1" in b2.driver.output_tail()
+
+
+def test_failing_start_hook_reports_code_and_output(build: Build, tmp_path: Path) -> None:
+    b = build(hooks(tmp_path, start="echo 'port 5432 in use' >&2; exit 3"))
+    b.driver.start(1)
+    assert b.driver.state is S.FAILED
+    detail = b.events.last(S.FAILED).detail
+    assert "exited with code 3" in detail and "port 5432 in use" in detail
+    b.driver.stop("clean up")  # the stop hook still runs after a failed start
+    assert b.driver.state is S.STOPPED
+
+
+def test_start_hook_that_backgrounds_a_daemon_returns(build: Build, tmp_path: Path) -> None:
+    # The daemon inherits the hook's stdout (the log file): we wait for the hook's exit,
+    # not for end of output, so start returns at once.
+    pidfile = tmp_path / "daemon.pid"
+    cfg = hooks(
+        tmp_path,
+        start=f"sleep 60 & echo $! > {pidfile}",
+        stop=f"kill $(cat {pidfile})",
+        timeout=10,
+    )
+    b = build(cfg)
+    t0 = time.monotonic()
+    b.driver.start(None)
+    assert time.monotonic() - t0 < 2 and b.driver.state is S.RUNNING
+    daemon = read_pid(pidfile)
+    assert pid_alive(daemon), "a successful start hook's daemon must be left running"
+    b.driver.stop("done")
+    wait_until(lambda: not pid_alive(daemon), 3, "daemon stopped by the stop hook")
+
+
+def test_fence_hook_and_fallback_to_stop_hook(build: Build, tmp_path: Path) -> None:
+    b = build(hooks(tmp_path, fence=f'echo "$HARMONY_REASON" > {tmp_path}/fenced'))
+    b.driver.start(4)
+    b.driver.fence("lease lost")
+    assert b.driver.state is S.FENCED
+    assert (tmp_path / "fenced").read_text().strip() == "lease lost"
+    assert b.events.states()[-2:] == [S.STOPPING, S.FENCED]
+    b.driver.fence("again")  # already fenced: no-op
+    b.driver.stop("after")  # stays fenced
+    assert b.events.count(S.FENCED) == 1 and b.driver.state is S.FENCED
+
+    # No fence hook: the stop hook fences. It runs even when we think nothing runs,
+    # because an earlier agent may have started the workload.
+    (tmp_path / "up").touch()
+    b2 = build(hooks(tmp_path), workload="w2")
+    b2.driver.fence("startup fence")
+    assert b2.driver.state is S.FENCED and not (tmp_path / "up").exists()
+
+
+def test_failing_fence_hook_is_reported_failed(build: Build, tmp_path: Path) -> None:
+    b = build(hooks(tmp_path, fence="echo 'ipmi unreachable'; exit 2"))
+    b.driver.start(1)
+    b.driver.fence("lease lost")
+    assert b.driver.state is S.FAILED
+    detail = b.events.last(S.FAILED).detail
+    assert detail.startswith("fence failed") and "exited with code 2" in detail
+    assert "ipmi unreachable" in detail
+
+
+def test_timed_out_hook_is_killed_with_its_group(build: Build, tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    cfg = hooks(tmp_path, fence=f"sleep 30 & echo $! > {pidfile}; wait", timeout=0.5)
+    b = build(cfg, stop_grace=0.2)
+    b.driver.start(1)
+    t0 = time.monotonic()
+    b.driver.fence("lease lost")
+    took = time.monotonic() - t0
+    assert b.driver.state is S.FAILED
+    assert "timed out after 0.5 s" in b.events.last(S.FAILED).detail
+    assert 0.5 <= took < 3
+    assert not pid_alive(read_pid(pidfile)), "the timed-out hook's child survived"
+
+    slow = build(hooks(tmp_path, start="sleep 30", timeout=0.3), workload="w2", stop_grace=0.2)
+    slow.driver.start(None)
+    assert slow.driver.state is S.FAILED
+    assert "start hook timed out" in slow.events.last(S.FAILED).detail
+
+
+def test_probe_hook_on_demand(build: Build, tmp_path: Path) -> None:
+    b = build(hooks(tmp_path, probe=f"test -f {tmp_path}/healthy", probe_interval=60))
+    assert not b.driver.probe()
+    (tmp_path / "healthy").touch()
+    assert b.driver.probe()
+
+
+def test_prober_reports_only_transitions(build: Build, tmp_path: Path) -> None:
+    probes, healthy = tmp_path / "probes", tmp_path / "healthy"
+    probe = f"echo x >> {probes}; test -f {healthy} || {{ echo 'no pulse'; exit 1; }}"
+    b = build(hooks(tmp_path, probe=probe, probe_interval=0.03))
+    b.driver.start(2)
+
+    # Failing before any success (still warming up) is not reported.
+    wait_until(lambda: line_count(probes) >= 3, 5, "three probes")
+    assert b.events.states() == [S.STARTING, S.RUNNING]
+
+    healthy.touch()
+    n = line_count(probes)
+    wait_until(lambda: line_count(probes) >= n + 2, 5, "healthy probes")
+    healthy.unlink()
+    failed = b.events.wait_count(S.FAILED, 1)
+    assert (
+        failed.detail.startswith("probe failed: exited with code 1") and "no pulse" in failed.detail
+    )
+    assert b.driver.state is S.FAILED
+
+    n = line_count(probes)
+    wait_until(lambda: line_count(probes) >= n + 5, 5, "more failing probes")
+    assert b.events.count(S.FAILED) == 1, "a failing probe must not be reported every time"
+
+    healthy.touch()
+    recovered = b.events.wait_count(S.RUNNING, 2)
+    assert recovered.detail == "probe recovered" and b.driver.state is S.RUNNING
+
+    b.driver.stop("bye")
+    n = line_count(probes)
+    stays(lambda: line_count(probes) == n, 0.2, "the prober kept probing after stop")
+    assert b.events.states()[-2:] == [S.STOPPING, S.STOPPED]
+
+
+def test_close_stops_the_prober(build: Build, tmp_path: Path) -> None:
+    probes = tmp_path / "probes"
+    b = build(hooks(tmp_path, probe=f"echo x >> {probes}", probe_interval=0.02))
+    b.driver.start(None)
+    wait_until(lambda: line_count(probes) >= 2, 5, "probing")
+    b.driver.close()
+    n = line_count(probes)
+    stays(lambda: line_count(probes) == n, 0.2, "probing after close")
+    b.driver.start(None)  # closed: ignored
+    assert b.events.count(S.STARTING) == 1
