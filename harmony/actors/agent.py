@@ -1,0 +1,45 @@
+"""AgentSupervisor: the root of one agent's actor tree.
+
+    agent                       AgentSupervisor (this)
+    agent/site                  SiteActor: heartbeats out, health, capacity
+    agent/peers                 PeerWatch: heartbeats in, alive/suspect/silent
+    agent/workload/<name>       WorkloadSupervisor, one per workload placed on this site
+"""
+
+from __future__ import annotations
+
+import logging
+
+from harmony.actors.peers import PeerChanged, PeerWatch
+from harmony.actors.site import SiteActor
+from harmony.actors.supervision import Supervisor
+from harmony.actors.workload import WorkloadSupervisor
+
+log = logging.getLogger(__name__)
+
+ROOT_PATH = "agent"
+
+
+class AgentSupervisor(Supervisor):
+    kind = "agent"
+
+    def started(self) -> None:
+        cfg = self.ctx.config
+        self.start_child("site", lambda c, p, parent: SiteActor.start(c, p, parent))
+        self.start_child("peers", lambda c, p, parent: PeerWatch.start(c, p, parent))
+        for w in cfg.workloads:
+            sites = (w.topology.primary, *w.topology.standbys)
+            if cfg.site not in sites:
+                continue  # placed elsewhere only
+            self.start_child(
+                f"workload/{w.name}",
+                lambda c, p, parent, w=w: WorkloadSupervisor.start(c, p, parent, w),
+            )
+        self.set_state("running", site=cfg.site, mesh=cfg.mesh, witness=str(cfg.witness).lower())
+
+    def on_peer_changed(self, msg: PeerChanged) -> None:
+        level = logging.WARNING if msg.new in ("silent", "suspect") else logging.INFO
+        log.log(level, "peer %s is %s (was %s)", msg.site, msg.new, msg.old)
+        for name, child in self.children.items():
+            if name.startswith("workload/") and child.ref is not None:
+                child.ref.tell(msg)

@@ -1,0 +1,207 @@
+"""`HarmonyActor`: a Pykka actor with a path in the tree, a line on the board, typed handlers,
+and answers for asks that came over the mesh.
+
+Handlers are methods named after the message class: `Ping` is handled by `on_ping`. An
+exception in a handler goes back to the asker (local or remote); in a tell it kills the actor,
+and its supervisor decides what happens next (see `supervision`). A message nobody handles
+is logged and dropped: a bad message never kills an actor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar
+
+import pykka
+
+from harmony.actors.board import Board, PeerView
+from harmony.actors.clock import Clock
+from harmony.actors.messages import ActorInfo
+from harmony.actors.timers import Scheduler, Timer
+from harmony.config import SiteConfig
+from harmony.mesh import wire
+from harmony.mesh.remote import ActorDirectory, Bridge, LocalRef, RemoteAsk, RemoteRef
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentContext:
+    """What every actor of one agent shares. Built once by the agent runtime."""
+
+    config: SiteConfig
+    board: Board
+    directory: ActorDirectory
+    scheduler: Scheduler
+    clock: Clock
+    bridge: Bridge | None
+    incarnation: str
+    on_escalate: Callable[[str], None]
+    peer_view: PeerView
+    @property
+    def site(self) -> str:
+        return self.config.site
+
+    @property
+    def mesh(self) -> str:
+        return self.config.mesh
+
+    def ref(self, site: str, path: str) -> LocalRef | RemoteRef:
+        """A reference to any actor of the mesh; local ones skip NATS."""
+        if self.bridge is None or site == self.site:
+            return LocalRef(self.directory, path, self.config.timings.ask_timeout)
+        return self.bridge.ref(site, path)
+
+
+@dataclass(frozen=True)
+class ChildFailed:
+    """Local only: a child tells its parent it died of an exception."""
+
+    path: str
+    actor_urn: str
+    error: str
+
+
+class UnhandledMessage(Exception):
+    pass
+
+
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def handler_name(cls: type) -> str:
+    return "on_" + _CAMEL.sub("_", cls.__name__).lower()
+
+
+class HarmonyActor(pykka.ThreadingActor):
+    kind: ClassVar[str] = "actor"
+
+    def __init__(self, ctx: AgentContext, path: str, parent: pykka.ActorRef[Any] | None) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.path = path
+        self.parent = parent
+        self._timers: list[Timer] = []
+        self._state = "starting"
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def on_start(self) -> None:
+        self.ctx.directory.register(self.path, self.actor_ref)
+        old = self.ctx.board.get(self.path)
+        self.ctx.board.put(
+            ActorInfo(
+                path=self.path,
+                kind=self.kind,
+                state=self._state,
+                restarts=old.restarts if old else 0,
+                policy=old.policy if old else "",
+            )
+        )
+        try:
+            self.started()
+        except Exception:
+            # Pykka does not call on_failure for on_start; the parent must still hear of it.
+            self.on_failure(*sys.exc_info())
+            raise
+        if self._state == "starting":
+            self.set_state("running")
+
+    def started(self) -> None:
+        """Hook for subclasses: runs on the actor's thread once it is registered."""
+
+    def on_stop(self) -> None:
+        self._cancel_timers()
+        self.stopping()
+        self.ctx.directory.unregister(self.path, self.actor_ref)
+        self.ctx.board.update(self.path, state="stopped")
+
+    def stopping(self) -> None:
+        """Hook for subclasses: release what the actor holds (children, drivers)."""
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._cancel_timers()
+        with contextlib.suppress(Exception):
+            self.stopping()
+        self.ctx.directory.unregister(self.path, self.actor_ref)
+        error = f"{exception_type.__name__ if exception_type else 'Error'}: {exception_value}"
+        self.ctx.board.update(self.path, state="failed")
+        log.error("%s failed: %s", self.path, error)
+        if self.parent is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                self.parent.tell(ChildFailed(self.path, self.actor_urn, error))
+        else:
+            self.ctx.on_escalate(f"{self.path} failed: {error}")
+
+    # -- state on the board --------------------------------------------------------------
+    def set_state(self, state: str, **detail: str) -> None:
+        self._state = state
+        if detail:
+            info = self.ctx.board.get(self.path)
+            merged = {**(info.detail if info else {}), **detail}
+            self.ctx.board.update(self.path, state=state, detail=merged)
+        else:
+            self.ctx.board.update(self.path, state=state)
+
+    def set_detail(self, **detail: str) -> None:
+        info = self.ctx.board.get(self.path)
+        self.ctx.board.update(self.path, detail={**(info.detail if info else {}), **detail})
+
+    # -- timers --------------------------------------------------------------------------
+    def every(self, interval: float, message: object, first: float = 0.0) -> Timer:
+        timer = self.ctx.scheduler.every(interval, self._teller(message), first=first)
+        self._timers.append(timer)
+        return timer
+
+    def after(self, delay: float, message: object) -> Timer:
+        timer = self.ctx.scheduler.after(delay, self._teller(message))
+        self._timers.append(timer)
+        return timer
+
+    def _teller(self, message: object) -> Callable[[], None]:
+        ref = self.actor_ref
+
+        def tell() -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(message)
+
+        return tell
+
+    def _cancel_timers(self) -> None:
+        for t in self._timers:
+            t.cancel()
+        self._timers.clear()
+
+    # -- messages ------------------------------------------------------------------------
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, RemoteAsk):
+            try:
+                result = self.handle(message.message)
+            except UnhandledMessage as e:
+                message.reply(wire.ErrorReply(code=wire.ERR_UNHANDLED, reason=str(e)))
+            except Exception as e:
+                message.reply(wire.ErrorReply(code=wire.ERR_HANDLER, reason=f"{type(e).__name__}: {e}"))
+            else:
+                message.reply(result if isinstance(result, wire.Message) else wire.Ack())
+            return None
+        try:
+            return self.handle(message)
+        except UnhandledMessage as e:
+            log.warning("%s: %s", self.path, e)
+            return None
+
+    def handle(self, message: Any) -> Any:
+        method = getattr(self, handler_name(type(message)), None)
+        if method is None:
+            raise UnhandledMessage(f"{self.kind} at {self.path} does not handle {type(message).__name__}")
+        return method(message)

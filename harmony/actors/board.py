@@ -1,0 +1,74 @@
+"""The board: each actor writes its own line; the snapshot reads them all at once.
+
+Answering "what does the tree look like?" must work even while an actor is busy or stuck,
+and must never make the loop thread wait for an actor. So actors publish their state here
+(a lock-protected dict) whenever it changes, and snapshot requests read the board, not the
+actors.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import msgspec
+
+from harmony.actors.messages import ActorInfo, PeerInfo
+
+
+class Board:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lines: dict[str, ActorInfo] = {}
+
+    def put(self, info: ActorInfo) -> None:
+        with self._lock:
+            self._lines[info.path] = info
+
+    def update(self, path: str, **changes: object) -> None:
+        """Change some fields of an existing line (no-op for a path not on the board)."""
+        with self._lock:
+            old = self._lines.get(path)
+            if old is not None:
+                self._lines[path] = msgspec.structs.replace(old, **changes)
+
+    def remove(self, path: str) -> None:
+        with self._lock:
+            self._lines.pop(path, None)
+            prefix = path + "/"
+            for p in [p for p in self._lines if p.startswith(prefix)]:
+                del self._lines[p]
+
+    def get(self, path: str) -> ActorInfo | None:
+        with self._lock:
+            return self._lines.get(path)
+
+    def lines(self) -> list[ActorInfo]:
+        with self._lock:
+            return [self._lines[p] for p in sorted(self._lines)]
+
+
+class PeerView:
+    """The latest peer table written by PeerWatch, read by snapshots on the loop thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._infos: dict[str, PeerInfo] = {}
+        self._at = 0.0
+
+    def publish(self, infos: dict[str, PeerInfo], at: float) -> None:
+        with self._lock:
+            self._infos, self._at = infos, at
+
+    def read(self, now: float) -> list[PeerInfo]:
+        """Peers with heartbeat ages brought forward to `now`."""
+        with self._lock:
+            infos, at = self._infos, self._at
+        out = []
+        for site in sorted(infos):
+            p = infos[site]
+            if p.last_heartbeat_age is not None:
+                p = msgspec.structs.replace(
+                    p, last_heartbeat_age=round(p.last_heartbeat_age + max(0.0, now - at), 3)
+                )
+            out.append(p)
+        return out

@@ -1,0 +1,146 @@
+"""PeerWatch: heartbeats in. Each peer site is alive, suspect or silent.
+
+A peer is *suspect* after `suspect_after` of its heartbeat intervals without a heartbeat, and
+*silent* after `silent_after` (<= 3, so a dead peer is reported within 3 intervals plus one
+tick). Every change goes to the parent (the agent supervisor), which tells the workloads.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from nats.aio.msg import Msg
+
+from harmony.actors.base import HarmonyActor
+from harmony.actors.messages import Heartbeat, PeerInfo
+from harmony.mesh import subjects, wire
+from harmony.mesh.connection import Subscription
+
+log = logging.getLogger(__name__)
+
+ALIVE, SUSPECT, SILENT, UNKNOWN = "alive", "suspect", "silent", "unknown"
+TICKS_PER_INTERVAL = 5
+
+
+@dataclass(frozen=True)
+class HeartbeatSeen:
+    hb: Heartbeat
+    received: float
+
+
+@dataclass(frozen=True)
+class CheckPeers:
+    pass
+
+
+@dataclass(frozen=True)
+class PeerChanged:
+    """Local: `site` went from `old` to `new`. `restarted`: it came back as a new agent."""
+
+    site: str
+    old: str
+    new: str
+    age: float | None
+    restarted: bool = False
+
+
+@dataclass
+class _Peer:
+    state: str
+    last_seen: float | None
+    interval: float
+    incarnation: str = ""
+    witness: bool = False
+
+
+def classify(age: float, interval: float, suspect_after: float, silent_after: float) -> str:
+    if age > silent_after * interval:
+        return SILENT
+    if age > suspect_after * interval:
+        return SUSPECT
+    return ALIVE
+
+
+class PeerWatch(HarmonyActor):
+    kind = "peers"
+
+    def started(self) -> None:
+        cfg = self.ctx.config
+        self.interval = cfg.timings.heartbeat_interval
+        self.born = self.ctx.clock.monotonic()
+        expected = {s for w in cfg.workloads for s in (w.topology.primary, *w.topology.standbys)}
+        self.peers: dict[str, _Peer] = {
+            s: _Peer(UNKNOWN, None, self.interval) for s in sorted(expected - {cfg.site})
+        }
+        self.sub: Subscription | None = None
+        if self.ctx.bridge is not None:
+            self.sub = self.ctx.bridge.conn.subscribe(subjects.heartbeats(cfg.mesh), self._on_msg)
+        self.every(self.interval / TICKS_PER_INTERVAL, CheckPeers())
+        self._publish()
+
+    def stopping(self) -> None:
+        if self.sub is not None:
+            self.sub.unsubscribe()
+
+    def _on_msg(self, msg: Msg) -> None:
+        """On the loop thread: decode and hand over; never block here."""
+        received = self.ctx.clock.monotonic()
+        try:
+            hb = wire.decode(msg.data)
+        except wire.WireError as e:
+            if self.ctx.bridge is not None:
+                self.ctx.bridge.stats.reject("malformed", msg.subject, str(e))
+            return
+        if isinstance(hb, Heartbeat) and hb.site != self.ctx.site and hb.mesh == self.ctx.mesh:
+            self.actor_ref.tell(HeartbeatSeen(hb, received))
+
+    def on_heartbeat_seen(self, msg: HeartbeatSeen) -> None:
+        hb = msg.hb
+        peer = self.peers.get(hb.site)
+        if peer is None:
+            peer = self.peers[hb.site] = _Peer(UNKNOWN, None, hb.interval)
+        restarted = bool(peer.incarnation) and peer.incarnation != hb.incarnation
+        peer.last_seen, peer.interval, peer.witness = msg.received, hb.interval, hb.witness
+        peer.incarnation = hb.incarnation
+        if peer.state != ALIVE or restarted:
+            self._change(hb.site, peer, ALIVE, 0.0, restarted)
+
+    def on_check_peers(self, _: CheckPeers) -> None:
+        now = self.ctx.clock.monotonic()
+        t = self.ctx.config.timings
+        for site, peer in self.peers.items():
+            since = peer.last_seen if peer.last_seen is not None else self.born
+            age = now - since
+            new = classify(age, peer.interval, t.suspect_after, t.silent_after)
+            if peer.last_seen is None and new != SILENT:
+                continue  # never heard of yet: unknown until it is overdue
+            if new != peer.state:
+                self._change(site, peer, new, age if peer.last_seen is not None else None)
+        self._publish()
+
+    def _change(
+        self, site: str, peer: _Peer, new: str, age: float | None, restarted: bool = False
+    ) -> None:
+        old, peer.state = peer.state, new
+        log.info("peer %s: %s -> %s%s", site, old, new, " (restarted)" if restarted else "")
+        if self.parent is not None:
+            self.parent.tell(PeerChanged(site, old, new, age, restarted))
+        self._publish()
+
+    def _publish(self) -> None:
+        now = self.ctx.clock.monotonic()
+        infos = {
+            site: PeerInfo(
+                site=site,
+                state=p.state,
+                last_heartbeat_age=None if p.last_seen is None else round(now - p.last_seen, 3),
+                witness=p.witness,
+            )
+            for site, p in self.peers.items()
+        }
+        self.ctx.peer_view.publish(infos, now)
+        counts: dict[str, int] = {}
+        for p in self.peers.values():
+            counts[p.state] = counts.get(p.state, 0) + 1
+        self.ctx.board.update(self.path, detail={k: str(v) for k, v in sorted(counts.items())})

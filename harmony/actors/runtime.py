@@ -1,0 +1,142 @@
+"""The agent process: embedded nats-server, the connection thread, the bridge, the actor tree.
+
+Start-up order is bottom-up (server, connection, bridge, actors) and shutdown top-down, so
+workloads are stopped while the mesh can still hear about it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from pathlib import Path
+
+from nats.aio.msg import Msg
+
+from harmony.actors.agent import ROOT_PATH, AgentSupervisor
+from harmony.actors.base import AgentContext
+from harmony.actors.board import Board, PeerView
+from harmony.actors.clock import Clock, SystemClock
+from harmony.actors.messages import Snapshot
+from harmony.actors.timers import Scheduler
+from harmony.config import SiteConfig
+from harmony.mesh import subjects, wire
+from harmony.mesh.connection import MeshConnection
+from harmony.mesh.remote import ActorDirectory, Bridge
+from harmony.mesh.server import EmbeddedServer, ServerSpec
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    """Everything one site runs. `start()`, then `wait()` until stopped or escalated."""
+
+    def __init__(self, config: SiteConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.incarnation = secrets.token_hex(6)
+        self.server: EmbeddedServer | None = None
+        self.conn: MeshConnection | None = None
+        self.bridge: Bridge | None = None
+        self.board = Board()
+        self.peer_view = PeerView()
+        self.directory = ActorDirectory()
+        self.scheduler: Scheduler | None = None
+        self.root = None
+        self.failure: str | None = None
+        self._done = threading.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+    def servers(self) -> list[str]:
+        n = self.config.nats
+        if n.mode == "external":
+            return list(n.servers)
+        return [f"nats://{n.host}:{n.client_port}", *n.servers]
+
+    def start(self, connect_timeout: float = 30.0) -> None:
+        cfg = self.config
+        Path(cfg.data_dir).mkdir(parents=True, exist_ok=True)
+        if cfg.nats.mode == "embedded":
+            self.server = EmbeddedServer(ServerSpec.from_config(cfg), on_event=self._server_event)
+            self.server.start()
+        self.conn = MeshConnection(self.servers(), f"harmony-{cfg.mesh}-{cfg.site}",
+                                   on_state=self._conn_state).start()
+        self.conn.wait_connected(connect_timeout)
+        self.bridge = Bridge(self.conn, cfg.mesh, cfg.site, self.directory, cfg.timings.ask_timeout)
+        self.bridge.start()
+        self.conn.subscribe(subjects.snapshot(cfg.mesh, cfg.site), self._on_snapshot)
+        self.conn.subscribe(subjects.snapshot_all(cfg.mesh), self._on_snapshot)
+        self.scheduler = Scheduler(self.clock.monotonic)
+        ctx = AgentContext(
+            config=cfg,
+            board=self.board,
+            directory=self.directory,
+            scheduler=self.scheduler,
+            clock=self.clock,
+            bridge=self.bridge,
+            incarnation=self.incarnation,
+            on_escalate=self._escalate,
+            peer_view=self.peer_view,
+        )
+        self.root = AgentSupervisor.start(ctx, ROOT_PATH, None)
+        self.bridge.wait_ready(connect_timeout)
+        log.info("agent %s/%s up (incarnation %s)", cfg.mesh, cfg.site, self.incarnation)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    def request_stop(self) -> None:
+        self._done.set()
+
+    def stop(self) -> None:
+        """Stop workloads and actors, then the mesh connection, then the embedded server."""
+        if self.root is not None:
+            try:
+                self.root.stop(block=True, timeout=60)
+            except Exception as e:  # already dead after an escalation
+                log.debug("root stop: %s", e)
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        if self.bridge is not None:
+            self.bridge.stop()
+        if self.conn is not None:
+            self.conn.close()
+        if self.server is not None:
+            self.server.stop()
+        self._done.set()
+
+    def _escalate(self, reason: str) -> None:
+        log.critical("agent supervisor gave up: %s", reason)
+        self.failure = reason
+        self._done.set()
+
+    def _server_event(self, kind: str, detail: str) -> None:
+        log.warning("embedded nats-server %s %s", kind, detail) if kind != "started" else None
+
+    def _conn_state(self, kind: str, detail: str) -> None:
+        log.info("mesh connection %s %s", kind, detail)
+
+    # ------------------------------------------------------------------ snapshot
+    def snapshot(self) -> Snapshot:
+        now = self.clock.monotonic()
+        stats = self.bridge.stats if self.bridge else None
+        nc = self.conn.nc if self.conn else None
+        url = nc.connected_url.netloc if nc is not None and nc.connected_url else ""
+        return Snapshot(
+            mesh=self.config.mesh,
+            site=self.config.site,
+            witness=self.config.witness,
+            incarnation=self.incarnation,
+            mono=now,
+            wall=self.clock.wall(),
+            actors=self.board.lines(),
+            peers=self.peer_view.read(now),
+            malformed=stats.malformed if stats else 0,
+            unknown_actor=stats.unknown_actor if stats else 0,
+            nats_url=url,
+        )
+
+    def _on_snapshot(self, msg: Msg) -> None:
+        """On the loop thread: reads the board only, never waits for an actor."""
+        if msg.reply and self.conn is not None:
+            self.conn.publish(msg.reply, wire.encode(self.snapshot()))

@@ -1,0 +1,111 @@
+"""SiteActor: the site ("cluster") itself. Publishes heartbeats; answers pings and probes."""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from dataclasses import dataclass
+
+from harmony.actors.base import HarmonyActor
+from harmony.actors.messages import (
+    Capacity,
+    GetNotices,
+    Heartbeat,
+    Notice,
+    Notices,
+    Ping,
+    Pong,
+    ProbePeer,
+    ProbeResult,
+    SendNotice,
+)
+from harmony.mesh import subjects, wire
+
+SITE_PATH = "agent/site"
+
+
+@dataclass(frozen=True)
+class Beat:
+    """Local timer message: time to publish a heartbeat."""
+
+
+def read_capacity() -> Capacity:
+    try:
+        load1 = os.getloadavg()[0]
+    except OSError:
+        load1 = 0.0
+    mem = 0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    mem = int(line.split()[1]) // 1024
+                    break
+    except OSError:
+        pass
+    return Capacity(cpus=os.cpu_count() or 1, load1=round(load1, 2), mem_available_mb=mem)
+
+
+class SiteActor(HarmonyActor):
+    kind = "site"
+
+    def started(self) -> None:
+        self.seq = 0
+        self.notices: collections.deque[Notice] = collections.deque(maxlen=20)
+        self.capacity = read_capacity()
+        self.capacity_at = 0.0
+        self.every(self.ctx.config.timings.heartbeat_interval, Beat())
+        self.set_state("running", witness=str(self.ctx.config.witness).lower())
+
+    def on_beat(self, _: Beat) -> None:
+        bridge = self.ctx.bridge
+        if bridge is None:
+            return
+        now = self.ctx.clock.monotonic()
+        if now - self.capacity_at > 5:
+            self.capacity, self.capacity_at = read_capacity(), now
+        self.seq += 1
+        hb = Heartbeat(
+            mesh=self.ctx.mesh,
+            site=self.ctx.site,
+            seq=self.seq,
+            incarnation=self.ctx.incarnation,
+            mono=now,
+            wall=self.ctx.clock.wall(),
+            interval=self.ctx.config.timings.heartbeat_interval,
+            witness=self.ctx.config.witness,
+            capacity=self.capacity,
+        )
+        bridge.conn.publish(subjects.heartbeat(self.ctx.mesh, self.ctx.site), wire.encode(hb))
+        if self.seq % 10 == 1:
+            self.set_detail(
+                heartbeats=str(self.seq),
+                load1=f"{self.capacity.load1:.2f}",
+                mem_available_mb=str(self.capacity.mem_available_mb),
+                cpus=str(self.capacity.cpus),
+            )
+
+    def on_ping(self, msg: Ping) -> Pong:
+        return Pong(text=msg.text, site=self.ctx.site)
+
+    def on_probe_peer(self, msg: ProbePeer) -> ProbeResult:
+        """Agent-to-agent reachability: ask the target site's SiteActor over the mesh."""
+        t0 = time.perf_counter()
+        try:
+            pong = self.ctx.ref(msg.target, SITE_PATH).ask(Ping(text="probe"), timeout=msg.timeout)
+        except Exception as e:
+            return ProbeResult(source=self.ctx.site, target=msg.target, ok=False, error=str(e))
+        ok = isinstance(pong, Pong) and pong.site == msg.target
+        rtt = (time.perf_counter() - t0) * 1000
+        return ProbeResult(source=self.ctx.site, target=msg.target, ok=ok, rtt_ms=round(rtt, 3))
+
+    def on_send_notice(self, msg: SendNotice) -> None:
+        self.ctx.ref(msg.target, SITE_PATH).tell(Notice(text=msg.text, sender=self.ctx.site))
+
+    def on_notice(self, msg: Notice) -> None:
+        self.notices.append(msg)
+        self.set_detail(last_notice=f"{msg.sender}: {msg.text}"[:80])
+
+    def on_get_notices(self, _: GetNotices) -> Notices:
+        return Notices(items=list(self.notices))

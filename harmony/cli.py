@@ -1,0 +1,216 @@
+"""`harmony`: the command line.
+
+Exit codes scripts can rely on:
+  0  success
+  1  runtime failure (an agent whose supervisor gave up; a status with unreachable sites)
+  2  usage or configuration error (nothing was started)
+  3  the mesh (NATS) could not be reached
+  130 interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+DESCRIPTION = """\
+Harmony Mesh keeps workloads running across independent sites. Each site runs one agent;
+agents coordinate through a NATS JetStream mesh.
+
+commands:
+  agent    run this site's agent (the long-lived process of a site)
+  status   print the actor tree of every site of a mesh
+  demo     start a 3-site mesh on this machine and watch it live
+
+exit codes: 0 ok, 1 failure, 2 bad usage or config, 3 mesh unreachable, 130 interrupted
+"""
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _err(msg: str) -> None:
+    print(f"harmony: {msg}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------- agent
+def cmd_agent(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from harmony.actors.runtime import Agent
+    from harmony.config import ConfigError, load_config, validate
+    from harmony.mesh.connection import MeshUnavailable
+    from harmony.mesh.server import ServerStartError
+
+    try:
+        cfg = load_config(args.config)
+        if args.witness and not cfg.witness:
+            cfg = msgspec.structs.replace(cfg, witness=True)
+            validate(cfg, args.config)
+    except ConfigError as e:
+        _err(f"invalid configuration: {e}")
+        return EXIT_CONFIG
+    _setup_logging(args.log_level)
+    agent = Agent(cfg)
+    stop_signal: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop_signal.append(signum)
+        agent.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        agent.start(connect_timeout=args.connect_timeout)
+        if args.ready_file:
+            Path(args.ready_file).write_text(f"{os.getpid()}\n")
+        while not agent.wait(0.5):
+            pass
+    except ServerStartError as e:
+        _err(f"embedded nats-server did not start: {e}")
+        agent.stop()
+        return EXIT_UNREACHABLE
+    except MeshUnavailable as e:
+        _err(str(e))
+        agent.stop()
+        return EXIT_UNREACHABLE
+    agent.stop()
+    if agent.failure:
+        _err(f"agent failed: {agent.failure}")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- status
+def _mesh_target(args: argparse.Namespace) -> tuple[str, list[str]]:
+    from harmony.actors.runtime import Agent
+    from harmony.config import load_config
+
+    if args.config:
+        cfg = load_config(args.config)
+        return cfg.mesh, Agent(cfg).servers()
+    if not (args.server and args.mesh):
+        raise ValueError("give --config FILE, or both --server URL and --mesh NAME")
+    return args.mesh, list(args.server)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import msgspec
+    from rich.console import Console
+
+    from harmony.client import collect_snapshots
+    from harmony.config import ConfigError
+    from harmony.mesh.connection import MeshConnection, MeshUnavailable
+    from harmony.render import mesh_view
+
+    try:
+        mesh, servers = _mesh_target(args)
+    except (ConfigError, ValueError) as e:
+        _err(str(e))
+        return EXIT_CONFIG
+    conn = MeshConnection(servers, "harmony-status").start()
+    try:
+        conn.wait_connected(args.timeout)
+        snaps = collect_snapshots(conn, mesh, args.timeout)
+    except MeshUnavailable as e:
+        _err(str(e))
+        return EXIT_UNREACHABLE
+    finally:
+        conn.close()
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(list(snaps.values())).decode() + "\n")
+    else:
+        Console().print(mesh_view(mesh, snaps))
+    if not snaps:
+        _err(f"no site of mesh {mesh!r} answered within {args.timeout:g} s")
+        return EXIT_FAILURE
+    silent = {p.site for s in snaps.values() for p in s.peers if p.state == "silent"}
+    return EXIT_FAILURE if silent - set(snaps) else EXIT_OK
+
+
+# ---------------------------------------------------------------------------- demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    from harmony.sim.demo import run_demo
+
+    return run_demo(sites=args.sites, workdir=args.dir, duration=args.duration)
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="harmony", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    a = sub.add_parser(
+        "agent",
+        help="run this site's agent",
+        description="Run the agent of one site: its embedded nats-server (unless the config "
+        "says external), its actor tree and its workloads, until SIGTERM or Ctrl-C.",
+    )
+    a.add_argument("--config", "-c", required=True, help="the site's TOML configuration file")
+    a.add_argument("--witness", action="store_true", help="run as a witness (NATS vote only)")
+    a.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    a.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=30.0,
+        help="give up (exit 3) if NATS is not reachable within this many seconds at start",
+    )
+    a.add_argument("--ready-file", help="write the agent's pid here once it is up (for scripts)")
+    a.set_defaults(fn=cmd_agent)
+
+    s = sub.add_parser(
+        "status",
+        help="print the actor tree of every site of a mesh",
+        description="Ask every site of a mesh for its actor tree and print it. Exit 0 when "
+        "every known site answered, 1 when some did not, 3 when NATS is unreachable.",
+    )
+    s.add_argument("--config", "-c", help="a site config: use its mesh name and servers")
+    s.add_argument("--server", action="append", help="NATS URL (repeatable), with --mesh")
+    s.add_argument("--mesh", help="mesh name, with --server")
+    s.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for answers")
+    s.add_argument("--json", action="store_true", help="print snapshots as JSON")
+    s.set_defaults(fn=cmd_status)
+
+    d = sub.add_parser(
+        "demo",
+        help="run a mesh of local sites and watch it live",
+        description="Start a mesh of sites on this machine (each an agent with its embedded "
+        "nats-server, clustered) with example workloads, and show the mesh's actor tree "
+        "live until Ctrl-C. Every process it started is stopped on exit.",
+    )
+    d.add_argument("--sites", type=int, default=3, help="number of sites (default 3)")
+    d.add_argument("--dir", help="working directory (default: a new temporary one)")
+    d.add_argument("--duration", type=float, default=0.0, help="stop after N s (0: Ctrl-C)")
+    d.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return EXIT_CONFIG
+    try:
+        rc: int = args.fn(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""Remote actor references: `tell` and `ask` an actor on any site, local or not.
+
+`Bridge.ref(site, path)` gives a `LocalRef` for this site (a plain Pykka call, no NATS hop)
+and a `RemoteRef` for any other site. Both have the same two methods, so callers never care
+where an actor lives.
+
+Incoming asks reach the actor as a `RemoteAsk` envelope (see `harmony.actors.base`): the
+actor runs its handler on its own thread and calls `envelope.reply(result)`, which queues
+the reply on the connection. The loop thread never waits for an actor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pykka
+from nats.aio.msg import Msg
+
+from harmony.mesh import subjects, wire
+from harmony.mesh.connection import MeshConnection, Subscription
+
+
+class RemoteError(Exception):
+    """The remote side answered an ask with an error (or the actor was not there)."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"{code}: {reason}")
+
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteAsk:
+    """An ask that arrived over NATS; the actor answers by calling `reply` exactly once."""
+
+    message: wire.Message
+    reply: Callable[[wire.Message], None]
+
+
+class ActorRefLike(Protocol):
+    def tell(self, message: wire.Message) -> None: ...
+
+    def ask(self, message: wire.Message, timeout: float | None = None) -> Any: ...
+
+
+class ActorDirectory:
+    """Path → the live local `ActorRef`. Supervisors re-register a child after a restart,
+    so a path keeps working while the actor behind it changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._refs: dict[str, pykka.ActorRef[Any]] = {}
+
+    def register(self, path: str, ref: pykka.ActorRef[Any]) -> None:
+        with self._lock:
+            self._refs[path] = ref
+
+    def unregister(self, path: str, ref: pykka.ActorRef[Any] | None = None) -> None:
+        with self._lock:
+            if ref is None or self._refs.get(path) is ref:
+                self._refs.pop(path, None)
+
+    def get(self, path: str) -> pykka.ActorRef[Any] | None:
+        return self._refs.get(path)
+
+    def paths(self) -> list[str]:
+        with self._lock:
+            return sorted(self._refs)
+
+
+@dataclass
+class WireStats:
+    """Counters of what the bridge rejected; visible in the site's snapshot."""
+
+    malformed: int = 0
+    unknown_actor: int = 0
+    _logged: set[str] = field(default_factory=set)
+
+    def reject(self, kind: str, subject: str, reason: str) -> None:
+        if kind == "malformed":
+            self.malformed += 1
+        else:
+            self.unknown_actor += 1
+        if subject not in self._logged and len(self._logged) < 1000:
+            self._logged.add(subject)  # log once per subject: a flood must not flood the log
+            log.warning("rejected %s message on %s: %s", kind, subject, reason)
+
+
+class LocalRef:
+    """An actor of this site, called directly through Pykka."""
+
+    def __init__(self, directory: ActorDirectory, path: str, default_timeout: float) -> None:
+        self.directory = directory
+        self.path = path
+        self.default_timeout = default_timeout
+
+    def _ref(self) -> pykka.ActorRef[Any]:
+        ref = self.directory.get(self.path)
+        if ref is None:
+            raise RemoteError(wire.ERR_UNKNOWN_ACTOR, f"no actor at {self.path}")
+        return ref
+
+    def tell(self, message: wire.Message) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            self._ref().tell(message)
+
+    def ask(self, message: wire.Message, timeout: float | None = None) -> Any:
+        try:
+            result = self._ref().ask(message, timeout=timeout or self.default_timeout)
+        except pykka.ActorDeadError:
+            raise RemoteError(wire.ERR_UNKNOWN_ACTOR, f"actor at {self.path} is dead") from None
+        except pykka.Timeout:
+            raise TimeoutError(f"{self.path} did not answer within {timeout} s") from None
+        return result
+
+
+class RemoteRef:
+    """An actor on another site, reached over NATS."""
+
+    def __init__(
+        self, conn: MeshConnection, mesh: str, site: str, path: str, default_timeout: float
+    ) -> None:
+        self.conn = conn
+        self.site = site
+        self.path = path
+        self.default_timeout = default_timeout
+        self._tell_subject = subjects.actor(mesh, site, subjects.TELL, path)
+        self._ask_subject = subjects.actor(mesh, site, subjects.ASK, path)
+
+    def tell(self, message: wire.Message) -> None:
+        self.conn.tell(self._tell_subject, wire.encode(message))
+
+    def ask(self, message: wire.Message, timeout: float | None = None) -> Any:
+        timeout = timeout or self.default_timeout
+        data = self.conn.request(self._ask_subject, wire.encode(message), timeout)
+        try:
+            reply = wire.decode(data)
+        except wire.WireError as e:
+            raise RemoteError(wire.ERR_MALFORMED, f"bad reply from {self.site}: {e}") from None
+        if isinstance(reply, wire.ErrorReply):
+            raise RemoteError(reply.code, reply.reason)
+        return None if isinstance(reply, wire.Ack) else reply
+
+
+class Bridge:
+    """Makes this site's actors reachable over NATS, and other sites' actors reachable here."""
+
+    def __init__(
+        self,
+        conn: MeshConnection,
+        mesh: str,
+        site: str,
+        directory: ActorDirectory,
+        ask_timeout: float = 5.0,
+    ) -> None:
+        self.conn = conn
+        self.mesh = mesh
+        self.site = site
+        self.directory = directory
+        self.ask_timeout = ask_timeout
+        self.stats = WireStats()
+        self._subs: list[Subscription] = []
+
+    def start(self) -> None:
+        self._subs = [
+            self.conn.subscribe(subjects.actor_wildcard(self.mesh, self.site, "tell"), self._tell),
+            self.conn.subscribe(subjects.actor_wildcard(self.mesh, self.site, "ask"), self._ask),
+        ]
+
+    def wait_ready(self, timeout: float) -> bool:
+        return all(s.ready.wait(timeout) for s in self._subs)
+
+    def stop(self) -> None:
+        for s in self._subs:
+            s.unsubscribe()
+        self._subs = []
+
+    def ref(self, site: str, path: str) -> LocalRef | RemoteRef:
+        if site == self.site:
+            return LocalRef(self.directory, path, self.ask_timeout)
+        return RemoteRef(self.conn, self.mesh, site, path, self.ask_timeout)
+
+    # -- the loop thread's side: decode, route, never block --------------------------------
+    def _target(self, msg: Msg) -> pykka.ActorRef[Any] | None:
+        try:
+            path = subjects.actor_path(msg.subject)
+        except ValueError:
+            return None
+        return self.directory.get(path)
+
+    def _tell(self, msg: Msg) -> None:
+        ref = self._target(msg)
+        if ref is None:
+            self.stats.reject("unknown-actor", msg.subject, "no such actor")
+            return
+        try:
+            messages = wire.decode_many(msg.data)
+        except wire.WireError as e:
+            self.stats.reject("malformed", msg.subject, str(e))
+            return
+        for m in messages:
+            ref.tell(m)
+
+    def _ask(self, msg: Msg) -> None:
+        reply_to = msg.reply
+        ref = self._target(msg)
+        if ref is None:
+            self.stats.reject("unknown-actor", msg.subject, "no such actor")
+            self._reply(reply_to, wire.ErrorReply(code=wire.ERR_UNKNOWN_ACTOR, reason=msg.subject))
+            return
+        try:
+            message = wire.decode(msg.data)
+        except wire.WireError as e:
+            self.stats.reject("malformed", msg.subject, str(e))
+            self._reply(reply_to, wire.ErrorReply(code=wire.ERR_MALFORMED, reason=str(e)))
+            return
+        if not reply_to:
+            ref.tell(message)  # an ask nobody waits for is a tell
+            return
+        try:
+            ref.tell(RemoteAsk(message, lambda result: self._reply(reply_to, result)))
+        except pykka.ActorDeadError:
+            self._reply(reply_to, wire.ErrorReply(code=wire.ERR_UNKNOWN_ACTOR, reason="dead"))
+
+    def _reply(self, reply_to: str, result: wire.Message) -> None:
+        if reply_to:
+            self.conn.publish(reply_to, wire.encode(result))

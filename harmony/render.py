@@ -1,0 +1,88 @@
+"""Rich renderings of the mesh: the actor tree of every site, as `harmony status` prints it."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.text import Text
+from rich.tree import Tree
+
+from harmony.actors.messages import ActorInfo, PeerInfo, Snapshot
+
+STATE_STYLE = {
+    "alive": "green",
+    "running": "green",
+    "suspect": "yellow",
+    "starting": "yellow",
+    "stopping": "yellow",
+    "idle": "cyan",
+    "silent": "red",
+    "failed": "bold red",
+    "fenced": "magenta",
+    "exited": "red",
+    "stopped": "dim",
+    "unknown": "dim",
+}
+
+
+def _state(state: str) -> Text:
+    return Text(state, style=STATE_STYLE.get(state, "white"))
+
+
+def _actor_label(info: ActorInfo) -> Text:
+    name = info.path.rsplit("/", 1)[-1] if "/" in info.path else info.path
+    label = Text.assemble((name, "bold"), " ", (f"[{info.kind}]", "dim"), " ", _state(info.state))
+    if info.restarts:
+        label.append(f"  restarts={info.restarts}", style="yellow")
+    shown = {k: v for k, v in info.detail.items() if v != ""}
+    if shown:
+        label.append("  " + " ".join(f"{k}={v}" for k, v in sorted(shown.items())), style="dim")
+    if info.policy:
+        label.append(f"  ({info.policy})", style="dim italic")
+    return label
+
+
+def site_tree(snap: Snapshot, view_state: str = "alive") -> Tree:
+    head = Text.assemble(("site ", "dim"), (snap.site, "bold cyan"), " ", _state(view_state))
+    if snap.witness:
+        head.append(" witness", style="magenta")
+    head.append(f"  nats={snap.nats_url}", style="dim")
+    if snap.malformed or snap.unknown_actor:
+        head.append(f"  rejected: {snap.malformed} malformed, {snap.unknown_actor} unknown", "yellow")
+    tree = Tree(head)
+    nodes: dict[str, Tree] = {}
+    for info in sorted(snap.actors, key=lambda a: a.path):
+        parent_path = info.path.rsplit("/", 1)[0] if "/" in info.path else ""
+        # Paths like agent/workload/web hang under agent (there is no "agent/workload" actor).
+        while parent_path and parent_path not in nodes:
+            parent_path = parent_path.rsplit("/", 1)[0] if "/" in parent_path else ""
+        parent = nodes.get(parent_path, tree)
+        nodes[info.path] = parent.add(_actor_label(info))
+    if snap.peers:
+        peers = tree.add(Text("peers", style="dim"))
+        for p in snap.peers:
+            peers.add(_peer_label(p))
+    return tree
+
+
+def _peer_label(p: PeerInfo) -> Text:
+    age = "never" if p.last_heartbeat_age is None else f"{p.last_heartbeat_age:.1f}s ago"
+    label = Text.assemble((p.site, "bold"), " ", _state(p.state), (f"  last heartbeat {age}", "dim"))
+    if p.witness:
+        label.append(" witness", style="magenta")
+    return label
+
+
+def mesh_view(mesh: str, snaps: dict[str, Snapshot]) -> Group:
+    """The whole mesh: answering sites, and sites others know of that did not answer."""
+    states: dict[str, str] = {}
+    for s in snaps.values():
+        for p in s.peers:
+            if p.site not in snaps or states.get(p.site) != "alive":
+                states[p.site] = p.state if p.site not in snaps else "alive"
+    root = Tree(Text.assemble(("mesh ", "dim"), (mesh, "bold"), f"  {len(snaps)} site(s) answered"))
+    for site, snap in snaps.items():
+        root.add(site_tree(snap))
+    for site in sorted(set(states) - set(snaps)):
+        root.add(Text.assemble(("site ", "dim"), (site, "bold"), " ", _state(states[site]),
+                               ("  (no answer; state as its peers see it)", "dim")))
+    return Group(root)

@@ -1,0 +1,219 @@
+"""Launch a mesh of real sites on this machine: one agent process per site, each with its
+embedded nats-server, routed to every other site's server.
+
+Used by `harmony demo`, the tests and (later) the chaos simulations. Every process it starts
+runs in its own process group and is stopped on exit, on failure and on Ctrl-C; as a last
+resort `stop()` also kills any process whose command line names this mesh's work directory
+(an embedded nats-server orphaned by a SIGKILLed agent, for instance).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from harmony.config import (
+    NatsConfig,
+    SiteConfig,
+    Supervision,
+    Timings,
+    WorkloadConfig,
+    load_config,
+)
+from harmony.mesh.ports import free_ports
+
+
+class LaunchError(RuntimeError):
+    pass
+
+
+@dataclass
+class SiteProcess:
+    name: str
+    config_path: Path
+    log_path: Path
+    ready_file: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def pids_mentioning(text: str) -> list[int]:
+    """Pids of this machine's processes whose command line contains `text` (Linux /proc)."""
+    found = []
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd:
+            found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class LocalMesh:
+    workdir: Path
+    mesh: str = "demo"
+    sites: Sequence[str] = ("a", "b", "c")
+    witnesses: Sequence[str] = ()
+    workloads: list[WorkloadConfig] = field(default_factory=list)
+    timings: Timings = field(default_factory=Timings)
+    supervision: Supervision = field(default_factory=Supervision)
+    log_level: str = "info"
+    python: str = sys.executable
+    procs: dict[str, SiteProcess] = field(default_factory=dict, init=False)
+    configs: dict[str, SiteConfig] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir).resolve()
+
+    # ------------------------------------------------------------------ configuration
+    def write_configs(self) -> dict[str, Path]:
+        """Pick free ports and write one TOML file per site into the work directory."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        names = [*self.sites, *self.witnesses]
+        ports = free_ports(3 * len(names))
+        plan = {s: ports[3 * i : 3 * i + 3] for i, s in enumerate(names)}
+        routes = [f"nats-route://127.0.0.1:{p[1]}" for p in plan.values()]
+        paths = {}
+        for s in names:
+            client, cluster, http = plan[s]
+            others = [f"nats://127.0.0.1:{plan[o][0]}" for o in names if o != s]
+            cfg = SiteConfig(
+                mesh=self.mesh,
+                site=s,
+                data_dir=str(self.workdir / s),
+                witness=s in self.witnesses,
+                nats=NatsConfig(
+                    client_port=client,
+                    cluster_port=cluster,
+                    http_port=http,
+                    routes=[r for r in routes if not r.endswith(f":{cluster}")],
+                    servers=others,
+                ),
+                timings=self.timings,
+                supervision=self.supervision,
+                workloads=[] if s in self.witnesses else list(self.workloads),
+            )
+            path = self.workdir / f"{s}.toml"
+            data = msgspec.to_builtins(cfg)
+            data.pop("source", None)
+            import tomli_w
+
+            path.write_text(
+                f"# site {s} of mesh {self.mesh}, written by harmony.sim.launch\n"
+                + tomli_w.dumps(data)
+            )
+            self.configs[s] = load_config(path)
+            log = self.workdir / f"{s}.log"
+            self.procs[s] = SiteProcess(s, path, log, self.workdir / f"{s}.ready")
+            paths[s] = path
+        return paths
+
+    def client_urls(self, sites: Iterable[str] | None = None) -> list[str]:
+        chosen = list(sites) if sites is not None else list(self.configs)
+        return [f"nats://127.0.0.1:{self.configs[s].nats.client_port}" for s in chosen]
+
+    # ------------------------------------------------------------------ processes
+    def start(self, sites: Iterable[str] | None = None, timeout: float = 60.0) -> None:
+        """Start the agents (all by default) and wait until each one reports ready."""
+        if not self.procs:
+            self.write_configs()
+        chosen = list(sites) if sites is not None else list(self.procs)
+        for s in chosen:
+            self._spawn(self.procs[s])
+        for s in chosen:
+            self.wait_ready(s, timeout)
+
+    def _spawn(self, sp: SiteProcess) -> None:
+        if sp.running:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            sp.ready_file.unlink()
+        cmd = [self.python, "-m", "harmony", "agent", "--config", str(sp.config_path),
+               "--ready-file", str(sp.ready_file), "--log-level", self.log_level]
+        with open(sp.log_path, "ab") as log:
+            sp.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, site: str, timeout: float = 60.0) -> None:
+        sp = self.procs[site]
+        deadline = time.monotonic() + timeout
+        while not sp.ready_file.exists():
+            if sp.proc is None or sp.proc.poll() is not None:
+                code = sp.proc.returncode if sp.proc else None
+                raise LaunchError(f"agent {site} exited with {code}:\n{sp.log_tail()}")
+            if time.monotonic() > deadline:
+                raise LaunchError(f"agent {site} not ready within {timeout:g} s:\n{sp.log_tail()}")
+            time.sleep(0.05)
+
+    def server_pids(self, site: str) -> list[int]:
+        conf = str(self.workdir / site / "nats")
+        return [p for p in pids_mentioning(conf) if p != (self.procs[site].proc or _NoProc).pid]
+
+    def kill(self, site: str, sig: int = signal.SIGKILL, with_server: bool = True) -> None:
+        """Kill a site's agent (its whole process group) and, by default, its nats-server."""
+        sp = self.procs[site]
+        if with_server:
+            for pid in self.server_pids(site):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        if sp.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(sp.proc.pid, sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM):
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    sp.proc.wait(30)
+
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM every agent, wait, SIGKILL what is left; then sweep strays."""
+        running = [sp for sp in self.procs.values() if sp.running]
+        for sp in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(sp.proc.pid, signal.SIGTERM)  # type: ignore[union-attr]
+        deadline = time.monotonic() + grace
+        for sp in running:
+            assert sp.proc is not None
+            try:
+                sp.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(sp.proc.pid, signal.SIGKILL)
+                sp.proc.wait(5)
+        for pid in pids_mentioning(str(self.workdir)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def __enter__(self) -> LocalMesh:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _NoProc:
+    pid = -1
