@@ -24,11 +24,17 @@ def hooks(d: Path, **kwargs: Any) -> HooksDriverConfig:
     return HooksDriverConfig(**kwargs)
 
 
+def start(b: Built, token: int | None, timeout: float = 5.0) -> DriverState:
+    """start() returns at once for hooks; wait for the start hook's outcome."""
+    b.driver.start(token)
+    wait_until(lambda: b.driver.state is not S.STARTING, timeout, "start hook finished")
+    return b.driver.state
+
+
 def test_start_stop_transitions_and_env(build: Build, tmp_path: Path) -> None:
     b = build(hooks(tmp_path, env={"EXTRA": "e1"}), workload="db", site="east")
     d = b.driver
-    d.start(17)
-    assert d.state is S.RUNNING and (tmp_path / "up").exists()
+    assert start(b, 17) is S.RUNNING and (tmp_path / "up").exists()
     assert "token=17" in d.output_tail()
     assert d.probe()  # no probe hook: healthy while running
     d.start(18)  # running: no-op, hook not run again
@@ -44,14 +50,13 @@ def test_start_stop_transitions_and_env(build: Build, tmp_path: Path) -> None:
 
     env_hook = "echo $HARMONY_WORKLOAD $HARMONY_SITE $HARMONY_HOOK $EXTRA"
     b2 = build(hooks(tmp_path, start=env_hook, env={"EXTRA": "e1"}), workload="db", site="east")
-    b2.driver.start(None)
+    start(b2, None)
     assert "db east start e1" in b2.driver.output_tail()
 
 
 def test_failing_start_hook_reports_code_and_output(build: Build, tmp_path: Path) -> None:
     b = build(hooks(tmp_path, start="echo 'port 5432 in use' >&2; exit 3"))
-    b.driver.start(1)
-    assert b.driver.state is S.FAILED
+    assert start(b, 1) is S.FAILED
     detail = b.events.last(S.FAILED).detail
     assert "exited with code 3" in detail and "port 5432 in use" in detail
     b.driver.stop("clean up")  # the stop hook still runs after a failed start
@@ -70,8 +75,8 @@ def test_start_hook_that_backgrounds_a_daemon_returns(build: Build, tmp_path: Pa
     )
     b = build(cfg)
     t0 = time.monotonic()
-    b.driver.start(None)
-    assert time.monotonic() - t0 < 2 and b.driver.state is S.RUNNING
+    assert start(b, None) is S.RUNNING
+    assert time.monotonic() - t0 < 2
     daemon = read_pid(pidfile)
     assert pid_alive(daemon), "a successful start hook's daemon must be left running"
     b.driver.stop("done")
@@ -80,7 +85,7 @@ def test_start_hook_that_backgrounds_a_daemon_returns(build: Build, tmp_path: Pa
 
 def test_fence_hook_and_fallback_to_stop_hook(build: Build, tmp_path: Path) -> None:
     b = build(hooks(tmp_path, fence=f'echo "$HARMONY_REASON" > {tmp_path}/fenced'))
-    b.driver.start(4)
+    start(b, 4)
     b.driver.fence("lease lost")
     assert b.driver.state is S.FENCED
     assert (tmp_path / "fenced").read_text().strip() == "lease lost"
@@ -99,7 +104,7 @@ def test_fence_hook_and_fallback_to_stop_hook(build: Build, tmp_path: Path) -> N
 
 def test_failing_fence_hook_is_reported_failed(build: Build, tmp_path: Path) -> None:
     b = build(hooks(tmp_path, fence="echo 'ipmi unreachable'; exit 2"))
-    b.driver.start(1)
+    start(b, 1)
     b.driver.fence("lease lost")
     assert b.driver.state is S.FAILED
     detail = b.events.last(S.FAILED).detail
@@ -111,7 +116,7 @@ def test_timed_out_hook_is_killed_with_its_group(build: Build, tmp_path: Path) -
     pidfile = tmp_path / "child.pid"
     cfg = hooks(tmp_path, fence=f"sleep 30 & echo $! > {pidfile}; wait", timeout=0.5)
     b = build(cfg, stop_grace=0.2)
-    b.driver.start(1)
+    start(b, 1)
     t0 = time.monotonic()
     b.driver.fence("lease lost")
     took = time.monotonic() - t0
@@ -121,8 +126,7 @@ def test_timed_out_hook_is_killed_with_its_group(build: Build, tmp_path: Path) -
     assert not pid_alive(read_pid(pidfile)), "the timed-out hook's child survived"
 
     slow = build(hooks(tmp_path, start="sleep 30", timeout=0.3), workload="w2", stop_grace=0.2)
-    slow.driver.start(None)
-    assert slow.driver.state is S.FAILED
+    assert start(slow, None) is S.FAILED
     assert "start hook timed out" in slow.events.last(S.FAILED).detail
 
 
@@ -137,7 +141,7 @@ def test_prober_reports_only_transitions(build: Build, tmp_path: Path) -> None:
     probes, healthy = tmp_path / "probes", tmp_path / "healthy"
     probe = f"echo x >> {probes}; test -f {healthy} || {{ echo 'no pulse'; exit 1; }}"
     b = build(hooks(tmp_path, probe=probe, probe_interval=0.03))
-    b.driver.start(2)
+    start(b, 2)
 
     # Failing before any success (still warming up) is not reported.
     wait_until(lambda: line_count(probes) >= 3, 5, "three probes")
@@ -170,10 +174,26 @@ def test_prober_reports_only_transitions(build: Build, tmp_path: Path) -> None:
 def test_close_stops_the_prober(build: Build, tmp_path: Path) -> None:
     probes = tmp_path / "probes"
     b = build(hooks(tmp_path, probe=f"echo x >> {probes}", probe_interval=0.02))
-    b.driver.start(None)
+    start(b, None)
     wait_until(lambda: line_count(probes) >= 2, 5, "probing")
     b.driver.close()
     n = line_count(probes)
     stays(lambda: line_count(probes) == n, 0.2, "probing after close")
     b.driver.start(None)  # closed: ignored
     assert b.events.count(S.STARTING) == 1
+
+
+def test_fence_cancels_a_slow_start_hook(build: Build, tmp_path: Path) -> None:
+    # start() must not hold the caller: a lease can be lost while the start hook still runs.
+    pidfile = tmp_path / "start.pid"
+    cfg = hooks(tmp_path, start=f"sleep 30 & echo $! > {pidfile}; wait", timeout=30)
+    b = build(cfg, stop_grace=0.2)
+    t0 = time.monotonic()
+    b.driver.start(8)
+    assert time.monotonic() - t0 < 1 and b.driver.state is S.STARTING
+    child = read_pid(pidfile)
+    b.driver.fence("lease lost while starting")
+    assert time.monotonic() - t0 < 5
+    assert b.driver.state is S.FENCED
+    assert not pid_alive(child), "the cancelled start hook's child survived"
+    assert b.events.states() == [S.STARTING, S.STOPPING, S.FENCED]

@@ -67,8 +67,17 @@ class HookResult(NamedTuple):
 
 
 class HooksDriver(Driver[HooksDriverConfig]):
-    """Runs the configured hooks; a background prober reports health transitions."""
+    """Runs the configured hooks; a background prober reports health transitions.
 
+    ``start`` returns at once: the start hook runs on a thread and its outcome arrives as a
+    ``running`` or ``failed`` event. A start hook may legitimately take many seconds, and the
+    actor thread that called ``start`` must stay free to ``fence`` meanwhile: ``stop`` and
+    ``fence`` cancel a start hook still in progress (killing its process group) before they
+    run their own hook. ``stop`` and ``fence`` block until their hook is done.
+    """
+
+    _starter: threading.Thread | None = None
+    _start_cancel: threading.Event | None = None
     _prober: threading.Thread | None = None
     _prober_stop: threading.Event | None = None
     _gen: int = 0
@@ -93,17 +102,21 @@ class HooksDriver(Driver[HooksDriverConfig]):
                     return
                 self._token = token
             self._stop_prober()
-            self._set(DriverState.STARTING, "running start hook")
-            res = self._run_hook("start", self.config.start)
-            if not res.ok:
-                self._set(DriverState.FAILED, "start hook " + res.summary(self.config.timeout))
-                return
-            self._set(DriverState.RUNNING, f"start hook ok in {res.took:.2f} s")
-            if self.config.probe:
-                self._start_prober()
+            with self._lock:
+                self._set(DriverState.STARTING, "running start hook")
+                cancel = threading.Event()
+                self._start_cancel = cancel
+                self._starter = threading.Thread(
+                    target=self._run_start,
+                    args=(cancel,),
+                    name=f"driver-start-{self.workload}",
+                    daemon=True,
+                )
+                self._starter.start()
 
     def stop(self, reason: str) -> None:
         with self._op:
+            self._cancel_start()
             if self.state in (DriverState.STOPPED, DriverState.FENCED):
                 return  # nothing to do; stop after fence stays fenced
             self._stop_prober()
@@ -116,6 +129,7 @@ class HooksDriver(Driver[HooksDriverConfig]):
 
     def fence(self, reason: str) -> None:
         with self._op:
+            self._cancel_start()
             if self.state is DriverState.FENCED:
                 return
             self._stop_prober()
@@ -135,10 +149,37 @@ class HooksDriver(Driver[HooksDriverConfig]):
         return self._run_hook("probe", self.config.probe, capture=True).ok
 
     def close(self) -> None:
-        # The workload is the user's, managed by their hooks: closing only stops our threads.
+        # The workload is the user's, managed by their hooks: closing only stops our threads
+        # (a start hook still running is cancelled: nobody would act on its outcome).
         with self._lock:
             self._closed = True
+        self._cancel_start()
         self._stop_prober()
+
+    # -- start --------------------------------------------------------------------------------
+
+    def _run_start(self, cancel: threading.Event) -> None:
+        """Starter thread: run the start hook and report its outcome unless cancelled."""
+        res = self._run_hook("start", self.config.start, cancel=cancel)
+        with self._lock:
+            if cancel.is_set():
+                return  # stop()/fence()/close() took over and report what happens next
+            if not res.ok:
+                self._set(DriverState.FAILED, "start hook " + res.summary(self.config.timeout))
+                return
+            self._set(DriverState.RUNNING, f"start hook ok in {res.took:.2f} s")
+            if self.config.probe:
+                self._start_prober()
+
+    def _cancel_start(self) -> None:
+        """Cancel a start hook in progress (its group is killed) and wait for its thread."""
+        with self._lock:
+            thread, cancel = self._starter, self._start_cancel
+            self._starter = self._start_cancel = None
+            if cancel is not None:
+                cancel.set()  # under the lock: the starter cannot report after this
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
 
     # -- prober -------------------------------------------------------------------------------
 
