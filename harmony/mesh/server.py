@@ -50,6 +50,7 @@ __all__ = [
     "EventCallback",
     "ServerSpec",
     "ServerStartError",
+    "install_exit_handlers",
     "jetstream_ready",
     "nats_server_binary",
     "render_conf",
@@ -271,10 +272,14 @@ def render_conf(spec: ServerSpec) -> str:
 # --- monitoring endpoint --------------------------------------------------------------------
 
 
+# Monitoring endpoints are local or on the mesh network: never send them to an HTTP proxy.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _http_get(url: str, timeout: float = 1.0) -> tuple[int, str]:
     """(status, body) of a GET; status 0 when nothing answered."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with _opener.open(url, timeout=timeout) as resp:
             return int(resp.status), resp.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as e:
         return int(e.code), e.read().decode("utf-8", "replace")
@@ -331,8 +336,14 @@ def _on_fatal_signal(signum: int, frame: FrameType | None) -> None:
     os.kill(os.getpid(), signum)
 
 
-def _install_signal_handlers() -> None:
-    """Install `_on_fatal_signal` where the process still has the default action."""
+def install_exit_handlers() -> None:
+    """Make SIGTERM and SIGHUP stop this process's servers before it dies.
+
+    Installs a handler only where the signal still has its default action (an application's
+    own handler is left alone; it should stop its servers itself). Must run on the main
+    thread; `EmbeddedServer.start` calls it when it runs there. Normal interpreter exit is
+    covered by `atexit` in any case.
+    """
     global _handlers_installed
     if _handlers_installed or threading.current_thread() is not threading.main_thread():
         return
@@ -402,11 +413,19 @@ class EmbeddedServer:
         with self._lock:
             if self.running:
                 return
-            self._stopping.clear()
-            self._dying = False
-            with _live_lock:
-                _live.add(self)
-            _install_signal_handlers()
+            thread = self._thread
+            restarting = thread is not None and thread.is_alive() and not self._stopping.is_set()
+            restarts_before = self.restarts
+            if not restarting:
+                self._stopping.clear()
+                self._dying = False
+                with _live_lock:
+                    _live.add(self)
+        install_exit_handlers()
+        if restarting:  # the supervisor is bringing it back: wait for that, do not race it
+            self._wait_restarted(restarts_before, timeout)
+            return
+        self._rotate_log()
         try:
             self._launch_and_wait(timeout)
         except BaseException:
@@ -492,6 +511,25 @@ class EmbeddedServer:
             self.on_event(kind, detail)
         except Exception:
             log.exception("on_event callback failed for %s %r", kind, detail)
+
+    def _wait_restarted(self, restarts_before: int, timeout: float) -> None:
+        """Wait until the supervisor completed the restart it was doing."""
+        deadline = time.monotonic() + timeout
+        while not (self.restarts > restarts_before and self.running):
+            if time.monotonic() >= deadline or self._stopping.is_set():
+                raise ServerStartError(
+                    f"nats-server {self.spec.name} was being restarted by its supervisor and "
+                    f"did not serve within {timeout:g} s",
+                    self.log_tail(),
+                )
+            time.sleep(0.05)
+
+    def _rotate_log(self, max_bytes: int = 16 * 1024 * 1024) -> None:
+        """Keep one previous log when the log grew past `max_bytes` (checked on `start`)."""
+        log_file = self.spec.log_file
+        with contextlib.suppress(OSError):
+            if log_file.stat().st_size > max_bytes:
+                log_file.replace(log_file.with_suffix(".log.1"))
 
     def _signal_group(self, sig: int) -> None:
         """Signal the process group of the current child, if it was not reaped yet.
@@ -600,8 +638,8 @@ class EmbeddedServer:
                     log.exception("restarting nats-server %s failed", self.spec.name)
                     self._emit("exited", f"restart failed: {e!r}")
                     continue
-                self.restarts += 1
                 self._emit("started", f"pid {self.pid} serving {self.client_url}")
+                self.restarts += 1  # after the event: waiters on `restarts` see it too
                 break
 
 

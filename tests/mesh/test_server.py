@@ -16,6 +16,7 @@ from pathlib import Path
 import nats
 import pytest
 from conftest import Node, pid_alive, run_async, tcp_port_open, wait_until
+from nats.aio.client import Client as NATS
 from nats.js.errors import KeyWrongLastSequenceError
 
 from harmony.config import parse_config
@@ -33,7 +34,7 @@ from harmony.mesh.server import (
 REPO = Path(__file__).resolve().parents[2]
 
 
-async def _connect(*urls: str) -> nats.NATS:
+async def _connect(*urls: str) -> NATS:
     return await nats.connect(
         servers=list(urls),
         connect_timeout=2,
@@ -210,7 +211,7 @@ def test_killed_server_is_restarted_and_keeps_data(make_nats_server: Callable[..
         nc = await _connect(node.client_url)
         try:
             kv = await nc.jetstream(timeout=5).create_key_value(bucket="durable")
-            return await kv.create("k", b"before-crash")
+            return int(await kv.create("k", b"before-crash"))
         finally:
             await nc.close()
 
@@ -237,6 +238,19 @@ def test_killed_server_is_restarted_and_keeps_data(make_nats_server: Callable[..
             await nc.close()
 
     run_async(read_and_cas())
+
+
+@pytest.mark.mesh
+def test_start_during_a_restart_waits_for_the_supervisor(
+    make_nats_server: Callable[..., Node],
+) -> None:
+    node = make_nats_server("racer")
+    old_pid = node.server.pid
+    node.server.kill()
+    node.server.start(timeout=15)  # must not launch a second server next to the supervisor's
+    assert node.server.running and node.server.pid != old_pid
+    assert node.server.restarts == 1
+    assert node.event_kinds() == ["started", "exited", "restarting", "started"]
 
 
 @pytest.mark.mesh
