@@ -393,6 +393,7 @@ def test_cluster_r3_kv_survives_sigkill_of_stream_leader(
             await nc.close()
 
     victim, resumed = run_async(scenario(), timeout=40)
+    print(f"writes resumed {resumed:.2f} s after SIGKILL of stream leader {victim}")
     assert resumed < 20
     survivors = [n for n in nodes if n.name != victim]
     assert all(n.server.running for n in survivors)
