@@ -1,0 +1,112 @@
+"""Pure failover decisions (sans-I/O, like h11): no I/O, no clocks, no threads.
+
+``decision = strategy.start(site, topology, now)`` then, for every event,
+``decision = strategy.step(decision.state, event, now)``: carry out ``decision.commands`` in
+order and deliver a `Tick` at ``decision.wake_at``. The rules live in `tables`; the timing
+argument for AbsoluteConsistency lives in `timing`.
+"""
+
+from harmony.strategies.absolute import AbsoluteConsistency
+from harmony.strategies.base import FailoverStrategy
+from harmony.strategies.commands import (
+    AcquireLease,
+    Command,
+    FenceWorkload,
+    Promote,
+    RecordDivergence,
+    RecordEvent,
+    ReleaseLease,
+    RenewLease,
+    StartWorkload,
+    StopWorkload,
+    WatchLease,
+)
+from harmony.strategies.events import (
+    AcquireFailed,
+    Copy,
+    Event,
+    LeaseAcquired,
+    LeaseLost,
+    LeaseObservedGone,
+    LeaseObservedHeld,
+    LeaseReleased,
+    LeaseRenewed,
+    PartitionHealed,
+    PeerAlive,
+    PeerCopiesSeen,
+    PeerSilent,
+    PeerSuspect,
+    ReleaseFailed,
+    RenewFailed,
+    ShutdownRequested,
+    Tick,
+    WorkloadExited,
+    WorkloadFenced,
+    WorkloadPromoted,
+    WorkloadStarted,
+    WorkloadStopped,
+)
+from harmony.strategies.params import Params
+from harmony.strategies.registry import STRATEGY_NAMES, strategy_for
+from harmony.strategies.split_brain import SplitBrainAllowed
+from harmony.strategies.state import Decision, WorkloadState
+from harmony.strategies.tables import RECONCILE_POLICIES, Phase
+from harmony.strategies.timing import (
+    UnsafeTimings,
+    check_timings,
+    require_safe_timings,
+    worst_case_takeover,
+)
+from harmony.strategies.topology import FailoverTopology
+
+__all__ = [
+    "RECONCILE_POLICIES",
+    "STRATEGY_NAMES",
+    "AbsoluteConsistency",
+    "AcquireFailed",
+    "AcquireLease",
+    "Command",
+    "Copy",
+    "Decision",
+    "Event",
+    "FailoverStrategy",
+    "FailoverTopology",
+    "FenceWorkload",
+    "LeaseAcquired",
+    "LeaseLost",
+    "LeaseObservedGone",
+    "LeaseObservedHeld",
+    "LeaseReleased",
+    "LeaseRenewed",
+    "Params",
+    "PartitionHealed",
+    "PeerAlive",
+    "PeerCopiesSeen",
+    "PeerSilent",
+    "PeerSuspect",
+    "Phase",
+    "Promote",
+    "RecordDivergence",
+    "RecordEvent",
+    "ReleaseFailed",
+    "ReleaseLease",
+    "RenewFailed",
+    "RenewLease",
+    "ShutdownRequested",
+    "SplitBrainAllowed",
+    "StartWorkload",
+    "StopWorkload",
+    "Tick",
+    "UnsafeTimings",
+    "WatchLease",
+    "WorkloadExited",
+    "WorkloadFenced",
+    "WorkloadPromoted",
+    "WorkloadStarted",
+    "WorkloadState",
+    "WorkloadStopped",
+    "check_timings",
+    "require_safe_timings",
+    "strategy_for",
+    "worst_case_takeover",
+]

@@ -1,0 +1,316 @@
+"""AbsoluteConsistency (CP): at most one active copy, ever; act on the lease, never on silence.
+
+* A site runs the active copy only while it holds the lease: acquired by CAS (token known) and
+  ``now < t0 + lease_ttl - fence_margin``. At that deadline, without a later successful
+  renewal, it fences. See `harmony.strategies.timing` for why that is enough.
+* Every site watches the lease. When it is seen gone (expired or deleted), the live sites of
+  the topology try to take it in topology order: the n-th live candidate (silent peers are
+  skipped; unknown and suspect ones are not) waits ``n x rank_delay``. CAS decides races.
+* The holder renews every renew_interval, and keeps trying after a fence: a renewal that still
+  succeeds proves the lease was never taken, so the copy restarts here without a failover.
+* Graceful shutdown: stop the copy (still renewing), then release the lease.
+* No automatic failback: a standby that took over keeps the lease when the primary returns,
+  unless `Params.failback` (then it hands over once the primary was alive failback_after s).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from harmony.strategies import events as ev
+from harmony.strategies.base import FailoverStrategy
+from harmony.strategies.commands import (
+    AcquireLease,
+    Command,
+    RecordEvent,
+    ReleaseLease,
+    RenewLease,
+    WatchLease,
+)
+from harmony.strategies.params import Params
+from harmony.strategies.state import LeaseView, Seen, WorkloadState
+from harmony.strategies.tables import (
+    AC_GOALS,
+    LEASE_RULES,
+    WORKLOAD_ACTIONS,
+    AcFacts,
+    Goal,
+    LeaseAct,
+    LeaseFacts,
+    PeerStatus,
+    Phase,
+    first_match,
+)
+from harmony.strategies.timing import UnsafeTimings
+
+replace = dataclasses.replace
+
+
+class AbsoluteConsistency(FailoverStrategy):
+    """Lease-fenced failover. Refuses unsafe timings unless ``check=False`` (tests only)."""
+
+    name = "absolute-consistency"
+
+    def __init__(self, params: Params | None = None, *, check: bool = True, **timing: Any):
+        super().__init__(params)
+        if check:
+            problems = self.params.timing_problems(**timing)
+            if problems:
+                raise UnsafeTimings(problems)
+
+    def _boot(self, state: WorkloadState) -> Iterable[Command]:
+        return (WatchLease("watch the lease from boot"),)
+
+    # -- facts -----------------------------------------------------------------------------
+    def rank(self, state: WorkloadState) -> int:
+        """Our position among the live sites of the topology (0: try first)."""
+        live = [s for s in state.topology.sites if state.live(s)]
+        return live.index(state.site)
+
+    def acquire_at(self, state: WorkloadState) -> float | None:
+        """When we may try to take the lease, or None when we may not at all."""
+        lease = state.lease
+        if state.leaving or lease.revision is not None or lease.seen is not Seen.GONE:
+            return None
+        after_rank = lease.seen_since + self.rank(state) * self.params.rank_delay
+        return max(after_rank, state.cooldown_until, lease.next_attempt_at)
+
+    # -- events ----------------------------------------------------------------------------
+    def _absorb(
+        self, state: WorkloadState, event: ev.Event, now: float, out: list[Command]
+    ) -> WorkloadState:
+        lease = state.lease
+        p = self.params
+        if isinstance(event, ev.LeaseAcquired):
+            if lease.revision is not None:
+                out.append(RecordEvent("lease-ignored", f"acquire answer {event} while holding"))
+                return state
+            lease = self._seen(lease, Seen.HELD, state.site, event.revision, now)
+            lease = replace(
+                lease,
+                revision=event.revision,
+                token=event.revision,
+                t0=event.sent_at,
+                pending=None,
+                next_attempt_at=event.sent_at + p.renew_interval,
+            )
+            out.append(
+                RecordEvent(
+                    "lease-acquired",
+                    f"lease acquired, token {event.revision}; fence deadline "
+                    f"{event.sent_at + p.fence_offset:.3f}",
+                )
+            )
+            return replace(state, lease=lease)
+        if isinstance(event, ev.AcquireFailed):
+            lease = replace(lease, pending=None, next_attempt_at=now + p.rank_delay)
+            out.append(RecordEvent("acquire-failed", event.reason))
+            if event.conflict:
+                lease = replace(lease, seen=Seen.UNKNOWN, seen_since=now)
+                out.append(WatchLease("re-read the lease after a refused CAS"))
+            return replace(state, lease=lease)
+        if isinstance(event, ev.LeaseRenewed):
+            pending = None if lease.pending == LeaseAct.RENEW else lease.pending
+            if lease.revision is None or event.revision <= lease.revision:
+                return replace(state, lease=replace(lease, pending=pending))
+            was_valid = lease.valid(now, p.fence_offset)
+            t0 = max(lease.t0 or event.sent_at, event.sent_at)
+            lease = replace(lease, revision=event.revision, t0=t0, pending=pending)
+            if not was_valid and lease.valid(now, p.fence_offset):
+                out.append(RecordEvent("lease-renewed", "renewed after the fence deadline"))
+            return replace(state, lease=lease)
+        if isinstance(event, ev.RenewFailed):
+            pending = None if lease.pending == LeaseAct.RENEW else lease.pending
+            deadline = lease.deadline(p.fence_offset)
+            out.append(RecordEvent("renew-failed", f"{event.reason}; fence deadline {deadline}"))
+            return replace(state, lease=replace(lease, pending=pending))
+        if isinstance(event, ev.LeaseLost):
+            if lease.revision is None:
+                return state
+            state = self._drop(state, f"lease lost: {event.reason}", now, out)
+            if event.holder is not None and event.revision is not None:
+                seen = self._seen(state.lease, Seen.HELD, event.holder, event.revision, now)
+                return replace(state, lease=seen)
+            out.append(WatchLease("re-read the lease after losing it"))
+            return state
+        if isinstance(event, ev.LeaseObservedHeld):
+            if lease.seen_revision is not None and event.revision < lease.seen_revision:
+                return state
+            if (
+                event.holder != state.site
+                and lease.revision is not None
+                and event.revision > lease.revision
+            ):
+                why = f"lease seen held by {event.holder} at revision {event.revision}"
+                state = self._drop(state, why, now, out)
+            seen = self._seen(state.lease, Seen.HELD, event.holder, event.revision, now)
+            return replace(state, lease=seen)
+        if isinstance(event, ev.LeaseObservedGone):
+            rev = event.revision
+            if rev is not None and lease.seen_revision is not None and rev < lease.seen_revision:
+                return state
+            if lease.revision is not None:
+                if rev is None or rev <= lease.revision:
+                    return state  # older than our own CAS: stale
+                state = self._drop(state, f"lease seen gone at revision {rev}", now, out)
+            state = replace(state, lease=self._seen(state.lease, Seen.GONE, None, rev, now))
+            at = self.acquire_at(state)
+            if at is not None:
+                why = f"lease gone; rank {self.rank(state)} among live sites: try at {at:.3f}"
+                out.append(RecordEvent("lease-gone", why))
+            return state
+        if isinstance(event, ev.LeaseReleased):
+            out.append(RecordEvent("lease-released", "lease released"))
+            return self._after_release(state, now)
+        if isinstance(event, ev.ReleaseFailed):
+            if event.conflict:
+                out.append(RecordEvent("lease-released", f"lease already gone: {event.reason}"))
+                return self._after_release(state, now)
+            out.append(RecordEvent("release-failed", event.reason))
+            lease = replace(lease, pending=None, next_attempt_at=now + p.renew_interval)
+            return replace(state, lease=lease)
+        return state
+
+    def _copy_failed(self, state: WorkloadState, now: float, out: list[Command]) -> WorkloadState:
+        state = super()._copy_failed(state, now, out)
+        if state.lease.revision is not None and not state.leaving:
+            out.append(RecordEvent("handover", "copy failed: handing the lease to a standby"))
+            state = replace(state, handing_over=True)
+        return state
+
+    @staticmethod
+    def _seen(
+        lease: LeaseView, seen: Seen, holder: str | None, rev: int | None, now: float
+    ) -> LeaseView:
+        since = lease.seen_since if seen is lease.seen else now
+        return replace(lease, seen=seen, seen_holder=holder, seen_revision=rev, seen_since=since)
+
+    @staticmethod
+    def _drop(state: WorkloadState, why: str, now: float, out: list[Command]) -> WorkloadState:
+        """The lease is not ours (any more): forget revision and token, fence if active."""
+        out.append(RecordEvent("lease-lost", why))
+        lease = replace(
+            state.lease, revision=None, token=None, t0=None, pending=None, next_attempt_at=now
+        )
+        return replace(state, lease=lease)
+
+    def _after_release(self, state: WorkloadState, now: float) -> WorkloadState:
+        lease = replace(
+            state.lease,
+            revision=None,
+            token=None,
+            t0=None,
+            pending=None,
+            next_attempt_at=now,
+            seen=Seen.UNKNOWN,
+            seen_since=now,
+        )
+        cooldown = state.cooldown_until
+        if state.handing_over:  # give the better candidates their turn first
+            turn = len(state.topology.sites) * self.params.rank_delay
+            cooldown = max(cooldown, now + turn)
+        return replace(state, lease=lease, handing_over=False, cooldown_until=cooldown)
+
+    # -- rules -----------------------------------------------------------------------------
+    def _act(self, state: WorkloadState, now: float, out: list[Command]) -> WorkloadState:
+        p = self.params
+        lease = state.lease
+        if lease.pending is not None and now >= lease.pending_since + p.renew_interval:
+            out.append(RecordEvent("lease-timeout", f"no answer to {lease.pending}; assume failed"))
+            state = replace(state, lease=replace(lease, pending=None))
+        state = self._maybe_failback(state, now, out)
+
+        lease, driver = state.lease, state.driver
+        facts = AcFacts(
+            active=driver.active,
+            valid=lease.valid(now, p.fence_offset),
+            leaving=state.leaving,
+            warm=state.topology.warm,
+            cooling=now < state.cooldown_until,
+        )
+        goal, why = first_match(AC_GOALS, facts)
+        act = WORKLOAD_ACTIONS.get((goal, driver.phase, driver.active))
+        if act is not None:
+            explained = self._explain(state, goal, why)
+            state, drive = self._drive(state, act, explained, now, lease.token)
+            out.append(drive)
+
+        lease = state.lease
+        at = self.acquire_at(state)
+        lf = LeaseFacts(
+            pending=lease.pending is not None,
+            holding=lease.revision is not None,
+            leaving=state.leaving,
+            stopped=state.driver.phase is Phase.STOPPED,
+            due=now >= lease.next_attempt_at,
+            may_acquire=at is not None and now >= at,
+        )
+        request, why = first_match(LEASE_RULES, lf)
+        if request is None:
+            return state
+        cmd: Command
+        gap = p.renew_interval
+        if request is LeaseAct.ACQUIRE:
+            cmd = AcquireLease(lease.seen_revision, f"{why} (rank {self.rank(state)})")
+            gap = p.rank_delay
+        elif request is LeaseAct.RENEW and lease.revision is not None:
+            cmd = RenewLease(lease.revision, f"{why}; fence deadline {self._deadline(state)}")
+        elif request is LeaseAct.RELEASE and lease.revision is not None:
+            cmd = ReleaseLease(lease.revision, why)
+        else:  # pragma: no cover - the tables never ask this
+            return state
+        out.append(cmd)
+        lease = replace(lease, pending=request.value, pending_since=now, next_attempt_at=now + gap)
+        return replace(state, lease=lease)
+
+    def _maybe_failback(
+        self, state: WorkloadState, now: float, out: list[Command]
+    ) -> WorkloadState:
+        at = self._failback_at(state)
+        if at is None or now < at or not state.lease.valid(now, self.params.fence_offset):
+            return state
+        out.append(RecordEvent("failback", f"primary {state.topology.primary} is back"))
+        no_more = now + self.params.failback_after
+        return replace(state, handing_over=True, no_failback_until=no_more)
+
+    def _failback_at(self, state: WorkloadState) -> float | None:
+        primary = state.topology.primary
+        peer = state.peers.get(primary)
+        if (
+            not self.params.failback
+            or state.site == primary
+            or state.leaving
+            or state.lease.revision is None
+            or peer is None
+            or peer.status is not PeerStatus.ALIVE
+        ):
+            return None
+        return max(peer.since + self.params.failback_after, state.no_failback_until)
+
+    def _deadline(self, state: WorkloadState) -> str:
+        deadline = state.lease.deadline(self.params.fence_offset)
+        return "none" if deadline is None else f"{deadline:.3f}"
+
+    def _explain(self, state: WorkloadState, goal: Goal, why: str) -> str:
+        lease = state.lease
+        if goal is Goal.FENCED:
+            if lease.revision is None:
+                return f"{why}: the lease is not ours"
+            return f"{why}: no renewal since t0={lease.t0:.3f}, deadline {self._deadline(state)}"
+        if goal is Goal.ACTIVE:
+            return f"{why}: token {lease.token}, fence deadline {self._deadline(state)}"
+        return why
+
+    def _wake_times(self, state: WorkloadState, now: float) -> Iterable[float | None]:
+        lease = state.lease
+        yield lease.deadline(self.params.fence_offset)
+        if lease.pending is not None:
+            yield lease.pending_since + self.params.renew_interval
+        elif lease.revision is not None:
+            yield lease.next_attempt_at
+        else:
+            yield self.acquire_at(state)
+        yield state.cooldown_until
+        yield self._failback_at(state)

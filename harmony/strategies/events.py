@@ -1,0 +1,207 @@
+"""Events: what the actor layer tells the decision core.
+
+Each is a small frozen dataclass. `now` is never a field: it is passed to `step` beside the
+event. Times inside events (``sent_at``, ``started_at``) are monotonic seconds on the same clock
+as `now`, read by the actor *before* the request left (so they are never late).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# -- peers (from PeerWatch) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAlive:
+    site: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSuspect:
+    site: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSilent:
+    site: str
+
+
+# -- lease (from LeaseActor; AbsoluteConsistency only) -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseAcquired:
+    """Our CAS (create, or update on a deletion/expiry marker) succeeded.
+
+    `revision` is the fencing token; `sent_at` is when the request was sent.
+    """
+
+    revision: int
+    sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AcquireFailed:
+    """The acquire did not succeed. `conflict`: the CAS was refused (someone else moved first)."""
+
+    reason: str
+    conflict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRenewed:
+    """Our renewal CAS ``update(last=old)`` succeeded at `revision`; `sent_at` is its t0."""
+
+    revision: int
+    sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RenewFailed:
+    """A renewal timed out or the mesh was unreachable: the lease may still be ours."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseLost:
+    """Definitely not ours any more: the renewal CAS was refused (revision moved on)."""
+
+    reason: str
+    holder: str | None = None
+    revision: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseObservedHeld:
+    """A watch or read saw the lease held by `holder` at `revision` (may be stale)."""
+
+    holder: str
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseObservedGone:
+    """A watch or read saw the lease expired or deleted.
+
+    `revision` is the revision of the deletion/expiry marker (the CAS target for the next
+    acquire), or None when the key is simply absent (acquire with create).
+    """
+
+    revision: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseReleased:
+    """Our release (delete with ``last=revision``) succeeded."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseFailed:
+    """The release did not succeed; `conflict`: the lease was no longer ours anyway."""
+
+    reason: str
+    conflict: bool = False
+
+
+# -- time ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed. Deliver one at (or as soon as possible after) every `Decision.wake_at`."""
+
+
+# -- driver reports (from WorkloadActor) ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadStarted:
+    """The copy is up (after `StartWorkload`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadPromoted:
+    """A passive copy became active (after `Promote`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadStopped:
+    """The copy is down after `StopWorkload` (or was stopped from outside)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadFenced:
+    """The copy is down after `FenceWorkload` (stopped, killed, or the fence hook ran)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadExited:
+    """The copy exited on its own; `restarting`: the driver's restart policy brings it back."""
+
+    code: int | None = None
+    restarting: bool = False
+
+
+# -- agent ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownRequested:
+    """Graceful shutdown: stop the copy, then release the lease so a standby need not wait."""
+
+
+# -- SplitBrainAllowed ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """One running copy of the workload as published by its site.
+
+    `started_at` must be on one clock for all sites (the mesh's), `score` is the site's own
+    measure of how good its copy is (higher is better), `token` is informational.
+    """
+
+    site: str
+    started_at: float
+    score: float = 0.0
+    token: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCopiesSeen:
+    """The full set of copies this site currently knows to be running (ours included)."""
+
+    copies: tuple[Copy, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionHealed:
+    """Peers that were silent are back; reconcile follows from the next `PeerCopiesSeen`."""
+
+    sites: tuple[str, ...] = ()
+
+
+PeerEvent = PeerAlive | PeerSuspect | PeerSilent
+LeaseEvent = (
+    LeaseAcquired
+    | AcquireFailed
+    | LeaseRenewed
+    | RenewFailed
+    | LeaseLost
+    | LeaseObservedHeld
+    | LeaseObservedGone
+    | LeaseReleased
+    | ReleaseFailed
+)
+DriverEvent = WorkloadStarted | WorkloadPromoted | WorkloadStopped | WorkloadFenced | WorkloadExited
+Event = (
+    PeerEvent
+    | LeaseEvent
+    | DriverEvent
+    | Tick
+    | ShutdownRequested
+    | PeerCopiesSeen
+    | PartitionHealed
+)

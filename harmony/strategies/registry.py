@@ -1,0 +1,29 @@
+"""Strategy lookup by the public configuration names."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from harmony.strategies.absolute import AbsoluteConsistency
+from harmony.strategies.base import FailoverStrategy
+from harmony.strategies.params import Params
+from harmony.strategies.split_brain import SplitBrainAllowed
+
+STRATEGIES: Final[dict[str, type[FailoverStrategy]]] = {
+    AbsoluteConsistency.name: AbsoluteConsistency,
+    SplitBrainAllowed.name: SplitBrainAllowed,
+}
+STRATEGY_NAMES: Final[tuple[str, ...]] = tuple(STRATEGIES)
+
+
+def strategy_for(name: str, params: Params | None = None) -> FailoverStrategy:
+    """The strategy configured as `name` (``absolute-consistency``, ``split-brain-allowed``).
+
+    Raises ValueError naming the valid names; AbsoluteConsistency also raises `UnsafeTimings`
+    (a ValueError) when `params` break the inequalities of `check_timings`.
+    """
+    cls = STRATEGIES.get(name)
+    if cls is None:
+        valid = ", ".join(STRATEGY_NAMES)
+        raise ValueError(f"unknown failover strategy {name!r}; valid names: {valid}")
+    return cls(params)

@@ -1,0 +1,180 @@
+"""Lease timing: the inequalities that make AbsoluteConsistency safe, checked in one place.
+
+The argument (all durations in seconds; T = lease_ttl)
+----------------------------------------------------
+1. The holder takes ``t0`` = its local monotonic time when it *sent* its last successful CAS
+   (acquire or renew). The server stored that write at some real time ``w >= t0``.
+2. JetStream expires the key by comparing the stored message timestamp (the stream leader's
+   *wall clock* at ``w``) with the current leader's wall clock, and never earlier than ``T``
+   by that clock. Nobody can take the lease before it expires: a contender may only CAS
+   against an observed deletion/expiry marker (or ``create`` on an absent key), never against
+   a live holder's revision -- ``update(last=rev)`` does not check who wrote ``rev``.
+   So the earliest takeover is at real time ``w + T - skew - drift*T >= t0 + T - skew - drift*T``.
+3. The holder *begins* fencing at local ``t0 + T - fence_margin`` (a timer: `Decision.wake_at`,
+   not "the next renewal failure"). The driver is down ``stop_grace`` later (SIGTERM, then
+   SIGKILL), plus ``fence_slack`` (timer lateness, kill and reap, a GC pause); the holder's
+   clock may run slow by ``drift``.
+4. Safe iff the copy is down before the earliest takeover::
+
+       (T - fence_margin) + stop_grace + fence_slack + 2*drift*T + skew  <  T
+
+   i.e. ``fence_margin > stop_grace + fence_slack + 2*drift*T + skew``.
+5. Renewals start every ``renew_interval`` from t0; at least ``min_renew_attempts`` of them must
+   be *sent* before the fence deadline so one lost reply does not fence a healthy holder::
+
+       min_renew_attempts * renew_interval  <  T - fence_margin
+
+6. A new holder's token is its acquisition revision, and KV revisions (stream sequences) only
+   grow, so a resource that checks tokens rejects a late writer.
+
+Liveness (not safety): a crashed primary's last write may land just before the crash, so a
+standby can take over ``max(T + expiry_lag, election_time)`` after it (the stream leader may
+have died with the primary), plus the CAS round trip and the driver's start. Peers must be
+declared silent before that, or the first standby defers to a dead primary.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+RECOMMENDED_LEASE_TTL = 8.0
+RECOMMENDED_RENEW_INTERVAL = 1.0
+RECOMMENDED_FENCE_MARGIN = 2.5
+RECOMMENDED_STOP_GRACE = 1.5
+
+
+def check_timings(
+    lease_ttl: float,
+    renew_interval: float,
+    fence_margin: float,
+    stop_grace: float,
+    heartbeat_interval: float,
+    *,
+    silent_after: float = 2.5,
+    fence_slack: float = 0.5,
+    clock_drift: float = 1e-3,
+    clock_skew: float = 0.0,
+    min_renew_attempts: int = 3,
+    request_timeout: float | None = None,
+    failover_target: float | None = None,
+    election_time: float = 9.0,
+    expiry_lag: float = 0.25,
+) -> list[str]:
+    """Every violated inequality as one human sentence; an empty list means the timings are safe.
+
+    `silent_after` is in heartbeat intervals (as in the site config). `clock_drift` is a rate
+    (1e-3 = 1000 ppm, far above real crystals); `clock_skew` bounds the wall-clock difference
+    between NATS servers (0 on one machine). `failover_target`, when given, is checked against
+    the worst-case takeover after a primary-site crash (see the module docstring).
+    """
+    problems: list[str] = []
+    durations = {
+        "lease_ttl": lease_ttl,
+        "renew_interval": renew_interval,
+        "fence_margin": fence_margin,
+        "stop_grace": stop_grace,
+        "heartbeat_interval": heartbeat_interval,
+    }
+    for name, value in durations.items():
+        if not (value > 0 and math.isfinite(value)):
+            problems.append(f"{name} ({value} s) must be a positive number of seconds")
+    for name, value in (
+        ("fence_slack", fence_slack),
+        ("clock_drift", clock_drift),
+        ("clock_skew", clock_skew),
+    ):
+        if not (value >= 0 and math.isfinite(value)):
+            problems.append(f"{name} ({value}) must be >= 0")
+    if problems:
+        return problems
+
+    deadline = lease_ttl - fence_margin
+    if deadline <= 0:
+        problems.append(
+            f"fence_margin ({fence_margin:g} s) must be < lease_ttl ({lease_ttl:g} s): "
+            "the fence deadline lease_ttl - fence_margin must be after the renewal"
+        )
+        return problems
+
+    clock = 2 * clock_drift * lease_ttl + clock_skew
+    down_by = deadline + stop_grace + fence_slack + clock
+    if not down_by < lease_ttl:
+        extra = f" + fence_slack ({fence_slack:g} s)" if fence_slack else ""
+        if clock:
+            extra += f" + clock allowance (2 x drift x lease_ttl + skew = {clock:.3g} s)"
+        problems.append(
+            f"fence deadline (lease_ttl - fence_margin = {deadline:g} s) + stop_grace "
+            f"({stop_grace:g} s){extra} must be < lease_ttl ({lease_ttl:g} s): the old holder "
+            f"could still run when the lease expires; use fence_margin > "
+            f"{stop_grace + fence_slack + clock:.3g} s"
+        )
+
+    if not min_renew_attempts * renew_interval < deadline:
+        sent = max(0, math.ceil(deadline / renew_interval) - 1)
+        problems.append(
+            f"renew_interval ({renew_interval:g} s) allows only {sent} renew attempt(s) before "
+            f"the fence deadline (lease_ttl - fence_margin = {deadline:g} s); need "
+            f"{min_renew_attempts}: {min_renew_attempts} x renew_interval must be < {deadline:g} s"
+        )
+
+    if request_timeout is not None and not 0 < request_timeout < renew_interval:
+        problems.append(
+            f"request_timeout ({request_timeout:g} s) must be > 0 and < renew_interval "
+            f"({renew_interval:g} s): one lease request at a time, each answered before the next"
+        )
+
+    detect = silent_after * heartbeat_interval
+    if not detect < lease_ttl:
+        problems.append(
+            f"peer silence detection (silent_after {silent_after:g} x heartbeat_interval "
+            f"{heartbeat_interval:g} s = {detect:g} s) must be < lease_ttl ({lease_ttl:g} s), "
+            "or the first standby still defers to a dead primary when the lease expires"
+        )
+
+    if failover_target is not None:
+        takeover = worst_case_takeover(
+            lease_ttl, expiry_lag=expiry_lag, election_time=election_time
+        )
+        if not takeover < failover_target:
+            problems.append(
+                f"worst-case takeover max(lease_ttl + expiry_lag = {lease_ttl + expiry_lag:g} s, "
+                f"election_time = {election_time:g} s) = {takeover:g} s must be < "
+                f"failover_target ({failover_target:g} s), leaving time for the driver to start"
+            )
+    return problems
+
+
+def worst_case_takeover(
+    lease_ttl: float, *, expiry_lag: float = 0.25, election_time: float = 0.0
+) -> float:
+    """Seconds from a holder's crash until a standby's CAS can succeed (driver start excluded).
+
+    The crashed holder's last renewal may have been written just before the crash; when the
+    stream leader died too, nothing commits until a new leader is elected.
+    """
+    return max(lease_ttl + expiry_lag, election_time)
+
+
+class UnsafeTimings(ValueError):
+    """Raised by `require_safe_timings`; `problems` holds every violated inequality."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("unsafe lease timings:\n  - " + "\n  - ".join(problems))
+
+
+def require_safe_timings(
+    lease_ttl: float,
+    renew_interval: float,
+    fence_margin: float,
+    stop_grace: float,
+    heartbeat_interval: float,
+    **options: Any,
+) -> None:
+    """`check_timings`, raising `UnsafeTimings` when anything is violated."""
+    problems = check_timings(
+        lease_ttl, renew_interval, fence_margin, stop_grace, heartbeat_interval, **options
+    )
+    if problems:
+        raise UnsafeTimings(problems)

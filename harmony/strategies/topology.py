@@ -1,0 +1,53 @@
+"""Placement: which sites may run a workload, in order of preference.
+
+`FailoverTopology` is the first topology: a primary site plus ordered standbys. Strategies only
+ask it three questions: is a site in it, what is its rank, and who comes before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverTopology:
+    """A primary site and ordered standbys; `warm` keeps passive copies running on standbys.
+
+    With ``warm=True`` (AbsoluteConsistency only) every site of the topology that does not hold
+    the lease runs a passive copy, and the site that takes the lease is told to `Promote` it
+    instead of starting a cold one.
+    """
+
+    primary: str
+    standbys: tuple[str, ...] = ()
+    warm: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.primary:
+            raise ValueError("topology needs a primary site")
+        if any(not s for s in self.standbys):
+            raise ValueError("standby site names must not be empty")
+        if len(set(self.sites)) != len(self.sites):
+            raise ValueError(f"a site appears twice in primary + standbys: {self.sites}")
+
+    @classmethod
+    def of(cls, primary: str, *standbys: str, warm: bool = False) -> FailoverTopology:
+        """Short constructor: ``FailoverTopology.of("a", "b", "c")``."""
+        return cls(primary, tuple(standbys), warm)
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        """All sites, most preferred first."""
+        return (self.primary, *self.standbys)
+
+    def __contains__(self, site: object) -> bool:
+        return site in self.sites
+
+    def rank(self, site: str) -> int:
+        """0 for the primary, 1 for the first standby, ...; sites outside rank last."""
+        sites = self.sites
+        return sites.index(site) if site in sites else len(sites)
+
+    def before(self, site: str) -> tuple[str, ...]:
+        """The sites preferred over `site`."""
+        return self.sites[: self.rank(site)]
