@@ -5,6 +5,8 @@ Used by `harmony status`, the demo's live view, the TUI and the tests.
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 
 from harmony.actors.messages import Snapshot, SnapshotRequest
@@ -13,10 +15,10 @@ from harmony.mesh.connection import MeshConnection
 
 
 def expected_sites(snaps: dict[str, Snapshot]) -> set[str]:
-    """Sites we should hear from: every responder, and every peer one of them sees alive."""
+    """Sites we should hear from: every responder, and every peer of theirs not seen silent."""
     want = set(snaps)
     for s in snaps.values():
-        want.update(p.site for p in s.peers if p.state in ("alive", "suspect"))
+        want.update(p.site for p in s.peers if p.state != "silent")
     return want
 
 
@@ -43,3 +45,20 @@ def collect_snapshots(conn: MeshConnection, mesh: str, timeout: float = 2.0) -> 
 
 def snapshot_to_builtins(snap: Snapshot) -> object:
     return msgspec.to_builtins(snap)
+
+
+def mesh_formed(snaps: dict[str, Snapshot], sites: set[str]) -> bool:
+    """Every site answered and sees every other site alive."""
+    return set(snaps) >= sites and all(
+        {p.site for p in s.peers if p.state == "alive"} >= sites - {s.site} for s in snaps.values()
+    )
+
+
+def wait_formed(conn: MeshConnection, mesh: str, sites: set[str], timeout: float) -> bool:
+    """Wait until `mesh_formed`: routes are up and heartbeats flow between all sites."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if mesh_formed(collect_snapshots(conn, mesh, timeout=1.0), sites):
+            return True
+        time.sleep(0.1)
+    return False

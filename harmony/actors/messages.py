@@ -76,6 +76,8 @@ class GetNotices(Message):
 
 class Notices(Message):
     items: list[Notice]
+    total: int = 0
+    """How many notices the site actor has received since it started."""
 
 
 # -- the actor tree snapshot --------------------------------------------------------------

@@ -53,6 +53,7 @@ class SiteActor(HarmonyActor):
     def started(self) -> None:
         self.seq = 0
         self.notices: collections.deque[Notice] = collections.deque(maxlen=20)
+        self.notices_total = 0
         self.capacity = read_capacity()
         self.capacity_at = 0.0
         self.every(self.ctx.config.timings.heartbeat_interval, Beat())
@@ -105,7 +106,7 @@ class SiteActor(HarmonyActor):
 
     def on_notice(self, msg: Notice) -> None:
         self.notices.append(msg)
-        self.set_detail(last_notice=f"{msg.sender}: {msg.text}"[:80])
+        self.notices_total += 1
 
     def on_get_notices(self, _: GetNotices) -> Notices:
-        return Notices(items=list(self.notices))
+        return Notices(items=list(self.notices), total=self.notices_total)

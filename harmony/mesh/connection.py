@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.protocol.command import pub_cmd
 
 from harmony.mesh import wire
 
@@ -35,6 +36,11 @@ T = TypeVar("T")
 
 MAX_FRAME_ITEMS = 2048
 MAX_FRAME_BYTES = 512 * 1024
+DIRECT_WRITE_LIMIT = 1 << 20
+
+
+class NoResponders(Exception):
+    """A request went to a subject nobody listens on (the site or actor is not there)."""
 
 
 class MeshUnavailable(Exception):
@@ -93,6 +99,7 @@ class MeshConnection:
         self._handles: list[Subscription] = []
         self._inbox = f"_INBOX.{secrets.token_hex(8)}"
         self._pending: dict[str, concurrent.futures.Future[bytes]] = {}
+        self._collectors: dict[str, Callable[[bytes], None]] = {}
         self._tokens = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -226,23 +233,37 @@ class MeshConnection:
                 self.loop.call_soon_threadsafe(self._kick)
 
     def _kick(self) -> None:
+        """On the loop, right after a publish was queued: write it now when we can."""
+        nc = self.nc
+        if nc is not None and self._direct_ok(nc):
+            self._outbox.kicked = False
+            cmds = [pub_cmd(s, r, p) for s, r, p in self._take_all()]
+            if cmds:
+                nc._transport.writelines(cmds)
+            return
         if self._wake is not None:
             self._wake.set()
 
-    async def _drain_outbox(self) -> None:
-        assert self._wake is not None
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await self._flush_outbox()
+    @staticmethod
+    def _direct_ok(nc: Client) -> bool:
+        """Whether we may write to the socket ourselves instead of via nats-py's flusher.
 
-    async def _flush_outbox(self) -> None:
-        ob, nc = self._outbox, self.nc
-        if nc is None:
-            return
-        items = ob.items
-        # Clear the flag before draining: a publish racing with us kicks again.
-        ob.kicked = False
+        The flusher costs two task switches per publish, which is most of a remote ask's
+        latency. We only bypass it while connected, with nothing queued inside nats-py
+        (ordering) and with a small socket buffer (backpressure goes the slow way).
+        """
+        t = nc._transport
+        if not nc.is_connected or nc._pending or t is None:
+            return False
+        writer = getattr(t, "_io_writer", None)
+        if writer is None:
+            return False
+        return bool(writer.transport.get_write_buffer_size() < DIRECT_WRITE_LIMIT)
+
+    def _take_all(self) -> list[tuple[str, str, bytes]]:
+        """Everything queued, with runs of tells to one subject framed as one message."""
+        items = self._outbox.items
+        out = []
         while items:
             subject, reply, payload, is_tell = items.popleft()
             if is_tell:
@@ -259,10 +280,30 @@ class MeshConnection:
                     frame.append(nxt)
                     size += len(nxt)
                 payload = wire.frame_tells(frame)
+            out.append((subject, reply, payload))
+        return out
+
+    async def _drain_outbox(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._flush_outbox()
+
+    async def _flush_outbox(self) -> None:
+        nc = self.nc
+        if nc is None:
+            return
+        # Clear the flag before draining: a publish racing with us kicks again.
+        self._outbox.kicked = False
+        for subject, reply, payload in self._take_all():
             try:
                 await nc.publish(subject, payload, reply=reply)
             except Exception as e:
                 log.warning("publish to %s failed: %s", subject, e)
+        with contextlib.suppress(Exception):
+            if nc.is_connected:
+                await nc.flush(timeout=5)
 
     # ------------------------------------------------------------------ request/reply
     def request_future(self, subject: str, payload: bytes) -> concurrent.futures.Future[bytes]:
@@ -281,12 +322,23 @@ class MeshConnection:
         except concurrent.futures.TimeoutError:
             fut.cancel()
             raise TimeoutError(f"no reply on {subject} within {timeout:g} s") from None
+        except NoResponders:
+            raise NoResponders(f"no responder on {subject}") from None
 
     async def _on_reply(self, msg: Msg) -> None:
         token = msg.subject.rsplit(".", 1)[-1]
+        collect = self._collectors.get(token)
+        if collect is not None:
+            if msg.data:
+                collect(msg.data)
+            return
         fut = self._pending.pop(token, None)
-        if fut is not None and not fut.done():
-            with contextlib.suppress(concurrent.futures.InvalidStateError):
+        if fut is None or fut.done():
+            return
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            if not msg.data and msg.headers and msg.headers.get("Status") == "503":
+                fut.set_exception(NoResponders("nobody is subscribed to that subject"))
+            else:
                 fut.set_result(msg.data)
 
     def gather(
@@ -296,23 +348,27 @@ class MeshConnection:
         timeout: float,
         done: Callable[[list[bytes]], bool] | None = None,
     ) -> list[bytes]:
-        """Publish one request and collect every reply until `done(replies)` or `timeout`."""
+        """Publish one request and collect every reply until `done(replies)` or `timeout`.
+
+        Replies come in on the connection's one long-lived inbox subscription: a fresh
+        subscription per request would race with interest propagation across the cluster's
+        routes, and replies from far sites would be dropped.
+        """
         replies: list[bytes] = []
         finished = threading.Event()
-        inbox = f"{self._inbox}.g{next(self._tokens)}"
+        token = f"g{next(self._tokens)}"
 
-        def on_msg(msg: Msg) -> None:
-            replies.append(msg.data)
+        def collect(data: bytes) -> None:
+            replies.append(data)
             if done is not None and done(list(replies)):
                 finished.set()
 
-        handle = self.subscribe(inbox, on_msg)
+        self._collectors[token] = collect
         try:
-            handle.ready.wait(timeout)
-            self.publish(subject, payload, reply=inbox)
+            self.publish(subject, payload, reply=f"{self._inbox}.{token}")
             finished.wait(timeout)
         finally:
-            handle.unsubscribe()
+            self._collectors.pop(token, None)
         return list(replies)
 
     # ------------------------------------------------------------------ subscribe

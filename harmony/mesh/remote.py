@@ -22,7 +22,7 @@ import pykka
 from nats.aio.msg import Msg
 
 from harmony.mesh import subjects, wire
-from harmony.mesh.connection import MeshConnection, Subscription
+from harmony.mesh.connection import MeshConnection, NoResponders, Subscription
 
 
 class RemoteError(Exception):
@@ -140,7 +140,12 @@ class RemoteRef:
 
     def ask(self, message: wire.Message, timeout: float | None = None) -> Any:
         timeout = timeout or self.default_timeout
-        data = self.conn.request(self._ask_subject, wire.encode(message), timeout)
+        try:
+            data = self.conn.request(self._ask_subject, wire.encode(message), timeout)
+        except NoResponders:
+            raise RemoteError(
+                wire.ERR_UNKNOWN_ACTOR, f"nobody answers for {self.path} on site {self.site}"
+            ) from None
         try:
             reply = wire.decode(data)
         except wire.WireError as e:

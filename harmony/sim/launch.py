@@ -137,8 +137,11 @@ class LocalMesh:
         return [f"nats://127.0.0.1:{self.configs[s].nats.client_port}" for s in chosen]
 
     # ------------------------------------------------------------------ processes
-    def start(self, sites: Iterable[str] | None = None, timeout: float = 60.0) -> None:
-        """Start the agents (all by default) and wait until each one reports ready."""
+    def start(
+        self, sites: Iterable[str] | None = None, timeout: float = 60.0, wait_formed: bool = True
+    ) -> None:
+        """Start the agents (all by default), wait until each one reports ready and, unless
+        told otherwise, until all running sites see each other."""
         if not self.procs:
             self.write_configs()
         chosen = list(sites) if sites is not None else list(self.procs)
@@ -146,6 +149,23 @@ class LocalMesh:
             self._spawn(self.procs[s])
         for s in chosen:
             self.wait_ready(s, timeout)
+        if wait_formed:
+            self.wait_formed(timeout)
+
+    def wait_formed(self, timeout: float = 60.0) -> None:
+        """Wait until every running site sees every other one alive (routes + heartbeats)."""
+        from harmony.client import wait_formed
+        from harmony.mesh.connection import MeshConnection
+
+        running = {s for s, p in self.procs.items() if p.running}
+        conn = MeshConnection(self.client_urls(running), "harmony-launch").start()
+        try:
+            conn.wait_connected(timeout)
+            if not wait_formed(conn, self.mesh, running, timeout):
+                logs = "\n".join(f"--- {s}\n{self.procs[s].log_tail(15)}" for s in running)
+                raise LaunchError(f"mesh did not form within {timeout:g} s\n{logs}")
+        finally:
+            conn.close()
 
     def _spawn(self, sp: SiteProcess) -> None:
         if sp.running:
