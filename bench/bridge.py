@@ -73,8 +73,14 @@ def local_site_actor() -> tuple[LocalRef, Any, Scheduler]:
     cfg = SiteConfig(mesh="bench", site="local", timings=Timings(heartbeat_interval=60))
     scheduler = Scheduler()
     ctx = AgentContext(
-        config=cfg, board=Board(), directory=ActorDirectory(), scheduler=scheduler,
-        clock=SystemClock(), bridge=None, incarnation="bench", on_escalate=lambda _r: None,
+        config=cfg,
+        board=Board(),
+        directory=ActorDirectory(),
+        scheduler=scheduler,
+        clock=SystemClock(),
+        bridge=None,
+        incarnation="bench",
+        on_escalate=lambda _r: None,
         peer_view=PeerView(),
     )
     actor = SiteActor.start(ctx, SITE_PATH, None)
@@ -89,8 +95,13 @@ def main() -> int:
     args = ap.parse_args()
     console = Console()
     with tempfile.TemporaryDirectory(prefix="harmony-bench-") as tmp:
-        mesh = LocalMesh(Path(tmp), mesh="bench", sites=("a",), log_level="warning",
-                         timings=Timings(heartbeat_interval=1.0))
+        mesh = LocalMesh(
+            Path(tmp),
+            mesh="bench",
+            sites=("a",),
+            log_level="warning",
+            timings=Timings(heartbeat_interval=1.0),
+        )
         try:
             with console.status("starting agent a (embedded nats-server)..."):
                 mesh.start()
@@ -118,11 +129,21 @@ def main() -> int:
     for q, target in ((0.5, 0.5), (0.99, 2.0)):
         lq, rq = percentile(la, q), percentile(ra, q)
         ok = "ok" if rq <= target else "MISSED"
-        t.add_row(f"ask p{int(q * 100)} (ms)", f"{lq:.3f}", f"{rq:.3f}", f"{rq / lq:.1f}x",
-                  f"<= {target} ms  {ok}")
+        t.add_row(
+            f"ask p{int(q * 100)} (ms)",
+            f"{lq:.3f}",
+            f"{rq:.3f}",
+            f"{rq / lq:.1f}x",
+            f"<= {target} ms  {ok}",
+        )
     ok = "ok" if rt >= 0.5 * lt else "MISSED"
-    t.add_row("tell throughput (msg/s, median)", f"{lt:,.0f}", f"{rt:,.0f}", f"{rt / lt:.2f}",
-              f">= 0.50  {ok}")
+    t.add_row(
+        "tell throughput (msg/s, median)",
+        f"{lt:,.0f}",
+        f"{rt:,.0f}",
+        f"{rt / lt:.2f}",
+        f">= 0.50  {ok}",
+    )
     console.print(t)
     return 0
 

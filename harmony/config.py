@@ -180,9 +180,9 @@ def validate(cfg: SiteConfig, source: str | Path) -> None:
         if not 0 < port < 65536:
             raise bad(f"nats.{f}", f"{port} is not a TCP port")
     t = cfg.timings
-    for f in msgspec.structs.fields(Timings):
-        if getattr(t, f.name) <= 0:
-            raise bad(f"timings.{f.name}", "must be > 0")
+    for timing in msgspec.structs.fields(Timings):
+        if getattr(t, timing.name) <= 0:
+            raise bad(f"timings.{timing.name}", "must be > 0")
     if not t.suspect_after < t.silent_after:
         raise bad("timings.silent_after", "must be greater than timings.suspect_after")
     if t.silent_after > 3:

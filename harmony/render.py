@@ -47,7 +47,9 @@ def site_tree(snap: Snapshot, view_state: str = "alive") -> Tree:
         head.append(" witness", style="magenta")
     head.append(f"  nats={snap.nats_url}", style="dim")
     if snap.malformed or snap.unknown_actor:
-        head.append(f"  rejected: {snap.malformed} malformed, {snap.unknown_actor} unknown", "yellow")
+        head.append(
+            f"  rejected: {snap.malformed} malformed, {snap.unknown_actor} unknown", "yellow"
+        )
     tree = Tree(head)
     nodes: dict[str, Tree] = {}
     for info in sorted(snap.actors, key=lambda a: a.path):
@@ -66,7 +68,9 @@ def site_tree(snap: Snapshot, view_state: str = "alive") -> Tree:
 
 def _peer_label(p: PeerInfo) -> Text:
     age = "never" if p.last_heartbeat_age is None else f"{p.last_heartbeat_age:.1f}s ago"
-    label = Text.assemble((p.site, "bold"), " ", _state(p.state), (f"  last heartbeat {age}", "dim"))
+    label = Text.assemble(
+        (p.site, "bold"), " ", _state(p.state), (f"  last heartbeat {age}", "dim")
+    )
     if p.witness:
         label.append(" witness", style="magenta")
     return label
@@ -80,9 +84,16 @@ def mesh_view(mesh: str, snaps: dict[str, Snapshot]) -> Group:
             if p.site not in snaps or states.get(p.site) != "alive":
                 states[p.site] = p.state if p.site not in snaps else "alive"
     root = Tree(Text.assemble(("mesh ", "dim"), (mesh, "bold"), f"  {len(snaps)} site(s) answered"))
-    for site, snap in snaps.items():
+    for snap in snaps.values():
         root.add(site_tree(snap))
     for site in sorted(set(states) - set(snaps)):
-        root.add(Text.assemble(("site ", "dim"), (site, "bold"), " ", _state(states[site]),
-                               ("  (no answer; state as its peers see it)", "dim")))
+        root.add(
+            Text.assemble(
+                ("site ", "dim"),
+                (site, "bold"),
+                " ",
+                _state(states[site]),
+                ("  (no answer; state as its peers see it)", "dim"),
+            )
+        )
     return Group(root)

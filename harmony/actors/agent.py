@@ -1,9 +1,9 @@
 """AgentSupervisor: the root of one agent's actor tree.
 
-    agent                       AgentSupervisor (this)
-    agent/site                  SiteActor: heartbeats out, health, capacity
-    agent/peers                 PeerWatch: heartbeats in, alive/suspect/silent
-    agent/workload/<name>       WorkloadSupervisor, one per workload placed on this site
+agent                       AgentSupervisor (this)
+agent/site                  SiteActor: heartbeats out, health, capacity
+agent/peers                 PeerWatch: heartbeats in, alive/suspect/silent
+agent/workload/<name>       WorkloadSupervisor, one per workload placed on this site
 """
 
 from __future__ import annotations
@@ -12,12 +12,17 @@ import logging
 
 from harmony.actors.peers import PeerChanged, PeerWatch
 from harmony.actors.site import SiteActor
-from harmony.actors.supervision import Supervisor
+from harmony.actors.supervision import ChildFactory, Supervisor
+from harmony.config import WorkloadConfig
 from harmony.actors.workload import WorkloadSupervisor
 
 log = logging.getLogger(__name__)
 
 ROOT_PATH = "agent"
+
+
+def _workload_factory(w: WorkloadConfig) -> ChildFactory:
+    return lambda ctx, path, parent: WorkloadSupervisor.start(ctx, path, parent, w)
 
 
 class AgentSupervisor(Supervisor):
@@ -31,10 +36,7 @@ class AgentSupervisor(Supervisor):
             sites = (w.topology.primary, *w.topology.standbys)
             if cfg.site not in sites:
                 continue  # placed elsewhere only
-            self.start_child(
-                f"workload/{w.name}",
-                lambda c, p, parent, w=w: WorkloadSupervisor.start(c, p, parent, w),
-            )
+            self.start_child(f"workload/{w.name}", _workload_factory(w))
         self.set_state("running", site=cfg.site, mesh=cfg.mesh, witness=str(cfg.witness).lower())
 
     def on_peer_changed(self, msg: PeerChanged) -> None:

@@ -44,6 +44,7 @@ class AgentContext:
     incarnation: str
     on_escalate: Callable[[str], None]
     peer_view: PeerView
+
     @property
     def site(self) -> str:
         return self.config.site
@@ -190,7 +191,9 @@ class HarmonyActor(pykka.ThreadingActor):
             except UnhandledMessage as e:
                 message.reply(wire.ErrorReply(code=wire.ERR_UNHANDLED, reason=str(e)))
             except Exception as e:
-                message.reply(wire.ErrorReply(code=wire.ERR_HANDLER, reason=f"{type(e).__name__}: {e}"))
+                message.reply(
+                    wire.ErrorReply(code=wire.ERR_HANDLER, reason=f"{type(e).__name__}: {e}")
+                )
             else:
                 message.reply(result if isinstance(result, wire.Message) else wire.Ack())
             return None
@@ -203,5 +206,7 @@ class HarmonyActor(pykka.ThreadingActor):
     def handle(self, message: Any) -> Any:
         method = getattr(self, handler_name(type(message)), None)
         if method is None:
-            raise UnhandledMessage(f"{self.kind} at {self.path} does not handle {type(message).__name__}")
+            raise UnhandledMessage(
+                f"{self.kind} at {self.path} does not handle {type(message).__name__}"
+            )
         return method(message)

@@ -11,6 +11,7 @@ import secrets
 import threading
 from pathlib import Path
 
+import pykka
 from nats.aio.msg import Msg
 
 from harmony.actors.agent import ROOT_PATH, AgentSupervisor
@@ -42,7 +43,7 @@ class Agent:
         self.peer_view = PeerView()
         self.directory = ActorDirectory()
         self.scheduler: Scheduler | None = None
-        self.root = None
+        self.root: pykka.ActorRef[AgentSupervisor] | None = None
         self.failure: str | None = None
         self._done = threading.Event()
 
@@ -59,8 +60,9 @@ class Agent:
         if cfg.nats.mode == "embedded":
             self.server = EmbeddedServer(ServerSpec.from_config(cfg), on_event=self._server_event)
             self.server.start()
-        self.conn = MeshConnection(self.servers(), f"harmony-{cfg.mesh}-{cfg.site}",
-                                   on_state=self._conn_state).start()
+        self.conn = MeshConnection(
+            self.servers(), f"harmony-{cfg.mesh}-{cfg.site}", on_state=self._conn_state
+        ).start()
         self.conn.wait_connected(connect_timeout)
         self.bridge = Bridge(self.conn, cfg.mesh, cfg.site, self.directory, cfg.timings.ask_timeout)
         self.bridge.start()

@@ -104,7 +104,9 @@ class Supervisor(HarmonyActor):
         self.children.clear()
 
     def on_child_failed(self, msg: ChildFailed) -> None:
-        child = next((c for c in self.children.values() if self.child_path(c.name) == msg.path), None)
+        child = next(
+            (c for c in self.children.values() if self.child_path(c.name) == msg.path), None
+        )
         if child is None or child.ref is None or child.ref.actor_urn != msg.actor_urn:
             return  # a child we already replaced or removed
         if not self.intensity.allow(self.ctx.clock.monotonic()):

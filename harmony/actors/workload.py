@@ -69,7 +69,7 @@ class WorkloadActor(HarmonyActor):
             on_event=lambda ev: ref.tell(DriverReport(ev)),
             stop_grace=self.ctx.config.timings.stop_grace,
         )
-        self.set_state("stopped", driver=self.workload.driver.__struct_config__.tag or "")
+        self.set_state("stopped", driver=str(self.workload.driver.__struct_config__.tag))
 
     def stopping(self) -> None:
         driver = getattr(self, "driver", None)

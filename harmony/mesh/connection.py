@@ -51,7 +51,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
 
-        return uvloop.new_event_loop()  # type: ignore[no-any-return]
+        return uvloop.new_event_loop()
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         return asyncio.new_event_loop()
 
@@ -238,7 +238,7 @@ class MeshConnection:
         if nc is not None and self._direct_ok(nc):
             self._outbox.kicked = False
             cmds = [pub_cmd(s, r, p) for s, r, p in self._take_all()]
-            if cmds:
+            if cmds and nc._transport is not None:
                 nc._transport.writelines(cmds)
             return
         if self._wake is not None:

@@ -23,7 +23,7 @@ class WireError(Exception):
     """A payload that is not a valid message of this schema version."""
 
 
-class Message(msgspec.Struct, tag_field="t", tag=True, kw_only=True, frozen=True):
+class Message(msgspec.Struct, tag_field="t", tag=True, kw_only=True):
     """Base of every message that may cross the wire. The tag is the class name."""
 
     v: int = SCHEMA_VERSION

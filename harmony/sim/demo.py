@@ -55,7 +55,10 @@ def run_demo(sites: int = 3, workdir: str | None = None, duration: float = 0.0) 
         tmp = tempfile.TemporaryDirectory(prefix="harmony-demo-")
         workdir = tmp.name
     mesh = LocalMesh(
-        Path(workdir), mesh="demo", sites=names, workloads=demo_workloads(names),
+        Path(workdir),
+        mesh="demo",
+        sites=names,
+        workloads=demo_workloads(names),
         timings=Timings(heartbeat_interval=0.5),
     )
     conn = None

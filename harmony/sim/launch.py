@@ -172,11 +172,24 @@ class LocalMesh:
             return
         with contextlib.suppress(FileNotFoundError):
             sp.ready_file.unlink()
-        cmd = [self.python, "-m", "harmony", "agent", "--config", str(sp.config_path),
-               "--ready-file", str(sp.ready_file), "--log-level", self.log_level]
+        cmd = [
+            self.python,
+            "-m",
+            "harmony",
+            "agent",
+            "--config",
+            str(sp.config_path),
+            "--ready-file",
+            str(sp.ready_file),
+            "--log-level",
+            self.log_level,
+        ]
         with open(sp.log_path, "ab") as log:
             sp.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
 

@@ -118,10 +118,14 @@ def test_snapshot_shows_tree_and_supervision_policy(conn: MeshConnection, mesh3:
     assert pid_alive(int(run.detail["pid"]))
 
 
-def test_killed_agent_is_reported_silent_then_rejoins(conn: MeshConnection, mesh3: LocalMesh) -> None:
+def test_killed_agent_is_reported_silent_then_rejoins(
+    conn: MeshConnection, mesh3: LocalMesh
+) -> None:
     """SIGKILL c (agent and its nats-server): a and b see c go silent; restarted, c rejoins."""
     wait_until(
-        lambda: all(peer_state(s, "c") == "alive" for k, s in snapshots(conn, mesh3).items() if k != "c"),
+        lambda: all(
+            peer_state(s, "c") == "alive" for k, s in snapshots(conn, mesh3).items() if k != "c"
+        ),
         15,
         message=lambda: dump(mesh3),
     )
