@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 import time
@@ -207,12 +208,17 @@ def test_command_not_found_fails_clearly(build: Build, tmp_path: Path) -> None:
 
 
 def test_children_are_killed_with_the_group(build: Build, tmp_path: Path) -> None:
-    child_pid = tmp_path / "child.pid"
-    # The child ignores SIGTERM: only the group SIGKILL after the grace gets it.
-    script = f"(trap '' TERM; exec sleep 60) & echo $! > {child_pid}; wait"
+    pidfile = tmp_path / "child.pid"
+    # The child ignores SIGTERM (and says so only once it does): only the group SIGKILL after
+    # the grace gets it. The shell is the group leader and dies of SIGTERM at once.
+    code = (
+        "import os, signal, time, pathlib\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"pathlib.Path({str(pidfile)!r}).write_text(str(os.getpid()))\ntime.sleep(60)\n"
+    )
+    script = f"{shlex.quote(PY)} -c {shlex.quote(code)} & wait"
     b = build(ProcessDriverConfig(command=["/bin/sh", "-c", script]), stop_grace=0.3)
     b.driver.start(None)
-    child = read_pid(child_pid)
+    child = read_pid(pidfile)
     assert pid_alive(child)
     b.driver.stop("bye")
     assert not pid_alive(child), "a child of the workload survived stop()"
