@@ -111,6 +111,11 @@ class Driver(abc.ABC, Generic[ConfigT]):
             return self._state
 
     @property
+    def pid(self) -> int | None:
+        """The workload's process id when the driver runs it itself (hooks: None)."""
+        return None
+
+    @property
     def token(self) -> int | None:
         """The fencing token of the current (or last) start."""
         with self._lock:
@@ -169,10 +174,11 @@ class Driver(abc.ABC, Generic[ConfigT]):
             log.info("%s/%s: %s %s", self.site, self.workload, state, detail)
             try:
                 self._on_event(event)
-            except Exception:
-                # A dead or broken listener must not break the driver (or leave a process
-                # running because a stop raised halfway through).
-                log.exception("%s: on_event callback failed for %s", self.workload, state)
+            except Exception as e:
+                # A dead or broken listener (e.g. a tell to an actor that already stopped, while
+                # close() runs) must not break the driver or leave a stop halfway through.
+                log.warning("%s: on_event failed for %s: %r", self.workload, state, e)
+                log.debug("on_event traceback", exc_info=True)
 
     def _env(self, extra: dict[str, str], **more: str) -> dict[str, str]:
         """os.environ + the config's env + the HARMONY_* variables (which nobody overrides)."""
