@@ -354,6 +354,18 @@ def install_exit_handlers() -> None:
                 signal.signal(sig, _on_fatal_signal)
 
 
+def _tied_to_parent(cmd: list[str]) -> list[str]:
+    """Have the kernel SIGTERM the server when the thread that started it dies.
+
+    An agent killed with SIGKILL cannot stop its server; an orphaned server would keep the
+    site's ports, and the restarted agent could not start its own. `setpriv --pdeathsig`
+    (util-linux) sets PR_SET_PDEATHSIG and execs the server, without a `preexec_fn` (unsafe
+    in a process with threads). Where it is missing the server simply is not tied.
+    """
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    return [setpriv, "--pdeathsig", "TERM", *cmd] if setpriv else cmd
+
+
 @dataclass(eq=False)
 class EmbeddedServer:
     """One nats-server child process, supervised.
@@ -555,7 +567,7 @@ class EmbeddedServer:
             logf.write(f"=== harmony: starting {binary} at {stamp} ===\n".encode())
             logf.flush()
             proc = subprocess.Popen(
-                [str(binary), "-c", str(spec.conf_file)],
+                _tied_to_parent([str(binary), "-c", str(spec.conf_file)]),
                 stdin=subprocess.DEVNULL,
                 stdout=logf,
                 stderr=subprocess.STDOUT,
