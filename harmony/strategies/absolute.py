@@ -75,7 +75,7 @@ class AbsoluteConsistency(FailoverStrategy):
         if state.leaving or lease.revision is not None or lease.seen is not Seen.GONE:
             return None
         after_rank = lease.seen_since + self.rank(state) * self.params.rank_delay
-        return max(after_rank, state.cooldown_until, lease.next_attempt_at)
+        return max(after_rank, state.cooldown_until, lease.retry_at)
 
     # -- events ----------------------------------------------------------------------------
     def _absorb(
@@ -105,11 +105,10 @@ class AbsoluteConsistency(FailoverStrategy):
             )
             return replace(state, lease=lease)
         if isinstance(event, ev.AcquireFailed):
-            lease = replace(lease, pending=None, next_attempt_at=now + p.rank_delay)
+            lease = replace(lease, pending=None, retry_at=now + p.rank_delay)
             out.append(RecordEvent("acquire-failed", event.reason))
-            if event.conflict:
-                lease = replace(lease, seen=Seen.UNKNOWN, seen_since=now)
-                out.append(WatchLease("re-read the lease after a refused CAS"))
+            if event.conflict:  # someone moved first, or the marker we aimed at is gone
+                lease = replace(lease, seen=Seen.UNKNOWN, seen_since=now, rewatch=True)
             return replace(state, lease=lease)
         if isinstance(event, ev.LeaseRenewed):
             pending = None if lease.pending == LeaseAct.RENEW else lease.pending
@@ -133,8 +132,7 @@ class AbsoluteConsistency(FailoverStrategy):
             if event.holder is not None and event.revision is not None:
                 seen = self._seen(state.lease, Seen.HELD, event.holder, event.revision, now)
                 return replace(state, lease=seen)
-            out.append(WatchLease("re-read the lease after losing it"))
-            return state
+            return replace(state, lease=replace(state.lease, rewatch=True))
         if isinstance(event, ev.LeaseObservedHeld):
             if lease.seen_revision is not None and event.revision < lease.seen_revision:
                 return state
@@ -169,7 +167,7 @@ class AbsoluteConsistency(FailoverStrategy):
                 out.append(RecordEvent("lease-released", f"lease already gone: {event.reason}"))
                 return self._after_release(state, now)
             out.append(RecordEvent("release-failed", event.reason))
-            lease = replace(lease, pending=None, next_attempt_at=now + p.renew_interval)
+            lease = replace(lease, pending=None, retry_at=now + p.renew_interval)
             return replace(state, lease=lease)
         return state
 
@@ -191,9 +189,7 @@ class AbsoluteConsistency(FailoverStrategy):
     def _drop(state: WorkloadState, why: str, now: float, out: list[Command]) -> WorkloadState:
         """The lease is not ours (any more): forget revision and token, fence if active."""
         out.append(RecordEvent("lease-lost", why))
-        lease = replace(
-            state.lease, revision=None, token=None, t0=None, pending=None, next_attempt_at=now
-        )
+        lease = replace(state.lease, revision=None, token=None, t0=None, pending=None)
         return replace(state, lease=lease)
 
     def _after_release(self, state: WorkloadState, now: float) -> WorkloadState:
@@ -203,7 +199,6 @@ class AbsoluteConsistency(FailoverStrategy):
             token=None,
             t0=None,
             pending=None,
-            next_attempt_at=now,
             seen=Seen.UNKNOWN,
             seen_since=now,
         )
@@ -238,6 +233,10 @@ class AbsoluteConsistency(FailoverStrategy):
             out.append(drive)
 
         lease = state.lease
+        if lease.rewatch:
+            out.append(WatchLease("re-read the lease: our view of it is out of date"))
+            lease = replace(lease, rewatch=False)
+            state = replace(state, lease=lease)
         at = self.acquire_at(state)
         lf = LeaseFacts(
             pending=lease.pending is not None,
@@ -245,16 +244,15 @@ class AbsoluteConsistency(FailoverStrategy):
             leaving=state.leaving,
             stopped=state.driver.phase is Phase.STOPPED,
             due=now >= lease.next_attempt_at,
+            retry_ok=now >= lease.retry_at,
             may_acquire=at is not None and now >= at,
         )
         request, why = first_match(LEASE_RULES, lf)
         if request is None:
             return state
         cmd: Command
-        gap = p.renew_interval
         if request is LeaseAct.ACQUIRE:
             cmd = AcquireLease(lease.seen_revision, f"{why} (rank {self.rank(state)})")
-            gap = p.rank_delay
         elif request is LeaseAct.RENEW and lease.revision is not None:
             cmd = RenewLease(lease.revision, f"{why}; fence deadline {self._deadline(state)}")
         elif request is LeaseAct.RELEASE and lease.revision is not None:
@@ -262,7 +260,9 @@ class AbsoluteConsistency(FailoverStrategy):
         else:  # pragma: no cover - the tables never ask this
             return state
         out.append(cmd)
-        lease = replace(lease, pending=request.value, pending_since=now, next_attempt_at=now + gap)
+        lease = replace(lease, pending=request.value, pending_since=now)
+        if request is LeaseAct.RENEW:
+            lease = replace(lease, next_attempt_at=now + p.renew_interval)
         return replace(state, lease=lease)
 
     def _maybe_failback(
@@ -310,6 +310,7 @@ class AbsoluteConsistency(FailoverStrategy):
             yield lease.pending_since + self.params.renew_interval
         elif lease.revision is not None:
             yield lease.next_attempt_at
+            yield lease.retry_at
         else:
             yield self.acquire_at(state)
         yield state.cooldown_until

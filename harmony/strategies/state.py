@@ -40,7 +40,9 @@ class LeaseView:
     t0: float | None = None  # send time of our last successful CAS
     pending: str | None = None  # the `LeaseAct` awaiting an answer
     pending_since: float = 0.0
-    next_attempt_at: float = 0.0  # cadence of renewals and retries
+    next_attempt_at: float = 0.0  # when the next renewal is due
+    retry_at: float = 0.0  # earliest acquire or release after a failed one
+    rewatch: bool = False  # ask for a fresh observation of the lease
     seen: Seen = Seen.UNKNOWN
     seen_holder: str | None = None
     seen_revision: int | None = None

@@ -127,7 +127,8 @@ class LeaseFacts:
     holding: bool  # our last CAS succeeded and nothing since says it was lost
     leaving: bool
     stopped: bool  # the driver reports no copy
-    due: bool  # the retry/renew cadence allows a request now
+    due: bool  # a renewal is due
+    retry_ok: bool  # no failed acquire/release is waiting out its retry delay
     may_acquire: bool  # lease seen gone, we are eligible and our rank delay has passed
 
 
@@ -135,13 +136,13 @@ LEASE_RULES: Final[tuple[tuple[Callable[[LeaseFacts], bool], LeaseAct | None, st
     # when                                                  request          why
     (lambda f: f.pending, None, "waiting for the answer to the last lease request"),
     (
-        lambda f: f.holding and f.leaving and f.stopped and f.due,
+        lambda f: f.holding and f.leaving and f.stopped and f.retry_ok,
         LeaseAct.RELEASE,
         "copy stopped: handing the lease over without waiting for its TTL",
     ),
     (lambda f: f.holding and f.due, LeaseAct.RENEW, "renew interval elapsed"),
     (
-        lambda f: not f.holding and f.may_acquire and f.due,
+        lambda f: not f.holding and f.may_acquire and f.retry_ok,
         LeaseAct.ACQUIRE,
         "lease gone and this site is the best live candidate",
     ),

@@ -1,0 +1,296 @@
+"""AbsoluteConsistency, scenario by scenario.
+
+Defaults: ttl 8, renew 1, margin 2.5, so the holder fences at t0 + 5.5.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harmony.strategies import (
+    AbsoluteConsistency,
+    AcquireFailed,
+    AcquireLease,
+    FailoverTopology,
+    FenceWorkload,
+    LeaseAcquired,
+    LeaseLost,
+    LeaseObservedGone,
+    LeaseObservedHeld,
+    LeaseReleased,
+    LeaseRenewed,
+    Params,
+    PeerAlive,
+    PeerSilent,
+    PeerSuspect,
+    Promote,
+    RecordEvent,
+    ReleaseLease,
+    RenewFailed,
+    RenewLease,
+    ShutdownRequested,
+    StartWorkload,
+    StopWorkload,
+    Tick,
+    WatchLease,
+    WorkloadExited,
+    WorkloadFenced,
+    WorkloadStarted,
+    WorkloadStopped,
+)
+
+from .helpers import Site, actions, kinds
+
+AC = AbsoluteConsistency()
+
+
+def holder(
+    site: str = "a", t0: float = 1.0, token: int = 5, strategy: AbsoluteConsistency = AC
+) -> Site:
+    """A site that saw the lease gone at t0, took it with `token` and runs the active copy."""
+    s = Site(strategy, site)
+    if site != "a":
+        s.feed(PeerSilent("a"), at=t0)
+    s.feed(LeaseObservedGone(None), at=t0)
+    assert kinds(s.decision.commands) == ["AcquireLease"]
+    assert kinds(s.feed(LeaseAcquired(token, sent_at=t0), at=t0 + 0.01)) == ["StartWorkload"]
+    s.feed(WorkloadStarted(), at=t0 + 0.1)
+    return s
+
+
+def test_boot_only_watches_the_lease() -> None:
+    s = Site(AC, "a")
+    assert s.log == [WatchLease("watch the lease from boot")]
+    assert s.decision.wake_at is None
+    assert actions(s.advance(100.0)) == []
+
+
+def test_primary_takes_a_gone_lease_at_once_and_starts_with_the_token() -> None:
+    s = Site(AC, "a")
+    assert actions(s.feed(LeaseObservedGone(17), at=1.0)) == [AcquireLease(17, s.log[-1].reason)]
+    cmds = actions(s.feed(LeaseAcquired(18, sent_at=1.0), at=1.2))
+    assert len(cmds) == 1 and isinstance(cmds[0], StartWorkload) and cmds[0].token == 18
+    assert s.decision.wake_at == 2.0  # first renewal, renew_interval after the send
+
+
+@pytest.mark.parametrize(
+    ("site", "peers", "tries_at"),
+    [
+        ("b", [], 2.0),  # primary not known silent: wait one rank
+        ("b", [PeerSuspect("a")], 2.0),  # suspicion is not silence
+        ("b", [PeerSilent("a")], 1.0),  # primary silent: first standby goes first
+        ("c", [PeerSilent("a")], 2.0),  # b may be alive: c waits one rank
+        ("c", [PeerSilent("a"), PeerSilent("b")], 1.0),
+        ("c", [PeerAlive("a"), PeerAlive("b")], 3.0),
+    ],
+)
+def test_standbys_defer_by_rank_among_live_sites(site: str, peers: list, tries_at: float) -> None:
+    s = Site(AC, site)
+    s.feed_all(peers)
+    s.feed(LeaseObservedGone(None), at=1.0)
+    s.advance(10.0)
+    assert s.times_of(AcquireLease)[0] == tries_at  # (later ones: retries, unanswered)
+
+
+def test_silence_alone_never_starts_anything() -> None:
+    s = Site(AC, "b")
+    s.feed(LeaseObservedHeld("a", 4), at=0.5)
+    s.feed(PeerSilent("a"), at=1.0)
+    assert actions(s.advance(1000.0)) == []
+    assert all(not isinstance(c, StartWorkload | AcquireLease) for c in s.log)
+
+
+def test_holder_renews_every_interval_from_the_send_time() -> None:
+    s = holder()
+    renews = []
+    for rev, t in ((7, 2.0), (9, 3.0), (11, 4.0)):
+        cmds = s.advance(t)
+        renews += [c for c in cmds if isinstance(c, RenewLease)]
+        s.feed(LeaseRenewed(rev, sent_at=t), at=t + 0.05)
+    assert [r.revision for r in renews] == [5, 7, 9]
+    assert s.state.lease.t0 == 4.0 and s.state.lease.token == 5
+
+
+def test_holder_that_cannot_renew_fences_exactly_at_t0_plus_ttl_minus_margin() -> None:
+    s = holder(t0=1.0)
+    attempts = 0
+    while s.now < 6.5 - 1e-9:
+        cmds = s.advance(min(s.decision.wake_at or 6.5, 6.5 - 1e-9))
+        assert not any(isinstance(c, FenceWorkload) for c in cmds)
+        for c in cmds:
+            if isinstance(c, RenewLease):
+                attempts += 1
+                s.feed(RenewFailed("timeout"))
+        if s.decision.wake_at is not None and s.decision.wake_at >= 6.5:
+            break
+    assert attempts == 5  # at 2, 3, 4, 5 and 6: several tries before the deadline
+    assert s.decision.wake_at == 6.5
+    fence = [c for c in s.advance(6.5) if isinstance(c, FenceWorkload)]
+    assert len(fence) == 1 and "no renewal since t0=1.000" in fence[0].reason
+    assert not s.state.lease.valid(6.5, AC.params.fence_offset)
+
+
+def test_a_late_successful_renewal_restarts_here_without_failover() -> None:
+    s = holder(t0=1.0)
+    for t in (2.0, 3.0, 4.0, 5.0):
+        s.advance(t)
+        s.feed(RenewFailed("timeout"))
+    s.advance(6.0)  # renewal sent at 6.0, answered after the fence deadline 6.5
+    assert kinds(s.advance(6.5)) == ["FenceWorkload"]
+    assert kinds(s.feed(LeaseRenewed(9, sent_at=6.0), at=6.6)) == []  # still fencing
+    cmds = actions(s.feed(WorkloadFenced(), at=6.9))
+    assert len(cmds) == 1 and isinstance(cmds[0], StartWorkload)
+    assert cmds[0].token == 5  # the token is the acquisition revision
+
+
+def test_lease_lost_fences_at_once_and_rereads_the_lease() -> None:
+    s = holder()
+    cmds = s.feed(LeaseLost("wrong last sequence"), at=2.5)
+    assert kinds(cmds) == ["FenceWorkload", "WatchLease"]
+    assert s.state.lease.revision is None
+
+
+def test_lease_seen_held_by_another_site_at_a_newer_revision_fences() -> None:
+    s = holder(token=5)
+    assert kinds(s.feed(LeaseObservedHeld("a", 6), at=1.5)) == []  # our own echo
+    assert kinds(s.feed(LeaseObservedHeld("b", 4), at=1.6)) == []  # older: stale read
+    assert kinds(s.feed(LeaseObservedHeld("b", 9), at=1.7)) == ["FenceWorkload"]
+
+
+def test_lease_seen_gone_after_our_revision_fences_but_a_stale_absent_read_does_not() -> None:
+    s = holder(token=5)
+    assert kinds(s.feed(LeaseObservedGone(None), at=1.5)) == []
+    assert kinds(s.feed(LeaseObservedGone(3), at=1.6)) == []
+    # fence the copy; the lease is free and we are the primary: take it again (CAS decides)
+    assert kinds(s.feed(LeaseObservedGone(8), at=1.7)) == ["FenceWorkload", "AcquireLease"]
+
+
+def test_graceful_shutdown_stops_then_releases_while_still_renewing() -> None:
+    s = holder()
+    assert kinds(s.feed(ShutdownRequested(), at=1.5)) == ["StopWorkload"]
+    assert kinds(s.advance(2.0)) == ["RenewLease"]  # a slow stop keeps the lease alive
+    s.feed(LeaseRenewed(6, sent_at=2.0))
+    cmds = s.feed(WorkloadStopped(), at=2.5)
+    assert cmds and isinstance(actions(cmds)[0], ReleaseLease) and actions(cmds)[0].revision == 6
+    cmds = s.feed(LeaseReleased(), at=2.6)
+    assert s.state.done and any(
+        isinstance(c, RecordEvent) and c.kind == "shutdown-complete" for c in cmds
+    )
+    assert s.feed(LeaseObservedGone(7), at=3.0) == [] and s.decision.wake_at is None
+
+
+def test_shutdown_without_the_lease_is_done_at_once() -> None:
+    s = Site(AC, "b")
+    s.feed(ShutdownRequested(), at=1.0)
+    assert s.state.done
+    assert s.feed(LeaseObservedGone(None), at=2.0) == []
+
+
+def test_a_copy_that_fails_for_good_hands_the_lease_over_and_cools_down() -> None:
+    s = holder(t0=1.0)
+    cmds = s.feed(WorkloadExited(code=3, restarting=False), at=2.2)
+    assert kinds(cmds) == ["ReleaseLease"]
+    s.feed(LeaseReleased(), at=2.3)
+    s.feed(LeaseObservedGone(9), at=2.4)
+    s.advance(20.0)
+    retried = [t for t in s.times_of(AcquireLease) if t > 1.0]
+    assert retried[0] == 2.2 + AC.params.failed_cooldown
+
+
+def test_a_copy_the_driver_restarts_keeps_the_lease() -> None:
+    s = holder()
+    assert kinds(s.feed(WorkloadExited(code=1, restarting=True), at=1.5)) == []
+    assert kinds(s.advance(2.0)) == ["RenewLease"]
+
+
+def test_no_failback_by_default_the_standby_keeps_the_lease() -> None:
+    s = holder("b", t0=1.0)
+    s.feed(PeerAlive("a"), at=2.0)
+    rev = 5
+    for t in range(2, 200):
+        for c in s.advance(float(t)):
+            assert not isinstance(c, StopWorkload | ReleaseLease | FenceWorkload)
+            if isinstance(c, RenewLease):
+                rev += 2
+                s.feed(LeaseRenewed(rev, sent_at=float(t)))
+    assert s.state.driver.active
+
+
+def test_failback_option_hands_the_lease_back_once_the_primary_stayed_alive() -> None:
+    fb = AbsoluteConsistency(Params(failback=True, failback_after=5.0))
+    s = holder("b", t0=1.0, strategy=fb)
+    s.feed(PeerAlive("a"), at=1.5)
+    rev = 5
+    stop_at = None
+    for t in (2.0, 3.0, 4.0, 5.0, 6.0, 6.5, 7.0):
+        for c in s.advance(t):
+            if isinstance(c, RenewLease):
+                rev += 2
+                s.feed(LeaseRenewed(rev, sent_at=t))
+            if isinstance(c, StopWorkload):
+                stop_at = s.now
+    assert stop_at == 6.5  # alive since 1.5, failback_after 5
+    assert kinds(s.feed(WorkloadStopped(), at=7.1)) == ["ReleaseLease"]
+    s.feed(LeaseReleased(), at=7.2)
+    s.feed(LeaseObservedGone(rev + 1), at=7.3)
+    assert [c for c in s.advance(7.3 + 2.0) if isinstance(c, AcquireLease)] == []  # a goes first
+
+
+def test_warm_standby_runs_a_passive_copy_and_is_promoted_with_the_token() -> None:
+    topo = FailoverTopology.of("a", "b", warm=True)
+    s = Site(AC, "b", topo)
+    s.feed(LeaseObservedHeld("a", 3), at=0.1)
+    start = [c for c in s.log if isinstance(c, StartWorkload)]
+    assert len(start) == 1 and start[0].passive and start[0].token is None
+    s.feed(WorkloadStarted(), at=0.5)
+    s.feed(PeerSilent("a"), at=1.0)
+    assert kinds(s.feed(LeaseObservedGone(6), at=9.0)) == ["AcquireLease"]
+    cmds = actions(s.feed(LeaseAcquired(7, sent_at=9.0), at=9.1))
+    assert cmds == [Promote(7, cmds[0].reason)] if cmds else False
+    s.feed(LeaseLost("moved"), at=10.0)
+    assert isinstance(actions(s.log)[-2], FenceWorkload)
+    cmds = actions(s.feed(WorkloadFenced(), at=10.5))
+    assert len(cmds) == 1 and isinstance(cmds[0], StartWorkload) and cmds[0].passive
+
+
+def test_repeated_ticks_and_duplicate_events_send_nothing_twice() -> None:
+    s = holder()
+    assert actions(s.feed(Tick(), at=1.5)) == []
+    assert actions(s.feed(Tick(), at=1.5)) == []
+    assert actions(s.feed(WorkloadStarted(), at=1.5)) == []
+    assert actions(s.feed(LeaseObservedGone(None), at=1.5)) == []
+
+
+def test_a_refused_acquire_rereads_the_lease_before_trying_again() -> None:
+    s = Site(AC, "a")
+    s.feed(LeaseObservedGone(4), at=1.0)
+    assert kinds(s.feed(AcquireFailed("wrong last sequence", conflict=True), at=1.1)) == [
+        "WatchLease"
+    ]
+    assert [c for c in s.advance(50.0) if isinstance(c, AcquireLease)] == []
+    assert kinds(s.feed(LeaseObservedGone(None), at=50.0)) == ["AcquireLease"]
+    assert s.state.lease.seen_revision is None  # create, not update on the stale marker
+
+
+def test_an_unanswered_request_is_given_up_after_renew_interval() -> None:
+    s = holder(t0=1.0)
+    assert kinds(s.advance(2.0)) == ["RenewLease"]
+    cmds = s.advance(3.0)  # no answer to the 2.0 renewal
+    assert kinds(cmds) == ["RenewLease"]
+    assert any(isinstance(c, RecordEvent) and c.kind == "lease-timeout" for c in cmds)
+
+
+def test_stale_answers_never_extend_the_lease() -> None:
+    s = holder(t0=1.0, token=5)
+    s.advance(2.0)
+    s.feed(LeaseRenewed(7, sent_at=2.0), at=2.1)
+    s.feed(LeaseRenewed(6, sent_at=5.0), at=2.2)  # older revision: ignored
+    s.feed(LeaseAcquired(20, sent_at=5.0), at=2.3)  # not asked for while holding: ignored
+    assert (s.state.lease.revision, s.state.lease.t0, s.state.lease.token) == (7, 2.0, 5)
+
+
+def test_every_wake_at_is_in_the_future() -> None:
+    s = holder()
+    for t in (1.5, 2.0, 2.0, 3.3):
+        s.feed(Tick(), at=t)
+        assert s.decision.wake_at is None or s.decision.wake_at > s.now
