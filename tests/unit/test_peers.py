@@ -95,9 +95,9 @@ def test_transitions_and_detection_within_three_intervals(kit: Kit) -> None:
 
 
 def test_expected_peer_never_heard_of_becomes_silent(kit: Kit) -> None:
-    from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, WorkloadConfig
-
     import msgspec
+
+    from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, WorkloadConfig
 
     w = WorkloadConfig(
         name="w",
