@@ -13,8 +13,8 @@ import logging
 from harmony.actors.peers import PeerChanged, PeerWatch
 from harmony.actors.site import SiteActor
 from harmony.actors.supervision import ChildFactory, Supervisor
-from harmony.config import WorkloadConfig
 from harmony.actors.workload import WorkloadSupervisor
+from harmony.config import WorkloadConfig
 
 log = logging.getLogger(__name__)
 
