@@ -1,0 +1,195 @@
+"""Leases in a replicated JetStream KV bucket: create-if-absent, CAS renew, CAS release.
+
+One bucket per mesh (``harmony-<mesh>-leases``), one key per exclusive workload. The bucket's
+`max_age` is the lease TTL, so the *server* expires a lease `ttl` seconds after its last
+write; with limit markers, watchers see the expiry as a marker entry. The KV revision of a
+successful write is the fencing token: stream sequences only grow.
+
+What bites (see DESIGN.md): reads may be stale, so only a successful CAS proves anything;
+`update(last=None)` behaves like create, so we always pass `last`; nats-py's `create()` does
+not step over a MaxAge marker, so `acquire` does that itself with `update(last=<marker>)`.
+
+Every method blocks the *calling* thread (an actor's) and runs the NATS call on the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KV_DEL, KV_MARKER_REASON, KV_OP, KV_PURGE, KeyValue
+
+from harmony.mesh.connection import MeshConnection
+
+log = logging.getLogger(__name__)
+
+
+class LeaseError(Exception):
+    """Base of lease failures."""
+
+
+class LeaseConflict(LeaseError):
+    """The CAS was refused: someone else wrote the key (or our revision is stale)."""
+
+
+class LeaseUnavailable(LeaseError):
+    """The write could not be committed in time (no quorum, no connection, leader election)."""
+
+
+class LeaseHolder(msgspec.Struct, frozen=True):
+    """The value of a lease key: who holds it."""
+
+    site: str
+    incarnation: str
+    workload: str
+    wall: float
+
+
+@dataclass(frozen=True)
+class LeaseEntry:
+    """What the bucket says about a key. `holder` None: deleted, expired or never written."""
+
+    revision: int
+    holder: LeaseHolder | None
+    reason: str = ""
+    """For a gone lease: "deleted", "expired" (MaxAge marker) or "purged"."""
+
+
+_holder_decoder = msgspec.json.Decoder(LeaseHolder)
+
+
+def bucket_name(mesh: str) -> str:
+    return f"harmony-{mesh}-leases"
+
+
+def _entry_from(revision: int, data: bytes, headers: dict[str, str] | None) -> LeaseEntry:
+    headers = headers or {}
+    marker = headers.get(KV_MARKER_REASON)
+    op = headers.get(KV_OP)
+    if marker or op in (KV_DEL, KV_PURGE) or not data:
+        reason = "expired" if marker == "MaxAge" else ("deleted" if op == KV_DEL else "purged")
+        return LeaseEntry(revision, None, reason)
+    try:
+        holder = _holder_decoder.decode(data)
+    except msgspec.DecodeError:
+        return LeaseEntry(revision, None, "unreadable")
+    return LeaseEntry(revision, holder)
+
+
+class LeaseStore:
+    """The lease bucket of one mesh, used from actor threads."""
+
+    def __init__(
+        self,
+        conn: MeshConnection,
+        mesh: str,
+        ttl: float,
+        replicas: int = 3,
+        op_timeout: float = 2.0,
+    ) -> None:
+        self.conn = conn
+        self.bucket = bucket_name(mesh)
+        self.ttl = ttl
+        self.replicas = replicas
+        self.op_timeout = op_timeout
+        self._kv: KeyValue | None = None
+
+    # ------------------------------------------------------------------ setup
+    def ensure_bucket(self, timeout: float = 30.0) -> None:
+        """Create the bucket (idempotent across sites) or bind to it."""
+
+        async def ensure(nc: Client) -> KeyValue:
+            js = nc.jetstream(timeout=self.op_timeout)
+            try:
+                return await js.key_value(self.bucket)
+            except nats.js.errors.BucketNotFoundError:
+                pass
+            cfg = KeyValueConfig(
+                bucket=self.bucket,
+                history=1,
+                ttl=self.ttl,
+                replicas=self.replicas,
+                storage=StorageType.FILE,
+                limit_marker_ttl=max(1.0, self.ttl),
+            )
+            return await js.create_key_value(cfg)
+
+        self._kv = self._call(ensure, timeout)
+
+    def _call(self, fn: Callable[[Client], Any], timeout: float | None = None) -> Any:
+        try:
+            return self.conn.run(fn, timeout or self.op_timeout + 0.5)
+        except (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+            raise LeaseUnavailable(f"{type(e).__name__}: {e}") from None
+        except nats.js.errors.KeyWrongLastSequenceError as e:
+            raise LeaseConflict(str(e)) from None
+        except nats.js.errors.APIError as e:
+            if getattr(e, "err_code", None) in (10071, 10164):
+                raise LeaseConflict(str(e)) from None
+            raise LeaseUnavailable(f"{type(e).__name__}: {e}") from None
+        except (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError) as e:
+            raise LeaseUnavailable(str(e)) from None
+
+    @property
+    def kv(self) -> KeyValue:
+        if self._kv is None:
+            self.ensure_bucket()
+        assert self._kv is not None
+        return self._kv
+
+    # ------------------------------------------------------------------ operations
+    def read(self, key: str) -> LeaseEntry | None:
+        """The latest entry for `key` (possibly stale), including markers; None if never."""
+        self.kv  # noqa: B018 - the bucket must exist
+
+        async def read(nc: Client) -> LeaseEntry | None:
+            js = nc.jetstream(timeout=self.op_timeout)
+            try:
+                msg = await js.get_last_msg(f"KV_{self.bucket}", f"$KV.{self.bucket}.{key}")
+            except nats.js.errors.NotFoundError:
+                return None
+            return _entry_from(msg.seq, msg.data or b"", msg.headers)
+
+        result: LeaseEntry | None = self._call(read)
+        return result
+
+    def acquire(self, key: str, holder: LeaseHolder, over: int | None = None) -> int:
+        """Take the lease: create it, or CAS over the gone entry at revision `over`.
+
+        Returns the new revision (the fencing token). `LeaseConflict` if someone holds it.
+        """
+        kv, value = self.kv, msgspec.json.encode(holder)
+
+        async def create(nc: Client) -> int:
+            # last=0 means "no message for this key"; last=over steps over a marker.
+            rev: int = await kv.update(key, value, last=over or 0)
+            return rev
+
+        rev: int = self._call(create)
+        return rev
+
+    def renew(self, key: str, holder: LeaseHolder, revision: int) -> int:
+        kv, value = self.kv, msgspec.json.encode(holder)
+
+        async def renew(nc: Client) -> int:
+            new: int = await kv.update(key, value, last=revision)
+            return new
+
+        new: int = self._call(renew)
+        return new
+
+    def release(self, key: str, revision: int) -> None:
+        """Delete the lease if we still hold `revision`; a standby may take it at once."""
+        kv = self.kv
+
+        async def release(nc: Client) -> None:
+            await kv.delete(key, last=revision)
+
+        self._call(release)
