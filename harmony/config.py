@@ -46,6 +46,8 @@ class NatsConfig(_Base):
     cluster_advertise: str = ""
     """Advertised route address; set to an unreachable address to force traffic via routes."""
     jetstream_max_store: str = "1G"
+    kv_replicas: int = 0
+    """Replicas of the lease bucket; 0: min(3, number of servers in the mesh)."""
 
 
 class Timings(_Base):
@@ -57,10 +59,11 @@ class Timings(_Base):
     silent_after: float = 2.5
     """A peer is *silent* after this many intervals; must be <= 3 (detection bound)."""
     ask_timeout: float = 5.0
-    lease_ttl: float = 6.0
-    renew_interval: float = 1.5
-    fence_margin: float = 1.0
-    stop_grace: float = 2.0
+    lease_ttl: float = 8.0
+    renew_interval: float = 1.0
+    fence_margin: float = 2.5
+    """The holder starts fencing at (last renewal sent) + lease_ttl - fence_margin."""
+    stop_grace: float = 1.5
 
 
 class Supervision(_Base):
@@ -187,6 +190,19 @@ def validate(cfg: SiteConfig, source: str | Path) -> None:
         raise bad("timings.silent_after", "must be greater than timings.suspect_after")
     if t.silent_after > 3:
         raise bad("timings.silent_after", "must be <= 3 heartbeat intervals (detection bound)")
+    if any(w.strategy == "absolute-consistency" for w in cfg.workloads):
+        from harmony.strategies.timing import check_timings
+
+        problems = check_timings(
+            t.lease_ttl,
+            t.renew_interval,
+            t.fence_margin,
+            t.stop_grace,
+            t.heartbeat_interval,
+            silent_after=t.silent_after,
+        )
+        if problems:
+            raise bad("timings", "unsafe for absolute-consistency: " + "; ".join(problems))
     s = cfg.supervision
     if s.max_restarts < 0:
         raise bad("supervision.max_restarts", "must be >= 0")

@@ -8,12 +8,16 @@ agent/workload/<name>       WorkloadSupervisor, one per workload placed on this 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 
-from harmony.actors.peers import PeerChanged, PeerWatch
+import pykka
+
+from harmony.actors.peers import PeerChanged, PeerCopies, PeerWatch
+from harmony.actors.placement import Drain, WorkloadSupervisor
 from harmony.actors.site import SiteActor
 from harmony.actors.supervision import ChildFactory, Supervisor
-from harmony.actors.workload import WorkloadSupervisor
 from harmony.config import WorkloadConfig
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,24 @@ class AgentSupervisor(Supervisor):
     def on_peer_changed(self, msg: PeerChanged) -> None:
         level = logging.WARNING if msg.new in ("silent", "suspect") else logging.INFO
         log.log(level, "peer %s is %s (was %s)", msg.site, msg.new, msg.old)
+        self.ctx.record("", f"peer-{msg.new}", f"{msg.site} was {msg.old}", site_of=msg.site)
+        self.to_workloads(msg)
+
+    def on_peer_copies(self, msg: PeerCopies) -> None:
+        self.to_workloads(msg)
+
+    def to_workloads(self, msg: object) -> None:
         for name, child in self.children.items():
             if name.startswith("workload/") and child.ref is not None:
                 child.ref.tell(msg)
+
+    def on_drain(self, msg: Drain) -> list[threading.Event]:
+        """Ask every workload to shut down gracefully; the caller waits on the events."""
+        events = []
+        for name, child in self.children.items():
+            if name.startswith("workload/") and child.ref is not None:
+                with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+                    done = child.ref.ask(msg, timeout=5)
+                    if isinstance(done, threading.Event):
+                        events.append(done)
+        return events

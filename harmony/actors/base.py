@@ -14,18 +14,20 @@ import logging
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar
 
 import pykka
 
-from harmony.actors.board import Board, PeerView
+from harmony.actors.board import Board, CopyBoard, PeerView
 from harmony.actors.clock import Clock
+from harmony.actors.journal import Journal
 from harmony.actors.messages import ActorInfo
 from harmony.actors.timers import Scheduler, Timer
 from harmony.config import SiteConfig
 from harmony.mesh import wire
+from harmony.mesh.leases import LeaseStore
 from harmony.mesh.remote import ActorDirectory, Bridge, LocalRef, RemoteAsk, RemoteRef
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,16 @@ class AgentContext:
     incarnation: str
     on_escalate: Callable[[str], None]
     peer_view: PeerView
+    copies: CopyBoard = field(default_factory=CopyBoard)
+    journal: Journal | None = None
+    leases: LeaseStore | None = None
+
+    def record(
+        self, workload: str, kind: str, reason: str, token: int | None = None, **detail: str
+    ) -> None:
+        """Journal a step (and publish it) when this agent has a journal."""
+        if self.journal is not None:
+            self.journal.record(workload, kind, reason, token, **detail)
 
     @property
     def site(self) -> str:

@@ -12,7 +12,7 @@ import threading
 
 import msgspec
 
-from harmony.actors.messages import ActorInfo, PeerInfo
+from harmony.actors.messages import ActorInfo, CopyInfo, PeerInfo
 
 
 class Board:
@@ -72,3 +72,23 @@ class PeerView:
                 )
             out.append(p)
         return out
+
+
+class CopyBoard:
+    """This site's running copies, by workload: written by workload supervisors, read by the
+    SiteActor for every heartbeat (how SplitBrainAllowed sites see each other's copies)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._copies: dict[str, CopyInfo] = {}
+
+    def set(self, workload: str, info: CopyInfo | None) -> None:
+        with self._lock:
+            if info is None:
+                self._copies.pop(workload, None)
+            else:
+                self._copies[workload] = info
+
+    def read(self) -> dict[str, CopyInfo]:
+        with self._lock:
+            return dict(self._copies)

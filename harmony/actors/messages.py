@@ -13,6 +13,14 @@ class Capacity(Message):
     mem_available_mb: int
 
 
+class CopyInfo(Message):
+    """A running copy of a workload, as its site announces it in heartbeats."""
+
+    started_wall: float
+    score: float = 0.0
+    token: int | None = None
+
+
 class Heartbeat(Message):
     """Published by each site's SiteActor every `heartbeat_interval` seconds."""
 
@@ -27,6 +35,8 @@ class Heartbeat(Message):
     witness: bool = False
     health: str = "ok"
     capacity: Capacity | None = None
+    copies: dict[str, CopyInfo] = {}
+    """Workload name -> the copy this site runs (split-brain-allowed reconciliation)."""
 
 
 # -- diagnostics: a site's agent reaching another site's agent ----------------------------

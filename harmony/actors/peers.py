@@ -8,12 +8,12 @@ tick). Every change goes to the parent (the agent supervisor), which tells the w
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
 
 from harmony.actors.base import HarmonyActor
-from harmony.actors.messages import Heartbeat, PeerInfo
+from harmony.actors.messages import CopyInfo, Heartbeat, PeerInfo
 from harmony.mesh import subjects, wire
 from harmony.mesh.connection import Subscription
 
@@ -45,6 +45,14 @@ class PeerChanged:
     restarted: bool = False
 
 
+@dataclass(frozen=True)
+class PeerCopies:
+    """Local: the copies `site` announced in its latest heartbeat (when they changed)."""
+
+    site: str
+    copies: dict[str, CopyInfo]
+
+
 @dataclass
 class _Peer:
     state: str
@@ -52,6 +60,9 @@ class _Peer:
     interval: float
     incarnation: str = ""
     witness: bool = False
+    copies: dict[str, CopyInfo] = field(default_factory=dict)
+    copies_sent: str = ""
+    """The incarnation whose copies the parent last heard of (first heartbeat: always send)."""
 
 
 def classify(age: float, interval: float, suspect_after: float, silent_after: float) -> str:
@@ -105,6 +116,9 @@ class PeerWatch(HarmonyActor):
         peer.incarnation = hb.incarnation
         if peer.state != ALIVE or restarted:
             self._change(hb.site, peer, ALIVE, 0.0, restarted)
+        if (hb.copies != peer.copies or peer.copies_sent != hb.incarnation) and self.parent:
+            peer.copies, peer.copies_sent = dict(hb.copies), hb.incarnation
+            self.parent.tell(PeerCopies(hb.site, peer.copies))
 
     def on_check_peers(self, _: CheckPeers) -> None:
         now = self.ctx.clock.monotonic()

@@ -9,8 +9,11 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from pathlib import Path
+from typing import cast
 
+import msgspec
 import pykka
 from nats.aio.msg import Msg
 
@@ -18,11 +21,14 @@ from harmony.actors.agent import ROOT_PATH, AgentSupervisor
 from harmony.actors.base import AgentContext
 from harmony.actors.board import Board, PeerView
 from harmony.actors.clock import Clock, SystemClock
-from harmony.actors.messages import Snapshot
+from harmony.actors.journal import Journal
+from harmony.actors.messages import ActorInfo, Snapshot
+from harmony.actors.placement import Drain
 from harmony.actors.timers import Scheduler
 from harmony.config import SiteConfig
 from harmony.mesh import subjects, wire
-from harmony.mesh.connection import MeshConnection
+from harmony.mesh.connection import MeshConnection, MeshUnavailable
+from harmony.mesh.leases import LeaseStore
 from harmony.mesh.remote import ActorDirectory, Bridge
 from harmony.mesh.server import EmbeddedServer, ServerSpec
 
@@ -45,6 +51,7 @@ class Agent:
         self.scheduler: Scheduler | None = None
         self.root: pykka.ActorRef[AgentSupervisor] | None = None
         self.failure: str | None = None
+        self.journal: Journal | None = None
         self._done = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -69,6 +76,22 @@ class Agent:
         self.conn.subscribe(subjects.snapshot(cfg.mesh, cfg.site), self._on_snapshot)
         self.conn.subscribe(subjects.snapshot_all(cfg.mesh), self._on_snapshot)
         self.scheduler = Scheduler(self.clock.monotonic)
+        self.journal = Journal(
+            Path(cfg.data_dir) / "journal.jsonl",
+            self.clock,
+            cfg.site,
+            cfg.mesh,
+            self.incarnation,
+            self.conn,
+        )
+        self.journal.record("", "agent-start", f"agent up, incarnation {self.incarnation}")
+        leases = LeaseStore(
+            self.conn,
+            cfg.mesh,
+            ttl=cfg.timings.lease_ttl,
+            replicas=self.kv_replicas(),
+            op_timeout=max(0.5, cfg.timings.renew_interval),
+        )
         ctx = AgentContext(
             config=cfg,
             board=self.board,
@@ -79,10 +102,36 @@ class Agent:
             incarnation=self.incarnation,
             on_escalate=self._escalate,
             peer_view=self.peer_view,
+            journal=self.journal,
+            leases=leases,
         )
+        if any(w.strategy == "absolute-consistency" for w in cfg.workloads):
+            self._ensure_bucket(leases, connect_timeout)
         self.root = AgentSupervisor.start(ctx, ROOT_PATH, None)
         self.bridge.wait_ready(connect_timeout)
         log.info("agent %s/%s up (incarnation %s)", cfg.mesh, cfg.site, self.incarnation)
+
+    def kv_replicas(self) -> int:
+        """R3 by default; fewer only when the mesh has fewer servers than that."""
+        n = self.config.nats
+        if n.kv_replicas:
+            return n.kv_replicas
+        servers = len(n.routes) + 1 if n.mode == "embedded" else len(n.servers)
+        return max(1, min(3, servers))
+
+    def _ensure_bucket(self, leases: LeaseStore, timeout: float) -> None:
+        """The lease bucket must exist before a lease actor uses it; retry while the
+        cluster elects its JetStream leader (a fresh mesh takes a few seconds)."""
+        deadline = self.clock.monotonic() + timeout
+        while True:
+            try:
+                leases.ensure_bucket(timeout=5)
+                return
+            except Exception as e:
+                if self.clock.monotonic() > deadline:
+                    raise MeshUnavailable(f"lease bucket not available: {e}") from None
+                log.info("waiting for the lease bucket: %s", e)
+                time.sleep(0.5)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
@@ -90,8 +139,26 @@ class Agent:
     def request_stop(self) -> None:
         self._done.set()
 
+    def drain(self, timeout: float) -> None:
+        """Let every workload stop its copy and release its lease (strategy-driven)."""
+        if self.root is None:
+            return
+        try:
+            events = cast(list[threading.Event], self.root.ask(Drain(), timeout=5))
+        except Exception as e:
+            log.warning("drain: %s", e)
+            return
+        deadline = self.clock.monotonic() + timeout
+        for ev in events:
+            if not ev.wait(max(0.0, deadline - self.clock.monotonic())):
+                log.warning("drain: a workload did not finish within %.1f s", timeout)
+
     def stop(self) -> None:
-        """Stop workloads and actors, then the mesh connection, then the embedded server."""
+        """Drain workloads, stop the actors, then the mesh connection, then the server."""
+        t = self.config.timings
+        self.drain(timeout=t.stop_grace + 2 * t.renew_interval + 5)
+        if self.journal is not None:
+            self.journal.record("", "agent-stop", "agent stopping")
         if self.root is not None:
             try:
                 self.root.stop(block=True, timeout=60)
@@ -105,6 +172,8 @@ class Agent:
             self.conn.close()
         if self.server is not None:
             self.server.stop()
+        if self.journal is not None:
+            self.journal.close()
         self._done.set()
 
     def _escalate(self, reason: str) -> None:
@@ -131,7 +200,7 @@ class Agent:
             incarnation=self.incarnation,
             mono=now,
             wall=self.clock.wall(),
-            actors=self.board.lines(),
+            actors=[_with_expiry(a, now) for a in self.board.lines()],
             peers=self.peer_view.read(now),
             malformed=stats.malformed if stats else 0,
             unknown_actor=stats.unknown_actor if stats else 0,
@@ -142,3 +211,13 @@ class Agent:
         """On the loop thread: reads the board only, never waits for an actor."""
         if msg.reply and self.conn is not None:
             self.conn.publish(msg.reply, wire.encode(self.snapshot()))
+
+
+def _with_expiry(info: ActorInfo, now: float) -> ActorInfo:
+    """A deadline kept as monotonic `fence_at` becomes a relative `fence_in` for readers."""
+    at = info.detail.get("fence_at")
+    if not at:
+        return info
+    detail = {k: v for k, v in info.detail.items() if k != "fence_at"}
+    detail["fence_in"] = f"{float(at) - now:.1f}s"
+    return msgspec.structs.replace(info, detail=detail)

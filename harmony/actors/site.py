@@ -77,6 +77,7 @@ class SiteActor(HarmonyActor):
             interval=self.ctx.config.timings.heartbeat_interval,
             witness=self.ctx.config.witness,
             capacity=self.capacity,
+            copies=self.ctx.copies.read(),
         )
         bridge.conn.publish(subjects.heartbeat(self.ctx.mesh, self.ctx.site), wire.encode(hb))
         if self.seq % 10 == 1:

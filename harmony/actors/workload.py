@@ -1,9 +1,7 @@
-"""One workload placed on this site: its supervisor, the actor that drives the driver, and the
-lease actor.
+"""WorkloadActor (``agent/workload/<name>/run``): drives the workload's driver.
 
-    agent/workload/<name>          WorkloadSupervisor: decides; restarts its children
-    agent/workload/<name>/lease    LeaseActor (absolute-consistency only)
-    agent/workload/<name>/run      WorkloadActor: start, stop, fence, probe via the driver
+It decides nothing: start, stop and fence come from its WorkloadSupervisor (or an operator);
+every state change of the driver goes back to the supervisor as a `DriverReport`.
 """
 
 from __future__ import annotations
@@ -24,15 +22,9 @@ from harmony.actors.messages import (
     StartWorkload,
     StopWorkload,
 )
-from harmony.actors.peers import PeerChanged
-from harmony.actors.supervision import Supervisor
 from harmony.config import WorkloadConfig
 
 log = logging.getLogger(__name__)
-
-
-def workload_path(name: str) -> str:
-    return f"agent/workload/{name}"
 
 
 @dataclass(frozen=True)
@@ -101,70 +93,3 @@ class WorkloadActor(HarmonyActor):
         self.set_state(str(ev.state), **detail)
         if self.parent is not None:
             self.parent.tell(msg)
-
-
-class LeaseActor(HarmonyActor):
-    """Holds the workload's lease on the mesh (absolute-consistency). Acquire/renew/release
-    land with the failover strategies; here it has its place in the tree."""
-
-    kind = "lease"
-
-    def started(self) -> None:
-        self.set_state("idle", holder="", token="")
-
-
-class WorkloadSupervisor(Supervisor):
-    """Decides, for one workload, what this site should do; restarts its children."""
-
-    kind = "workload-supervisor"
-
-    def __init__(
-        self,
-        ctx: AgentContext,
-        path: str,
-        parent: pykka.ActorRef[Any] | None,
-        workload: WorkloadConfig,
-    ) -> None:
-        super().__init__(ctx, path, parent)
-        self.workload = workload
-
-    def started(self) -> None:
-        w = self.workload
-        role = self.role()
-        self.set_state("running", strategy=w.strategy, role=role, primary=w.topology.primary)
-        if w.strategy == "absolute-consistency":
-            self.start_child("lease", lambda c, p, parent: LeaseActor.start(c, p, parent))
-        self.start_child("run", lambda c, p, parent: WorkloadActor.start(c, p, parent, w))
-        if role == "primary":
-            self.tell_run(StartWorkload(reason="primary site"))
-
-    def role(self) -> str:
-        t = self.workload.topology
-        if t.primary == self.ctx.site:
-            return "primary"
-        return "standby" if self.ctx.site in t.standbys else "none"
-
-    def tell_run(self, message: object) -> None:
-        ref = self.child_ref("run")
-        if ref is not None:
-            ref.tell(message)
-
-    def child_restarted(self, name: str, error: str) -> None:
-        if name == "run" and self.role() == "primary":
-            self.tell_run(StartWorkload(reason=f"restarted after {error}"))
-
-    def on_peer_changed(self, msg: PeerChanged) -> None:
-        self.set_detail(**{f"peer.{msg.site}": msg.new})
-
-    def on_driver_report(self, msg: DriverReport) -> None:
-        self.set_detail(workload=str(msg.event.state))
-
-    # Operator commands addressed to the workload go to the actor that runs it.
-    def on_start_workload(self, msg: StartWorkload) -> None:
-        self.tell_run(msg)
-
-    def on_stop_workload(self, msg: StopWorkload) -> None:
-        self.tell_run(msg)
-
-    def on_fence_workload(self, msg: FenceWorkload) -> None:
-        self.tell_run(msg)

@@ -14,8 +14,10 @@ Every method blocks the *calling* thread (an actor's) and runs the NATS call on 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,7 +157,7 @@ class LeaseStore:
                 msg = await js.get_last_msg(f"KV_{self.bucket}", f"$KV.{self.bucket}.{key}")
             except nats.js.errors.NotFoundError:
                 return None
-            return _entry_from(msg.seq, msg.data or b"", msg.headers)
+            return _entry_from(msg.seq or 0, msg.data or b"", msg.headers)
 
         result: LeaseEntry | None = self._call(read)
         return result
@@ -184,6 +186,28 @@ class LeaseStore:
 
         new: int = self._call(renew)
         return new
+
+    def watch(self, key: str, on_entry: Callable[[LeaseEntry], None]) -> Future[None]:
+        """Call `on_entry` (on the loop thread) for every change of `key`, expiry markers
+        included, until the returned future is cancelled. Re-watches after errors."""
+        kv = self.kv
+
+        async def watch() -> None:
+            while True:
+                try:
+                    watcher = await kv.watch(key)
+                    async for e in watcher:
+                        if e is None:
+                            continue  # the end of the initial values
+                        headers = {KV_OP: e.operation} if e.operation else None
+                        on_entry(_entry_from(e.revision or 0, e.value or b"", headers))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:  # the owner polls meanwhile
+                    log.debug("lease watch on %s restarting: %s", key, err)
+                    await asyncio.sleep(1.0)
+
+        return asyncio.run_coroutine_threadsafe(watch(), self.conn.loop)
 
     def release(self, key: str, revision: int) -> None:
         """Delete the lease if we still hold `revision`; a standby may take it at once."""

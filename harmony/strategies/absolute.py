@@ -129,6 +129,8 @@ class AbsoluteConsistency(FailoverStrategy):
             if lease.revision is None:
                 return state
             state = self._drop(state, f"lease lost: {event.reason}", now, out)
+            if state.lease.pending == LeaseAct.RENEW:  # this is the answer to our renewal
+                state = replace(state, lease=replace(state.lease, pending=None))
             if event.holder is not None and event.revision is not None:
                 seen = self._seen(state.lease, Seen.HELD, event.holder, event.revision, now)
                 return replace(state, lease=seen)
@@ -187,9 +189,12 @@ class AbsoluteConsistency(FailoverStrategy):
 
     @staticmethod
     def _drop(state: WorkloadState, why: str, now: float, out: list[Command]) -> WorkloadState:
-        """The lease is not ours (any more): forget revision and token, fence if active."""
+        """The lease is not ours (any more): forget revision and token, fence if active.
+
+        A request in flight stays pending: its answer (or its timeout) still comes.
+        """
         out.append(RecordEvent("lease-lost", why))
-        lease = replace(state.lease, revision=None, token=None, t0=None, pending=None)
+        lease = replace(state.lease, revision=None, token=None, t0=None)
         return replace(state, lease=lease)
 
     def _after_release(self, state: WorkloadState, now: float) -> WorkloadState:

@@ -113,8 +113,13 @@ def test_snapshot_shows_tree_and_supervision_policy(conn: MeshConnection, mesh3:
         assert {"agent", "agent/site", "agent/peers", "agent/workload/w"} <= set(paths)
         assert "max 5 restarts in 30s" in paths["agent"].policy
         assert {p.site for p in snap.peers} == {"a", "b", "c"} - {site}
-    run = actor(snaps["a"], "agent/workload/w/run")
-    assert run is not None and run.state == "running" and run.detail["pid"]
+
+    def running() -> object:
+        info = actor(snapshots(conn, mesh3)["a"], "agent/workload/w/run")
+        return info if info is not None and info.state == "running" else None
+
+    run = wait_until(running, 15, message="the primary never ran the workload")
+    assert run.detail["pid"]
     assert pid_alive(int(run.detail["pid"]))
 
 

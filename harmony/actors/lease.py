@@ -1,0 +1,187 @@
+"""LeaseActor: carries out the strategy's lease commands on the mesh and reports what it saw.
+
+It owns no decision. `AcquireLease`, `RenewLease`, `ReleaseLease` and `WatchLease` come from
+the workload supervisor; each is answered with exactly one lease event, sent back to it.
+`sent_at` is read *before* the request leaves, so the holder's fence deadline never starts
+late. Observations (who holds the lease, or that it is gone) come from a KV watcher on the
+loop thread and from a slow poll that covers the watcher's gaps (reconnects, elections).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from harmony.actors.base import AgentContext, HarmonyActor
+from harmony.mesh.leases import LeaseConflict, LeaseEntry, LeaseError, LeaseHolder, LeaseStore
+from harmony.strategies import (
+    AcquireFailed,
+    AcquireLease,
+    LeaseAcquired,
+    LeaseLost,
+    LeaseObservedGone,
+    LeaseObservedHeld,
+    LeaseReleased,
+    LeaseRenewed,
+    ReleaseFailed,
+    ReleaseLease,
+    RenewFailed,
+    RenewLease,
+    WatchLease,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Local: the watcher or the poll saw this entry (None: the key never existed)."""
+
+    entry: LeaseEntry | None
+
+
+@dataclass(frozen=True)
+class Poll:
+    pass
+
+
+class LeaseActor(HarmonyActor):
+    kind = "lease"
+
+    def __init__(
+        self,
+        ctx: AgentContext,
+        path: str,
+        parent: pykka.ActorRef[Any] | None,
+        workload: str,
+    ) -> None:
+        super().__init__(ctx, path, parent)
+        self.workload = workload
+        self.key = workload
+        self.last_seen: tuple[str | None, int] | None = None
+        self.watch: Any = None
+
+    @property
+    def store(self) -> LeaseStore:
+        if self.ctx.leases is None:
+            raise LeaseError("this agent has no lease store (no mesh connection)")
+        return self.ctx.leases
+
+    def holder(self) -> LeaseHolder:
+        return LeaseHolder(
+            site=self.ctx.site,
+            incarnation=self.ctx.incarnation,
+            workload=self.workload,
+            wall=self.ctx.clock.wall(),
+        )
+
+    def started(self) -> None:
+        self.set_state("idle", holder="", token="")
+        self.every(max(0.5, self.ctx.config.timings.renew_interval), Poll(), first=0.0)
+
+    def stopping(self) -> None:
+        self._stop_watch()
+
+    def report(self, event: object) -> None:
+        if self.parent is not None:
+            self.parent.tell(event)
+
+    def now(self) -> float:
+        return self.ctx.clock.monotonic()
+
+    # -- commands --------------------------------------------------------------------------
+    def on_acquire_lease(self, cmd: AcquireLease) -> None:
+        sent_at = self.now()
+        try:
+            rev = self.store.acquire(self.key, self.holder(), over=cmd.expected_revision)
+        except LeaseConflict as e:
+            self.report(AcquireFailed(str(e), conflict=True))
+            return
+        except LeaseError as e:
+            self.report(AcquireFailed(str(e)))
+            return
+        self.set_state("held", holder=self.ctx.site, token=str(rev))
+        self.report(LeaseAcquired(rev, sent_at))
+
+    def on_renew_lease(self, cmd: RenewLease) -> None:
+        sent_at = self.now()
+        try:
+            rev = self.store.renew(self.key, self.holder(), cmd.revision)
+        except LeaseConflict as e:
+            self.set_state("lost", holder="")
+            self.report(LeaseLost(f"renewal refused: {e}", revision=cmd.revision))
+            return
+        except LeaseError as e:
+            self.report(RenewFailed(str(e)))
+            return
+        self.set_detail(renewed=str(rev))
+        self.report(LeaseRenewed(rev, sent_at))
+
+    def on_release_lease(self, cmd: ReleaseLease) -> None:
+        try:
+            self.store.release(self.key, cmd.revision)
+        except LeaseConflict as e:
+            self.report(ReleaseFailed(str(e), conflict=True))
+            return
+        except LeaseError as e:
+            self.report(ReleaseFailed(str(e)))
+            return
+        self.set_state("released", holder="", token="")
+        self.report(LeaseReleased())
+
+    def on_watch_lease(self, _: WatchLease) -> None:
+        self.last_seen = None  # report the next observation even if unchanged
+        self._start_watch()
+        self.on_poll(Poll())
+
+    # -- observations ----------------------------------------------------------------------
+    def on_poll(self, _: Poll) -> None:
+        try:
+            entry = self.store.read(self.key)
+        except LeaseError as e:
+            log.debug("%s: lease read failed: %s", self.path, e)
+            return
+        self.on_observed(Observed(entry))
+
+    def on_observed(self, msg: Observed) -> None:
+        entry = msg.entry
+        seen = (
+            (None, 0)
+            if entry is None
+            else (
+                entry.holder.site if entry.holder else None,
+                entry.revision,
+            )
+        )
+        if seen == self.last_seen:
+            return
+        if self.last_seen is not None and entry is not None and entry.revision < self.last_seen[1]:
+            return  # a stale read from a lagging replica: never go backwards
+        self.last_seen = seen
+        if entry is None or entry.holder is None:
+            self.set_detail(seen="gone", seen_revision=str(entry.revision if entry else ""))
+            self.report(LeaseObservedGone(entry.revision if entry else None))
+        else:
+            self.set_detail(seen=entry.holder.site, seen_revision=str(entry.revision))
+            self.report(LeaseObservedHeld(entry.holder.site, entry.revision))
+
+    # -- the KV watcher ----------------------------------------------------------------------
+    def _start_watch(self) -> None:
+        if self.watch is not None or self.ctx.leases is None:
+            return
+        ref = self.actor_ref
+
+        def on_entry(entry: LeaseEntry) -> None:  # on the loop thread: hand over, never block
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(Observed(entry))
+
+        self.watch = self.ctx.leases.watch(self.key, on_entry)
+
+    def _stop_watch(self) -> None:
+        if self.watch is not None:
+            self.watch.cancel()
+            self.watch = None

@@ -1,0 +1,343 @@
+"""WorkloadSupervisor: one workload on this site, run by its failover strategy.
+
+The strategy (`harmony.strategies`) makes every decision; this actor only translates. It
+turns what happens (peer changes, lease results and observations, driver reports, time) into
+strategy events, calls `strategy.step`, and carries the commands out in order: driver
+commands go to the `run` child, lease commands to the `lease` child, records to the journal.
+It delivers a `Tick` at every `wake_at` the strategy asks for.
+
+    agent/workload/<name>          WorkloadSupervisor (this)
+    agent/workload/<name>/lease    LeaseActor (absolute-consistency only)
+    agent/workload/<name>/run      WorkloadActor
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from harmony.actors import messages as m
+from harmony.actors.base import AgentContext
+from harmony.actors.drivers import DriverState
+from harmony.actors.lease import LeaseActor
+from harmony.actors.peers import PeerChanged, PeerCopies
+from harmony.actors.supervision import Supervisor
+from harmony.actors.timers import Timer
+from harmony.actors.workload import DriverReport, WorkloadActor
+from harmony.config import WorkloadConfig
+from harmony.strategies import (
+    AcquireFailed,
+    AcquireLease,
+    Command,
+    Copy,
+    Decision,
+    FailoverTopology,
+    FenceWorkload,
+    Params,
+    PartitionHealed,
+    PeerAlive,
+    PeerCopiesSeen,
+    PeerSilent,
+    PeerSuspect,
+    Promote,
+    RecordDivergence,
+    RecordEvent,
+    ReleaseFailed,
+    ReleaseLease,
+    RenewFailed,
+    RenewLease,
+    ShutdownRequested,
+    StartWorkload,
+    StopWorkload,
+    Tick,
+    WatchLease,
+    WorkloadExited,
+    WorkloadFenced,
+    WorkloadStarted,
+    WorkloadStopped,
+    strategy_for,
+)
+from harmony.strategies.events import Event
+from harmony.strategies.tables import LeaseAct
+
+log = logging.getLogger(__name__)
+
+PEER_EVENTS: dict[str, type[PeerAlive | PeerSuspect | PeerSilent]] = {
+    "alive": PeerAlive,
+    "suspect": PeerSuspect,
+    "silent": PeerSilent,
+}
+LEASE_COMMANDS = (AcquireLease, RenewLease, ReleaseLease, WatchLease)
+
+
+def workload_path(name: str) -> str:
+    return f"agent/workload/{name}"
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Local ask: shut this workload down gracefully; answers a threading.Event set when done."""
+
+
+def driver_event(report: DriverReport) -> Event | None:
+    """The strategy's view of a driver report (None: not a step the strategy tracks)."""
+    ev = report.event
+    if ev.state is DriverState.RUNNING:
+        return WorkloadStarted()
+    if ev.state is DriverState.STOPPED:
+        return WorkloadStopped()
+    if ev.state is DriverState.FENCED:
+        return WorkloadFenced()
+    if ev.state in (DriverState.EXITED, DriverState.FAILED):
+        return WorkloadExited(ev.exit_code, restarting="restarting in" in ev.detail)
+    return None
+
+
+class WorkloadSupervisor(Supervisor):
+    kind = "workload-supervisor"
+
+    def __init__(
+        self,
+        ctx: AgentContext,
+        path: str,
+        parent: pykka.ActorRef[Any] | None,
+        workload: WorkloadConfig,
+    ) -> None:
+        super().__init__(ctx, path, parent)
+        self.workload = workload
+        self.name = workload.name
+        t = workload.topology
+        self.topology = FailoverTopology(t.primary, tuple(t.standbys))
+        params = Params.from_timings(ctx.config.timings, reconcile=workload.reconcile)
+        self.strategy = strategy_for(workload.strategy, params)
+        self.tick: Timer | None = None
+        self.peer_copies: dict[str, Copy] = {}
+        self.last_copies: tuple[Copy, ...] | None = None
+        self.drained = threading.Event()
+        self.decision: Decision | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def started(self) -> None:
+        name = self.name
+        if self.workload.strategy == "absolute-consistency":
+            self.start_child("lease", lambda c, p, parent: LeaseActor.start(c, p, parent, name))
+        w = self.workload
+        self.start_child("run", lambda c, p, parent: WorkloadActor.start(c, p, parent, w))
+        now = self.ctx.clock.monotonic()
+        self.ctx.record(name, "boot", f"{w.strategy} on {self.ctx.site}, role {self.role()}")
+        self.apply(self.strategy.start(self.ctx.site, self.topology, now))
+        # Peers PeerWatch already knew before we (re)started: tell the strategy now.
+        for peer in self.ctx.peer_view.read(now):
+            cls = PEER_EVENTS.get(peer.state)
+            if cls is not None:
+                self.feed(cls(peer.site))
+
+    def stopping(self) -> None:
+        self.ctx.copies.set(self.name, None)
+        if self.tick is not None:
+            self.tick.cancel()
+        super().stopping()
+
+    def role(self) -> str:
+        t = self.workload.topology
+        if t.primary == self.ctx.site:
+            return "primary"
+        return "standby" if self.ctx.site in t.standbys else "none"
+
+    def child_restarted(self, name: str, error: str) -> None:
+        self.ctx.record(self.name, "child-restarted", f"{name} restarted after {error}")
+        if name == "run":
+            # The new driver knows nothing: whatever ran is gone with the old actor.
+            self.feed(WorkloadExited(None, restarting=False))
+        elif name == "lease" and self.decision is not None:
+            # An answer the dead lease actor owed will never come: count it as failed.
+            lost = unanswered(self.decision.state.lease.pending)
+            if lost is not None:
+                self.feed(lost)
+
+    # -- the step --------------------------------------------------------------------------
+    def feed(self, event: Event) -> None:
+        if self.decision is None:
+            return
+        now = self.ctx.clock.monotonic()
+        self.apply(self.strategy.step(self.decision.state, event, now))
+
+    def apply(self, decision: Decision) -> None:
+        self.decision = decision
+        for cmd in decision.commands:
+            self.execute(cmd)
+        if self.tick is not None:
+            self.tick.cancel()
+            self.tick = None
+        if decision.wake_at is not None:
+            delay = max(0.0, decision.wake_at - self.ctx.clock.monotonic())
+            self.tick = self.after(delay, Tick())
+        self.publish_state(decision)
+        if decision.state.done:
+            self.drained.set()
+
+    def execute(self, cmd: Command) -> None:
+        token = self.decision.state.driver.token if self.decision else None
+        if isinstance(cmd, StartWorkload):
+            self.ctx.record(self.name, "start", cmd.reason, cmd.token)
+            self.tell_child("run", m.StartWorkload(token=cmd.token, reason=cmd.reason))
+        elif isinstance(cmd, Promote):
+            self.ctx.record(self.name, "promote", cmd.reason, cmd.token)
+            self.tell_child("run", m.StartWorkload(token=cmd.token, reason=cmd.reason))
+        elif isinstance(cmd, StopWorkload):
+            self.ctx.record(self.name, "stop", cmd.reason, token)
+            self.tell_child("run", m.StopWorkload(reason=cmd.reason))
+        elif isinstance(cmd, FenceWorkload):
+            self.ctx.record(self.name, "fence", cmd.reason, token)
+            self.tell_child("run", m.FenceWorkload(reason=cmd.reason))
+        elif isinstance(cmd, LEASE_COMMANDS):
+            self.tell_child("lease", cmd)
+        elif isinstance(cmd, RecordDivergence):
+            losers = ",".join(c.site for c in cmd.losers)
+            self.ctx.record(
+                self.name,
+                "divergence",
+                cmd.reason,
+                cmd.winner.token,
+                policy=cmd.policy,
+                winner=cmd.winner.site,
+                losers=losers,
+            )
+        elif isinstance(cmd, RecordEvent):
+            self.ctx.record(self.name, cmd.kind, cmd.reason, token)
+
+    def tell_child(self, name: str, message: object) -> None:
+        ref = self.child_ref(name)
+        if ref is not None:
+            ref.tell(message)
+
+    def publish_state(self, decision: Decision) -> None:
+        s = decision.state
+        lease = s.lease
+        deadline = lease.deadline(self.strategy.params.fence_offset)
+        self.set_state(
+            "running" if not s.done else "done",
+            strategy=self.workload.strategy,
+            role=self.role(),
+            phase=str(s.driver.phase),
+            active=str(s.driver.active).lower(),
+            token="" if s.driver.token is None else str(s.driver.token),
+            lease="" if lease.revision is None else str(lease.revision),
+            fence_at=f"{deadline:.3f}" if deadline is not None else "",
+            lease_seen=str(lease.seen) + (f"@{lease.seen_holder}" if lease.seen_holder else ""),
+        )
+
+    # -- events in -------------------------------------------------------------------------
+    def on_tick(self, msg: Tick) -> None:
+        self.tick = None
+        self.feed(msg)
+
+    def on_peer_changed(self, msg: PeerChanged) -> None:
+        cls = PEER_EVENTS.get(msg.new)
+        if cls is None:
+            return
+        self.feed(cls(msg.site))
+        if msg.new == "silent":
+            self.peer_copies.pop(msg.site, None)
+            self.feed_copies()
+        if msg.old == "silent" and msg.new == "alive":
+            self.ctx.record(self.name, "peer-back", f"{msg.site} is back after silence")
+            self.feed(PartitionHealed((msg.site,)))
+
+    def on_peer_copies(self, msg: PeerCopies) -> None:
+        info = msg.copies.get(self.name)
+        old = self.peer_copies.get(msg.site)
+        new = None if info is None else Copy(msg.site, info.started_wall, info.score, info.token)
+        if new == old:
+            return
+        if new is None:
+            self.peer_copies.pop(msg.site, None)
+        else:
+            self.peer_copies[msg.site] = new
+        self.feed_copies()
+
+    def feed_copies(self) -> None:
+        if self.workload.strategy != "split-brain-allowed":
+            return
+        own = self.ctx.copies.read().get(self.name)
+        copies = list(self.peer_copies.values())
+        if own is not None:
+            copies.append(Copy(self.ctx.site, own.started_wall, own.score, own.token))
+        key = tuple(sorted(copies, key=lambda c: c.site))
+        if key != self.last_copies:
+            self.last_copies = key
+            self.feed(PeerCopiesSeen(key))
+
+    def on_driver_report(self, msg: DriverReport) -> None:
+        ev = msg.event
+        self.ctx.record(
+            self.name,
+            f"driver-{ev.state}",
+            ev.detail or str(ev.state),
+            ev.token,
+            pid=str(ev.pid or ""),
+            exit_code="" if ev.exit_code is None else str(ev.exit_code),
+        )
+        if ev.state is DriverState.RUNNING:
+            old = self.ctx.copies.read().get(self.name)
+            started = old.started_wall if old is not None else ev.wall
+            self.ctx.copies.set(
+                self.name, m.CopyInfo(started_wall=started, score=self.score(), token=ev.token)
+            )
+        elif ev.state in (DriverState.STOPPED, DriverState.FENCED, DriverState.FAILED) or (
+            ev.state is DriverState.EXITED and "restarting in" not in ev.detail
+        ):
+            self.ctx.copies.set(self.name, None)
+        self.feed_copies()
+        event = driver_event(msg)
+        if event is not None:
+            self.feed(event)
+
+    def score(self) -> float:
+        """best-score: free CPU of this site (cpus - load), higher is better."""
+        import os
+
+        try:
+            return round((os.cpu_count() or 1) - os.getloadavg()[0], 3)
+        except OSError:
+            return 0.0
+
+    def on_lease_event(self, event: Event) -> None:
+        self.feed(event)
+
+    # Lease actor answers arrive as strategy events; route them all to feed().
+    on_lease_acquired = on_acquire_failed = on_lease_renewed = on_renew_failed = on_lease_event
+    on_lease_lost = on_lease_observed_held = on_lease_observed_gone = on_lease_event
+    on_lease_released = on_release_failed = on_lease_event
+
+    def on_drain(self, _: Drain) -> threading.Event:
+        self.feed(ShutdownRequested())
+        return self.drained
+
+    # Operator commands (over the mesh) go straight to the driver actor.
+    def on_start_workload(self, msg: m.StartWorkload) -> None:
+        self.ctx.record(self.name, "operator-start", msg.reason or "operator")
+        self.tell_child("run", msg)
+
+    def on_stop_workload(self, msg: m.StopWorkload) -> None:
+        self.ctx.record(self.name, "operator-stop", msg.reason or "operator")
+        self.tell_child("run", msg)
+
+    def on_fence_workload(self, msg: m.FenceWorkload) -> None:
+        self.ctx.record(self.name, "operator-fence", msg.reason or "operator")
+        self.tell_child("run", msg)
+
+
+def unanswered(pending: str | None) -> Event | None:
+    """The failure to feed for a lease command whose answer was lost with its actor."""
+    if pending == LeaseAct.ACQUIRE:
+        return AcquireFailed("lease actor restarted")
+    if pending == LeaseAct.RENEW:
+        return RenewFailed("lease actor restarted")
+    if pending == LeaseAct.RELEASE:
+        return ReleaseFailed("lease actor restarted")
+    return None
