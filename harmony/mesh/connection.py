@@ -514,7 +514,7 @@ class MeshConnection:
             self.stats["direct"] += 1
             if sent < len(data):
                 self.stats["partial"] += 1
-                pass  # MUTANT
+                gate.carry.append(data[sent:])
                 with contextlib.suppress(RuntimeError):
                     self.loop.call_soon_threadsafe(self._flush_carry)
             return True
