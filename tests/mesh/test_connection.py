@@ -121,7 +121,7 @@ def test_request_timeout_and_late_reply(
 
     assert server.subscribe("svc.slow", late).ready.wait(10)
     t0 = time.monotonic()
-    with pytest.raises(TimeoutError, match="svc.slow"):
+    with pytest.raises(TimeoutError, match=r"svc\.slow"):
         client.request("svc.slow", b"x", timeout=0.2)
     assert 0.15 < time.monotonic() - t0 < 2.0
     assert not client._pending
@@ -133,7 +133,7 @@ def test_request_timeout_and_late_reply(
 def test_no_responders(make_nats_server: Callable[..., Node], connect: Factory) -> None:
     client = connect(make_nats_server(), "client")
     t0 = time.monotonic()
-    with pytest.raises(NoResponders, match="svc.nobody"):
+    with pytest.raises(NoResponders, match=r"svc\.nobody"):
         client.request("svc.nobody", b"x", timeout=5)
     assert time.monotonic() - t0 < 2.0  # the server says so at once; no waiting for timeout
     assert not client._pending
