@@ -227,15 +227,16 @@ def test_tells_and_publishes_from_one_thread_keep_order(
 def test_partial_socket_writes_keep_the_stream_intact(
     make_nats_server: Callable[..., Node], connect: Factory, fast: str
 ) -> None:
-    """With a tiny socket send buffer the kernel takes only part of most direct writes; the
+    """With a tiny socket send buffer the kernel takes only part of a big direct write; the
     rest must go out before anything else, or the NATS protocol stream would be corrupt."""
     node = make_nats_server()
     states: list[str] = []
     receiver = connect(node, "receiver")
     sender = connect(node, "sender", on_state=lambda kind, _d: states.append(kind))
+    gate = sender._gate
     if fast == "all":
-        assert sender._gate is not None
-        sender._gate.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        assert gate is not None
+        gate.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     got: dict[str, list[int]] = {}
     lock = threading.Lock()
 
@@ -248,22 +249,38 @@ def test_partial_socket_writes_keep_the_stream_intact(
 
     assert receiver.subscribe("bulk", on_msg).ready.wait(10)
 
+    def payload(src: str, i: int) -> bytes:
+        size = 20_000 + (i * 997) % 40_000
+        return f"{src}|{i}|{size}|".encode().ljust(40, b".") + bytes([i % 251]) * size
+
+    def idle() -> bool:  # nothing queued anywhere: the next publish is written directly
+        if gate is None:
+            return True
+        return (
+            not sender._outbox.items and not gate.carry and gate.stream.get_write_buffer_size() == 0
+        )
+
     def blast(src: str) -> None:
         for i in range(150):
-            size = 20_000 + (i * 997) % 40_000
-            head = f"{src}|{i}|{size}|".encode().ljust(40, b".")
-            sender.publish("bulk", head + bytes([i % 251]) * size)
+            sender.publish("bulk", payload(src, i))
 
+    # One thread, waiting for the socket to drain before each publish: direct, partial writes.
+    for i in range(40):
+        wait_until(idle, 10, interval=0.001)
+        sender.publish("bulk", payload("solo", i))
+    # Four threads at once: direct, partial and queued writes mixed.
     threads = [threading.Thread(target=blast, args=(f"s{k}",)) for k in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
+    total = 40 + 4 * 150
     wait_until(
-        lambda: sum(map(len, got.values())) >= 600,
+        lambda: sum(map(len, got.values())) >= total,
         30,
-        message=lambda: f"got {sum(map(len, got.values()))} of 600; states {states}",
+        message=lambda: f"got {sum(map(len, got.values()))} of {total}; states {states}",
     )
+    assert got["solo"] == list(range(40))
     assert all(got[f"s{k}"] == list(range(150)) for k in range(4))
     assert "disconnected" not in states
     if fast == "all":
