@@ -136,8 +136,10 @@ class LeaseStore:
             if getattr(e, "err_code", None) in (10071, 10164):
                 raise LeaseConflict(str(e)) from None
             raise LeaseUnavailable(f"{type(e).__name__}: {e}") from None
-        except (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError) as e:
-            raise LeaseUnavailable(str(e)) from None
+        except nats.errors.Error as e:
+            # Every other client error (no stream response, closed connection, full
+            # buffers, ...) means the same to a lease holder: not committed, maybe later.
+            raise LeaseUnavailable(f"{type(e).__name__}: {e}") from None
 
     @property
     def kv(self) -> KeyValue:

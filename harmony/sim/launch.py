@@ -30,6 +30,7 @@ from harmony.config import (
     load_config,
 )
 from harmony.mesh.ports import free_ports
+from harmony.sim.proxy import FaultProxy
 
 
 class LaunchError(RuntimeError):
@@ -82,8 +83,11 @@ class LocalMesh:
     timings: Timings = field(default_factory=Timings)
     supervision: Supervision = field(default_factory=Supervision)
     log_level: str = "info"
+    proxied: bool = False
+    """Route every NATS route through a `FaultProxy` link, so tests can cut and heal them."""
     python: str = sys.executable
     procs: dict[str, SiteProcess] = field(default_factory=dict, init=False)
+    proxy: FaultProxy | None = field(default=None, init=False)
     configs: dict[str, SiteConfig] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -94,12 +98,21 @@ class LocalMesh:
         """Pick free ports and write one TOML file per site into the work directory."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         names = [*self.sites, *self.witnesses]
-        ports = free_ports(3 * len(names))
+        pairs = [(a, b) for a in names for b in names if a != b] if self.proxied else []
+        ports = free_ports(3 * len(names) + len(pairs))
         plan = {s: ports[3 * i : 3 * i + 3] for i, s in enumerate(names)}
-        routes = [f"nats-route://127.0.0.1:{p[1]}" for p in plan.values()]
+        link_ports = dict(zip(pairs, ports[3 * len(names) :], strict=True))
+        if self.proxied:
+            self.proxy = FaultProxy()
+            for (a, b), port in link_ports.items():
+                self.proxy.add(a, b, port, plan[b][1])
         paths = {}
         for s in names:
             client, cluster, http = plan[s]
+            if self.proxied:
+                routes = [f"nats-route://127.0.0.1:{link_ports[(s, o)]}" for o in names if o != s]
+            else:
+                routes = [f"nats-route://127.0.0.1:{plan[o][1]}" for o in names if o != s]
             others = [f"nats://127.0.0.1:{plan[o][0]}" for o in names if o != s]
             cfg = SiteConfig(
                 mesh=self.mesh,
@@ -110,8 +123,10 @@ class LocalMesh:
                     client_port=client,
                     cluster_port=cluster,
                     http_port=http,
-                    routes=[r for r in routes if not r.endswith(f":{cluster}")],
+                    routes=routes,
                     servers=others,
+                    # Gossip must never open a direct route around the proxy links.
+                    cluster_advertise="127.0.0.1:1" if self.proxied else "",
                 ),
                 timings=self.timings,
                 supervision=self.supervision,
@@ -144,6 +159,8 @@ class LocalMesh:
         told otherwise, until all running sites see each other."""
         if not self.procs:
             self.write_configs()
+        if self.proxy is not None and not self.proxy.running:
+            self.proxy.start()
         chosen = list(sites) if sites is not None else list(self.procs)
         for s in chosen:
             self._spawn(self.procs[s])
@@ -240,6 +257,8 @@ class LocalMesh:
         for pid in pids_mentioning(str(self.workdir)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        if self.proxy is not None:
+            self.proxy.stop()
 
     def __enter__(self) -> LocalMesh:
         return self

@@ -26,6 +26,7 @@ from .base import (
     signal_group,
     terminate_group,
 )
+from .spawn import spawn_tied
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class ProcessDriver(Driver[ProcessDriverConfig]):
         self._mark(f"start token={self._token}: {shlex.join(cfg.command)}")
         fd = self._open_log()
         try:
-            proc = subprocess.Popen(
+            proc = spawn_tied(
                 cfg.command,
                 stdin=subprocess.DEVNULL,
                 stdout=fd,

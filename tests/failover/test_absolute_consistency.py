@@ -1,0 +1,135 @@
+"""AbsoluteConsistency on real processes: crash, partition, witness; never two active copies."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import pid_alive, wait_until
+
+from harmony.sim.history import active_intervals, overlapping, token_regressions
+from harmony.sim.launch import LocalMesh
+from harmony.strategies.timing import worst_case_takeover
+
+from .kit import FAST, Watcher, workload
+
+pytestmark = pytest.mark.mesh
+
+# A standby may act only after the lease expired, or after the JetStream leader that died
+# with the primary was replaced (4-9 s measured), then it starts the process.
+ELECTION = 9.0
+BOUND = worst_case_takeover(FAST.lease_ttl, election_time=ELECTION) + 2 * FAST.heartbeat_interval + 3.0
+
+
+@pytest.fixture
+def mesh(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalMesh]:
+    sites, witnesses = request.param if hasattr(request, "param") else (("a", "b", "c"), ())
+    m = LocalMesh(
+        tmp_path,
+        mesh="ac",
+        sites=sites,
+        witnesses=witnesses,
+        timings=FAST,
+        proxied=True,
+        workloads=[workload("ledger", "absolute-consistency", sites[0], list(sites[1:]))],
+    )
+    try:
+        m.start(timeout=60)
+        yield m
+    finally:
+        m.stop()
+
+
+@pytest.fixture
+def watch(mesh: LocalMesh) -> Iterator[Watcher]:
+    w = Watcher(mesh)
+    yield w
+    w.close()
+
+
+def assert_safe(watch: Watcher, name: str = "ledger") -> list:  # type: ignore[type-arg]
+    history = watch.history()
+    intervals = active_intervals(history, name)
+    horizon = time.monotonic()
+    assert overlapping(intervals, horizon) == [], intervals
+    assert token_regressions(intervals) == [], intervals
+    return intervals
+
+
+def test_primary_site_crash_fails_over_to_the_standby(mesh: LocalMesh, watch: Watcher) -> None:
+    first = watch.wait_runs_on("ledger", {"a"}, 30)["a"]
+    old_pid, old_token = int(first.detail["pid"]), int(first.detail["token"])
+    killed_at = watch.record_fault("a", "site-killed", "SIGKILL agent and nats-server")
+    mesh.kill("a", signal.SIGKILL)
+    # The workload dies with its agent (it cannot be fenced by a dead agent).
+    wait_until(lambda: not pid_alive(old_pid), 5, message="workload outlived its agent")
+
+    new = watch.wait_runs_on("ledger", {"b"}, BOUND + 10)["b"]
+    took = time.monotonic() - killed_at
+    assert took <= BOUND, f"failover took {took:.1f} s, bound {BOUND:.1f} s"
+    assert int(new.detail["token"]) > old_token
+    intervals = assert_safe(watch)
+    assert [i.site for i in intervals] == ["a", "b"]
+    assert intervals[0].ended_by == "site-killed"
+    assert intervals[0].end is not None and intervals[0].end < intervals[1].start
+
+
+def test_cut_off_primary_fences_before_the_majority_starts(mesh: LocalMesh, watch: Watcher) -> None:
+    first = watch.wait_runs_on("ledger", {"a"}, 30)["a"]
+    old_pid, old_token = int(first.detail["pid"]), int(first.detail["token"])
+    cut_at = watch.record_fault("a", "partition", "{a} | {b, c}")
+    assert mesh.proxy is not None
+    mesh.proxy.partition(["a"], ["b", "c"])
+
+    new = watch.wait_runs_on("ledger", {"b"}, 40)["b"]
+    assert not pid_alive(old_pid)
+    assert int(new.detail["token"]) > old_token
+    history = watch.history()
+    fence = next(e for e in history if e.site == "a" and e.kind == "fence")
+    fenced = next(e for e in history if e.site == "a" and e.kind == "driver-fenced")
+    start_b = next(e for e in history if e.site == "b" and e.kind == "start")
+    # The holder's last renewal was sent before the cut, so its fence deadline came at most
+    # lease_ttl - fence_margin after it (plus timer lateness).
+    assert fence.mono - cut_at <= FAST.lease_ttl - FAST.fence_margin + 0.5
+    assert fenced.mono - fence.mono <= FAST.stop_grace + 0.5
+    assert fenced.mono < start_b.mono, "majority started before the minority had fenced"
+    assert start_b.token is not None and start_b.token > old_token
+    assert_safe(watch)
+
+    # Heal: a rejoins, sees b holding the lease and stays down.
+    watch.record_fault("a", "heal", "all links")
+    mesh.proxy.heal_all()
+    wait_until(
+        lambda: all(
+            p.state == "alive" for s in watch.snaps().values() for p in s.peers
+        ) and len(watch.snaps()) == 3,
+        30,
+        message=watch.tail,
+    )
+    assert set(watch.runners("ledger")) == {"b"}
+    assert_safe(watch)
+
+
+@pytest.mark.parametrize("mesh", [(("a", "b"), ("w",))], indirect=True)
+def test_two_sites_and_a_witness_survive_the_loss_of_either(
+    mesh: LocalMesh, watch: Watcher
+) -> None:
+    snaps = watch.snaps()
+    assert snaps["w"].witness and not any("workload" in a.path for a in snaps["w"].actors)
+    watch.wait_runs_on("ledger", {"a"}, 30)
+    watch.record_fault("a", "site-killed", "SIGKILL")
+    mesh.kill("a", signal.SIGKILL)
+    watch.wait_runs_on("ledger", {"b"}, BOUND + 10)
+
+    mesh.start(["a"], timeout=60)  # a comes back as a standby: b keeps the lease
+    wait_until(lambda: len(watch.snaps()) == 3, 30, message=watch.tail)
+    assert set(watch.runners("ledger")) == {"b"}
+
+    watch.record_fault("b", "site-killed", "SIGKILL")
+    mesh.kill("b", signal.SIGKILL)
+    watch.wait_runs_on("ledger", {"a"}, BOUND + 10)
+    intervals = assert_safe(watch)
+    assert [i.site for i in intervals] == ["a", "b", "a"]
