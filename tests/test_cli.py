@@ -91,3 +91,20 @@ def test_agent_with_unreachable_external_nats_exits_3(tmp_path: Path) -> None:
     )
     out = harmony("agent", "--config", str(path), "--connect-timeout", "1")
     assert out.returncode == 3 and "no NATS server answered" in out.stderr
+
+
+def test_agent_refuses_unsafe_lease_timings_naming_the_inequality(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text(
+        'mesh = "m"\nsite = "a"\n'
+        "[timings]\nlease_ttl = 6.0\nfence_margin = 1.0\nstop_grace = 2.0\n"
+        '[[workloads]]\nname = "db"\nstrategy = "absolute-consistency"\n'
+        'driver = { kind = "process", command = ["sleep", "60"] }\n'
+        'topology = { kind = "failover", primary = "a", standbys = ["b"] }\n'
+    )
+    out = harmony("agent", "--config", str(path))
+    assert out.returncode == 2
+    assert "timings: unsafe for absolute-consistency" in out.stderr
+    assert "fence deadline (lease_ttl - fence_margin = 5 s) + stop_grace (2 s)" in out.stderr
+    assert "must be < lease_ttl (6 s)" in out.stderr
+    assert pids_mentioning(str(tmp_path)) == []

@@ -45,7 +45,9 @@ class FaultProxy:
         self.host = host
         self.links: dict[tuple[str, str], Link] = {}
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="fault-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="fault-proxy", daemon=True
+        )
         self._started = False
 
     def add(self, src: str, dst: str, listen_port: int, target_port: int) -> Link:
@@ -139,7 +141,9 @@ class FaultProxy:
                     link.writers.clear()
 
     # ------------------------------------------------------------------ the pump
-    async def _accept(self, link: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept(
+        self, link: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         if link.cut:
             writer.close()
             return

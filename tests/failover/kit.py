@@ -30,7 +30,9 @@ FAST = Timings(
 WORKLOAD_CMD = [sys.executable, "-m", "harmony.sim.example_workload"]
 
 
-def workload(name: str, strategy: str, primary: str, standbys: list[str], **kw: str) -> WorkloadConfig:
+def workload(
+    name: str, strategy: str, primary: str, standbys: list[str], **kw: str
+) -> WorkloadConfig:
     return WorkloadConfig(
         name=name,
         strategy=strategy,  # type: ignore[arg-type]
@@ -77,8 +79,10 @@ class Watcher:
         result: dict[str, ActorInfo] = wait_until(
             lambda: (r := self.runners(name)) and set(r) == sites and r,
             timeout,
-            message=lambda: f"{name} never ran exactly on {sites}; runners: "
-            f"{sorted(self.runners(name))}\n{self.tail()}",
+            message=lambda: (
+                f"{name} never ran exactly on {sites}; runners: "
+                f"{sorted(self.runners(name))}\n{self.tail()}"
+            ),
         )
         return result
 
@@ -88,7 +92,9 @@ class Watcher:
         return now
 
     def history(self) -> list[JournalEvent]:
-        journals = [Path(self.mesh.configs[s].data_dir) / "journal.jsonl" for s in self.mesh.configs]
+        journals = [
+            Path(self.mesh.configs[s].data_dir) / "journal.jsonl" for s in self.mesh.configs
+        ]
         return sorted([*load_history(journals), *self.faults], key=lambda e: e.mono)
 
     def tail(self) -> str:

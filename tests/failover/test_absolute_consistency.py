@@ -21,7 +21,9 @@ pytestmark = pytest.mark.mesh
 # A standby may act only after the lease expired, or after the JetStream leader that died
 # with the primary was replaced (4-9 s measured), then it starts the process.
 ELECTION = 9.0
-BOUND = worst_case_takeover(FAST.lease_ttl, election_time=ELECTION) + 2 * FAST.heartbeat_interval + 3.0
+BOUND = (
+    worst_case_takeover(FAST.lease_ttl, election_time=ELECTION) + 2 * FAST.heartbeat_interval + 3.0
+)
 
 
 @pytest.fixture
@@ -103,9 +105,10 @@ def test_cut_off_primary_fences_before_the_majority_starts(mesh: LocalMesh, watc
     watch.record_fault("a", "heal", "all links")
     mesh.proxy.heal_all()
     wait_until(
-        lambda: all(
-            p.state == "alive" for s in watch.snaps().values() for p in s.peers
-        ) and len(watch.snaps()) == 3,
+        lambda: (
+            all(p.state == "alive" for s in watch.snaps().values() for p in s.peers)
+            and len(watch.snaps()) == 3
+        ),
         30,
         message=watch.tail,
     )
