@@ -10,6 +10,7 @@ history: an operation with an unknown outcome counts as possibly active.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +93,7 @@ def token_regressions(intervals: list[Interval]) -> list[tuple[Interval, Interva
     """
     with_token = [i for i in intervals if i.token is not None]
     bad = []
-    for a, b in zip(with_token, with_token[1:], strict=False):
+    for a, b in itertools.pairwise(with_token):
         assert a.token is not None and b.token is not None
         if b.token < a.token or (b.site != a.site and b.token == a.token):
             bad.append((a, b))
