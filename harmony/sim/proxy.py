@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Iterable
@@ -80,7 +81,7 @@ class FaultProxy:
     async def _listen_all(self) -> None:
         for link in self.links.values():
             link.server = await asyncio.start_server(
-                lambda r, w, link=link: self._accept(link, r, w), self.host, link.listen_port
+                functools.partial(self._accept, link), self.host, link.listen_port
             )
 
     async def _close_all(self) -> None:
