@@ -196,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dir", help="working directory (default: a new temporary one)")
     d.add_argument("--duration", type=float, default=0.0, help="stop after N s (0: Ctrl-C)")
     d.set_defaults(fn=cmd_demo)
+
+    from harmony.sim.cli import add_sim_parser
+    from harmony.tui.cli import add_tui_parser
+
+    add_sim_parser(sub)
+    add_tui_parser(sub)
     return p
 
 

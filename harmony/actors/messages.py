@@ -149,3 +149,24 @@ class GetOutput(Message):
 
 class Output(Message):
     lines: list[str]
+
+
+class MoveWorkload(Message):
+    """Operator: move the workload to `target` (a site of its topology). Sent to the
+    workload supervisor of the site that runs it; answered with `CommandResult`."""
+
+    target: str
+    reason: str = ""
+
+
+class DrainSite(Message):
+    """Operator: move every workload off this site (sent to its `agent`); `CommandResult`."""
+
+    reason: str = ""
+
+
+class CommandResult(Message):
+    """The outcome of an operator command, as the receiving site sees it."""
+
+    ok: bool
+    detail: str = ""

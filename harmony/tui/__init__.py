@@ -1,0 +1,1 @@
+"""The interactive TUI: the live actor tree of the whole mesh (Textual)."""
