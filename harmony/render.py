@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
@@ -76,6 +77,44 @@ def _peer_label(p: PeerInfo) -> Text:
     return label
 
 
+def workloads_table(snaps: dict[str, Snapshot]) -> Table | None:
+    """Per workload: where it runs, the lease holder, its token and time left on the lease."""
+    rows: dict[str, dict[str, list[str]]] = {}
+    for site, snap in snaps.items():
+        for a in snap.actors:
+            parts = a.path.split("/")
+            if len(parts) != 3 or parts[1] != "workload":
+                continue
+            name, d = parts[2], a.detail
+            row = rows.setdefault(name, {"strategy": [], "running": [], "holder": [], "left": []})
+            row["strategy"] = [d.get("strategy", "")]
+            if d.get("phase") == "running":
+                token = d.get("token", "")
+                row["running"].append(f"{site}" + (f" (token {token})" if token else ""))
+            if d.get("lease"):
+                row["holder"].append(f"{site} @ rev {d['lease']}")
+                if d.get("fence_in"):
+                    row["left"].append(d["fence_in"])
+    if not rows:
+        return None
+    t = Table(title="workloads", title_justify="left", expand=False)
+    for col in ("workload", "strategy", "running on", "lease holder", "holder fences in"):
+        t.add_column(col)
+    for name in sorted(rows):
+        r = rows[name]
+        running = ", ".join(r["running"]) or "[red]nowhere[/]"
+        if len(r["running"]) > 1:
+            running = f"[yellow]{running}[/]"
+        t.add_row(
+            name,
+            r["strategy"][0] if r["strategy"] else "",
+            running,
+            ", ".join(r["holder"]) or "-",
+            ", ".join(r["left"]) or "-",
+        )
+    return t
+
+
 def mesh_view(mesh: str, snaps: dict[str, Snapshot]) -> Group:
     """The whole mesh: answering sites, and sites others know of that did not answer."""
     states: dict[str, str] = {}
@@ -96,4 +135,5 @@ def mesh_view(mesh: str, snaps: dict[str, Snapshot]) -> Group:
                 ("  (no answer; state as its peers see it)", "dim"),
             )
         )
-    return Group(root)
+    table = workloads_table(snaps)
+    return Group(root, table) if table is not None else Group(root)
