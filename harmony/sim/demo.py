@@ -1,10 +1,18 @@
-"""`harmony demo`: three sites on this machine, clustered, with example workloads, watched live."""
+"""`harmony demo`: three sites on this machine, clustered, with example workloads, watched live.
+
+This module starts and stops the demo mesh (`demo_mesh`) and has the plain Rich live view
+(`harmony demo --no-tui`, and the fallback when stdout is not a terminal). The interactive
+view lives in `harmony.tui.demo`, which uses `demo_mesh` from here: the TUI sits above the
+simulation layer, never the other way round.
+"""
 
 from __future__ import annotations
 
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console, Group
@@ -23,9 +31,11 @@ from harmony.render import mesh_view
 from harmony.sim.launch import LaunchError, LocalMesh
 
 SITE_NAMES = "abcdefghijklmnopqrstuvwxyz"
+MESH = "demo"
 
 
 def demo_workloads(sites: list[str]) -> list[WorkloadConfig]:
+    """One workload under each strategy, with different primaries so a kill shows both."""
     cmd = [sys.executable, "-m", "harmony.sim.example_workload"]
     rotated = sites[1:] + sites[:1]
     return [
@@ -44,48 +54,82 @@ def demo_workloads(sites: list[str]) -> list[WorkloadConfig]:
     ]
 
 
-def run_demo(sites: int = 3, workdir: str | None = None, duration: float = 0.0) -> int:
-    console = Console()
+def site_names(sites: int) -> list[str]:
     if not 1 <= sites <= len(SITE_NAMES):
-        console.print(f"[red]--sites must be between 1 and {len(SITE_NAMES)}[/]")
-        return 2
-    names = [f"site-{c}" for c in SITE_NAMES[:sites]]
+        raise ValueError(f"--sites must be between 1 and {len(SITE_NAMES)}")
+    return [f"site-{c}" for c in SITE_NAMES[:sites]]
+
+
+@contextmanager
+def demo_mesh(
+    sites: int, workdir: str | None, console: Console | None = None
+) -> Iterator[LocalMesh]:
+    """Start the demo's sites (agents + embedded nats-servers); stop every process on exit,
+    whatever happens (Ctrl-C included), and remove the temporary directory if we made one."""
+    names = site_names(sites)
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="harmony-demo-")
         workdir = tmp.name
     mesh = LocalMesh(
         Path(workdir),
-        mesh="demo",
+        mesh=MESH,
         sites=names,
         workloads=demo_workloads(names),
         timings=Timings(heartbeat_interval=0.5),
     )
-    conn = None
     try:
         mesh.write_configs()
-        with console.status(f"starting {sites} sites (agents + embedded nats-servers)..."):
+        if console is not None:
+            with console.status(f"starting {sites} sites (agents + embedded nats-servers)..."):
+                mesh.start()
+            console.print(f"[green]mesh '{MESH}' is up[/] — configs and logs in {mesh.workdir}")
+        else:
             mesh.start()
-        console.print(f"[green]mesh 'demo' is up[/] — configs and logs in {mesh.workdir}")
-        conn = MeshConnection(mesh.client_urls(), "harmony-demo").start()
-        conn.wait_connected(10)
-        started = time.monotonic()
-        with Live(console=console, refresh_per_second=4, screen=False) as live:
-            while not duration or time.monotonic() - started < duration:
-                snaps = collect_snapshots(conn, "demo", timeout=1.0)
-                hint = Text("Ctrl-C stops the demo and every process it started.", style="dim")
-                live.update(Group(mesh_view("demo", snaps), hint))
-                time.sleep(0.5)
+        yield mesh
+    finally:
+        mesh.stop()
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def run_demo(
+    sites: int = 3,
+    workdir: str | None = None,
+    duration: float = 0.0,
+    view: Callable[[LocalMesh, float], None] | None = None,
+) -> int:
+    """Run the demo with `view(mesh, duration)` (default: the Rich live view)."""
+    console = Console()
+    try:
+        site_names(sites)
+    except ValueError as e:
+        console.print(f"[red]{e}[/]")
+        return 2
+    try:
+        with demo_mesh(sites, workdir, console) as mesh:
+            (view or live_view)(mesh, duration)
     except LaunchError as e:
         console.print(f"[red]a site failed to start:[/] {e}")
         return 1
     except KeyboardInterrupt:
         console.print("stopping...")
-    finally:
-        if conn is not None:
-            conn.close()
-        mesh.stop()
-        if tmp is not None:
-            tmp.cleanup()
     console.print("[green]demo stopped; no process left behind.[/]")
     return 0
+
+
+def live_view(mesh: LocalMesh, duration: float) -> None:
+    """The plain view: every site's actor tree, redrawn twice a second, until Ctrl-C."""
+    console = Console()
+    conn = MeshConnection(mesh.client_urls(), "harmony-demo").start()
+    try:
+        conn.wait_connected(10)
+        started = time.monotonic()
+        with Live(console=console, refresh_per_second=4, screen=False) as live:
+            while not duration or time.monotonic() - started < duration:
+                snaps = collect_snapshots(conn, MESH, timeout=1.0)
+                hint = Text("Ctrl-C stops the demo and every process it started.", style="dim")
+                live.update(Group(mesh_view(MESH, snaps), hint))
+                time.sleep(0.5)
+    finally:
+        conn.close()

@@ -54,7 +54,7 @@ def test_status_json_is_machine_readable(mesh3: LocalMesh) -> None:
 
 
 def test_demo_runs_three_sites_and_leaves_nothing(tmp_path: Path) -> None:
-    out = harmony("demo", "--dir", str(tmp_path), "--duration", "4", timeout=120)
+    out = harmony("demo", "--no-tui", "--dir", str(tmp_path), "--duration", "4", timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "mesh 'demo' is up" in out.stdout
     assert "3 site(s) answered" in out.stdout

@@ -1,0 +1,227 @@
+"""The TUI's widgets: the mesh tree, the detail pane, the event log, the connection banner.
+
+Widgets only read the model (`harmony.tui.model`) and render labels (`harmony.tui.labels`);
+they never touch NATS. The tree is updated in place, node by node, so that a poll every
+second re-labels what changed instead of rebuilding (and flickering, and losing the cursor).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import RichLog, Static, Tree
+from textual.widgets.tree import TreeNode
+
+from harmony.actors.journal import JournalEvent
+from harmony.tui import labels
+from harmony.tui.model import PEER_PREFIX, Key, MeshModel, matches
+
+DETAIL_EVENTS = 8
+
+
+@dataclass(frozen=True)
+class OutputTail:
+    """The last lines a workload's driver captured, fetched with `GetOutput`."""
+
+    lines: tuple[str, ...] = ()
+    error: str = ""
+    at: float = 0.0
+
+
+class MeshTree(Tree[Key]):
+    """mesh → sites → agent → site / peers / workloads → lease / run, updated in place."""
+
+    def __init__(self, mesh: str, *, id: str | None = None) -> None:
+        super().__init__(Text(f"mesh {mesh}"), id=id)
+        self.show_root = True
+        self.guide_depth = 3
+        self._by_key: dict[Key, TreeNode[Key]] = {}
+        self._labels: dict[Key, Text] = {}
+        self.root.expand()
+
+    def node_for(self, key: Key) -> TreeNode[Key] | None:
+        return self._by_key.get(key)
+
+    @property
+    def keys(self) -> list[Key]:
+        return list(self._by_key)
+
+    def label_of(self, key: Key) -> str:
+        """The plain text shown for a node ('' if it is not in the tree)."""
+        label = self._labels.get(key)
+        return label.plain if label is not None else ""
+
+    def sync(self, model: MeshModel, root_label: Text, now: float) -> None:
+        """Make the tree match the model: add new nodes where they belong, drop vanished
+        ones, and re-label only nodes whose label text or style changed."""
+        if self.root.label != root_label:
+            self.root.set_label(root_label)
+        structure = model.tree()
+        wanted = {key for key, _ in structure}
+        parents = {parent for _, parent in structure if parent is not None}
+        for key in [k for k in self._by_key if k not in wanted]:
+            node = self._by_key.pop(key, None)
+            self._labels.pop(key, None)
+            if node is not None:
+                node.remove()
+        for key in [k for k in self._by_key if not _attached(self._by_key[k], self.root)]:
+            self._by_key.pop(key)  # removed along with an ancestor
+            self._labels.pop(key, None)
+        for i, (key, parent) in enumerate(structure):
+            label = labels.node_label(model, key, now)
+            node = self._by_key.get(key)
+            if node is None:
+                parent_node = self.root if parent is None else self._by_key[parent]
+                before = _next_sibling(structure, i, parent, self._by_key)
+                expandable = parent is None or key in parents
+                node = parent_node.add(
+                    label, data=key, before=before, expand=expandable, allow_expand=expandable
+                )
+                self._by_key[key] = node
+            elif self._labels.get(key) != label:
+                node.set_label(label)
+                if key in parents and not node.allow_expand:
+                    node.allow_expand = True
+                    node.expand()
+            self._labels[key] = label
+
+
+def _attached(node: TreeNode[Key], root: TreeNode[Key]) -> bool:
+    while node.parent is not None:
+        node = node.parent
+    return node is root
+
+
+def _next_sibling(
+    structure: list[tuple[Key, Key | None]],
+    index: int,
+    parent: Key | None,
+    nodes: dict[Key, TreeNode[Key]],
+) -> TreeNode[Key] | None:
+    """The first later sibling already in the tree: a new node goes right before it."""
+    for key, p in structure[index + 1 :]:
+        if p == parent and key in nodes:
+            return nodes[key]
+    return None
+
+
+class DetailPane(Static):
+    """Everything about the selected node: its fields, its recent events, its output."""
+
+    def show(
+        self, model: MeshModel, key: Key | None, now: float, output: OutputTail | None
+    ) -> None:
+        self.update(detail_renderable(model, key, now, output))
+
+
+def detail_renderable(
+    model: MeshModel, key: Key | None, now: float, output: OutputTail | None
+) -> RenderableType:
+    if key is None:
+        return Text(
+            f"mesh {model.mesh}\n\nSelect a site, an actor or a workload in the tree.\n"
+            "Press ? for the keys.",
+            style="dim",
+        )
+    view = model.sites.get(key.site)
+    table = Table.grid(padding=(0, 1))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    title = Text.assemble((key.site, "bold cyan"), " ", (key.path or "(site)", "bold"))
+    if view is None:
+        return title
+    if key.path == "":
+        table.add_row("state", labels.state_text(view.state))
+        table.add_row("witness", "yes" if view.witness else "no")
+        table.add_row("heartbeat", f"{labels.seconds(view.heartbeat_age(now))} ago")
+        if view.received is not None:
+            table.add_row("answered", f"{labels.seconds(now - view.received)} ago")
+        if view.snapshot is not None:
+            table.add_row("incarnation", view.snapshot.incarnation)
+            table.add_row("nats", view.snapshot.nats_url or "—")
+            rejected = f"{view.snapshot.malformed} malformed, {view.snapshot.unknown_actor}"
+            table.add_row("rejected", rejected + " unknown-actor")
+    elif key.path.startswith(PEER_PREFIX):
+        peer = view.peer(key.peer)
+        if peer is not None:
+            table.add_row("peer", peer.site)
+            table.add_row("state", labels.state_text(peer.state))
+            table.add_row("heartbeat", f"{labels.seconds(peer.last_heartbeat_age)} ago (then)")
+            table.add_row("witness", "yes" if peer.witness else "no")
+    else:
+        info = view.actor(key.path)
+        if info is not None:
+            table.add_row("kind", info.kind)
+            table.add_row("state", labels.state_text(info.state))
+            table.add_row("restarts", str(info.restarts))
+            if info.policy:
+                table.add_row("policy", info.policy)
+            for k, v in sorted(info.detail.items()):
+                if v != "":
+                    table.add_row(k, v)
+    if not view.answered and model.polls:
+        table.add_row("", Text("site not answering: last known values", style="bold yellow"))
+    parts: list[RenderableType] = [title, table, Text("")]
+    workload = key.workload or None
+    events = model.events_for(key.site, workload, limit=DETAIL_EVENTS)
+    parts.append(Text(f"recent events ({key.site}{' / ' + workload if workload else ''})", "bold"))
+    parts.extend(labels.event_line(e) for e in events)
+    if not events:
+        parts.append(Text("none yet", style="dim"))
+    if workload:
+        parts.append(Text(""))
+        parts.append(Text("driver output (tail)", style="bold"))
+        if output is None:
+            parts.append(Text("fetching…", style="dim"))
+        elif output.error:
+            parts.append(Text(output.error, style="yellow"))
+        else:
+            parts.extend(Text(line, style="dim") for line in output.lines)
+            if not output.lines:
+                parts.append(Text("no output", style="dim"))
+    return Group(*parts)
+
+
+class EventLog(RichLog):
+    """Every site's journal events as they arrive, filtered by site and workload."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, max_lines=2000, wrap=False, markup=False, auto_scroll=True)
+        self.site_filter: str | None = None
+        self.workload_filter: str | None = None
+
+    def add(self, event: JournalEvent) -> None:
+        if matches(event, self.site_filter, self.workload_filter):
+            self.write(labels.event_line(event))
+
+    def refilter(self, model: MeshModel, site: str | None, workload: str | None) -> None:
+        self.site_filter, self.workload_filter = site, workload
+        self.clear()
+        for event in model.events_for(site, workload):
+            self.write(labels.event_line(event))
+        self.border_title = self.title_text()
+
+    def title_text(self) -> str:
+        return (
+            f"events · site: {self.site_filter or 'all'} (e)"
+            f" · workload: {self.workload_filter or 'all'} (w)"
+        )
+
+
+class Banner(Static):
+    """A red line across the top while the NATS connection is down."""
+
+    def set_connection(self, state: str, detail: str) -> None:
+        if state == "connected":
+            self.remove_class("shown")
+            return
+        text = {
+            "connecting": f"connecting to NATS ({detail})…",
+            "disconnected": "NATS connection lost — reconnecting… (showing last known state)",
+            "unreachable": f"NATS unreachable — retrying… {detail}",
+        }.get(state, f"NATS: {state} {detail}")
+        self.update(text)
+        self.add_class("shown")
