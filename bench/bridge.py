@@ -38,9 +38,14 @@ from harmony.actors.messages import GetNotices, Notice, Notices, Ping
 from harmony.actors.site import SITE_PATH, SiteActor
 from harmony.actors.timers import Scheduler
 from harmony.config import SiteConfig, Timings
-from harmony.mesh.connection import FAST_PATHS_ENV, MeshConnection
+from harmony.mesh import connection
+from harmony.mesh.connection import MeshConnection
 from harmony.mesh.remote import ActorDirectory, LocalRef, RemoteRef
 from harmony.sim.launch import LocalMesh
+
+# getattr: the same script also measures the bridge as it was before the fast paths, for
+# BENCHMARKS.md (run with PYTHONPATH pointing at a checkout of the old harmony/).
+FAST_PATHS_ENV = getattr(connection, "FAST_PATHS_ENV", "HARMONY_MESH_FAST_PATHS")
 
 TARGET_P50_MS = 0.5
 TARGET_P99_MS = 2.0
@@ -160,7 +165,7 @@ def main() -> int:
         args.rounds, args.asks, args.tells = 1, 1000, 20_000
     if args.fast_paths is not None:
         os.environ[FAST_PATHS_ENV] = args.fast_paths  # inherited by the agent process
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)
     load_before = os.getloadavg()
     rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="harmony-bench-") as tmp:
@@ -198,8 +203,8 @@ def main() -> int:
                     f"p99 {row['local_ask_p99']:.3f} ms; tells remote/local {rt / lt:.2f} "
                     f"(load {os.getloadavg()[0]:.2f})"
                 )
-            fast = sorted(conn.fast_paths)
-            stats = dict(conn.stats)
+            fast = sorted(getattr(conn, "fast_paths", ["(unknown: old bridge)"]))
+            stats = dict(getattr(conn, "stats", {}))
             actor.stop()
             scheduler.stop()
             conn.close()

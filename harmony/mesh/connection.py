@@ -157,7 +157,7 @@ class _Gate:
     each time, so a gate stands for one stream (`writer`), not for the transport object.
     """
 
-    def __init__(self, transport: TcpTransport) -> None:
+    def __init__(self, transport: TcpTransport, max_payload: int) -> None:
         writer = transport._io_writer
         assert writer is not None
         self.transport = transport
@@ -168,6 +168,8 @@ class _Gate:
         self.sock.setblocking(False)
         self.carry: list[bytes] = []
         self.open = True
+        # Bigger publishes go through the loop, which checks the server's payload limit.
+        self.write_max = min(THREAD_WRITE_MAX, max_payload)
 
     def current(self, nc: Client) -> bool:
         return nc._transport is self.transport and self.transport._io_writer is self.writer
@@ -419,7 +421,7 @@ class MeshConnection:
             return
         try:
             self._wrap_transport(transport)
-            gate = _Gate(transport)
+            gate = _Gate(transport, nc.max_payload)
         except (OSError, AttributeError) as e:
             log.warning("direct socket writes unavailable (%s); using nats-py's writer", e)
             return
@@ -494,7 +496,7 @@ class MeshConnection:
         Returns False (nothing written) when it must take the queued path instead.
         """
         gate = self._gate
-        if gate is None or len(data) > THREAD_WRITE_MAX:
+        if gate is None or len(data) > gate.write_max:
             return False
         ob = self._outbox
         # Never wait for the lock: if another thread (or the loop) is writing, queue instead.
@@ -556,7 +558,12 @@ class MeshConnection:
             with self._wlock:
                 ob.kicked = False
                 if self._loop_may_write_locked(gate):
-                    cmds = [pub_cmd(s, r, p) for s, r, p in self._take_all()]
+                    limit = self._max_payload()
+                    cmds = [
+                        pub_cmd(s, r, p)
+                        for s, r, p in self._take_all(limit)
+                        if self._fits(s, p, limit)
+                    ]
                     gate.flush_carry_locked()
                     if cmds:
                         gate.stream.writelines(cmds)
@@ -581,8 +588,25 @@ class MeshConnection:
             and gate.stream.get_write_buffer_size() < LOOP_WRITE_LIMIT
         )
 
-    def _take_all(self) -> list[tuple[str, str, bytes]]:
-        """Everything queued, with runs of tells to one subject framed as one message."""
+    def _max_payload(self) -> int:
+        return self.nc.max_payload if self.nc is not None else MAX_FRAME_BYTES
+
+    def _fits(self, subject: str, payload: bytes, limit: int) -> bool:
+        """The server drops a client that sends more than its max_payload: refuse it here."""
+        if len(payload) <= limit:
+            return True
+        log.warning(
+            "publish to %s dropped: %d bytes, more than the server's max_payload %d",
+            subject,
+            len(payload),
+            limit,
+        )
+        return False
+
+    def _take_all(self, max_payload: int) -> list[tuple[str, str, bytes]]:
+        """Everything queued, with runs of tells to one subject framed as one message (each
+        frame within `max_payload` unless a single tell is bigger on its own)."""
+        frame_limit = min(MAX_FRAME_BYTES, max_payload)
         items = self._outbox.items
         out = []
         while items:
@@ -595,7 +619,7 @@ class MeshConnection:
                     and items[0][3]
                     and items[0][0] == subject
                     and len(frame) < MAX_FRAME_ITEMS
-                    and size < MAX_FRAME_BYTES
+                    and size + len(items[0][2]) + 5 <= frame_limit  # 5: array header
                 ):
                     nxt = items.popleft()[2]
                     frame.append(nxt)
@@ -622,7 +646,7 @@ class MeshConnection:
         # with us kicks again.
         with self._wlock:
             ob.kicked = False
-            items = self._take_all()
+            items = self._take_all(self._max_payload())
             ob.moving += 1
         try:
             for subject, reply, payload in items:

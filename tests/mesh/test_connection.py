@@ -336,6 +336,29 @@ def test_failing_callback_does_not_break_the_connection(
     assert receiver.connected
 
 
+def test_oversized_publish_is_dropped_and_the_connection_stays(
+    make_nats_server: Callable[..., Node], connect: Factory
+) -> None:
+    """The server disconnects a client that exceeds its max_payload (1 MiB by default): such a
+    publish is refused on our side, logged, and later publishes still arrive."""
+    node = make_nats_server()
+    states: list[str] = []
+    receiver = connect(node, "receiver")
+    sender = connect(node, "sender", on_state=lambda kind, _d: states.append(kind))
+    got: list[int] = []
+    assert receiver.subscribe("big", lambda m: got.append(len(m.data))).ready.wait(10)
+    sender.publish("big", b"x" * (2 << 20))
+    sender.publish("big", b"small")
+    wait_until(lambda: got == [5], 10, message=lambda: f"got {got}")
+    # Big frames of tells stay within the limit too.
+    seen, _frames = collect_frames(receiver, "t.big")
+    for i in range(1500):
+        sender.tell("t.big", wire.encode(ConnTestSeq(n=i, src="y" * 2000)))
+    wait_until(lambda: len(seen) >= 1500, 20, message=lambda: f"got {len(seen)} of 1500")
+    assert seen == list(range(1500))
+    assert "disconnected" not in states
+
+
 def test_unsubscribe_stops_delivery(
     make_nats_server: Callable[..., Node], connect: Factory
 ) -> None:
