@@ -187,28 +187,26 @@ class AbsoluteConsistency(FailoverStrategy):
         since = lease.seen_since if seen is lease.seen else now
         return replace(lease, seen=seen, seen_holder=holder, seen_revision=rev, seen_since=since)
 
-    @staticmethod
-    def _drop(state: WorkloadState, why: str, now: float, out: list[Command]) -> WorkloadState:
-        """The lease is not ours (any more): forget revision and token, fence if active.
+    def _drop(
+        self, state: WorkloadState, why: str, now: float, out: list[Command]
+    ) -> WorkloadState:
+        """The lease is not ours (any more): forget it; the goal table then fences the copy.
 
         A request in flight stays pending: its answer (or its timeout) still comes.
         """
         out.append(RecordEvent("lease-lost", why))
-        lease = replace(state.lease, revision=None, token=None, t0=None)
-        return replace(state, lease=lease)
+        return self._not_holding(state, now)
 
     def _after_release(self, state: WorkloadState, now: float) -> WorkloadState:
-        lease = replace(
-            state.lease,
-            revision=None,
-            token=None,
-            t0=None,
-            pending=None,
-            seen=Seen.UNKNOWN,
-            seen_since=now,
-        )
+        state = self._not_holding(state, now)
+        lease = replace(state.lease, pending=None, seen=Seen.UNKNOWN, seen_since=now)
+        return replace(state, lease=lease)
+
+    def _not_holding(self, state: WorkloadState, now: float) -> WorkloadState:
+        """Forget revision, token and t0; a handover is over (it gives better sites a turn)."""
+        lease = replace(state.lease, revision=None, token=None, t0=None)
         cooldown = state.cooldown_until
-        if state.handing_over:  # give the better candidates their turn first
+        if state.handing_over:
             turn = len(state.topology.sites) * self.params.rank_delay
             cooldown = max(cooldown, now + turn)
         return replace(state, lease=lease, handing_over=False, cooldown_until=cooldown)

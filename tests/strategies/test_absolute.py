@@ -25,6 +25,7 @@ from harmony.strategies import (
     PeerSuspect,
     Promote,
     RecordEvent,
+    ReleaseFailed,
     ReleaseLease,
     RenewFailed,
     RenewLease,
@@ -294,3 +295,17 @@ def test_every_wake_at_is_in_the_future() -> None:
     for t in (1.5, 2.0, 2.0, 3.3):
         s.feed(Tick(), at=t)
         assert s.decision.wake_at is None or s.decision.wake_at > s.now
+
+
+def test_a_handover_ends_when_the_lease_is_lost_instead_of_released() -> None:
+    """Found by the state machine: a lost lease used to leave the site 'handing over' forever."""
+    s = holder(t0=1.0, token=5)
+    s.feed(PeerSilent("b"), at=1.1)
+    s.feed(PeerSilent("c"), at=1.1)
+    assert kinds(s.feed(WorkloadExited(code=1), at=1.2)) == ["ReleaseLease"]
+    s.feed(ReleaseFailed("timeout"), at=1.3)
+    s.feed(LeaseLost("wrong last sequence"), at=1.4)
+    assert not s.state.handing_over
+    s.feed(LeaseObservedGone(9), at=1.5)
+    s.advance(30.0)
+    assert s.times_of(AcquireLease)[1] == 1.2 + AC.params.failed_cooldown
