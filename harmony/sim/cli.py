@@ -1,9 +1,166 @@
-"""`harmony sim`: chaos simulations (filled in by the simulation work)."""
+"""`harmony sim`: run chaos scenarios on real processes and check what happened.
+
+    harmony sim run FILE [--seed S --duration D] [--report out.html] [--backend ...]
+    harmony sim check HISTORY.jsonl --scenario FILE      re-check a recorded history
+
+Exit codes: 0 every check passed; 1 a violation, a failed step, a stray process or a
+crash; 2 a bad scenario file or bad usage (nothing was started); 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+
+EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def add_sim_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register `harmony sim` (not yet available)."""
+    """Register `harmony sim` and its subcommands."""
+    p = sub.add_parser(
+        "sim",
+        help="chaos simulations: real sites, faults on a timeline, checked histories",
+        description="Run a scenario of faults against a mesh of real sites on this machine, "
+        "merge every site's journal into one history and check it. Exit 0 only when every "
+        "check passed, 1 on a violation, 2 on a bad scenario, 130 when interrupted.",
+    )
+    simsub = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
+    r = simsub.add_parser("run", help="run a scenario file", description=run_doc())
+    r.add_argument("file", help="scenario TOML file (see scenarios/)")
+    r.add_argument("--seed", type=int, help="random mode: draw the faults from this seed")
+    r.add_argument("--duration", type=float, help="random mode: seconds of faults to draw")
+    r.add_argument("--report", help="write an HTML report here")
+    r.add_argument("--backend", choices=("processes", "containers"), default="processes")
+    r.add_argument("--dir", help="work directory (default: a new temporary one, kept)")
+    r.add_argument("--no-live", action="store_true", help="plain lines instead of a live view")
+    r.add_argument("--log-level", default="info", help="the agents' log level")
+    r.set_defaults(fn=cmd_run)
+    c = simsub.add_parser("check", help="check a recorded history file again")
+    c.add_argument("history", help="history.jsonl written by `harmony sim run`")
+    c.add_argument("--scenario", required=True, help="the scenario it came from")
+    c.add_argument("--report", help="write an HTML report here")
+    c.set_defaults(fn=cmd_check)
+    p.set_defaults(fn=lambda _a: (p.print_help(), EXIT_USAGE)[1])
+
+
+def run_doc() -> str:
+    return (
+        "Start every site of the scenario as real processes (agent + nats-server), play its "
+        "timeline of faults, then stop everything and check the merged history. With "
+        "--seed and --duration the timeline is drawn at random instead (same seed, same "
+        "schedule). The history, logs and configs stay in the work directory."
+    )
+
+
+def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from harmony.sim.randomized import draw_schedule
+    from harmony.sim.report import print_report, write_html
+    from harmony.sim.runner import run_scenario
+    from harmony.sim.scenario import ScenarioError, load_scenario
+
+    console = Console()
+    try:
+        scenario = load_scenario(args.file)
+    except ScenarioError as e:
+        console.print(f"[red]bad scenario:[/] {e}", highlight=False)
+        return EXIT_USAGE
+    if (args.seed is None) != (args.duration is None):
+        console.print("[red]random mode needs both --seed and --duration[/]")
+        return EXIT_USAGE
+    steps = None
+    if args.seed is not None:
+        steps = draw_schedule(scenario, args.seed, args.duration)
+        console.print(f"random mode: seed [bold]{args.seed}[/], {len(steps)} steps drawn")
+    if args.backend == "containers":
+        from harmony.sim.containers import unavailable_reason
+
+        reason = unavailable_reason(scenario, steps)
+        if reason:
+            console.print(f"[red]--backend containers:[/] {reason}")
+            return EXIT_USAGE
+    workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="harmony-sim-"))
+    console.print(f"scenario [bold]{scenario.name}[/]: work directory {workdir}")
+    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        result = run_scenario(
+            scenario,
+            workdir,
+            steps=steps,
+            backend=args.backend,
+            console=console,
+            live=not args.no_live and console.is_terminal,
+            seed=args.seed,
+            log_level=args.log_level,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    print_report(result, console)
+    if args.report:
+        path = write_html(result, Path(args.report))
+        console.print(f"report: {path}")
+    if args.seed is not None:
+        console.print(f"seed {args.seed} (rerun with --seed {args.seed} for the same schedule)")
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.ok else EXIT_VIOLATION
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from harmony.actors.journal import read_journal
+    from harmony.sim.checks import check_all
+    from harmony.sim.report import print_report, write_html
+    from harmony.sim.runner import SimResult
+    from harmony.sim.scenario import ScenarioError, load_scenario
+
+    console = Console()
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as e:
+        console.print(f"[red]bad scenario:[/] {e}", highlight=False)
+        return EXIT_USAGE
+    path = Path(args.history)
+    if not path.is_file():
+        console.print(f"[red]no history file {path}[/]")
+        return EXIT_USAGE
+    events = read_journal(path)
+    horizon = max((e.mono for e in events), default=time.monotonic())
+    strategies = {w.name: w.strategy for w in scenario.workloads}
+    c = scenario.checks
+    violations, recoveries = check_all(events, strategies, horizon, c.recovery_bound, c.side_bound)
+    start = min((e.mono for e in events), default=horizon)
+    result = SimResult(scenario, path.parent, path, events, violations, recoveries, start, horizon)
+    print_report(result, console)
+    if args.report:
+        console.print(f"report: {write_html(result, Path(args.report))}")
+    return EXIT_OK if result.ok else EXIT_VIOLATION
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m harmony.sim.cli run FILE`: the same as `harmony sim run FILE`."""
+    parser = argparse.ArgumentParser(prog="harmony")
+    add_sim_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["sim", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        rc: int = args.fn(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return rc
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
 from harmony.actors.journal import JournalEvent, read_journal
 
 ENDS = {"driver-stopped", "driver-fenced", "driver-failed"}
@@ -98,3 +100,19 @@ def token_regressions(intervals: list[Interval]) -> list[tuple[Interval, Interva
         if b.token < a.token or (b.site != a.site and b.token == a.token):
             bad.append((a, b))
     return bad
+
+
+def merge(journals: Iterable[Path], extra: Iterable[JournalEvent] = ()) -> list[JournalEvent]:
+    """Every site's journal and the simulation's own events, ordered by monotonic time
+    (one clock for every process of this machine)."""
+    return sorted([*load_history(journals), *extra], key=lambda e: e.mono)
+
+
+def write_history(path: Path, events: Iterable[JournalEvent]) -> Path:
+    """One JSONL file, one event a line: what `read_journal` reads back."""
+    encoder = msgspec.json.Encoder()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        for e in events:
+            f.write(encoder.encode(e) + b"\n")
+    return path

@@ -2,10 +2,14 @@
 
 Every NATS route of a simulated mesh goes through one listening port of this proxy per
 ordered pair of sites (server *a* dials b's cluster port through the ``a->b`` link). A link
-can be cut (open connections are closed, new ones refused), healed, or slowed (every chunk
-is held back for a delay, in order). Cutting both directions of every link between two
-groups is a partition; cutting one direction only stalls that direction's bytes, which TCP
-turns into a one-way partition of the route.
+can be cut (open connections are closed, new ones refused), healed, slowed (every chunk
+is held back for a delay, in order) or made lossy (each chunk read from the socket is
+discarded with a probability). A dropped chunk is a hole in a TCP byte stream, not a lost
+packet: NATS sees a corrupt protocol stream and closes and re-dials the route, so "drop"
+behaves like a link that keeps resetting, which is what a lossy WAN does to a route.
+Cutting both directions of every link between two groups is a partition; cutting one
+direction only stalls that direction's bytes, which TCP turns into a one-way partition of
+the route.
 
 It runs its own asyncio loop on a thread, so a simulation or a test drives it with plain
 method calls.
@@ -17,6 +21,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,6 +39,8 @@ class Link:
     target_port: int
     cut: bool = False
     delay: float = 0.0
+    drop: float = 0.0
+    dropped: int = 0
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
     server: asyncio.AbstractServer | None = None
     accepted: int = 0
@@ -119,7 +126,26 @@ class FaultProxy:
         self._call(self._set(keep, cut=False, delay=0.0))
 
     def heal_all(self) -> None:
-        self._call(self._set(list(self.links), cut=False, delay=0.0))
+        self._call(self._set(list(self.links), cut=False, delay=0.0, drop=0.0))
+
+    def set_cuts(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Cut exactly these ordered pairs (src -> dst) and heal every other link's cut.
+
+        A pair cut in both directions closes its open connections; a pair cut one way only
+        holds its bytes (see `cut`). Delays and drops are left as they are.
+        """
+        wanted = set(pairs)
+        both = {p for p in wanted if (p[1], p[0]) in wanted}
+        self._call(self._set(sorted(both), cut=True, close=True))
+        self._call(self._set(sorted(wanted - both), cut=True))
+        self._call(self._set([p for p in self.links if p not in wanted], cut=False))
+
+    def set_drop(self, pairs: Iterable[tuple[str, str]], probability: float) -> None:
+        """Discard each chunk on these links with `probability` (0 turns it off)."""
+        self._call(self._set(list(pairs), drop=probability))
+
+    def set_delay(self, pairs: Iterable[tuple[str, str]], seconds: float) -> None:
+        self._call(self._set(list(pairs), delay=seconds))
 
     async def _set(
         self,
@@ -127,6 +153,7 @@ class FaultProxy:
         cut: bool | None = None,
         delay: float | None = None,
         close: bool = False,
+        drop: float | None = None,
     ) -> None:
         for pair in pairs:
             link = self.links.get(pair)
@@ -134,6 +161,8 @@ class FaultProxy:
                 continue
             if delay is not None:
                 link.delay = delay
+            if drop is not None:
+                link.drop = drop
             if cut is not None:
                 link.cut = cut
                 if cut and close:
@@ -181,6 +210,9 @@ class FaultProxy:
                     if writer.is_closing():
                         return
                     await asyncio.sleep(0.05)
+                if link.drop and random.random() < link.drop:
+                    link.dropped += 1
+                    continue
                 if link.delay:
                     await asyncio.sleep(link.delay)
                 writer.write(data)
