@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from harmony.actors.journal import JournalEvent
 from harmony.sim.history import Interval, active_intervals, overlapping, token_regressions
+from harmony.sim.scenario import Scenario
 from harmony.sim.world import DOWN, Expectation, decode_expectations
 
 SIM = "sim"
@@ -214,6 +215,22 @@ def _first_gap(intervals: Sequence[Interval], lo: float, hi: float, horizon: flo
     return t if t < hi else None
 
 
+def split_expected(
+    violations: Sequence[Violation], expected: Sequence[str]
+) -> tuple[list[Violation], list[Violation]]:
+    """(unexpected, expected) violations; an expected checker that reported nothing is
+    itself a violation: the known limitation is gone, and the scenario must say so."""
+    known = [v for v in violations if v.checker in expected]
+    other = [v for v in violations if v.checker not in expected]
+    seen = {v.checker for v in known}
+    for checker in expected:
+        if checker not in seen:
+            other.append(
+                Violation("expected", "", 0.0, f"expected a {checker} violation, none found")
+            )
+    return other, known
+
+
 def check_all(
     events: Sequence[JournalEvent],
     strategies: Mapping[str, str],
@@ -236,3 +253,14 @@ def check_all(
         if e.incarnation == SIM and e.kind == "wait-failed"
     ]
     return sorted(violations, key=lambda v: v.at), recoveries
+
+
+def evaluate(
+    events: Sequence[JournalEvent], scenario: Scenario, horizon: float
+) -> tuple[list[Violation], list[Violation], list[Recovery]]:
+    """All checks a scenario asks for: (violations, expected violations, recoveries)."""
+    c = scenario.checks
+    strategies = {w.name: w.strategy for w in scenario.workloads}
+    found, recoveries = check_all(events, strategies, horizon, c.recovery_bound, c.side_bound)
+    violations, expected = split_expected(found, c.expect_violations)
+    return violations, expected, recoveries

@@ -121,7 +121,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from harmony.actors.journal import read_journal
-    from harmony.sim.checks import check_all
+    from harmony.sim.checks import evaluate
     from harmony.sim.report import print_report, write_html
     from harmony.sim.runner import SimResult
     from harmony.sim.scenario import ScenarioError, load_scenario
@@ -138,11 +138,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     events = read_journal(path)
     horizon = max((e.mono for e in events), default=time.monotonic())
-    strategies = {w.name: w.strategy for w in scenario.workloads}
-    c = scenario.checks
-    violations, recoveries = check_all(events, strategies, horizon, c.recovery_bound, c.side_bound)
+    violations, expected, recoveries = evaluate(events, scenario, horizon)
     start = min((e.mono for e in events), default=horizon)
-    result = SimResult(scenario, path.parent, path, events, violations, recoveries, start, horizon)
+    result = SimResult(
+        scenario, path.parent, path, events, violations, recoveries, start, horizon, expected
+    )
     print_report(result, console)
     if args.report:
         console.print(f"report: {write_html(result, Path(args.report))}")

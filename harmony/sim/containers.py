@@ -1,16 +1,324 @@
-"""Placeholder, replaced by the container backend."""
+"""`--backend containers`: every nats-server in a Docker container, partitions by networks.
+
+Agents still run as local processes, in external NATS mode, each connected to its own
+site's container through a fixed published port. Routes between servers run over one
+Docker network per pair of sites, where each server has the alias ``n-<site>``; cutting a
+pair disconnects one of its servers from that pair's network (the route's name stops
+resolving and its address stops answering), healing connects it again. This gives any
+symmetric grouping, bridges included. A one-way cut, a delay or a drop needs the fault
+proxy (there is no netem here): such scenarios are refused up front with exit code 2.
+
+Killing a server kills its container; like an embedded server's agent, the backend starts
+it again after a short back-off. Containers are labelled with the work directory so that a
+stray one can be found and removed. The image is built locally by `docker import` of the
+venv's static nats-server binary (no registry is needed); Ryuk is disabled.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import signal
+import subprocess
+import tarfile
+import tempfile
+import threading
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from harmony.sim.scenario import Scenario, Step
+import msgspec
+
+from harmony.config import NatsConfig, SiteConfig
+from harmony.mesh.ports import free_ports
+from harmony.mesh.server import nats_server_binary
+from harmony.sim.backend import ProcessBackend
+from harmony.sim.launch import LaunchError, LocalMesh, SiteProcess
+from harmony.sim.scenario import Delay, Drop, Partition, Scenario, Step
+
+LABEL = "harmony-sim"
 
 
 def unavailable_reason(scenario: Scenario, steps: Sequence[Step] | None) -> str:
-    return "not implemented yet"
+    """ "" when this backend can run the scenario, else why not (nothing is started)."""
+    for step in steps if steps is not None else scenario.steps:
+        if isinstance(step, Partition) and step.one_way:
+            return "a one-way partition needs the fault proxy (--backend processes)"
+        if isinstance(step, Delay | Drop):
+            return f"{type(step).__name__.lower()} needs the fault proxy (--backend processes)"
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as e:
+        return f"no Docker engine answers: {e}"
+    return ""
 
 
-class ContainerBackend:
-    def __init__(self, *a: object, **k: object) -> None:
-        raise NotImplementedError
+def build_image(tag: str | None = None) -> str:
+    """A local image whose entrypoint is the venv's nats-server (built once per version)."""
+    import docker
+    import docker.errors
+
+    binary = nats_server_binary()
+    version = (
+        subprocess.run(
+            [str(binary), "--version"], check=True, capture_output=True, text=True, timeout=10
+        )
+        .stdout.strip()
+        .rsplit("v", 1)[-1]
+    )
+    tag = tag or f"harmony-nats:{version}"
+    repository, _, label = tag.rpartition(":")
+    client = docker.from_env(timeout=120)
+    try:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.get(tag)
+            return tag
+        with tempfile.TemporaryDirectory(prefix="harmony-nats-image-") as tmp:
+            tarball = Path(tmp) / "rootfs.tar"
+            with tarfile.open(tarball, "w") as tar:
+                info = tar.gettarinfo(str(binary), arcname="nats-server")
+                info.mode, info.uid, info.gid = 0o755, 0, 0
+                with open(binary, "rb") as f:
+                    tar.addfile(info, f)
+                for d in ("tmp", "data"):
+                    entry = tarfile.TarInfo(d)
+                    entry.type, entry.mode = tarfile.DIRTYPE, 0o1777
+                    tar.addfile(entry, io.BytesIO())
+            client.api.import_image_from_file(
+                str(tarball),
+                repository=repository,
+                tag=label,
+                changes=['ENTRYPOINT ["/nats-server"]', "EXPOSE 4222 6222 8222"],
+            )
+        client.images.get(tag)
+        return tag
+    finally:
+        client.close()
+
+
+def server_conf(site: str, mesh: str, others: Sequence[str]) -> str:
+    routes = "\n".join(f'    "nats-route://n-{o}:6222"' for o in others)
+    return (
+        f'server_name: "{site}"\nlisten: "0.0.0.0:4222"\nhttp: "0.0.0.0:8222"\n'
+        'jetstream {\n  store_dir: "/data"\n  sync_interval: always\n}\n'
+        f'cluster {{\n  name: "{mesh}"\n  listen: "0.0.0.0:6222"\n'
+        "  # gossip must never open a route around the per-pair networks\n"
+        f'  advertise: "127.0.0.1:1"\n  routes: [\n{routes}\n  ]\n}}\n'
+    )
+
+
+class _ExternalMesh(LocalMesh):
+    """LocalMesh whose agents use external NATS: the containers' published client ports."""
+
+    ports: dict[str, tuple[int, int]]
+
+    def write_configs(self) -> dict[str, Path]:
+        import tomli_w
+
+        from harmony.config import load_config
+
+        names = [*self.sites, *self.witnesses]
+        paths = {}
+        for s in names:
+            client, _http = self.ports[s]
+            cfg = SiteConfig(
+                mesh=self.mesh,
+                site=s,
+                data_dir=str(self.workdir / s),
+                witness=s in self.witnesses,
+                nats=NatsConfig(
+                    mode="external",
+                    servers=[f"nats://127.0.0.1:{client}"],
+                    kv_replicas=min(3, len(names)),
+                ),
+                timings=self.timings,
+                supervision=self.supervision,
+                workloads=[] if s in self.witnesses else list(self.workloads),
+            )
+            path = self.workdir / f"{s}.toml"
+            data = msgspec.to_builtins(cfg)
+            data.pop("source", None)
+            path.write_text(f"# site {s}, NATS in a container\n" + tomli_w.dumps(data))
+            self.configs[s] = load_config(path)
+            self.procs[s] = SiteProcess(
+                s, path, self.workdir / f"{s}.log", self.workdir / f"{s}.ready"
+            )
+            paths[s] = path
+        return paths
+
+    def client_urls(self, sites: Any = None) -> list[str]:
+        chosen = list(sites) if sites is not None else list(self.configs)
+        return [f"nats://127.0.0.1:{self.ports[s][0]}" for s in chosen]
+
+    def server_pids(self, site: str) -> list[int]:
+        return []
+
+
+class ContainerBackend(ProcessBackend):
+    """Agents as local processes (external NATS), servers in containers, Docker networks."""
+
+    def __init__(self, scenario: Scenario, workdir: Path, log_level: str = "info") -> None:
+        import docker
+
+        super().__init__(scenario, workdir, log_level)
+        self.names = list(scenario.all_sites)
+        self.docker = docker.from_env(timeout=60)
+        self.tag = f"{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"
+        self.ext = _ExternalMesh(
+            workdir,
+            mesh=scenario.mesh_name,
+            sites=list(scenario.sites),
+            witnesses=list(scenario.witnesses),
+            workloads=self.mesh.workloads,
+            timings=self.mesh.timings,
+            log_level=log_level,
+        )
+        self.mesh = self.ext
+        ports = free_ports(2 * len(self.names))
+        self.ext.ports = {s: (ports[2 * i], ports[2 * i + 1]) for i, s in enumerate(self.names)}
+        self.containers: dict[str, Any] = {}
+        self.networks: dict[frozenset[str], Any] = {}
+        self.cut_pairs: set[frozenset[str]] = set()
+        self._lock = threading.Lock()
+        self._restarts: list[threading.Timer] = []
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self, timeout: float) -> None:
+        from testcontainers.core.config import testcontainers_config
+        from testcontainers.core.container import DockerContainer
+
+        os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
+        testcontainers_config.ryuk_disabled = True
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        image = build_image()
+        labels = {LABEL: str(self.workdir)}
+        for a in self.names:
+            for b in self.names:
+                if a < b:
+                    self.networks[frozenset((a, b))] = self.docker.networks.create(
+                        f"hsim-{self.tag}-{a}-{b}", driver="bridge", labels=labels
+                    )
+        for s in self.names:
+            conf = self.workdir / f"{s}-nats.conf"
+            conf.write_text(server_conf(s, self.mesh.mesh, [o for o in self.names if o != s]))
+            client, http = self.ext.ports[s]
+            c = (
+                DockerContainer(image)
+                .with_command("-c /etc/nats.conf")
+                .with_bind_ports(4222, client)
+                .with_bind_ports(8222, http)
+                .with_volume_mapping(str(conf), "/etc/nats.conf", "ro")
+                .with_kwargs(labels=labels)
+            )
+            c.start()
+            self.containers[s] = c.get_wrapped_container()
+            for pair, net in self.networks.items():
+                if s in pair:
+                    net.connect(self.containers[s], aliases=[f"n-{s}"])
+        self._wait_servers(timeout)
+        self.mesh.start(timeout=timeout)
+
+    def _wait_servers(self, timeout: float) -> None:
+        from harmony.mesh.server import wait_jetstream_ready
+
+        wait_jetstream_ready(
+            [self.http_url(s) for s in self.names],
+            client_urls=[self.client_url(s) for s in self.names],
+            replicas=min(3, len(self.names)),
+            timeout=timeout,
+        )
+
+    def stop(self) -> None:
+        for t in self._restarts:
+            t.cancel()
+        try:
+            super().stop()  # agents first: they drain through their servers
+        finally:
+            for c in self.containers.values():
+                with contextlib.suppress(Exception):
+                    c.remove(force=True)
+            for net in self.networks.values():
+                with contextlib.suppress(Exception):
+                    net.remove()
+            self.docker.close()
+
+    def client_url(self, site: str) -> str:
+        return f"nats://127.0.0.1:{self.ext.ports[site][0]}"
+
+    def http_url(self, site: str) -> str:
+        return f"http://127.0.0.1:{self.ext.ports[site][1]}"
+
+    def leftovers(self) -> list[str]:
+        stray = [f"container {c.name}" for c in self._labelled("containers")]
+        stray += [f"network {n.name}" for n in self._labelled("networks")]
+        return super().leftovers() + stray
+
+    def _labelled(self, kind: str) -> list[Any]:
+        import docker
+
+        client = docker.from_env(timeout=30)
+        try:
+            listing = getattr(client, kind).list(filters={"label": f"{LABEL}={self.workdir}"})
+            return list(listing)
+        except Exception:
+            return []
+        finally:
+            client.close()
+
+    # -- links ---------------------------------------------------------------------------
+    def set_cuts(self, pairs: set[tuple[str, str]]) -> None:
+        wanted = {frozenset(p) for p in pairs}
+        with self._lock:
+            for pair in sorted(wanted - self.cut_pairs, key=sorted):
+                first = sorted(pair)[0]
+                with contextlib.suppress(Exception):
+                    self.networks[pair].disconnect(self.containers[first], force=True)
+            for pair in sorted(self.cut_pairs - wanted, key=sorted):
+                first = sorted(pair)[0]
+                with contextlib.suppress(Exception):
+                    self.networks[pair].connect(self.containers[first], aliases=[f"n-{first}"])
+            self.cut_pairs = wanted
+
+    def set_delay(self, pairs: set[tuple[str, str]], seconds: float) -> None:
+        if seconds:
+            raise LaunchError("the containers backend cannot delay links")
+
+    def set_drop(self, pairs: set[tuple[str, str]], probability: float) -> None:
+        if probability:
+            raise LaunchError("the containers backend cannot drop on links")
+
+    def heal_all(self) -> None:
+        self.set_cuts(set())
+
+    # -- servers -------------------------------------------------------------------------
+    def kill(self, site: str, what: str, sig: int) -> None:
+        if what in ("agent", "both"):
+            self.paused.discard(site)
+            self.mesh.kill(site, sig, with_server=False)
+        if what in ("server", "both"):
+            c = self.containers[site]
+            c.kill(signal=signal.Signals(sig).name)
+            if what == "server":  # its "agent" restarts it, as an embedded server would be
+                t = threading.Timer(1.0, self._start_container, (site,))
+                t.daemon = True
+                self._restarts.append(t)
+                t.start()
+
+    def _start_container(self, site: str) -> None:
+        with contextlib.suppress(Exception):
+            self.containers[site].start()
+
+    def restart(self, site: str, timeout: float) -> None:
+        c = self.containers[site]
+        c.reload()
+        if c.status != "running":
+            c.start()
+        self.mesh.start([site], timeout=timeout, wait_formed=False)

@@ -56,12 +56,27 @@ class SiteProcess:
             return ""
 
 
+def _ancestors() -> set[int]:
+    """This process and its parents: a wrapper whose command line names the work
+    directory (``timeout 300 harmony sim run --dir D``) is not a stray to kill."""
+    out, pid = set(), os.getpid()
+    while pid > 1 and pid not in out:
+        out.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return out
+
+
 def pids_mentioning(text: str) -> list[int]:
-    """Pids of this machine's processes whose command line contains `text` (Linux /proc)."""
+    """Pids of this machine's processes whose command line contains `text` (Linux /proc),
+    leaving out this process and its ancestors."""
     found = []
-    me = os.getpid()
+    mine = _ancestors()
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
+        if not entry.name.isdigit() or int(entry.name) in mine:
             continue
         try:
             with open(f"/proc/{entry.name}/cmdline", "rb") as f:

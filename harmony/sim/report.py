@@ -89,6 +89,13 @@ def print_report(result: SimResult, console: Console) -> None:
         for x in result.violations:
             vt.add_row(f"{x.at - lo:.1f} s", x.checker, x.workload, x.message)
         console.print(vt)
+    if result.expected:
+        et = Table(title="expected violations (a known limitation)", title_justify="left")
+        for h in ("at", "checker", "workload", "what"):
+            et.add_column(h)
+        for x in result.expected:
+            et.add_row(f"{x.at - lo:.1f} s", x.checker, x.workload, x.message)
+        console.print(et, style="yellow")
     for problem in _problems(result):
         console.print(f"[red]{problem}[/]")
     console.print(f"history: {result.history_path}")
@@ -222,6 +229,12 @@ def render_html(result: SimResult) -> str:
             '<tr class="bad">' + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
         )
     out.append("</table>")
+    if result.expected:
+        out.append("<h2>expected violations (a known limitation)</h2><table>")
+        for v in result.expected:
+            cells = (f"{v.at - lo:.1f} s", v.checker, v.workload, v.message)
+            out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        out.append("</table>")
     for problem in _problems(result):
         out.append(f"<p class='fail'>{html.escape(problem)}</p>")
     out.append("</body></html>")

@@ -54,6 +54,11 @@ class Checks(_S, kw_only=True):
     """After every fault, the desired state is reached within this many seconds."""
     side_bound: float = 20.0
     """split-brain-allowed: every up side of a partition runs the workload after this long."""
+    settle: float = 3.0
+    """At the end, the desired state must hold this long (every up site answering)."""
+    expect_violations: list[str] = []
+    """Checkers whose violations this scenario expects: a known limitation it documents.
+    The run passes only if each of them did report one (and nothing else did)."""
 
 
 class _Step(_S, kw_only=True):
