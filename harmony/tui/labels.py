@@ -198,15 +198,15 @@ def clock_text(wall: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(wall)) + f".{int(wall * 10) % 10}"
 
 
-def event_line(event: JournalEvent) -> Text:
-    line = Text.assemble(
-        (clock_text(event.wall), "dim"),
-        " ",
-        (f"{event.site:<8}", "cyan"),
-        " ",
-        (f"{event.workload or '-':<10}", "bold"),
-        " ",
-    )
+def event_line(event: JournalEvent, *, compact: bool = False) -> Text:
+    """One event: time, site, workload, kind, reason, token (compact: without site and
+    workload, for the detail pane, which shows one site's or workload's events only)."""
+    line = Text.assemble((clock_text(event.wall), "dim"), " ")
+    if not compact:
+        line.append(f"{event.site:<8}", "cyan")
+        line.append(" ")
+        line.append(f"{event.workload or '-':<10}", "bold")
+        line.append(" ")
     style = "bold red" if "fail" in event.kind or "silent" in event.kind else ""
     if event.kind.startswith("tui-"):
         style = "bold magenta"

@@ -26,6 +26,7 @@ ConfirmScreen, MoveScreen, HelpScreen { align: center middle; }
 .dialog .buttons { height: auto; align-horizontal: right; margin-top: 1; }
 .dialog Button { margin-left: 2; }
 .dialog OptionList { height: auto; max-height: 12; }
+HelpScreen .dialog { width: 96; }
 """
 
 

@@ -168,7 +168,7 @@ def detail_renderable(
     workload = key.workload or None
     events = model.events_for(key.site, workload, limit=DETAIL_EVENTS)
     parts.append(Text(f"recent events ({key.site}{' / ' + workload if workload else ''})", "bold"))
-    parts.extend(labels.event_line(e) for e in events)
+    parts.extend(labels.event_line(e, compact=True) for e in events)
     if not events:
         parts.append(Text("none yet", style="dim"))
     if workload:

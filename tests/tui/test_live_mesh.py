@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Callable
 
 from conftest import pid_alive
 
@@ -22,9 +23,10 @@ from .kit import wait_for
 SIZE = (160, 50)
 
 
-def live_app(mesh: LocalMesh) -> HarmonyApp:
-    # Connect through the last site first: the kill test kills site c, not the TUI's server.
-    return HarmonyApp(MeshFeed(mesh.client_urls(["b", "a", "c"]), mesh.mesh, interval=0.5))
+def live_app(mesh: LocalMesh, kill_site: Callable[[str], None] | None = None) -> HarmonyApp:
+    # The TUI connects to b first: the kill test kills site c, not the TUI's own server.
+    feed = MeshFeed(mesh.client_urls(["b", "a", "c"]), mesh.mesh, interval=0.5)
+    return HarmonyApp(feed, kill_site=kill_site)
 
 
 def tree_dump(app: HarmonyApp) -> str:
@@ -128,9 +130,11 @@ def test_fence_from_the_keyboard_stops_the_process(live_mesh: LocalMesh) -> None
     asyncio.run(scenario())
 
 
-def test_killed_site_turns_silent_and_stays_in_the_tree(live_mesh: LocalMesh) -> None:
+def test_site_killed_from_the_demo_key_turns_silent_and_stays(live_mesh: LocalMesh) -> None:
+    """The demo's `k` (confirm with `y`) really kills the site: agent, server, workloads."""
+
     async def scenario() -> None:
-        app = live_app(live_mesh)
+        app = live_app(live_mesh, kill_site=live_mesh.kill)
         async with app.run_test(size=SIZE) as pilot:
             tree = app.mesh_tree
             await wait_for(
@@ -142,7 +146,13 @@ def test_killed_site_turns_silent_and_stays_in_the_tree(live_mesh: LocalMesh) ->
                 30,
                 lambda: tree_dump(app),
             )
-            live_mesh.kill("c")
+            app.mesh_tree.move_cursor(tree.node_for(Key("c")))
+            await pilot.pause()
+            await pilot.press("k")
+            await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", 5)
+            assert live_mesh.procs["c"].running
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not live_mesh.procs["c"].running, 30, "c still runs")
             await wait_for(
                 pilot,
                 lambda: tree.label_of(Key("c")).startswith("c silent"),
@@ -155,5 +165,7 @@ def test_killed_site_turns_silent_and_stays_in_the_tree(live_mesh: LocalMesh) ->
             assert not app.model.sites["c"].answered
             assert "silent" in tree.label_of(Key("a", "agent/peers/@c"))
             assert "1 silent" in tree.root.label.plain
+            assert app.outcomes[-1][1].ok and app.outcomes[-1][0].kind == "kill"
+            assert live_mesh.server_pids("c") == []
 
     asyncio.run(scenario())
