@@ -9,6 +9,7 @@ feed renders identically every time.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from functools import partial
@@ -29,6 +30,14 @@ from harmony.tui.screens import MODAL_CSS, ConfirmScreen, HelpScreen, MoveScreen
 from harmony.tui.widgets import Banner, DetailPane, EventLog, MeshTree, OutputTail
 
 WORKLOAD_ACTIONS = ("stop", "start", "fence", "move")
+
+
+def route_logging(level: int = logging.WARNING) -> None:
+    """Send log records to Textual's log (devtools) instead of stderr, which would draw
+    over the screen (the connection warns while NATS is unreachable, for instance)."""
+    from textual.logging import TextualHandler
+
+    logging.basicConfig(level=level, handlers=[TextualHandler()], force=True)
 
 
 class FeedMessage(Message):

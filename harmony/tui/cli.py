@@ -46,7 +46,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     import sys
 
     from harmony.config import ConfigError
-    from harmony.tui.app import HarmonyApp
+    from harmony.tui.app import HarmonyApp, route_logging
     from harmony.tui.feed import MeshFeed
 
     try:
@@ -54,6 +54,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as e:
         print(f"harmony: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    route_logging()
     HarmonyApp(MeshFeed(servers, mesh, interval=args.interval)).run()
     return EXIT_OK
 

@@ -11,12 +11,13 @@ import sys
 
 from harmony.sim.demo import MESH, live_view, run_demo
 from harmony.sim.launch import LocalMesh
-from harmony.tui.app import HarmonyApp
+from harmony.tui.app import HarmonyApp, route_logging
 from harmony.tui.feed import MeshFeed
 
 
 def tui_view(mesh: LocalMesh, duration: float) -> None:
     """Run the TUI on the demo mesh until the user quits (or `duration` s pass)."""
+    route_logging()
     feed = MeshFeed(mesh.client_urls(), MESH)
     app = HarmonyApp(feed, kill_site=mesh.kill)
     if duration:

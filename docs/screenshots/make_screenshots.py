@@ -1,0 +1,90 @@
+"""Take the TUI screenshots of the README from a real demo mesh (3 local sites).
+
+    .venv/bin/python docs/screenshots/make_screenshots.py
+
+Starts the demo mesh, runs the TUI headless, and saves SVGs (as Textual saves them) here:
+the healthy mesh with a workload's detail, the kill confirmation, and the tree after the
+failover. Every process it starts is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from textual.pilot import Pilot
+
+from harmony.sim.demo import MESH, demo_mesh
+from harmony.sim.launch import LocalMesh
+from harmony.tui.app import HarmonyApp
+from harmony.tui.feed import MeshFeed
+from harmony.tui.model import Key
+
+HERE = Path(__file__).resolve().parent
+SIZE = (160, 46)
+
+
+async def until(pilot: Pilot[None], what: str, predicate: Callable[[], object], t: float) -> None:
+    deadline = time.monotonic() + t
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {t:g} s for {what}")
+        await pilot.pause(0.1)
+
+
+def runs(app: HarmonyApp, site: str, workload: str) -> bool:
+    view = app.model.sites.get(site)
+    info = view.actor(f"agent/workload/{workload}/run") if view else None
+    return bool(view and view.answered and info and info.state == "running")
+
+
+async def shoot(mesh: LocalMesh) -> None:
+    # The TUI connects through site-c: killing site-a must not cut the TUI off.
+    app = HarmonyApp(MeshFeed(mesh.client_urls(["site-c", "site-b"]), MESH), kill_site=mesh.kill)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = app.mesh_tree
+        await until(
+            pilot,
+            "both workloads running",
+            lambda: runs(app, "site-a", "ledger") and runs(app, "site-b", "inference"),
+            60,
+        )
+        await pilot.pause(4)  # let the start-up highlights fade and output accumulate
+        tree.move_cursor(tree.node_for(Key("site-a", "agent/workload/ledger")))
+        await until(pilot, "output", lambda: ("site-a", "ledger") in app.outputs, 10)
+        await pilot.pause(0.5)
+        app.save_screenshot("tui-mesh.svg", str(HERE))
+        tree.move_cursor(tree.node_for(Key("site-a")))
+        await pilot.pause()
+        await pilot.press("k")
+        await until(pilot, "confirmation", lambda: type(app.screen).__name__ == "ConfirmScreen", 5)
+        app.save_screenshot("tui-confirm-kill.svg", str(HERE))
+        await pilot.press("y")
+        await until(
+            pilot,
+            "failover",
+            lambda: (
+                app.model.sites["site-a"].state == "silent"
+                and (runs(app, "site-b", "ledger") or runs(app, "site-c", "ledger"))
+            ),
+            60,
+        )
+        holder = "site-b" if runs(app, "site-b", "ledger") else "site-c"
+        tree.move_cursor(tree.node_for(Key(holder, "agent/workload/ledger")))
+        await until(pilot, "output", lambda: (holder, "ledger") in app.outputs, 10)
+        await pilot.pause(0.5)
+        app.save_screenshot("tui-failover.svg", str(HERE))
+
+
+def main() -> int:
+    with demo_mesh(3, None) as mesh:
+        asyncio.run(shoot(mesh))
+    print(f"screenshots saved in {HERE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
