@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
@@ -244,3 +244,43 @@ def test_a_slow_answer_does_not_stretch_the_lease_t0_is_the_send_time() -> None:
     w.answer("s0")
     w.cut("s0", False)
     run_until(w, lambda: w.active_sites() == ["s1"], 12.0)  # World.check: never two
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    timing=safe_params(),
+    n=st.integers(2, 5),
+    cut_after=st.floats(0.0, 6.0),
+    slow_answer=st.floats(0.0, 1.0),
+    how=st.sampled_from(["cut", "crash", "election"]),
+)
+def test_a_holder_that_cannot_renew_is_down_before_anyone_else_takes_over(
+    timing: tuple[Params, float, float], n: int, cut_after: float, slow_answer: float, how: str
+) -> None:
+    """The targeted version of the machine above: the holder's last renewal commits at once,
+    its answer comes as late as the actor allows, then the holder is cut off (or crashes, or
+    the stream leader is lost and comes back). Everyone else is prompt and told the truth, and
+    the store expires the key exactly TTL after the last write."""
+    params, slack, timeout = timing
+    w = World(n, params, fence_slack=slack, request_timeout=timeout)
+    run_until(w, lambda: w.active_sites() == ["s0"], 3.0)
+    w.advance(cut_after, healthy=True)
+    holder = w.nodes["s0"]
+    assert holder.decision is not None and holder.decision.wake_at is not None
+    w.advance(holder.decision.wake_at - w.now)  # a renewal is sent ...
+    w.serve("s0", delay=True)  # ... commits at once, and its answer is slow
+    w.advance(min(slow_answer * timeout, timeout * 0.99))
+    w.answer("s0")
+    if how == "cut":
+        w.cut("s0", False)
+    elif how == "crash":
+        w.crash("s0")
+    else:
+        w.store.available = False
+        w.advance(params.lease_ttl * 0.9, healthy=True)
+        w.store.available = True
+    end = w.now + 3 * params.lease_ttl
+    while w.now < end:  # World.check raises on any overlap
+        w.pump(truth=True)
+        w.advance(0.05, healthy=True)
+    assert len(w.active_sites()) <= 1
