@@ -20,6 +20,8 @@ from textual.pilot import Pilot
 from harmony.sim.demo import MESH, demo_mesh
 from harmony.sim.launch import LocalMesh
 from harmony.tui.app import HarmonyApp
+from harmony.tui.commands import SiteControl
+from harmony.tui.demo import restart_in
 from harmony.tui.feed import MeshFeed
 from harmony.tui.model import Key
 
@@ -43,7 +45,8 @@ def runs(app: HarmonyApp, site: str, workload: str) -> bool:
 
 async def shoot(mesh: LocalMesh) -> None:
     # The TUI connects through site-c: killing site-a must not cut the TUI off.
-    app = HarmonyApp(MeshFeed(mesh.client_urls(["site-c", "site-b"]), MESH), kill_site=mesh.kill)
+    feed = MeshFeed(mesh.client_urls(["site-c", "site-b"]), MESH)
+    app = HarmonyApp(feed, control=SiteControl(kill=mesh.kill, restart=restart_in(mesh)))
     async with app.run_test(size=SIZE) as pilot:
         tree = app.mesh_tree
         await until(

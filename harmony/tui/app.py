@@ -23,7 +23,7 @@ from textual.widgets import Footer, Header, Tree
 from harmony.actors.journal import JournalEvent
 from harmony.actors.messages import GetOutput, Output
 from harmony.tui import commands, labels
-from harmony.tui.commands import Action, ActionKind, Outcome
+from harmony.tui.commands import Action, ActionKind, Outcome, SiteControl
 from harmony.tui.feed import ConnectionUpdate, EventUpdate, Feed, FeedUpdate, SnapshotsUpdate
 from harmony.tui.model import Key, MeshModel
 from harmony.tui.screens import MODAL_CSS, ConfirmScreen, HelpScreen, MoveScreen
@@ -71,11 +71,13 @@ class HarmonyApp(App[None]):
         Binding("m", "workload('move')", "Move"),
         Binding("d", "site('drain')", "Drain"),
         Binding("k", "site('kill')", "Kill site"),
+        Binding("r", "site('restart')", "Restart site"),
         Binding("e", "cycle_site", "Log site"),
         Binding("w", "cycle_workload", "Log workload"),
         Binding("x", "clear_filters", "All events", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
     def __init__(
@@ -84,7 +86,7 @@ class HarmonyApp(App[None]):
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        kill_site: Callable[[str], None] | None = None,
+        control: SiteControl | None = None,
         tick: float = 1.0,
         output_every: float = 2.0,
         ask_timeout: float = 5.0,
@@ -94,7 +96,7 @@ class HarmonyApp(App[None]):
         self.model = MeshModel(feed.mesh)
         self.clock = clock
         self.wall_clock = wall_clock
-        self.kill_site = kill_site
+        self.control = control
         self.tick = tick
         self.output_every = output_every
         self.ask_timeout = ask_timeout
@@ -206,12 +208,12 @@ class HarmonyApp(App[None]):
 
     # ------------------------------------------------------------------ actions
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Hide kill outside the demo; grey out actions the selection cannot take."""
+        """Hide kill and restart outside the demo; grey out what the selection cannot take."""
         key = self.selected()
         if action == "workload":
             return True if key is not None and key.workload else None
         if action == "site":
-            if parameters and parameters[0] == "kill" and self.kill_site is None:
+            if parameters and parameters[0] in ("kill", "restart") and self.control is None:
                 return False
             return True if key is not None else None
         return True
@@ -256,7 +258,7 @@ class HarmonyApp(App[None]):
         self.run_worker(partial(self._execute, action), thread=True, group="actions")
 
     def _execute(self, action: Action) -> None:
-        outcome = commands.execute(self.feed, action, self.ask_timeout, self.kill_site)
+        outcome = commands.execute(self.feed, action, self.ask_timeout, self.control)
         self.call_from_thread(self._report, action, outcome)
 
     def _report(self, action: Action, outcome: Outcome) -> None:

@@ -27,7 +27,7 @@ from harmony.tui.feed import Feed
 
 REASON = "operator (harmony tui)"
 
-ActionKind = Literal["stop", "start", "fence", "move", "drain", "kill"]
+ActionKind = Literal["stop", "start", "fence", "move", "drain", "kill", "restart"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class Action:
             "move": f"Move {what} to {self.target}?",
             "drain": f"Drain {what}?",
             "kill": f"Kill {what}?",
+            "restart": f"Restart {what}?",
         }[self.kind]
 
     @property
@@ -64,6 +65,8 @@ class Action:
             "drain": "Every workload moves off this site; the agent keeps running.",
             "kill": "Demo only: SIGKILL the site's agent, its nats-server and its workloads, "
             "as a crash would. Watch the others mark it silent and take over.",
+            "restart": "Demo only: start the site's agent (and its nats-server) again. "
+            "Watch it rejoin the mesh and its workloads settle.",
         }[self.kind]
 
     @property
@@ -123,19 +126,30 @@ def failure(action: Action, error: BaseException) -> Outcome:
     return Outcome(False, f"{done}: {type(error).__name__}: {error}")
 
 
+@dataclass(frozen=True)
+class SiteControl:
+    """What only the demo can do to a site: it started the processes itself."""
+
+    kill: Callable[[str], None]
+    restart: Callable[[str], None]
+
+
 def execute(
     feed: Feed,
     action: Action,
     timeout: float = 5.0,
-    kill_site: Callable[[str], None] | None = None,
+    control: SiteControl | None = None,
 ) -> Outcome:
     """Carry out one action; blocks (run it on a worker thread). Never raises."""
     try:
-        if action.kind == "kill":
-            if kill_site is None:
-                return Outcome(False, "kill: only the demo can kill sites")
-            kill_site(action.site)
-            return Outcome(True, f"killed site {action.site} (agent, nats-server, workloads)")
+        if action.kind in ("kill", "restart"):
+            if control is None:
+                return Outcome(False, f"{action.kind}: only the demo controls site processes")
+            if action.kind == "kill":
+                control.kill(action.site)
+                return Outcome(True, f"killed site {action.site} (agent, nats-server, workloads)")
+            control.restart(action.site)
+            return Outcome(True, f"restarted site {action.site}: its agent is up again")
         answer = feed.ask(action.site, action.path, action.message(), timeout)
     except Exception as e:
         return failure(action, e)

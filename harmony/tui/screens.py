@@ -91,7 +91,7 @@ HELP = """\
   [b]s[/b]  stop the selected workload        [b]t[/b]  start it
   [b]f[/b]  fence it (stop now; it must not run here)
   [b]m[/b]  move it to another site          [b]d[/b]  drain the selected site
-  [b]k[/b]  kill the selected site (demo only: watch the failover)
+  [b]k[/b]  kill the selected site, [b]r[/b] restart it (demo only: watch the failover)
   [b]e[/b]  event log: cycle the site filter  [b]w[/b]  cycle the workload filter
   [b]x[/b]  event log: clear both filters     [b]?[/b]  this help     [b]q[/b]  quit
 

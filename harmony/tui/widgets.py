@@ -59,14 +59,17 @@ class MeshTree(Tree[Key]):
         ones, and re-label only nodes whose label text or style changed."""
         if self.root.label != root_label:
             self.root.set_label(root_label)
+        cursor = self.cursor_node
         structure = model.tree()
         wanted = {key for key, _ in structure}
         parents = {parent for _, parent in structure if parent is not None}
+        reshaped = False
         for key in [k for k in self._by_key if k not in wanted]:
             node = self._by_key.pop(key, None)
             self._labels.pop(key, None)
             if node is not None:
                 node.remove()
+                reshaped = True
         for key in [k for k in self._by_key if not _attached(self._by_key[k], self.root)]:
             self._by_key.pop(key)  # removed along with an ancestor
             self._labels.pop(key, None)
@@ -81,12 +84,16 @@ class MeshTree(Tree[Key]):
                     label, data=key, before=before, expand=expandable, allow_expand=expandable
                 )
                 self._by_key[key] = node
+                reshaped = True
             elif self._labels.get(key) != label:
                 node.set_label(label)
                 if key in parents and not node.allow_expand:
                     node.allow_expand = True
                     node.expand()
             self._labels[key] = label
+        if reshaped and cursor is not None and cursor.data in self._by_key:
+            # The cursor is a line number: keep it on the same node when lines move.
+            self.call_after_refresh(self.move_cursor, self._by_key[cursor.data])
 
 
 def _attached(node: TreeNode[Key], root: TreeNode[Key]) -> bool:

@@ -9,12 +9,13 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable
 
 from conftest import pid_alive
 
 from harmony.sim.launch import LocalMesh
 from harmony.tui.app import HarmonyApp
+from harmony.tui.commands import SiteControl
+from harmony.tui.demo import restart_in
 from harmony.tui.feed import MeshFeed
 from harmony.tui.model import Key
 
@@ -23,10 +24,10 @@ from .kit import wait_for
 SIZE = (160, 50)
 
 
-def live_app(mesh: LocalMesh, kill_site: Callable[[str], None] | None = None) -> HarmonyApp:
+def live_app(mesh: LocalMesh, control: SiteControl | None = None) -> HarmonyApp:
     # The TUI connects to b first: the kill test kills site c, not the TUI's own server.
     feed = MeshFeed(mesh.client_urls(["b", "a", "c"]), mesh.mesh, interval=0.5)
-    return HarmonyApp(feed, kill_site=kill_site)
+    return HarmonyApp(feed, control=control)
 
 
 def tree_dump(app: HarmonyApp) -> str:
@@ -130,11 +131,14 @@ def test_fence_from_the_keyboard_stops_the_process(live_mesh: LocalMesh) -> None
     asyncio.run(scenario())
 
 
-def test_site_killed_from_the_demo_key_turns_silent_and_stays(live_mesh: LocalMesh) -> None:
-    """The demo's `k` (confirm with `y`) really kills the site: agent, server, workloads."""
+def test_site_killed_from_the_demo_keys_turns_silent_stays_and_comes_back(
+    live_mesh: LocalMesh,
+) -> None:
+    """The demo's `k` (confirm with `y`) really kills the site: agent, server, workloads;
+    `r` starts it again and the tree shows it answering again."""
 
     async def scenario() -> None:
-        app = live_app(live_mesh, kill_site=live_mesh.kill)
+        app = live_app(live_mesh, SiteControl(kill=live_mesh.kill, restart=restart_in(live_mesh)))
         async with app.run_test(size=SIZE) as pilot:
             tree = app.mesh_tree
             await wait_for(
@@ -167,5 +171,14 @@ def test_site_killed_from_the_demo_key_turns_silent_and_stays(live_mesh: LocalMe
             assert "1 silent" in tree.root.label.plain
             assert app.outcomes[-1][1].ok and app.outcomes[-1][0].kind == "kill"
             assert live_mesh.server_pids("c") == []
+            await pilot.press("r", "y")
+            await wait_for(
+                pilot,
+                lambda: tree.label_of(Key("c")).startswith("c alive"),
+                60,
+                lambda: tree_dump(app),
+            )
+            assert app.outcomes[-1][0].kind == "restart" and app.outcomes[-1][1].ok
+            assert app.model.sites["c"].answered
 
     asyncio.run(scenario())

@@ -134,10 +134,14 @@ def test_outcomes_read_every_kind_of_answer() -> None:
     )
 
 
-def test_kill_is_only_possible_with_a_killer(recording: Recording) -> None:
+def test_kill_and_restart_only_with_the_demo_s_control(recording: Recording) -> None:
     feed = recording.feed()
     out = commands.execute(feed, Action("kill", "site-a"))
     assert not out.ok and "only the demo" in out.text
-    killed: list[str] = []
-    assert commands.execute(feed, Action("kill", "site-a"), kill_site=killed.append).ok
-    assert killed == ["site-a"]
+    done: list[str] = []
+    control = commands.SiteControl(
+        kill=lambda s: done.append(f"kill {s}"), restart=lambda s: done.append(f"restart {s}")
+    )
+    assert commands.execute(feed, Action("kill", "site-a"), control=control).ok
+    assert commands.execute(feed, Action("restart", "site-a"), control=control).ok
+    assert done == ["kill site-a", "restart site-a"]

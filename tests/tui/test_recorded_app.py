@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 
-from harmony.actors.messages import CommandResult, FenceWorkload, MoveWorkload
+import msgspec
+
+from harmony.actors.messages import ActorInfo, CommandResult, FenceWorkload, MoveWorkload
 from harmony.tui.app import HarmonyApp
-from harmony.tui.feed import ConnectionUpdate, RecordedFeed
+from harmony.tui.commands import SiteControl
+from harmony.tui.feed import ConnectionUpdate, RecordedFeed, SnapshotsUpdate
 from harmony.tui.model import Key
 from harmony.tui.recording import Recording
 
@@ -126,6 +129,7 @@ def test_workload_keys_are_disabled_without_a_workload_and_kill_hidden_outside_t
             assert app.check_action("workload", ("fence",)) is None  # shown, greyed
             assert app.check_action("site", ("drain",)) is True
             assert app.check_action("site", ("kill",)) is False  # not in the footer at all
+            assert app.check_action("site", ("restart",)) is False
             await pilot.press("f")
             await pilot.pause()
             assert screen_name(app) != "ConfirmScreen"
@@ -135,9 +139,10 @@ def test_workload_keys_are_disabled_without_a_workload_and_kill_hidden_outside_t
 
 def test_kill_in_the_demo_calls_the_killer_after_confirmation(recording: Recording) -> None:
     killed: list[str] = []
+    control = SiteControl(kill=killed.append, restart=lambda site: None)
 
     async def scenario() -> None:
-        app = HarmonyApp(recording.feed(), clock=lambda: recording.now, kill_site=killed.append)
+        app = HarmonyApp(recording.feed(), clock=lambda: recording.now, control=control)
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.model.polls == 2, 5)
             app.mesh_tree.move_cursor(app.mesh_tree.node_for(Key("site-c", "agent/site")))
@@ -201,5 +206,27 @@ def test_help_lists_the_keys(recording: Recording) -> None:
             await wait_for(pilot, lambda: screen_name(app) == "HelpScreen", 5)
             await pilot.press("escape")
             await wait_for(pilot, lambda: screen_name(app) == "Screen", 5)
+
+    asyncio.run(scenario())
+
+
+def test_cursor_stays_on_its_node_when_nodes_appear_above_it(recording: Recording) -> None:
+    async def scenario() -> None:
+        app, _ = recorded(recording)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.model.polls == 2, 5)
+            app.mesh_tree.move_cursor(app.mesh_tree.node_for(Key("site-c")))
+            await wait_for(pilot, lambda: app.selected() == Key("site-c"), 5)
+            snaps = {s.site: s for s in recording.polls[-1].snapshots}
+            extra = ActorInfo(
+                path="agent/workload/extra", kind="workload-supervisor", state="running"
+            )
+            b = snaps["site-b"]
+            snaps["site-b"] = msgspec.structs.replace(b, actors=[*b.actors, extra])
+            app._post_update(SnapshotsUpdate(snaps, recording.now))
+            await wait_for(pilot, lambda: app.mesh_tree.node_for(Key("site-b", extra.path)), 5)
+            await pilot.pause()
+            assert app.selected() == Key("site-c")
+            assert Key("site-b", extra.path) in app.model.changed_at  # new: highlighted
 
     asyncio.run(scenario())
