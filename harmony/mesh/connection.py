@@ -15,13 +15,20 @@ public API when those are not what we expect, or when ``HARMONY_MESH_FAST_PATHS`
     A publish that finds nothing queued ahead of it (no outbox, nothing pending inside nats-py
     or in the transport's buffer) is written to the socket by the calling thread itself,
     under a lock that every other writer of that socket also takes (we wrap the transport's
-    write methods). It saves waking the loop thread for every request and every reply, the
-    largest single cost of a remote ask. Order is kept: a publish only goes direct when
-    everything published before it is already in the socket.
+    write methods). It saves waking the loop thread for every request and every reply: a
+    thread hand-over on each side of a remote ask, the largest cost we could remove. Order
+    is kept: a publish only goes direct when everything published before it is already in
+    the socket. When the lock is busy the publish is queued instead (so nothing ever waits
+    for it but the loop, briefly), and the loop writes the queue to the socket itself rather
+    than through nats-py's flusher task.
 ``dispatch``
     Subscription callbacks are called by nats-py's reader as it parses each message, instead
-    of through a per-subscription asyncio.Queue and task: one loop iteration less per
-    message, and callbacks of different subscriptions see messages in wire order.
+    of through a per-subscription asyncio.Queue and task: one task switch less per message,
+    and callbacks of different subscriptions see messages in wire order.
+
+With no fast path (``HARMONY_MESH_FAST_PATHS=none``) only nats-py's public API is used: the
+safe fallback if a nats-py upgrade changes what these paths rely on. They also switch
+themselves off where they do not apply (TLS, WebSocket, an unexpected nats-py).
 
 Waiting for a reply uses a bare `threading.Lock` (see `_Reply`), cheaper to release from the
 loop and to wake on than a `concurrent.futures.Future`.
@@ -34,6 +41,7 @@ import collections
 import concurrent.futures
 import contextlib
 import inspect
+import itertools
 import logging
 import os
 import secrets
@@ -266,7 +274,7 @@ class MeshConnection:
         self._inbox = f"_INBOX.{secrets.token_hex(8)}"
         self._pending: dict[str, _Reply] = {}
         self._collectors: dict[str, Callable[[bytes], None]] = {}
-        self._tokens = iter(range(1, 1 << 62))
+        self._tokens = itertools.count(1)  # next() is atomic: any thread may take one
         self._tasks: set[asyncio.Task[Any]] = set()
         # How publishes left: written by the calling thread (`direct`), of which the kernel
         # took only part at first (`partial`), or through the loop (`queued`).

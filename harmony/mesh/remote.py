@@ -5,8 +5,9 @@ and a `RemoteRef` for any other site. Both have the same two methods, so callers
 where an actor lives.
 
 Incoming asks reach the actor as a `RemoteAsk` envelope (see `harmony.actors.base`): the
-actor runs its handler on its own thread and calls `envelope.reply(result)`, which queues
-the reply on the connection. The loop thread never waits for an actor.
+actor runs its handler on its own thread and calls `envelope.reply(result)`, which publishes
+the reply from that thread (written straight to the socket when nothing is queued ahead of
+it; see `harmony.mesh.connection`). The loop thread never waits for an actor.
 """
 
 from __future__ import annotations
