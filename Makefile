@@ -28,5 +28,15 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bridge.py
 
+# The whole scenario library, then a random-mode soak (CHAOS_DURATION s of faults drawn
+# from CHAOS_SEED on scenarios/soak.toml); reports and histories go to CHAOS_DIR.
+# Fails if any run fails.
+CHAOS_DURATION ?= 300
+CHAOS_SEED ?= $(shell date +%s)
+CHAOS_DIR ?= chaos-results
+chaos: $(STAMP)
+	$(BIN)/harmony sim suite scenarios --out $(CHAOS_DIR) --soak scenarios/soak.toml \
+		--seed $(CHAOS_SEED) --duration $(CHAOS_DURATION)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -149,9 +149,10 @@ def check_recovery(
             reached = settled_at(intervals, expect, f.mono, until, horizon)
             took = None if reached is None else reached - f.mono
             recoveries.append(Recovery(f, w, took))
-            if took is not None and took <= bound:
+            limit = float(f.detail.get("bound", bound))
+            if took is not None and took <= limit:
                 continue
-            if took is None and until - f.mono <= bound and nxt is not None:
+            if took is None and until - f.mono <= limit and nxt is not None:
                 continue  # a newer fault came first: it carries the obligation on
             what = f"{f.kind} {f.reason}".strip()
             if took is not None:
@@ -163,7 +164,7 @@ def check_recovery(
                     "recovery",
                     w,
                     f.mono,
-                    f"after {what}: desired state {expect} {detail} (bound {bound:g} s)",
+                    f"after {what}: desired state {expect} {detail} (bound {limit:g} s)",
                 )
             )
     return out, recoveries

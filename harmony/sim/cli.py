@@ -2,6 +2,7 @@
 
     harmony sim run FILE [--seed S --duration D] [--report out.html] [--backend ...]
     harmony sim check HISTORY.jsonl --scenario FILE      re-check a recorded history
+    harmony sim suite scenarios/ [--soak FILE --seed S --duration D]   the whole library
 
 Exit codes: 0 every check passed; 1 a violation, a failed step, a stray process or a
 crash; 2 a bad scenario file or bad usage (nothing was started); 130 interrupted.
@@ -46,6 +47,21 @@ def add_sim_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     c.add_argument("--scenario", required=True, help="the scenario it came from")
     c.add_argument("--report", help="write an HTML report here")
     c.set_defaults(fn=cmd_check)
+    su = simsub.add_parser(
+        "suite",
+        help="run every scenario of a directory, then a random soak",
+        description="Run each scenario file (or every *.toml of a directory) on a fresh "
+        "mesh, one after the other, then, with --duration, a random-mode soak drawn from "
+        "--seed on the --soak scenario. Reports and histories go to --out. Exit 0 only "
+        "when every run passed.",
+    )
+    su.add_argument("paths", nargs="+", help="scenario files or directories")
+    su.add_argument("--out", default="chaos-results", help="where reports go")
+    su.add_argument("--soak", default="", help="the scenario random mode draws on")
+    su.add_argument("--seed", type=int, default=0, help="seed of the soak")
+    su.add_argument("--duration", type=float, default=0.0, help="soak seconds (0: none)")
+    su.add_argument("--backend", choices=("processes", "containers"), default="processes")
+    su.set_defaults(fn=cmd_suite)
     p.set_defaults(fn=lambda _a: (p.print_help(), EXIT_USAGE)[1])
 
 
@@ -115,6 +131,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if result.ok else EXIT_VIOLATION
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from harmony.sim.suite import run_suite
+
+    files: list[Path] = []
+    for p in map(Path, args.paths):
+        files += sorted(p.glob("*.toml")) if p.is_dir() else [p]
+    soak = Path(args.soak) if args.soak else None
+    console = Console()
+    console.print(f"{len(files)} scenarios" + (f", soak seed {args.seed}" if soak else ""))
+    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        outcomes = run_suite(
+            files, Path(args.out), console, soak, args.seed, args.duration, args.backend
+        )
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    if soak is not None and args.duration:
+        console.print(f"soak seed {args.seed}: rerun it with --seed {args.seed}")
+    return EXIT_OK if outcomes and all(o.ok for o in outcomes) else EXIT_VIOLATION
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -26,19 +26,6 @@ from harmony.sim.scenario import (
     WaitUntil,
 )
 
-FAULTS = (
-    "minority-partition",
-    "one-way",
-    "bridge",
-    "kill",
-    "kill-server",
-    "kill-leader",
-    "pause",
-    "delay",
-    "drop",
-    "flap",
-)
-
 
 def draw_schedule(scenario: Scenario, seed: int, duration: float) -> list[Step]:
     rng = random.Random(seed)
@@ -46,9 +33,11 @@ def draw_schedule(scenario: Scenario, seed: int, duration: float) -> list[Step]:
     settle = scenario.checks.recovery_bound
     steps: list[Step] = []
     elapsed = 0.0
+    kinds = scenario.random.faults or ["minority-partition"]
+    lo, hi = scenario.random.hold_min, scenario.random.hold_max
     while elapsed < duration:
-        kind = rng.choice(FAULTS)
-        hold = round(rng.uniform(3.0, 12.0), 1)
+        kind = rng.choice(kinds)
+        hold = round(rng.uniform(lo, hi), 1)
         pause_before = round(rng.uniform(1.0, 5.0), 1)
         victim = rng.choice(sites)
         inject, undo = _fault(kind, rng, victim, every, hold)

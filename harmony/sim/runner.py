@@ -109,6 +109,7 @@ class Simulation:
         self.observer: Observer | None = None
         self.view = LiveView(scenario, self.steps, self.console, enabled=live)
         self.t0 = 0.0
+        self._bound: float | None = None
 
     # ------------------------------------------------------------------ the run
     def run(self) -> SimResult:
@@ -171,6 +172,7 @@ class Simulation:
             self.view.status(f"step {i + 1}/{len(self.steps)} at +{due - self.t0:.1f} s")
             self._wait(lambda: False, max(0.0, due - time.monotonic()), "")
             self.view.step_started(i)
+            self._bound = step.bound
             ok = self._execute(i, step)
             self.view.step_done(i, ok)
             previous_end = time.monotonic()
@@ -296,6 +298,8 @@ class Simulation:
             incarnation=SIM,
             detail={"expect": encode_expectations(exp)},
         )
+        if self._bound is not None:
+            ev.detail["bound"] = f"{self._bound:g}"
         self.faults.append(ev)
         self.view.log(f"{kind} {site} {reason}".replace("  ", " "))
 

@@ -61,11 +61,35 @@ class Checks(_S, kw_only=True):
     The run passes only if each of them did report one (and nothing else did)."""
 
 
+FAULT_KINDS = (
+    "minority-partition",
+    "one-way",
+    "bridge",
+    "kill",
+    "kill-server",
+    "kill-leader",
+    "pause",
+    "delay",
+    "drop",
+    "flap",
+)
+
+
+class RandomMode(_S, kw_only=True):
+    """What `--seed S --duration D` may draw for this scenario."""
+
+    faults: list[str] = msgspec.field(default_factory=lambda: list(FAULT_KINDS))
+    hold_min: float = 3.0
+    hold_max: float = 12.0
+
+
 class _Step(_S, kw_only=True):
     at: float | None = None
     """Seconds from the start of the timeline; None: `after` seconds after the previous step."""
     after: float = 0.0
     note: str = ""
+    bound: float | None = None
+    """This fault's own recovery bound (seconds), instead of `checks.recovery_bound`."""
 
 
 class Partition(_Step, tag="partition", tag_field="do", kw_only=True):
@@ -161,6 +185,7 @@ class Scenario(_S, kw_only=True):
     timings: dict[str, float] = {}
     workloads: list[WorkloadSpec] = []
     checks: Checks = msgspec.field(default_factory=Checks)
+    random: RandomMode = msgspec.field(default_factory=RandomMode)
     steps: list[Step] = []
     source: str = ""
 
@@ -290,6 +315,11 @@ def validate(sc: Scenario) -> tuple[str, str] | None:
         )
         if problems:
             return "timings", "unsafe for absolute-consistency: " + "; ".join(problems)
+    for i, kind in enumerate(sc.random.faults):
+        if kind not in FAULT_KINDS:
+            return f"random.faults[{i}]", f"{kind!r}: one of {', '.join(FAULT_KINDS)}"
+    if not 0 < sc.random.hold_min <= sc.random.hold_max:
+        return "random.hold_min", "0 < hold_min <= hold_max"
     seen: set[str] = set()
     for i, w in enumerate(sc.workloads):
         if not NAME_RE.match(w.name) or w.name in seen:
@@ -317,6 +347,8 @@ def _check_step(sc: Scenario, step: Step) -> tuple[str, str] | None:
         return "at", "must be >= 0"
     if step.after < 0:
         return "after", "must be >= 0"
+    if step.bound is not None and step.bound < 0:
+        return "bound", "must be >= 0"
     if isinstance(step, Partition):
         listed = [s for g in step.groups for s in g]
         if len(step.groups) < 2:

@@ -149,3 +149,13 @@ def test_a_failed_wait_is_a_violation() -> None:
 def test_copies_of_another_workload_do_not_count() -> None:
     h = history(run("a", 0, None), ev(1, "b", "start", workload="other", token=9))
     assert check_absolute(h, "w", 5) == []
+
+
+def test_a_fault_can_carry_its_own_tighter_bound() -> None:
+    heal = fault(10, "heal", {"w": {ABC: 1}})
+    heal.detail["bound"] = "1"
+    h = history(run("b", 0, 12, token=7), heal, run("a", 14, None, token=9))
+    violations, recoveries = check_recovery(h, ["w"], 30, 45)
+    assert recoveries[0].took == 4
+    (v,) = violations
+    assert "reached after 4.0 s (bound 1 s)" in v.message

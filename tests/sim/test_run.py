@@ -1,0 +1,129 @@
+"""`harmony sim run` on real processes: a passing scenario, a failing one, Ctrl-C, cleanup.
+
+Each test starts a real 3-site mesh (agents + nats-servers + workload processes) and then
+checks that nothing it started is left: no process naming the work directory, and no
+workload process carrying the simulation's environment marker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import wait_until
+from rich.console import Console
+
+from harmony.actors.journal import read_journal
+from harmony.sim.backend import pids_with_env, sim_marker
+from harmony.sim.launch import pids_mentioning
+from harmony.sim.report import write_html
+from harmony.sim.runner import run_scenario
+from harmony.sim.scenario import load_scenario, parse_scenario
+
+pytestmark = pytest.mark.mesh
+
+LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
+HARMONY = [sys.executable, "-m", "harmony"]
+
+
+def assert_nothing_left(workdir: Path) -> None:
+    assert pids_mentioning(str(workdir)) == []
+    assert pids_with_env(sim_marker(workdir.resolve())) == []
+
+
+def test_minority_partition_passes_and_leaves_a_history_and_a_report(tmp_path: Path) -> None:
+    scenario = load_scenario(LIBRARY / "minority-partition.toml")
+    workdir = tmp_path / "run"
+    result = run_scenario(scenario, workdir, console=Console(quiet=True), live=False)
+    assert_nothing_left(workdir)
+    assert result.ok, (result.violations, result.error, result.leftovers)
+
+    events = read_journal(result.history_path)
+    assert [e.mono for e in events] == sorted(e.mono for e in events)
+    assert {e.site for e in events if e.kind == "agent-start"} == {"a", "b", "c"}
+    faults = [e for e in events if e.incarnation == "sim" and "expect" in e.detail]
+    assert [f.kind for f in faults] == ["partition", "heal"]
+    fenced = next(e for e in events if e.site == "a" and e.kind == "driver-fenced")
+    started = next(e for e in events if e.site == "b" and e.kind == "start")
+    assert fenced.mono < started.mono  # the minority fenced before the majority started
+    assert [r.took is not None for r in result.recoveries] == [True, True]
+
+    page = write_html(result, tmp_path / "report.html").read_text()
+    assert "<svg" in page and "PASS" in page and "partition" in page
+
+
+def test_a_failed_condition_exits_1_and_a_bad_file_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nsites = ["a"]\n[[steps]]\ndo = "kill"\nsite = "nope"\n')
+    out = subprocess.run([*HARMONY, "sim", "run", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert f"{bad}:5: steps[0].site" in out.stdout.replace("\n", "")
+
+    scenario = tmp_path / "impossible.toml"
+    scenario.write_text(
+        (LIBRARY / "minority-partition.toml").read_text().split("[[steps]]")[0]
+        + '[[steps]]\ndo = "wait-until"\nworkload = "ledger"\nrunning_on = ["c"]\ntimeout = 2\n'
+    )
+    parse_scenario(scenario.read_text())  # valid: it is the condition that cannot hold
+    workdir = tmp_path / "run"
+    report = tmp_path / "r.html"
+    out = subprocess.run(
+        [*HARMONY, "sim", "run", str(scenario), "--dir", str(workdir), "--report", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert out.returncode == 1, out.stdout[-3000:]
+    assert "FAIL" in out.stdout and "wait-until" in out.stdout
+    assert report.exists() and "wait-until" in report.read_text()
+    assert_nothing_left(workdir)
+
+
+def test_ctrl_c_stops_every_process_and_exits_130(tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [*HARMONY, "sim", "run", str(LIBRARY / "primary-crash.toml"), "--dir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        # Interrupt once the sites run (their ready files exist), mid-simulation.
+        wait_until(
+            lambda: len(list(workdir.glob("*.ready"))) == 3 and pids_mentioning(str(workdir)),
+            90,
+            message="sites never became ready",
+        )
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, out[-3000:]
+    assert "interrupted" in out
+    assert_nothing_left(workdir)
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    env = dict(os.environ)
+    proc = subprocess.Popen(
+        [*HARMONY, "sim", "run", str(LIBRARY / "minority-partition.toml"), "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        wait_until(lambda: len(list(workdir.glob("*.ready"))) == 3, 90, message="not ready")
+        proc.terminate()
+        assert proc.wait(90) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert_nothing_left(workdir)
