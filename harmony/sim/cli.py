@@ -162,7 +162,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from harmony.actors.journal import read_journal
     from harmony.sim.checks import evaluate
     from harmony.sim.report import print_report, write_html
-    from harmony.sim.runner import SimResult
+    from harmony.sim.result import SimResult
     from harmony.sim.scenario import ScenarioError, load_scenario
 
     console = Console()

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harmony.sim.history import Interval, active_intervals
-from harmony.sim.runner import SimResult
+from harmony.sim.result import SimResult
 from harmony.sim.timeline import FaultTiming, Window, timings, windows
 
 WIDTH = 72

@@ -13,7 +13,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,10 +21,11 @@ from rich.console import Console
 from harmony.actors.journal import JournalEvent
 from harmony.sim import conditions
 from harmony.sim.backend import Backend, ProcessBackend
-from harmony.sim.checks import SIM, Recovery, Violation, evaluate
+from harmony.sim.checks import SIM, evaluate
 from harmony.sim.history import merge, write_history
 from harmony.sim.live import LiveView
 from harmony.sim.observe import Observer, runners
+from harmony.sim.result import SimResult
 from harmony.sim.scenario import (
     Delay,
     Drop,
@@ -48,28 +48,6 @@ T = TypeVar("T")
 
 class StepError(RuntimeError):
     """A step could not be carried out (e.g. no stream leader to kill)."""
-
-
-@dataclass
-class SimResult:
-    scenario: Scenario
-    workdir: Path
-    history_path: Path
-    events: list[JournalEvent]
-    violations: list[Violation]
-    recoveries: list[Recovery]
-    started: float
-    ended: float
-    expected: list[Violation] = field(default_factory=list)
-    """Violations the scenario expects (a known limitation it documents)."""
-    seed: int | None = None
-    interrupted: bool = False
-    error: str = ""
-    leftovers: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.violations or self.interrupted or self.error or self.leftovers)
 
 
 def make_backend(kind: str, scenario: Scenario, workdir: Path, log_level: str) -> Backend:

@@ -17,7 +17,8 @@ from rich.table import Table
 
 from harmony.sim.randomized import draw_schedule
 from harmony.sim.report import print_report, write_html
-from harmony.sim.runner import SimResult, run_scenario
+from harmony.sim.result import SimResult
+from harmony.sim.runner import run_scenario
 from harmony.sim.scenario import ScenarioError, load_scenario
 
 

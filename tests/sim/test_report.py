@@ -10,7 +10,7 @@ from rich.console import Console
 from harmony.sim.checks import evaluate
 from harmony.sim.live import LiveView, step_label
 from harmony.sim.report import print_report, render_html
-from harmony.sim.runner import SimResult
+from harmony.sim.result import SimResult
 from harmony.sim.scenario import parse_scenario
 
 from .histories import fault, history, run
