@@ -13,7 +13,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import RichLog, Static, Tree
-from textual.widgets.tree import TreeNode
+from textual.widgets.tree import TreeNode, UnknownNodeID
 
 from harmony.actors.journal import JournalEvent
 from harmony.tui import labels
@@ -61,17 +61,19 @@ class MeshTree(Tree[Key]):
             self.root.set_label(root_label)
         cursor = self.cursor_node
         structure = model.tree()
-        wanted = {key for key, _ in structure}
+        wanted = dict(structure)
         parents = {parent for _, parent in structure if parent is not None}
         reshaped = False
-        for key in [k for k in self._by_key if k not in wanted]:
-            node = self._by_key.pop(key, None)
+        # Gone, or moved (an actor re-parented when its parent actor appears): remove; moved
+        # nodes are added back below under their new parent.
+        for key in [k for k, n in self._by_key.items() if _moved(n, wanted.get(k, k))]:
+            gone = self._by_key.pop(key)
             self._labels.pop(key, None)
-            if node is not None:
-                node.remove()
+            if _attached(self, gone):  # not already gone with a removed ancestor
+                gone.remove()
                 reshaped = True
-        for key in [k for k in self._by_key if not _attached(self._by_key[k], self.root)]:
-            self._by_key.pop(key)  # removed along with an ancestor
+        for key in [k for k in self._by_key if not _attached(self, self._by_key[k])]:
+            self._by_key.pop(key)  # a wanted node whose ancestor went (re-added below)
             self._labels.pop(key, None)
         for i, (key, parent) in enumerate(structure):
             label = labels.node_label(model, key, now)
@@ -96,10 +98,19 @@ class MeshTree(Tree[Key]):
             self.call_after_refresh(self.move_cursor, self._by_key[cursor.data])
 
 
-def _attached(node: TreeNode[Key], root: TreeNode[Key]) -> bool:
-    while node.parent is not None:
-        node = node.parent
-    return node is root
+def _moved(node: TreeNode[Key], parent: Key | None) -> bool:
+    """Whether a node's parent is not `parent` (a key's own key stands for 'not wanted')."""
+    current = node.parent.data if node.parent is not None else None
+    return current != parent
+
+
+def _attached(tree: Tree[Key], node: TreeNode[Key]) -> bool:
+    """Whether a node is still in the tree (removing a node removes its descendants, but
+    they keep their parent links, so walking up would not tell)."""
+    try:
+        return tree.get_node_by_id(node.id) is node
+    except UnknownNodeID:
+        return False
 
 
 def _next_sibling(

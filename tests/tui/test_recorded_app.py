@@ -230,3 +230,33 @@ def test_cursor_stays_on_its_node_when_nodes_appear_above_it(recording: Recordin
             assert Key("site-b", extra.path) in app.model.changed_at  # new: highlighted
 
     asyncio.run(scenario())
+
+
+def test_tree_follows_a_restarted_site_whose_actors_come_back_one_by_one(
+    recording: Recording,
+) -> None:
+    """A restarted agent answers with part of its tree at first: nodes go and come back."""
+
+    async def scenario() -> None:
+        app, _ = recorded(recording)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.model.polls == 2, 5)
+            full = {s.site: s for s in recording.polls[-1].snapshots}
+            b = full["site-b"]
+            workload_only = [a for a in b.actors if a.path.startswith("agent/workload/")]
+            stages = [[], workload_only, [a for a in b.actors if a.path != "agent/site"], b.actors]
+            for at, actors in enumerate(stages, start=1):
+                snaps = {**full, "site-b": msgspec.structs.replace(b, actors=actors)}
+                app._post_update(SnapshotsUpdate(snaps, recording.now + at))
+                polls = 2 + at
+                await wait_for(pilot, lambda polls=polls: app.model.polls == polls, 5)
+                await pilot.pause()
+                assert sorted(app.mesh_tree.keys) == sorted(k for k, _ in app.model.tree())
+                shown = app.mesh_tree.node_for(Key("site-b", "agent/workload/ledger/run"))
+                assert (shown is not None) == bool(actors)
+            parent = app.mesh_tree.node_for(Key("site-b", "agent/workload/ledger"))
+            assert parent is not None and parent.parent is app.mesh_tree.node_for(
+                Key("site-b", "agent")
+            )
+
+    asyncio.run(scenario())
