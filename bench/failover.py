@@ -120,10 +120,16 @@ class Bench:
         assert self.conn is not None
         conn = self.conn
         self.wait("mesh formed", lambda: wait_formed(conn, "fo", set(SITES), 5), 90)
-        self.wait("one ledger", lambda: len(self.runners("ledger")) == 1, 60)
-        self.wait("one web", lambda: len(self.runners("web")) == 1, 60)
-        (holder,) = self.runners("ledger")
-        return holder
+        # Settled: one copy of each, and still the same a moment later (a reconcile after a
+        # heal may be stopping a copy right now).
+        while True:
+            self.wait("one ledger", lambda: len(self.runners("ledger")) == 1, 60)
+            self.wait("one web", lambda: len(self.runners("web")) == 1, 60)
+            before = (self.runners("ledger"), self.runners("web"))
+            time.sleep(2 * Timings().heartbeat_interval + 0.5)
+            if (self.runners("ledger"), self.runners("web")) == before:
+                (holder,) = before[0]
+                return holder
 
     def run(self, kind: str) -> dict[str, float]:
         holder = self.steady()
