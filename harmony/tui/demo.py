@@ -20,7 +20,9 @@ from harmony.tui.feed import MeshFeed
 def tui_view(mesh: LocalMesh, duration: float) -> None:
     """Run the TUI on the demo mesh until the user quits (or `duration` s pass)."""
     route_logging()
-    feed = MeshFeed(mesh.client_urls(), MESH)
+    # Through the last site first: killing site-a (the ledger's primary) then shows the
+    # failover without also cutting the TUI's own connection (killing the last one does).
+    feed = MeshFeed(mesh.client_urls(reversed(list(mesh.configs))), MESH)
     app = HarmonyApp(feed, control=SiteControl(kill=mesh.kill, restart=restart_in(mesh)))
     if duration:
         app.call_later(lambda: app.set_timer(duration, app.exit))
