@@ -21,12 +21,15 @@ import argparse
 import json
 import os
 import platform
+import socket
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from rich.console import Console
 from rich.table import Table
@@ -89,6 +92,68 @@ def tell_rate(ref: Any, n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+class _RawNats:
+    """A blocking socket speaking just enough NATS protocol for `floor_latencies`."""
+
+    def __init__(self, url: str) -> None:
+        u = urlparse(url)
+        self.sock = socket.create_connection((u.hostname or "127.0.0.1", u.port or 4222), 5)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.file = self.sock.makefile("rb")
+        self.file.readline()  # INFO
+        self.sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n')
+
+    def sync(self) -> None:
+        """PING/PONG: the server has processed everything sent before."""
+        self.sock.sendall(b"PING\r\n")
+        while self.file.readline() != b"PONG\r\n":
+            pass
+
+    def next_msg(self) -> tuple[bytes, bytes]:
+        """(reply subject, payload) of the next MSG; answers server PINGs on the way."""
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise EOFError("nats-server closed the connection")
+            if line.startswith(b"MSG"):
+                parts = line.split()
+                reply = parts[3] if len(parts) == 5 else b""
+                return reply, self.file.read(int(parts[-1]) + 2)[:-2]
+            if line.startswith(b"PING"):
+                self.sock.sendall(b"PONG\r\n")
+
+
+def floor_latencies(url: str, n: int) -> list[float]:
+    """Milliseconds per request/reply between two blocking sockets through the same
+    nats-server: what one round trip costs on this machine without any of our runtime
+    (no event loop, no actor thread, no hand-over between threads)."""
+    responder, requester = _RawNats(url), _RawNats(url)
+    responder.sock.sendall(b"SUB bench.floor 1\r\n")
+    responder.sync()
+    requester.sock.sendall(b"SUB bench.floor.reply 1\r\n")
+    requester.sync()
+
+    def serve() -> None:
+        try:
+            while True:
+                reply, data = responder.next_msg()
+                responder.sock.sendall(b"PUB %s %d\r\n%s\r\n" % (reply, len(data), data))
+        except (OSError, EOFError, ValueError):
+            return
+
+    threading.Thread(target=serve, name="floor-responder", daemon=True).start()
+    out = []
+    for i in range(n + min(200, n)):
+        t0 = time.perf_counter()
+        requester.sock.sendall(b"PUB bench.floor bench.floor.reply 4\r\nping\r\n")
+        requester.next_msg()
+        if i >= min(200, n):
+            out.append((time.perf_counter() - t0) * 1000)
+    for raw in (requester, responder):
+        raw.sock.close()
+    return out
+
+
 def local_site_actor() -> tuple[LocalRef, Any, Scheduler]:
     cfg = SiteConfig(mesh="bench", site="local", timings=Timings(heartbeat_interval=60))
     scheduler = Scheduler()
@@ -131,6 +196,14 @@ def print_table(
     )
     for col in ("measure", "local Pykka", "remote (NATS)", "remote/local", "target"):
         t.add_column(col, justify="left" if col == "measure" else "right")
+    for q in ("p50", "p99"):
+        t.add_row(
+            f"floor {q} (ms)",
+            "",
+            cell(f"floor_{q}", ".3f"),
+            "",
+            "raw sockets via nats-server",
+        )
     for q, target in (("p50", TARGET_P50_MS), ("p99", TARGET_P99_MS)):
         r = s[f"remote_ask_{q}"]["median"]
         lo = s[f"local_ask_{q}"]["median"]
@@ -188,7 +261,10 @@ def main() -> int:
                 ra = ask_latencies(remote, args.asks)
                 lt = tell_rate(local, args.tells)
                 rt = tell_rate(remote, args.tells)
+                fl = floor_latencies(mesh.client_urls()[0], args.asks)
                 row = {
+                    "floor_p50": percentile(fl, 0.5),
+                    "floor_p99": percentile(fl, 0.99),
                     "local_ask_p50": percentile(la, 0.5),
                     "local_ask_p99": percentile(la, 0.99),
                     "remote_ask_p50": percentile(ra, 0.5),
@@ -200,7 +276,8 @@ def main() -> int:
                 console.log(
                     f"round {r + 1}/{args.rounds}: remote ask p50 {row['remote_ask_p50']:.3f} "
                     f"p99 {row['remote_ask_p99']:.3f} ms, local p50 {row['local_ask_p50']:.3f} "
-                    f"p99 {row['local_ask_p99']:.3f} ms; tells remote/local {rt / lt:.2f} "
+                    f"p99 {row['local_ask_p99']:.3f} ms; floor p50 {row['floor_p50']:.3f} "
+                    f"p99 {row['floor_p99']:.3f} ms; tells remote/local {rt / lt:.2f} "
                     f"(load {os.getloadavg()[0]:.2f})"
                 )
             fast = sorted(getattr(conn, "fast_paths", ["(unknown: old bridge)"]))
