@@ -185,7 +185,9 @@ class AbsoluteConsistency(FailoverStrategy):
         lease: LeaseView, seen: Seen, holder: str | None, rev: int | None, now: float
     ) -> LeaseView:
         since = lease.seen_since if seen is lease.seen else now
-        return replace(lease, seen=seen, seen_holder=holder, seen_revision=rev, seen_since=since)
+        return replace(
+            lease, seen=seen, seen_holder=holder, seen_revision=rev, seen_since=since, seen_at=now
+        )
 
     def _drop(
         self, state: WorkloadState, why: str, now: float, out: list[Command]
@@ -236,6 +238,10 @@ class AbsoluteConsistency(FailoverStrategy):
             out.append(drive)
 
         lease = state.lease
+        stale_at = self._stale_at(state)
+        if stale_at is not None and now >= stale_at:  # expired without telling the watchers?
+            lease = replace(lease, rewatch=True, seen_at=now)
+            state = replace(state, lease=lease)
         if lease.rewatch:
             out.append(WatchLease("re-read the lease: our view of it is out of date"))
             lease = replace(lease, rewatch=False)
@@ -292,6 +298,17 @@ class AbsoluteConsistency(FailoverStrategy):
             return None
         return max(peer.since + self.params.failback_after, state.no_failback_until)
 
+    def _stale_at(self, state: WorkloadState) -> float | None:
+        """When another site's lease, unrenewed for a whole TTL, should be read again.
+
+        Holders renew every renew_interval, so silence that long means the key expired (a
+        bucket without limit markers tells no watcher) or our watch broke.
+        """
+        lease = state.lease
+        if lease.revision is not None or lease.seen is not Seen.HELD or state.leaving:
+            return None
+        return lease.seen_at + self.params.lease_ttl
+
     def _deadline(self, state: WorkloadState) -> str:
         deadline = state.lease.deadline(self.params.fence_offset)
         return "none" if deadline is None else f"{deadline:.3f}"
@@ -318,3 +335,4 @@ class AbsoluteConsistency(FailoverStrategy):
             yield self.acquire_at(state)
         yield state.cooldown_until
         yield self._failback_at(state)
+        yield self._stale_at(state)

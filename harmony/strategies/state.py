@@ -47,6 +47,7 @@ class LeaseView:
     seen_holder: str | None = None
     seen_revision: int | None = None
     seen_since: float = 0.0  # when `seen` last changed
+    seen_at: float = 0.0  # when the last observation came
 
     def valid(self, now: float, fence_offset: float) -> bool:
         """We hold the lease and the fence deadline has not come."""

@@ -97,8 +97,18 @@ def test_silence_alone_never_starts_anything() -> None:
     s = Site(AC, "b")
     s.feed(LeaseObservedHeld("a", 4), at=0.5)
     s.feed(PeerSilent("a"), at=1.0)
-    assert actions(s.advance(1000.0)) == []
+    assert set(kinds(s.advance(1000.0))) == {"WatchLease"}  # re-reads, nothing else
     assert all(not isinstance(c, StartWorkload | AcquireLease) for c in s.log)
+
+
+def test_a_lease_not_renewed_for_a_whole_ttl_is_read_again() -> None:
+    """Without limit markers nobody is told a key expired: re-read instead of waiting forever."""
+    s = Site(AC, "b")
+    s.feed(LeaseObservedHeld("a", 4), at=0.5)
+    s.feed(LeaseObservedHeld("a", 6), at=1.5)  # renewals keep it fresh
+    assert s.decision.wake_at == 1.5 + AC.params.lease_ttl
+    assert kinds(s.advance(9.5)) == ["WatchLease"]
+    assert s.decision.wake_at == 9.5 + AC.params.lease_ttl  # at most once per TTL
 
 
 def test_holder_renews_every_interval_from_the_send_time() -> None:

@@ -222,7 +222,7 @@ class AbsoluteConsistencyMachine(RuleBasedStateMachine):
 
 
 AbsoluteConsistencyMachine.TestCase.settings = settings(
-    max_examples=120,
+    max_examples=100,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -246,7 +246,7 @@ def test_a_slow_answer_does_not_stretch_the_lease_t0_is_the_send_time() -> None:
     run_until(w, lambda: w.active_sites() == ["s1"], 12.0)  # World.check: never two
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     timing=safe_params(),
     n=st.integers(2, 5),

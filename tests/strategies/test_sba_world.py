@@ -104,7 +104,7 @@ class SplitBrainMachine(RuleBasedStateMachine):
 
 
 SplitBrainMachine.TestCase.settings = settings(
-    max_examples=150,
+    max_examples=100,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
