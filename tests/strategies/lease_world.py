@@ -1,10 +1,7 @@
 """A pure simulation of sites sharing one lease key, for property tests of AbsoluteConsistency.
 
-`Store` obeys the NATS KV facts from DESIGN.md: ``create`` only on an absent key,
-``update(last=rev)`` is CAS on the key's last revision (whoever wrote it), revisions come from
-one stream sequence (strictly increasing), expiry happens no earlier than TTL after the last
-write and leaves a marker, nothing commits without a stream leader, and a site cut off from
-the majority can neither write nor watch.
+The lease key is a `Store` (NATS KV semantics); a site cut off from the majority can neither
+write nor watch.
 
 `World` runs real strategy objects on it. Time is a number. Timers fire exactly at `wake_at`;
 a request commits when served and its answer may come later (or never: the actor then
@@ -28,8 +25,6 @@ from harmony.strategies import (
     FenceWorkload,
     LeaseAcquired,
     LeaseLost,
-    LeaseObservedGone,
-    LeaseObservedHeld,
     LeaseReleased,
     LeaseRenewed,
     Params,
@@ -52,59 +47,14 @@ from harmony.strategies import (
 from harmony.strategies.state import Decision
 from harmony.strategies.tables import PeerStatus
 
+from .lease_store import Store
+
 LeaseCommand = AcquireLease | RenewLease | ReleaseLease
 EXPIRY_LAG = 0.0  # expiry exactly at TTL: the worst case for safety (real: about +0.25 s)
 
 
 class SafetyViolation(AssertionError):
     pass
-
-
-class Store:
-    """One key of a KV bucket with max_age = ttl and limit markers."""
-
-    def __init__(self, ttl: float) -> None:
-        self.ttl = ttl
-        self.seq = 0
-        self.holder: str | None = None  # live value (the site that wrote it)
-        self.revision: int | None = None  # last revision of the key (value or marker)
-        self.written_at = 0.0
-        self.available = True  # False: no stream leader (election): nothing commits
-
-    def _bump(self) -> int:
-        self.seq += 1
-        self.revision = self.seq
-        return self.seq
-
-    def write(self, site: str, last: int | None, now: float) -> int | None:
-        """create (last None) or update(last=...): CAS; the new revision or None if refused."""
-        if not self.available or last != self.revision:
-            return None
-        self.holder, self.written_at = site, now
-        return self._bump()
-
-    def delete(self, last: int) -> bool:
-        if not self.available or last != self.revision or self.holder is None:
-            return False
-        self.holder = None
-        self._bump()
-        return True
-
-    def may_expire(self, now: float) -> bool:
-        return self.available and self.holder is not None and now >= self.written_at + self.ttl
-
-    def expire(self) -> None:
-        self.holder = None
-        self._bump()  # the MaxAge marker
-
-    def drop_marker(self) -> None:
-        if self.holder is None:
-            self.revision = None  # limit_marker_ttl passed: the key is absent
-
-    def observation(self) -> Event:
-        if self.holder is not None and self.revision is not None:
-            return LeaseObservedHeld(self.holder, self.revision)
-        return LeaseObservedGone(self.revision)
 
 
 @dataclass
