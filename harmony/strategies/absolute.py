@@ -173,6 +173,12 @@ class AbsoluteConsistency(FailoverStrategy):
             return replace(state, lease=lease)
         return state
 
+    def _moving(self, state: WorkloadState, out: list[Command]) -> WorkloadState:
+        if state.lease.revision is not None and state.site != state.moved_to and not state.leaving:
+            out.append(RecordEvent("handover", f"moving to {state.moved_to}: handing over"))
+            return replace(state, handing_over=True)
+        return state
+
     def _copy_failed(self, state: WorkloadState, now: float, out: list[Command]) -> WorkloadState:
         state = super()._copy_failed(state, now, out)
         if state.lease.revision is not None and not state.leaving:

@@ -80,6 +80,10 @@ class FailoverStrategy(ABC):
     def _wake_times(self, state: WorkloadState, now: float) -> Iterable[float | None]:
         """Times at which a rule may change its mind without any event."""
 
+    def _moving(self, state: WorkloadState, out: list[Command]) -> WorkloadState:
+        """An operator moved the workload to `state.moved_to`; the topology already says so."""
+        return state
+
     def _copy_failed(self, state: WorkloadState, now: float, out: list[Command]) -> WorkloadState:
         """Our copy exited for good: cool down before running it here again."""
         return replace(state, cooldown_until=now + self.params.failed_cooldown)
@@ -109,6 +113,13 @@ class FailoverStrategy(ABC):
                 return state
             peers = {**state.peers, event.site: Peer(status, now)}
             return replace(state, peers=MappingProxyType(peers))
+        if isinstance(event, ev.MoveRequested):
+            if event.target not in state.topology:
+                out.append(RecordEvent("move-refused", f"{event.target} is not in the topology"))
+                return state
+            out.append(RecordEvent("move", f"operator moves the workload to {event.target}"))
+            topology = state.topology.preferring(event.target)
+            return self._moving(replace(state, topology=topology, moved_to=event.target), out)
         if isinstance(event, ev.ShutdownRequested):
             if not state.shutting_down:
                 out.append(RecordEvent("shutdown", "graceful shutdown requested"))

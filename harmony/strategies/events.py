@@ -152,6 +152,21 @@ class ShutdownRequested:
     """Graceful shutdown: stop the copy, then release the lease so a standby need not wait."""
 
 
+# -- operator ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MoveRequested:
+    """An operator moves the workload to `target` (a site of its topology).
+
+    The target becomes the preferred site (first in the topology) from now on; a holder
+    elsewhere hands its lease over (AbsoluteConsistency), and reconciles keep the target's copy
+    (SplitBrainAllowed). Every site of the topology gets this event.
+    """
+
+    target: str
+
+
 # -- SplitBrainAllowed ---------------------------------------------------------------------
 
 
@@ -197,7 +212,8 @@ LeaseEvent = (
 )
 DriverEvent = WorkloadStarted | WorkloadPromoted | WorkloadStopped | WorkloadFenced | WorkloadExited
 Event = (
-    PeerEvent
+    MoveRequested
+    | PeerEvent
     | LeaseEvent
     | DriverEvent
     | Tick

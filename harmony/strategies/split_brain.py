@@ -62,6 +62,10 @@ class SplitBrainAllowed(FailoverStrategy):
         return tuple(copies)
 
     def winner(self, state: WorkloadState, copies: Iterable[ev.Copy]) -> ev.Copy | None:
+        copies = tuple(copies)
+        moved = next((c for c in copies if c.site == state.moved_to), None)
+        if moved is not None:  # an operator chose where it runs
+            return moved
         key = RECONCILE_KEYS[self.params.reconcile]
         rank = state.topology.rank
         return min(copies, key=lambda c: (*key(c, rank(c.site)), c.site), default=None)
@@ -82,6 +86,7 @@ class SplitBrainAllowed(FailoverStrategy):
             other_copy=any(c.site != state.site for c in copies),
             synced=state.synced or now >= state.booted_at + self.params.sync_grace,
             cooling=now < state.cooldown_until,
+            moved_here=state.moved_to == state.site,
         )
         goal, why = first_match(SBA_GOALS, facts)
         act = WORKLOAD_ACTIONS.get((goal, state.driver.phase, state.driver.active))

@@ -83,6 +83,7 @@ class WorkloadState:
     handing_over: bool = False
     cooldown_until: float = 0.0
     lost_to: str | None = None
+    moved_to: str | None = None  # an operator moved the workload here: its copy wins
     no_failback_until: float = 0.0
     done: bool = False
 

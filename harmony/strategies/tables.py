@@ -160,6 +160,7 @@ class SbaFacts:
     other_copy: bool  # a live peer runs a copy
     synced: bool  # we have seen the copies of the mesh at least once (or waited long enough)
     cooling: bool
+    moved_here: bool = False  # an operator moved the workload to this site
 
 
 SBA_GOALS: Final[tuple[tuple[Callable[[SbaFacts], bool], Goal, str], ...]] = (
@@ -167,6 +168,7 @@ SBA_GOALS: Final[tuple[tuple[Callable[[SbaFacts], bool], Goal, str], ...]] = (
     (lambda f: f.shutting, Goal.STOPPED, "shutdown requested"),
     (lambda f: f.running and f.lost, Goal.STOPPED, "reconcile chose another copy"),
     (lambda f: f.running, Goal.RUN, "keep the running copy"),
+    (lambda f: f.moved_here and not f.cooling, Goal.RUN, "an operator moved the workload here"),
     (lambda f: not f.designated, Goal.STOPPED, "a site before this one in the topology is live"),
     (lambda f: f.other_copy, Goal.STOPPED, "a copy already runs on a live site"),
     (lambda f: not f.synced, Goal.STOPPED, "waiting for a first view of the running copies"),

@@ -48,6 +48,11 @@ class FailoverTopology:
         sites = self.sites
         return sites.index(site) if site in sites else len(sites)
 
+    def preferring(self, site: str) -> FailoverTopology:
+        """The same sites with `site` first (an operator's move); the rest keep their order."""
+        rest = tuple(s for s in self.sites if s != site)
+        return FailoverTopology(site, rest, self.warm)
+
     def before(self, site: str) -> tuple[str, ...]:
         """The sites preferred over `site`."""
         return self.sites[: self.rank(site)]

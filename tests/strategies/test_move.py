@@ -1,0 +1,78 @@
+"""Operator moves: the target becomes preferred; AC hands the lease over, SBA keeps its copy."""
+
+from __future__ import annotations
+
+from harmony.strategies import (
+    AcquireLease,
+    Copy,
+    FailoverTopology,
+    LeaseAcquired,
+    LeaseObservedGone,
+    LeaseReleased,
+    MoveRequested,
+    Params,
+    PeerCopiesSeen,
+    RecordDivergence,
+    ReleaseLease,
+    StartWorkload,
+    StopWorkload,
+    WorkloadStarted,
+    WorkloadStopped,
+    strategy_for,
+)
+
+TOPO = FailoverTopology.of("a", "b", "c")
+
+
+def test_ac_holder_hands_over_and_the_target_goes_first() -> None:
+    ac = strategy_for("absolute-consistency", Params())
+    a = ac.start("a", TOPO, 0.0)
+    a = ac.step(a.state, LeaseObservedGone(None), 0.1)
+    a = ac.step(a.state, LeaseAcquired(5, 0.1), 0.2)
+    a = ac.step(a.state, WorkloadStarted(), 0.3)
+    a = ac.step(a.state, MoveRequested("c"), 1.0)
+    assert any(isinstance(c, StopWorkload) for c in a.commands)
+    a = ac.step(a.state, WorkloadStopped(), 1.2)
+    assert any(isinstance(c, ReleaseLease) and c.revision == 5 for c in a.commands)
+    a = ac.step(a.state, LeaseReleased(), 1.3)
+    assert a.state.lease.revision is None
+
+    # b and c heard of the move too; c now ranks first, b defers by rank_delay.
+    b = ac.start("b", TOPO, 0.0)
+    c = ac.start("c", TOPO, 0.0)
+    b = ac.step(b.state, MoveRequested("c"), 1.0)
+    c = ac.step(c.state, MoveRequested("c"), 1.0)
+    c = ac.step(c.state, LeaseObservedGone(6), 1.4)
+    b = ac.step(b.state, LeaseObservedGone(6), 1.4)
+    assert any(isinstance(x, AcquireLease) and x.expected_revision == 6 for x in c.commands)
+    assert not any(isinstance(x, AcquireLease) for x in b.commands)
+    c = ac.step(c.state, LeaseAcquired(7, 1.4), 1.5)
+    assert any(isinstance(x, StartWorkload) and x.token == 7 for x in c.commands)
+
+
+def test_move_to_a_site_outside_the_topology_is_refused() -> None:
+    ac = strategy_for("absolute-consistency", Params())
+    d = ac.start("a", TOPO, 0.0)
+    d = ac.step(d.state, MoveRequested("z"), 1.0)
+    assert [getattr(c, "kind", "") for c in d.commands] == ["move-refused"]
+    assert d.state.topology == TOPO
+
+
+def test_sba_target_starts_and_its_copy_wins_the_reconcile() -> None:
+    sba = strategy_for("split-brain-allowed", Params(reconcile="keep-original"))
+    a = sba.start("a", TOPO, 0.0)
+    a = sba.step(a.state, PeerCopiesSeen(()), 0.1)
+    a = sba.step(a.state, WorkloadStarted(), 0.2)
+    b = sba.start("b", TOPO, 0.0)
+    b = sba.step(b.state, PeerCopiesSeen((Copy("a", 100.0),)), 0.1)
+    b = sba.step(b.state, MoveRequested("b"), 1.0)
+    assert any(isinstance(c, StartWorkload) for c in b.commands)
+    b = sba.step(b.state, WorkloadStarted(), 1.2)
+    both = (Copy("a", 100.0), Copy("b", 200.0))
+    a = sba.step(a.state, MoveRequested("b"), 1.0)
+    a = sba.step(a.state, PeerCopiesSeen(both), 1.5)
+    div = [c for c in a.commands if isinstance(c, RecordDivergence)]
+    assert div and div[0].winner.site == "b"  # not keep-original's choice: the move's
+    assert any(isinstance(c, StopWorkload) for c in a.commands)
+    b = sba.step(b.state, PeerCopiesSeen(both), 1.5)
+    assert not any(isinstance(c, StopWorkload) for c in b.commands)
