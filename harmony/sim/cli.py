@@ -176,7 +176,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         console.print(f"[red]no history file {path}[/]")
         return EXIT_USAGE
     events = read_journal(path)
-    horizon = max((e.mono for e in events), default=time.monotonic())
+    ends = [e.mono for e in events if e.incarnation == "sim" and e.kind == "end"]
+    horizon = ends[-1] if ends else max((e.mono for e in events), default=time.monotonic())
     violations, expected, recoveries = evaluate(events, scenario, horizon)
     start = min((e.mono for e in events), default=horizon)
     result = SimResult(

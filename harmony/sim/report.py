@@ -69,12 +69,13 @@ def print_report(result: SimResult, console: Console) -> None:
                 line.append(ch, style=color + (" on grey23" if c in shaded else ""))
             console.print(line)
         marks = [" "] * width
-        for v in result.violations:
+        for v, mark in [(v, "~") for v in result.expected] + [(v, "!") for v in result.violations]:
             if v.workload == wl.name or not v.workload:
-                marks[col(v.at)] = "!"
+                marks[col(v.at)] = mark
         console.print(Text(f"  {'':>8} " + "".join(marks), "bold red"))
     console.print(Text(f"  {'':>8} 0 s{' ' * (width - 11)}{hi - lo:6.1f} s", "dim"))
-    console.print(Text("  █ active  ▒ end unknown  · during a fault  ! violation", "dim"))
+    legend = "  █ active  ▒ end unknown  · during a fault  ! violation  ~ expected violation"
+    console.print(Text(legend, "dim"))
 
     t = Table(title="faults", title_justify="left", show_lines=False)
     for h in ("at", "fault", "detect", "fence", "failover", "recovered"):
@@ -137,45 +138,58 @@ def _svg(result: SimResult, workload: str, wins: list[Window]) -> str:
         return left + (t - lo) / max(hi - lo, 1e-6) * width
 
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 20}" height="{height}">'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 20}" '
+        f'height="{height}" font-family="sans-serif">'
     ]
     for w in wins:
         x0, x1 = x(w.start), x(w.end if w.end is not None else hi)
         title = html.escape(w.label)
         parts.append(
             f'<rect x="{x0:.1f}" y="10" width="{max(x1 - x0, 2):.1f}" height="{height - 30}" '
-            f'class="fault"><title>{title}</title></rect>'
+            f'class="fault" fill="#d33" opacity="0.12"><title>{title}</title></rect>'
         )
     for n, (site, intervals) in enumerate(rows.items()):
         y = 16 + n * row_h
-        parts.append(f'<text x="{left - 8}" y="{y + 15}" class="site">{html.escape(site)}</text>')
+        parts.append(
+            f'<text x="{left - 8}" y="{y + 15}" class="site" text-anchor="end" '
+            f'font-size="13">{html.escape(site)}</text>'
+        )
         gy = y + row_h - 2
-        parts.append(f'<line x1="{left}" y1="{gy}" x2="{left + width}" y2="{gy}" class="grid"/>')
+        parts.append(f'<line x1="{left}" y1="{gy}" x2="{left + width}" y2="{gy}" stroke="#eee"/>')
         for i in intervals:
             x0, x1 = x(i.start), x(i.end if i.end is not None else hi)
             cls = "active" if i.end is not None else "unknown"
+            color = "#2da44e" if i.end is not None else "#e3a008"
             tip = (
                 f"{site}: {i.start - lo:.2f} to {(i.end or hi) - lo:.2f} s, token {i.token} "
                 f"({i.ended_by or 'open'})"
             )
             parts.append(
                 f'<rect x="{x0:.1f}" y="{y + 3}" width="{max(x1 - x0, 1.5):.1f}" '
-                f'height="{row_h - 8}" class="{cls}"><title>{html.escape(tip)}</title></rect>'
+                f'height="{row_h - 8}" class="{cls}" fill="{color}">'
+                f"<title>{html.escape(tip)}</title></rect>"
             )
             if i.token is not None and x1 - x0 > 30:
-                parts.append(f'<text x="{x0 + 4:.1f}" y="{y + 16}" class="tok">{i.token}</text>')
-    for v in result.violations:
+                parts.append(
+                    f'<text x="{x0 + 4:.1f}" y="{y + 16}" font-size="10" fill="#fff">'
+                    f"{i.token}</text>"
+                )
+    marked = [(v, "#cf222e", "violation") for v in result.violations]
+    marked += [(v, "#bf8700", "expected") for v in result.expected]
+    for v, color, cls in marked:
         if v.workload in (workload, ""):
             vx = x(v.at)
             parts.append(
-                f'<g class="violation">'
+                f'<g class="{cls}" stroke="{color}" fill="{color}" stroke-width="2">'
                 f'<line x1="{vx:.1f}" y1="8" x2="{vx:.1f}" y2="{height - 20}"/>'
                 f'<text x="{vx + 3:.1f}" y="20">!</text><title>{html.escape(v.message)}</title></g>'
             )
     ticks = 10
     for k in range(ticks + 1):
         t = lo + (hi - lo) * k / ticks
-        parts.append(f'<text x="{x(t):.1f}" y="{height - 4}" class="tick">{t - lo:.0f}s</text>')
+        parts.append(
+            f'<text x="{x(t):.1f}" y="{height - 4}" font-size="10" fill="#666">{t - lo:.0f}s</text>'
+        )
     parts.append("</svg>")
     return "\n".join(parts)
 

@@ -104,7 +104,7 @@ class Simulation:
             self.console.print(f"[red]simulation failed:[/] {error}")
         finally:
             # Checks end here: what the shutdown itself stops is not an outage.
-            ended = time.monotonic()
+            ended = self._note("end", "", "checks end here; the shutdown follows").mono
             leftovers = self._cleanup()
         sites = self.scenario.all_sites
         events = merge([self.backend.journal(s) for s in sites], self.faults)
