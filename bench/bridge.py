@@ -18,6 +18,7 @@ look at the load average printed with the table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -103,6 +104,13 @@ class _RawNats:
         self.file.readline()  # INFO
         self.sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n')
 
+    def close(self) -> None:
+        """Shut the socket down (this also ends a responder thread blocked reading it)."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.file.close()
+        self.sock.close()
+
     def sync(self) -> None:
         """PING/PONG: the server has processed everything sent before."""
         self.sock.sendall(b"PING\r\n")
@@ -150,7 +158,7 @@ def floor_latencies(url: str, n: int) -> list[float]:
         if i >= min(200, n):
             out.append((time.perf_counter() - t0) * 1000)
     for raw in (requester, responder):
-        raw.sock.close()
+        raw.close()
     return out
 
 
