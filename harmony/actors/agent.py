@@ -14,8 +14,9 @@ import threading
 
 import pykka
 
+from harmony.actors.messages import CommandResult, DrainSite
 from harmony.actors.peers import PeerChanged, PeerCopies, PeerWatch
-from harmony.actors.placement import Drain, WorkloadSupervisor
+from harmony.actors.placement import Drain, MoveAway, WorkloadSupervisor
 from harmony.actors.site import SiteActor
 from harmony.actors.supervision import ChildFactory, Supervisor
 from harmony.config import WorkloadConfig
@@ -56,6 +57,22 @@ class AgentSupervisor(Supervisor):
         for name, child in self.children.items():
             if name.startswith("workload/") and child.ref is not None:
                 child.ref.tell(msg)
+
+    def on_drain_site(self, msg: DrainSite) -> CommandResult:
+        """Operator: move every workload running here to another live site."""
+        self.ctx.record("", "operator-drain", msg.reason or "operator")
+        results: list[CommandResult] = []
+        for name, child in self.children.items():
+            if name.startswith("workload/") and child.ref is not None:
+                try:
+                    result = child.ref.ask(MoveAway(), timeout=5)
+                    if isinstance(result, CommandResult):
+                        results.append(result)
+                except (pykka.ActorDeadError, pykka.Timeout) as e:
+                    results.append(CommandResult(ok=False, detail=f"{name}: {e}"))
+        ok = all(r.ok for r in results)
+        detail = "; ".join(r.detail for r in results) or "no workloads here"
+        return CommandResult(ok=ok, detail=detail)
 
     def on_drain(self, msg: Drain) -> list[threading.Event]:
         """Ask every workload to shut down gracefully; the caller waits on the events."""

@@ -157,6 +157,8 @@ class MoveWorkload(Message):
 
     target: str
     reason: str = ""
+    origin: str = ""
+    """Empty from an operator; the site that forwarded it, when one site tells the others."""
 
 
 class DrainSite(Message):

@@ -37,6 +37,7 @@ from harmony.strategies import (
     Decision,
     FailoverTopology,
     FenceWorkload,
+    MoveRequested,
     Params,
     PartitionHealed,
     PeerAlive,
@@ -62,7 +63,7 @@ from harmony.strategies import (
     strategy_for,
 )
 from harmony.strategies.events import Event
-from harmony.strategies.tables import LeaseAct
+from harmony.strategies.tables import LeaseAct, Phase
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class WorkloadSupervisor(Supervisor):
         self.peer_copies: dict[str, Copy] = {}
         self.last_copies: tuple[Copy, ...] | None = None
         self.drained = threading.Event()
+        self.operator_down = False
         self.decision: Decision | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -294,6 +296,9 @@ class WorkloadSupervisor(Supervisor):
             self.ctx.copies.set(self.name, None)
         self.feed_copies()
         event = driver_event(msg)
+        if self.operator_down and ev.state in (DriverState.STOPPED, DriverState.FENCED):
+            self.operator_down = False
+            event = WorkloadExited(None, restarting=False)  # taken down: hand it on
         if event is not None:
             self.feed(event)
 
@@ -318,18 +323,54 @@ class WorkloadSupervisor(Supervisor):
         self.feed(ShutdownRequested())
         return self.drained
 
-    # Operator commands (over the mesh) go straight to the driver actor.
-    def on_start_workload(self, msg: m.StartWorkload) -> None:
-        self.ctx.record(self.name, "operator-start", msg.reason or "operator")
-        self.tell_child("run", msg)
+    # -- operator commands -----------------------------------------------------------------
+    # start here = move here; stop/fence here = this copy failed: the strategy hands the
+    # workload on (with a cooldown) instead of starting it again on the spot.
+    def on_start_workload(self, msg: m.StartWorkload) -> m.CommandResult:
+        return self.on_move_workload(m.MoveWorkload(target=self.ctx.site, reason=msg.reason))
 
-    def on_stop_workload(self, msg: m.StopWorkload) -> None:
-        self.ctx.record(self.name, "operator-stop", msg.reason or "operator")
-        self.tell_child("run", msg)
+    def on_stop_workload(self, msg: m.StopWorkload) -> m.CommandResult:
+        return self._take_down(m.StopWorkload(reason=msg.reason or "operator"), "stop")
 
-    def on_fence_workload(self, msg: m.FenceWorkload) -> None:
-        self.ctx.record(self.name, "operator-fence", msg.reason or "operator")
-        self.tell_child("run", msg)
+    def on_fence_workload(self, msg: m.FenceWorkload) -> m.CommandResult:
+        return self._take_down(m.FenceWorkload(reason=msg.reason or "operator"), "fence")
+
+    def _take_down(self, cmd: m.StopWorkload | m.FenceWorkload, verb: str) -> m.CommandResult:
+        self.ctx.record(self.name, f"operator-{verb}", cmd.reason)
+        self.operator_down = True
+        self.tell_child("run", cmd)
+        return m.CommandResult(ok=True, detail=f"{verb} sent to {self.name} on {self.ctx.site}")
+
+    def on_move_workload(self, msg: m.MoveWorkload) -> m.CommandResult:
+        target = msg.target
+        if target not in self.topology:
+            return m.CommandResult(
+                ok=False, detail=f"{target} is not a site of {self.name} ({self.topology.sites})"
+            )
+        self.ctx.record(self.name, "operator-move", f"to {target} {msg.reason}".strip())
+        if not msg.origin:  # every site of the topology must agree on the new preference
+            for site in self.topology.sites:
+                if site != self.ctx.site:
+                    fwd = m.MoveWorkload(target=target, reason=msg.reason, origin=self.ctx.site)
+                    self.ctx.ref(site, self.path).tell(fwd)
+        self.topology = self.topology.preferring(target)
+        self.feed(MoveRequested(target))
+        return m.CommandResult(ok=True, detail=f"moving {self.name} to {target}")
+
+    def on_move_away(self, _: MoveAway) -> m.CommandResult:
+        """Drain: move to the best other live site, if the workload runs here."""
+        if self.decision is None or self.decision.state.driver.phase is Phase.STOPPED:
+            return m.CommandResult(ok=True, detail=f"{self.name}: not running here")
+        state = self.decision.state
+        for site in self.topology.sites:
+            if site != self.ctx.site and state.live(site):
+                return self.on_move_workload(m.MoveWorkload(target=site, reason="drain"))
+        return m.CommandResult(ok=False, detail=f"{self.name}: no other live site to move to")
+
+
+@dataclass(frozen=True)
+class MoveAway:
+    """Local: the agent drains this site."""
 
 
 def unanswered(pending: str | None) -> Event | None:

@@ -11,20 +11,21 @@ import sys
 import time
 
 
-def main() -> int:
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+def main() -> None:
+    # Exit from the handler itself: a flag would wait out the current sleep (PEP 475).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     site = os.environ.get("HARMONY_SITE", "?")
     name = os.environ.get("HARMONY_WORKLOAD", "?")
     token = os.environ.get("HARMONY_FENCING_TOKEN", "-")
     n = 0
-    while not stop:
-        print(f"{name} serving on {site} (token {token}) #{n}", flush=True)
-        n += 1
-        time.sleep(1.0)
-    print(f"{name} on {site}: stopping", flush=True)
-    return 0
+    try:
+        while True:
+            print(f"{name} serving on {site} (token {token}) #{n}", flush=True)
+            n += 1
+            time.sleep(1.0)
+    finally:
+        print(f"{name} on {site}: stopping", flush=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -174,7 +174,9 @@ class AbsoluteConsistency(FailoverStrategy):
         return state
 
     def _moving(self, state: WorkloadState, out: list[Command]) -> WorkloadState:
-        if state.lease.revision is not None and state.site != state.moved_to and not state.leaving:
+        if state.site == state.moved_to:  # the operator's choice: no cooldown holds it back
+            return replace(state, cooldown_until=0.0)
+        if state.lease.revision is not None and not state.leaving:
             out.append(RecordEvent("handover", f"moving to {state.moved_to}: handing over"))
             return replace(state, handing_over=True)
         return state

@@ -76,3 +76,18 @@ def test_sba_target_starts_and_its_copy_wins_the_reconcile() -> None:
     assert any(isinstance(c, StopWorkload) for c in a.commands)
     b = sba.step(b.state, PeerCopiesSeen(both), 1.5)
     assert not any(isinstance(c, StopWorkload) for c in b.commands)
+
+
+def test_ac_move_back_to_a_site_that_just_handed_over_is_not_held_by_its_cooldown() -> None:
+    ac = strategy_for("absolute-consistency", Params())
+    a = ac.start("a", TOPO, 0.0)
+    a = ac.step(a.state, LeaseObservedGone(None), 0.1)
+    a = ac.step(a.state, LeaseAcquired(5, 0.1), 0.2)
+    a = ac.step(a.state, WorkloadStarted(), 0.3)
+    a = ac.step(a.state, MoveRequested("c"), 1.0)
+    a = ac.step(a.state, WorkloadStopped(), 1.2)
+    a = ac.step(a.state, LeaseReleased(), 1.3)
+    assert a.state.cooldown_until > 1.3  # a handed over: it lets others go first
+    a = ac.step(a.state, MoveRequested("a"), 1.5)
+    a = ac.step(a.state, LeaseObservedGone(9), 1.6)
+    assert any(isinstance(c, AcquireLease) for c in a.commands)
