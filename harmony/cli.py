@@ -27,7 +27,9 @@ agents coordinate through a NATS JetStream mesh.
 commands:
   agent    run this site's agent (the long-lived process of a site)
   status   print the actor tree of every site of a mesh
-  demo     start a 3-site mesh on this machine and watch it live
+  tui      the interactive view of a mesh: live actor tree, events, operator actions
+  sim      run chaos simulations: real sites on this machine, faults, checked histories
+  demo     start a 3-site mesh on this machine and open the TUI on it
 
 exit codes: 0 ok, 1 failure, 2 bad usage or config, 3 mesh unreachable, 130 interrupted
 """

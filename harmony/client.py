@@ -9,6 +9,7 @@ import time
 
 import msgspec
 
+import harmony.actors.journal  # noqa: F401 - JournalEvent joins the wire union (events decode)
 from harmony.actors.messages import Snapshot, SnapshotRequest
 from harmony.mesh import subjects, wire
 from harmony.mesh.connection import MeshConnection
