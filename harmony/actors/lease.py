@@ -63,6 +63,8 @@ class LeaseActor(HarmonyActor):
         self.workload = workload
         self.key = workload
         self.last_seen: tuple[str | None, int] | None = None
+        self.unconfirmed_since: float | None = None
+        """Send time of the oldest renewal whose outcome we do not know (it timed out)."""
         self.watch: Any = None
 
     @property
@@ -104,6 +106,7 @@ class LeaseActor(HarmonyActor):
         except LeaseError as e:
             self.report(AcquireFailed(str(e)))
             return
+        self.unconfirmed_since = None
         self.set_state("held", holder=self.ctx.site, token=str(rev))
         self.report(LeaseAcquired(rev, sent_at))
 
@@ -112,14 +115,45 @@ class LeaseActor(HarmonyActor):
         try:
             rev = self.store.renew(self.key, self.holder(), cmd.revision)
         except LeaseConflict as e:
+            landed = self._our_lost_write(cmd.revision)
+            if landed is not None:
+                self.report(landed)
+                return
             self.set_state("lost", holder="")
             self.report(LeaseLost(f"renewal refused: {e}", revision=cmd.revision))
             return
         except LeaseError as e:
+            if self.unconfirmed_since is None:
+                self.unconfirmed_since = sent_at
             self.report(RenewFailed(str(e)))
             return
+        self.unconfirmed_since = None
         self.set_detail(renewed=str(rev))
         self.report(LeaseRenewed(rev, sent_at))
+
+    def _our_lost_write(self, expected: int) -> LeaseRenewed | None:
+        """A renewal that timed out may still have been committed; the next one is then
+        refused (the revision moved on). If the key holds *our* value (this incarnation) at a
+        later revision, that write was ours: adopt it, with t0 = the send time of the first
+        unconfirmed renewal, which is no later than the write. Reads only return committed
+        entries, so even a stale read cannot show a write that did not happen."""
+        if self.unconfirmed_since is None:
+            return None
+        try:
+            entry = self.store.read(self.key)
+        except LeaseError:
+            return None
+        if (
+            entry is None
+            or entry.holder is None
+            or entry.revision <= expected
+            or (entry.holder.site, entry.holder.incarnation)
+            != (self.ctx.site, self.ctx.incarnation)
+        ):
+            return None
+        sent_at, self.unconfirmed_since = self.unconfirmed_since, None
+        self.set_detail(renewed=str(entry.revision))
+        return LeaseRenewed(entry.revision, sent_at)
 
     def on_release_lease(self, cmd: ReleaseLease) -> None:
         try:
