@@ -96,29 +96,17 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- status
-def _mesh_target(args: argparse.Namespace) -> tuple[str, list[str]]:
-    from harmony.actors.runtime import Agent
-    from harmony.config import load_config
-
-    if args.config:
-        cfg = load_config(args.config)
-        return cfg.mesh, Agent(cfg).servers()
-    if not (args.server and args.mesh):
-        raise ValueError("give --config FILE, or both --server URL and --mesh NAME")
-    return args.mesh, list(args.server)
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     import msgspec
     from rich.console import Console
 
-    from harmony.client import collect_snapshots
+    from harmony.client import collect_snapshots, mesh_target
     from harmony.config import ConfigError
     from harmony.mesh.connection import MeshConnection, MeshUnavailable
     from harmony.render import mesh_view
 
     try:
-        mesh, servers = _mesh_target(args)
+        mesh, servers = mesh_target(args.config, args.server, args.mesh)
     except (ConfigError, ValueError) as e:
         _err(str(e))
         return EXIT_CONFIG

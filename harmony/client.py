@@ -15,6 +15,24 @@ from harmony.mesh import subjects, wire
 from harmony.mesh.connection import MeshConnection
 
 
+def mesh_target(
+    config: str | None, servers: list[str] | None, mesh: str | None
+) -> tuple[str, list[str]]:
+    """(mesh name, server URLs) from a site config file, or from explicit URLs and a name.
+
+    Raises ConfigError for a bad file, ValueError when neither form is given.
+    """
+    if config:
+        from harmony.actors.runtime import Agent
+        from harmony.config import load_config
+
+        cfg = load_config(config)
+        return cfg.mesh, Agent(cfg).servers()
+    if not (servers and mesh):
+        raise ValueError("give --config FILE, or both --server URL and --mesh NAME")
+    return mesh, list(servers)
+
+
 def expected_sites(snaps: dict[str, Snapshot]) -> set[str]:
     """Sites we should hear from: every responder, and every peer of theirs not seen silent."""
     want = set(snaps)

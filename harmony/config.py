@@ -191,16 +191,7 @@ def validate(cfg: SiteConfig, source: str | Path) -> None:
     if t.silent_after > 3:
         raise bad("timings.silent_after", "must be <= 3 heartbeat intervals (detection bound)")
     if any(w.strategy == "absolute-consistency" for w in cfg.workloads):
-        from harmony.strategies.timing import check_timings
-
-        problems = check_timings(
-            t.lease_ttl,
-            t.renew_interval,
-            t.fence_margin,
-            t.stop_grace,
-            t.heartbeat_interval,
-            silent_after=t.silent_after,
-        )
+        problems = lease_timing_problems(t)
         if problems:
             raise bad("timings", "unsafe for absolute-consistency: " + "; ".join(problems))
     s = cfg.supervision
@@ -227,3 +218,17 @@ def validate(cfg: SiteConfig, source: str | Path) -> None:
                 raise bad(f"{where}.topology.{field}", f"{site!r} is not a valid site name")
         if len(set(sites)) != len(sites):
             raise bad(f"{where}.topology", "a site appears twice in primary + standbys")
+
+
+def lease_timing_problems(t: Timings) -> list[str]:
+    """Every inequality these timings break for absolute-consistency (see strategies.timing)."""
+    from harmony.strategies.timing import check_timings
+
+    return check_timings(
+        t.lease_ttl,
+        t.renew_interval,
+        t.fence_margin,
+        t.stop_grace,
+        t.heartbeat_interval,
+        silent_after=t.silent_after,
+    )

@@ -30,27 +30,16 @@ def add_tui_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
         demo.set_defaults(fn=cmd_demo)
 
 
-def _target(args: argparse.Namespace) -> tuple[str, list[str]]:
-    if args.config:
-        from harmony.actors.runtime import Agent
-        from harmony.config import load_config
-
-        cfg = load_config(args.config)
-        return cfg.mesh, Agent(cfg).servers()
-    if not (args.server and args.mesh):
-        raise ValueError("give --config FILE, or both --server URL and --mesh NAME")
-    return args.mesh, list(args.server)
-
-
 def cmd_tui(args: argparse.Namespace) -> int:
     import sys
 
+    from harmony.client import mesh_target
     from harmony.config import ConfigError
     from harmony.tui.app import HarmonyApp, route_logging
     from harmony.tui.feed import MeshFeed
 
     try:
-        mesh, servers = _target(args)
+        mesh, servers = mesh_target(args.config, args.server, args.mesh)
     except (ConfigError, ValueError) as e:
         print(f"harmony: {e}", file=sys.stderr)
         return EXIT_CONFIG
