@@ -257,13 +257,14 @@ def main() -> int:
             log_level="warning",
             timings=Timings(heartbeat_interval=1.0),
         )
+        local, actor, scheduler = local_site_actor()
+        conn: MeshConnection | None = None
         try:
             with console.status("starting agent a (embedded nats-server)..."):
                 mesh.start()
             conn = MeshConnection(mesh.client_urls(), "bench").start()
             conn.wait_connected(10)
             remote = RemoteRef(conn, "bench", "a", SITE_PATH, 5.0)
-            local, actor, scheduler = local_site_actor()
             for r in range(args.rounds):
                 la = ask_latencies(local, args.asks)
                 ra = ask_latencies(remote, args.asks)
@@ -290,10 +291,11 @@ def main() -> int:
                 )
             fast = sorted(getattr(conn, "fast_paths", ["(unknown: old bridge)"]))
             stats = dict(getattr(conn, "stats", {}))
+        finally:  # also on Ctrl-C: the local actor's threads would keep the process alive
             actor.stop()
             scheduler.stop()
-            conn.close()
-        finally:
+            if conn is not None:
+                conn.close()
             mesh.stop()
     summary = summarize(rounds)
     print_table(console, args, summary, len(rounds))
