@@ -6,7 +6,8 @@ process, so W workload supervisors + W driver actors per agent), with the produc
 timings. Then:
 
 * formation: seconds until every site sees every other one alive;
-* health: over a steady window, every site's view of every peer is sampled once a second;
+* health: after `--settle` seconds (the start-up burst), over a steady window, every
+  site's view of every peer is sampled once a second;
   healthy means no peer was ever seen suspect or silent and the oldest heartbeat age
   stayed under `suspect_after` intervals;
 * cost: CPU (% of one core, over the window) and RSS of each agent and each nats-server;
@@ -56,6 +57,8 @@ class Sample:
     server_rss: list[float] = field(default_factory=list)
     detect: list[float] = field(default_factory=list)
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    running: int = 0
+    """Workload copies whose driver reported running at the end of the window."""
     note: str = ""
 
 
@@ -92,7 +95,9 @@ def workloads_for(sites: list[str], per_site: int) -> list[WorkloadConfig]:
     ]
 
 
-def measure(n: int, per_site: int, window: float, root: Path, timeout: float) -> Sample:
+def measure(
+    n: int, per_site: int, window: float, root: Path, timeout: float, settle: float
+) -> Sample:
     sample = Sample(n, per_site)
     sites = [f"s{i:02d}" for i in range(n)]
     timings = Timings()  # the product defaults
@@ -115,6 +120,7 @@ def measure(n: int, per_site: int, window: float, root: Path, timeout: float) ->
         sample.formed_s = time.monotonic() - started
         conn = MeshConnection(mesh.client_urls(), "bench-scale").start()
         conn.wait_connected(10)
+        time.sleep(settle)  # let the start-up burst (spawning every workload) pass
         agents = {s: p.proc.pid for s, p in mesh.procs.items() if p.proc is not None}
         servers = {s: mesh.server_pids(s) for s in sites}
         server_pids = [pid for pids in servers.values() for pid in pids]
@@ -136,6 +142,15 @@ def measure(n: int, per_site: int, window: float, root: Path, timeout: float) ->
                         sample.bad_views += 1
             time.sleep(1.0)
         elapsed = time.monotonic() - t0
+        final = collect_snapshots(conn, mesh.mesh, timeout=3.0)
+        sample.running = sum(
+            1
+            for snap in final.values()
+            for a in snap.actors
+            if a.path.startswith("agent/workload/")
+            and a.path.endswith("/run")
+            and a.state == "running"
+        )
         for pid in agents.values():
             sample.agent_cpu.append(100 * (cpu_ticks(pid) - before[pid]) / TICK / elapsed)
             sample.agent_rss.append(rss_mb(pid))
@@ -187,14 +202,15 @@ def markdown(samples: list[Sample], command: str, per_site: int) -> str:
         f"nats-server (full mesh of routes) and {per_site} split-brain-allowed workloads, "
         "each a real `sleep` process (a supervisor and a driver actor each).",
         "",
-        "| sites | formed in | healthy | non-alive views | max hb age | agent CPU | "
-        "agent RSS | server CPU | server RSS | detection (kill one site) | load 1m |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| sites | workloads running | formed in | healthy | non-alive views | max hb age | "
+        "agent CPU | agent RSS | server CPU | server RSS | detection (kill one site) | load 1m |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in samples:
         formed = f"{s.formed_s:.0f} s" if s.formed_s is not None else "no"
         lines.append(
-            f"| {s.sites} | {formed} | {'yes' if s.healthy else 'NO'} | "
+            f"| {s.sites} | {s.running}/{s.sites * s.workloads} | {formed} | "
+            f"{'yes' if s.healthy else 'NO'} | "
             f"{s.bad_views}/{s.views} | {s.max_hb_age:.2f} s | {_stats(s.agent_cpu, '%')} | "
             f"{_stats(s.agent_rss, 'MB')} | {_stats(s.server_cpu, '%')} | "
             f"{_stats(s.server_rss, 'MB')} | {_stats(s.detect, 's')} | {s.load[0]:.1f} |"
@@ -211,6 +227,8 @@ def main() -> int:
     p.add_argument("--workloads", type=int, default=20, help="workloads per site")
     p.add_argument("--window", type=float, default=30.0, help="steady window, seconds")
     p.add_argument("--timeout", type=float, default=300.0, help="start-up timeout per size")
+    p.add_argument("--settle", type=float, default=20.0, help="seconds after formation")
+    p.add_argument("--keep-going", action="store_true", help="do not stop at a failed size")
     p.add_argument("--out", default="bench/results-scale.md")
     p.add_argument("--dir", help="work directory (default: temporary)")
     args = p.parse_args()
@@ -219,11 +237,11 @@ def main() -> int:
     samples: list[Sample] = []
     for n in [int(x) for x in args.sizes.split(",")]:
         print(f"--- {n} sites x {args.workloads} workloads", flush=True)
-        s = measure(n, args.workloads, args.window, root, args.timeout)
+        s = measure(n, args.workloads, args.window, root, args.timeout, args.settle)
         samples.append(s)
         print(markdown([s], command, args.workloads).splitlines()[-1], flush=True)
         Path(args.out).write_text(markdown(samples, command, args.workloads))
-        if s.formed_s is None or not s.healthy:
+        if (s.formed_s is None or not s.healthy) and not args.keep_going:
             print(f"stopping the sweep at {n} sites: not healthy", flush=True)
             break
     print(f"results: {args.out}")
