@@ -196,12 +196,13 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=20, help="runs per fault kind (default 20)")
     ap.add_argument("--kinds", default="crash,partition")
     ap.add_argument("--json", help="also write the raw samples here")
+    ap.add_argument("--workdir", help="keep configs, logs and journals here (default: temporary)")
     args = ap.parse_args()
     console = Console()
     kinds = [k for k in args.kinds.split(",") if k]
     samples: dict[str, dict[str, list[float]]] = {k: {} for k in kinds}
     with tempfile.TemporaryDirectory(prefix="harmony-bench-fo-") as tmp:
-        bench = Bench(Path(tmp), console)
+        bench = Bench(Path(args.workdir or tmp), console)
         try:
             with console.status("starting 3 sites..."):
                 bench.start()
