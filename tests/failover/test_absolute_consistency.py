@@ -136,3 +136,22 @@ def test_two_sites_and_a_witness_survive_the_loss_of_either(
     watch.wait_runs_on("ledger", {"a"}, BOUND + 10)
     intervals = assert_safe(watch)
     assert [i.site for i in intervals] == ["a", "b", "a"]
+
+
+def test_graceful_stop_releases_the_lease_for_the_standby(mesh: LocalMesh, watch: Watcher) -> None:
+    """SIGTERM to the primary's agent: it stops its copy, releases the lease, then exits 0;
+    the standby takes over on the release, not on the TTL."""
+    watch.wait_runs_on("ledger", {"a"}, 30)
+    stopped_at = watch.record_fault("a", "agent-sigterm", "graceful stop")
+    mesh.kill("a", signal.SIGTERM, with_server=False)
+    assert mesh.procs["a"].proc is not None and mesh.procs["a"].proc.returncode == 0
+    watch.wait_runs_on("ledger", {"b"}, 30)
+    history = watch.history()
+    released = next(e for e in history if e.site == "a" and e.kind == "lease-released")
+    stopped = next(e for e in history if e.site == "a" and e.kind == "driver-stopped")
+    acquired = next(e for e in history if e.site == "b" and e.kind == "lease-acquired")
+    assert stopped.mono < released.mono < acquired.mono
+    # Taken over on the release: well before the lease could have expired on its own.
+    assert acquired.mono - released.mono < FAST.lease_ttl
+    assert released.mono > stopped_at
+    assert_safe(watch)
