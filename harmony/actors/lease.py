@@ -115,9 +115,9 @@ class LeaseActor(HarmonyActor):
         try:
             rev = self.store.renew(self.key, self.holder(), cmd.revision)
         except LeaseConflict as e:
-            landed = self._our_lost_write(cmd.revision)
-            if landed is not None:
-                self.report(landed)
+            if self.unconfirmed_since is not None:
+                # A timed-out renewal of ours may have landed: the refusal proves nothing yet.
+                self.report(self._after_refusal(cmd.revision, str(e)))
                 return
             self.set_state("lost", holder="")
             self.report(LeaseLost(f"renewal refused: {e}", revision=cmd.revision))
@@ -131,26 +131,32 @@ class LeaseActor(HarmonyActor):
         self.set_detail(renewed=str(rev))
         self.report(LeaseRenewed(rev, sent_at))
 
-    def _our_lost_write(self, expected: int) -> LeaseRenewed | None:
-        """A renewal that timed out may still have been committed; the next one is then
-        refused (the revision moved on). If the key holds *our* value (this incarnation) at a
-        later revision, that write was ours: adopt it, with t0 = the send time of the first
-        unconfirmed renewal, which is no later than the write. Reads only return committed
-        entries, so even a stale read cannot show a write that did not happen."""
-        if self.unconfirmed_since is None:
-            return None
+    def _after_refusal(self, expected: int, why: str) -> LeaseRenewed | LeaseLost | RenewFailed:
+        """A renewal was refused while an earlier one's outcome is unknown (it timed out).
+
+        If the key holds *our* value (this incarnation) at a later revision, that write was
+        ours: adopt it, with t0 = the send time of the first unconfirmed renewal, which is no
+        later than the write (reads only return committed entries, so even a stale read cannot
+        show a write that did not happen). If it holds someone else's, the lease is lost. If
+        the read fails or is older than our revision, we still do not know: a renew failure,
+        so the strategy keeps its fence deadline and we look again on the next attempt.
+        """
         try:
             entry = self.store.read(self.key)
         except LeaseError:
-            return None
-        if (
-            entry is None
-            or entry.holder is None
-            or entry.revision <= expected
-            or (entry.holder.site, entry.holder.incarnation)
-            != (self.ctx.site, self.ctx.incarnation)
-        ):
-            return None
+            return RenewFailed(f"renewal refused ({why}); lease unreadable")
+        if entry is None or entry.revision <= expected:
+            return RenewFailed(f"renewal refused ({why}); read not newer than ours yet")
+        ours = entry.holder is not None and (entry.holder.site, entry.holder.incarnation) == (
+            self.ctx.site,
+            self.ctx.incarnation,
+        )
+        if not ours:
+            self.unconfirmed_since = None
+            self.set_state("lost", holder="")
+            holder = entry.holder.site if entry.holder else None
+            return LeaseLost(f"renewal refused: {why}", holder=holder, revision=entry.revision)
+        assert self.unconfirmed_since is not None
         sent_at, self.unconfirmed_since = self.unconfirmed_since, None
         self.set_detail(renewed=str(entry.revision))
         return LeaseRenewed(entry.revision, sent_at)

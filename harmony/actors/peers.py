@@ -124,11 +124,15 @@ class PeerWatch(HarmonyActor):
         now = self.ctx.clock.monotonic()
         t = self.ctx.config.timings
         for site, peer in self.peers.items():
-            since = peer.last_seen if peer.last_seen is not None else self.born
-            age = now - since
+            if peer.last_seen is None:
+                # Never heard of: agents start at different speeds, so give a peer a whole
+                # lease TTL to show up before calling it silent (a standby that booted first
+                # must not take over from a primary that is still starting).
+                if now - self.born > max(t.silent_after * peer.interval, t.lease_ttl):
+                    self._change(site, peer, SILENT, None)
+                continue
+            age = now - peer.last_seen
             new = classify(age, peer.interval, t.suspect_after, t.silent_after)
-            if peer.last_seen is None and new != SILENT:
-                continue  # never heard of yet: unknown until it is overdue
             if new != peer.state:
                 self._change(site, peer, new, age if peer.last_seen is not None else None)
         self._publish()
@@ -137,6 +141,10 @@ class PeerWatch(HarmonyActor):
         self, site: str, peer: _Peer, new: str, age: float | None, restarted: bool = False
     ) -> None:
         old, peer.state = peer.state, new
+        if new == SILENT:
+            # The workloads forget a silent peer's copies; after a heal they must hear of
+            # them again even if nothing changed on that side.
+            peer.copies, peer.copies_sent = {}, ""
         log.info("peer %s: %s -> %s%s", site, old, new, " (restarted)" if restarted else "")
         if self.parent is not None:
             self.parent.tell(PeerChanged(site, old, new, age, restarted))

@@ -272,6 +272,7 @@ class WorkloadSupervisor(Supervisor):
         key = tuple(sorted(copies, key=lambda c: c.site))
         if key != self.last_copies:
             self.last_copies = key
+            self.set_detail(copies=",".join(c.site for c in key))
             self.feed(PeerCopiesSeen(key))
 
     def on_driver_report(self, msg: DriverReport) -> None:

@@ -53,6 +53,18 @@ def test_partition_runs_both_sides_and_heal_keeps_one(
     try:
         original = watch.wait_runs_on("web", {"a"}, 30)["a"]
         a_pid = int(original.detail["pid"])
+
+        def copies_seen_by(site: str) -> str:
+            snap = watch.snaps().get(site)
+            sup = (
+                next((x for x in snap.actors if x.path == "agent/workload/web"), None)
+                if snap
+                else None
+            )
+            return sup.detail.get("copies", "") if sup else ""
+
+        # b must know a's copy before the cut: after the heal it must learn it again.
+        wait_until(lambda: copies_seen_by("b") == "a", 10, message="b never saw a's copy")
         watch.record_fault("a", "partition", "{a} | {b, c}")
         assert mesh.proxy is not None
         mesh.proxy.partition(["a"], ["b", "c"])

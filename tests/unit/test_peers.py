@@ -109,6 +109,9 @@ def test_expected_peer_never_heard_of_becomes_silent(kit: Kit) -> None:
     watch = PeerWatch.start(kit.ctx, "agent/peers", rec)
     sync(watch)
     assert {p.site: p.state for p in kit.ctx.peer_view.read(kit.clock.now)} == {"c": "unknown"}
-    kit.clock.now += 3 * IV
+    kit.clock.now += 3 * IV  # overdue by heartbeats, but a starting agent gets a lease TTL
+    sync(watch)
+    assert changes(rec) == []
+    kit.clock.now += kit.ctx.config.timings.lease_ttl
     sync(watch)
     wait_until(lambda: changes(rec) == [("c", "unknown", "silent", False)], 5)
