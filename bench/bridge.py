@@ -246,7 +246,7 @@ def main() -> int:
         args.rounds, args.asks, args.tells = 1, 1000, 20_000
     if args.fast_paths is not None:
         os.environ[FAST_PATHS_ENV] = args.fast_paths  # inherited by the agent process
-    console = Console(width=None if sys.stdout.isatty() else 120)
+    console = Console(width=None if sys.stdout.isatty() else 140)
     load_before = os.getloadavg()
     rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="harmony-bench-") as tmp:
