@@ -253,6 +253,11 @@ class LocalMesh:
             if sig in (signal.SIGKILL, signal.SIGTERM):
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     sp.proc.wait(30)
+        if with_server and sig == signal.SIGKILL:
+            # SIGKILL is asynchronous: return once the server is really gone.
+            deadline = time.monotonic() + 10
+            while self.server_pids(site) and time.monotonic() < deadline:
+                time.sleep(0.02)
 
     def stop(self, grace: float = 20.0) -> None:
         """SIGTERM every agent, wait, SIGKILL what is left; then sweep strays."""

@@ -89,7 +89,8 @@ def test_partition_runs_both_sides_and_heal_keeps_one(
             winner,
             loser,
         )
-        # After reconciliation, exactly one copy, and it stays one.
-        assert set(watch.runners("web")) == {winner}
+        # After reconciliation, exactly one copy. (A route that flaps right after the heal
+        # may cause another round of reconciliation; it must still end with one copy.)
+        wait_until(lambda: len(watch.runners("web")) == 1, 20, message=watch.tail)
     finally:
         watch.close()
