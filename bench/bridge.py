@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import sys
@@ -234,6 +235,8 @@ def print_table(
 
 
 def main() -> int:
+    # SIGTERM must unwind through the `finally` that stops the mesh, like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--asks", type=int, default=3000, help="asks per round (each side)")
     ap.add_argument("--tells", type=int, default=100_000, help="tells per round (each side)")

@@ -192,6 +192,8 @@ def measure(
 
 
 def main() -> int:
+    # SIGTERM must unwind through the `finally` that stops the mesh, like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--runs", type=int, default=20, help="runs per fault kind (default 20)")
     ap.add_argument("--kinds", default="crash,partition")

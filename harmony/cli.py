@@ -195,7 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminate(_signum: int, _frame: object) -> None:
+    """SIGTERM ends a command like Ctrl-C does: through its cleanup (`finally`), so a demo or
+    simulation stops every process it started. (`harmony agent` installs its own handler.)"""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "fn", None):
