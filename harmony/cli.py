@@ -18,6 +18,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from harmony import interrupts
+
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 DESCRIPTION = """\
@@ -195,14 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _terminate(_signum: int, _frame: object) -> None:
-    """SIGTERM ends a command like Ctrl-C does: through its cleanup (`finally`), so a demo or
-    simulation stops every process it started. (`harmony agent` installs its own handler.)"""
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _terminate)
+    # SIGTERM ends a command like Ctrl-C does: through its cleanup (`finally`), so a demo or
+    # simulation stops every process it started. (`harmony agent` installs its own handler.)
+    interrupts.install()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "fn", None):
@@ -212,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc: int = args.fn(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    return rc
+    return EXIT_INTERRUPTED if interrupts.requested() is not None else rc
 
 
 if __name__ == "__main__":

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import FrameType
+
+from harmony import interrupts
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -74,10 +74,6 @@ def run_doc() -> str:
     )
 
 
-def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -108,27 +104,24 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="harmony-sim-"))
     console.print(f"scenario [bold]{scenario.name}[/]: work directory {workdir}")
-    old = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        result = run_scenario(
-            scenario,
-            workdir,
-            steps=steps,
-            backend=args.backend,
-            console=console,
-            live=not args.no_live and console.is_terminal,
-            seed=args.seed,
-            log_level=args.log_level,
-        )
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    interrupts.install()
+    result = run_scenario(
+        scenario,
+        workdir,
+        steps=steps,
+        backend=args.backend,
+        console=console,
+        live=not args.no_live and console.is_terminal,
+        seed=args.seed,
+        log_level=args.log_level,
+    )
     print_report(result, console)
     if args.report:
         path = write_html(result, Path(args.report))
         console.print(f"report: {path}")
     if args.seed is not None:
         console.print(f"seed {args.seed} (rerun with --seed {args.seed} for the same schedule)")
-    if result.interrupted:
+    if result.interrupted or interrupts.requested() is not None:
         return EXIT_INTERRUPTED
     return EXIT_OK if result.ok else EXIT_VIOLATION
 
@@ -144,13 +137,12 @@ def cmd_suite(args: argparse.Namespace) -> int:
     soak = Path(args.soak) if args.soak else None
     console = Console()
     console.print(f"{len(files)} scenarios" + (f", soak seed {args.seed}" if soak else ""))
-    old = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        outcomes = run_suite(
-            files, Path(args.out), console, soak, args.seed, args.duration, args.backend
-        )
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    interrupts.install()
+    outcomes = run_suite(
+        files, Path(args.out), console, soak, args.seed, args.duration, args.backend
+    )
+    if interrupts.requested() is not None:
+        return EXIT_INTERRUPTED
     if soak is not None and args.duration:
         console.print(f"soak seed {args.seed}: rerun it with --seed {args.seed}")
     return EXIT_OK if outcomes and all(o.ok for o in outcomes) else EXIT_VIOLATION

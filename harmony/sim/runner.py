@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from rich.console import Console
 
+from harmony import interrupts
 from harmony.actors.journal import JournalEvent
 from harmony.sim import conditions
 from harmony.sim.backend import Backend, ProcessBackend
@@ -103,6 +104,9 @@ class Simulation:
             error = f"{type(e).__name__}: {e}"
             self.console.print(f"[red]simulation failed:[/] {error}")
         finally:
+            # A Ctrl-C whose KeyboardInterrupt was swallowed (raised inside a weakref
+            # callback, say) still counts: the user asked to stop.
+            interrupted = interrupted or interrupts.requested() is not None
             # Checks end here: what the shutdown itself stops is not an outage.
             ended = self._note("end", "", "checks end here; the shutdown follows").mono
             leftovers = self._cleanup()
@@ -238,6 +242,7 @@ class Simulation:
         """Poll `cond` until truthy or `timeout`; keeps the live view fresh meanwhile."""
         deadline = time.monotonic() + timeout
         while True:
+            interrupts.check()
             result = cond()
             if result:
                 return result

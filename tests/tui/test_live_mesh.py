@@ -169,7 +169,13 @@ def test_site_killed_from_the_demo_keys_turns_silent_stays_and_comes_back(
             assert not app.model.sites["c"].answered
             assert "silent" in tree.label_of(Key("a", "agent/peers/@c"))
             assert "1 silent" in tree.root.label.plain
-            assert app.outcomes[-1][1].ok and app.outcomes[-1][0].kind == "kill"
+            await wait_for(
+                pilot,
+                lambda: bool(app.outcomes) and app.outcomes[-1][0].kind == "kill",
+                30,
+                "the kill reported no outcome",
+            )
+            assert app.outcomes[-1][1].ok, app.outcomes[-1][1].text
             assert live_mesh.server_pids("c") == []
             await pilot.press("r", "y")
             await wait_for(
@@ -178,7 +184,15 @@ def test_site_killed_from_the_demo_keys_turns_silent_stays_and_comes_back(
                 60,
                 lambda: tree_dump(app),
             )
-            assert app.outcomes[-1][0].kind == "restart" and app.outcomes[-1][1].ok
+            # The restart worker reports once its own wait for the site ends, which can
+            # come after the tree already shows the site answering.
+            await wait_for(
+                pilot,
+                lambda: bool(app.outcomes) and app.outcomes[-1][0].kind == "restart",
+                60,
+                "the restart reported no outcome",
+            )
+            assert app.outcomes[-1][1].ok, app.outcomes[-1][1].text
             assert app.model.sites["c"].answered
 
     asyncio.run(scenario())
