@@ -11,12 +11,15 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from harmony.actors.clock import Clock
 from harmony.mesh import subjects, wire
-from harmony.mesh.connection import MeshConnection
+
+if TYPE_CHECKING:  # the tether process appends to journals without loading nats-py
+    from harmony.mesh.connection import MeshConnection
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,17 @@ class Journal:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+
+
+def append_event(path: Path, event: JournalEvent) -> None:
+    """Append one event to a journal from another process (the tether): a single O_APPEND
+    write of one line, so it never interleaves with the agent's own lines."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, msgspec.json.encode(event) + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_journal(path: Path) -> list[JournalEvent]:

@@ -14,7 +14,8 @@ from typing import Any
 import pykka
 
 from harmony.actors.base import AgentContext, HarmonyActor
-from harmony.actors.drivers import DriverEvent, make_driver
+from harmony.actors.drivers import DriverEvent, TetherSpec, make_driver
+from harmony.actors.drivers.tether import deadline_path
 from harmony.actors.messages import (
     FenceWorkload,
     GetOutput,
@@ -53,6 +54,14 @@ class WorkloadActor(HarmonyActor):
         ref = self.actor_ref
         log_dir = Path(self.ctx.config.data_dir) / "workloads"
         log_dir.mkdir(parents=True, exist_ok=True)
+        tether = None
+        if self.workload.strategy == "absolute-consistency":
+            journal = self.ctx.journal
+            tether = TetherSpec(
+                deadline_path(self.ctx.config.data_dir, self.workload.name),
+                journal.path if journal is not None else None,
+                self.ctx.incarnation,
+            )
         self.driver = make_driver(
             self.workload.driver,
             workload=self.workload.name,
@@ -60,6 +69,7 @@ class WorkloadActor(HarmonyActor):
             log_dir=log_dir,
             on_event=lambda ev: ref.tell(DriverReport(ev)),
             stop_grace=self.ctx.config.timings.stop_grace,
+            tether=tether,
         )
         self.set_state("stopped", driver=str(self.workload.driver.__struct_config__.tag))
 

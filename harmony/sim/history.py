@@ -19,7 +19,7 @@ import msgspec
 
 from harmony.actors.journal import JournalEvent, read_journal
 
-ENDS = {"driver-stopped", "driver-fenced", "driver-failed"}
+ENDS = {"driver-stopped", "driver-fenced", "driver-failed", "tether-fenced"}
 SITE_DOWN = {"agent-start", "site-killed"}
 
 

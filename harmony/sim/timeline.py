@@ -91,7 +91,7 @@ def timings(events: Sequence[JournalEvent], recoveries: Sequence[Recovery]) -> l
             FaultTiming(
                 f,
                 _first(journal, f.mono, horizon, about),
-                _first(journal, f.mono, horizon, lambda e: e.kind == "fence"),
+                _first(journal, f.mono, horizon, lambda e: e.kind in ("fence", "tether-fenced")),
                 _first(journal, f.mono, until, moved),
                 recovered,
             )

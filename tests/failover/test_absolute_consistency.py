@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import pid_alive, wait_until
 
+from harmony.actors.drivers.base import group_alive
+from harmony.actors.drivers.tether_main import others_in_group
 from harmony.sim.history import active_intervals, overlapping, token_regressions
 from harmony.sim.launch import LocalMesh
 from harmony.strategies.timing import worst_case_takeover
@@ -109,6 +112,50 @@ def test_cut_off_primary_fences_before_the_majority_starts(mesh: LocalMesh, watc
             all(p.state == "alive" for s in watch.snaps().values() for p in s.peers)
             and len(watch.snaps()) == 3
         ),
+        30,
+        message=watch.tail,
+    )
+    assert set(watch.runners("ledger")) == {"b"}
+    assert_safe(watch)
+
+
+def test_paused_primary_agent_cannot_keep_its_workload_running(
+    mesh: LocalMesh, watch: Watcher
+) -> None:
+    """SIGSTOP the primary's agent (a long GC pause, a frozen VM): it can neither renew nor
+    fence. Its workload's tether stops the workload at the fence deadline anyway, before the
+    lease can expire, so the standby starts a second copy only after the first is gone."""
+    first = watch.wait_runs_on("ledger", {"a"}, 30)["a"]
+    group, old_token = int(first.detail["pid"]), int(first.detail["token"])
+    assert len(others_in_group(group)) >= 2, "expected the tether and the workload in its group"
+    agent = mesh.procs["a"].proc
+    assert agent is not None
+    paused_at = watch.record_fault("a", "paused", "SIGSTOP agent")
+    os.killpg(agent.pid, signal.SIGSTOP)
+    try:
+        wait_until(
+            lambda: not group_alive(group),
+            FAST.lease_ttl,
+            message="the workload of a paused agent kept running",
+        )
+        stopped_in = time.monotonic() - paused_at
+        # The last renewal was sent before the pause: deadline + grace + poll lateness.
+        assert stopped_in <= FAST.lease_ttl - FAST.fence_margin + FAST.stop_grace + 0.5
+        new = watch.wait_runs_on("ledger", {"b"}, BOUND + 10)["b"]
+        assert int(new.detail["token"]) > old_token
+        history = watch.history()
+        tethered = next(e for e in history if e.site == "a" and e.kind == "tether-fenced")
+        start_b = next(e for e in history if e.site == "b" and e.kind == "start")
+        assert tethered.mono < start_b.mono, "the standby started before a's copy was fenced"
+        assert tethered.token == old_token
+        intervals = assert_safe(watch)
+        assert [(i.site, i.ended_by) for i in intervals][:1] == [("a", "tether-fenced")]
+    finally:
+        os.killpg(agent.pid, signal.SIGCONT)
+
+    # a wakes up to a lost lease and a fenced copy: it stays down, b keeps running.
+    wait_until(
+        lambda: (r := watch.run_actor("a", "ledger")) is not None and r.state == "fenced",
         30,
         message=watch.tail,
     )

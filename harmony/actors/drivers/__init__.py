@@ -15,6 +15,7 @@ from harmony.config import DriverConfig, HooksDriverConfig, ProcessDriverConfig
 from .base import Driver, DriverEvent, DriverState, EventCallback
 from .hooks import HooksDriver
 from .process import ProcessDriver
+from .tether import TetherSpec
 
 __all__ = [
     "Driver",
@@ -23,6 +24,7 @@ __all__ = [
     "EventCallback",
     "HooksDriver",
     "ProcessDriver",
+    "TetherSpec",
     "make_driver",
 ]
 
@@ -36,10 +38,17 @@ def make_driver(
     on_event: EventCallback,
     monotonic: Callable[[], float] = time.monotonic,
     stop_grace: float = 2.0,
+    tether: TetherSpec | None = None,
 ) -> ProcessDriver | HooksDriver:
-    """The driver for this config (the config's ``kind`` tag chose its type)."""
+    """The driver for this config (the config's ``kind`` tag chose its type).
+
+    `tether` (process driver only) runs every start with a token under a tether, so the
+    workload fences itself at the fence deadline even when its agent cannot.
+    """
     if isinstance(config, ProcessDriverConfig):
-        return ProcessDriver(workload, site, config, log_dir, on_event, monotonic, stop_grace)
+        driver = ProcessDriver(workload, site, config, log_dir, on_event, monotonic, stop_grace)
+        driver.tether = tether
+        return driver
     if isinstance(config, HooksDriverConfig):
         return HooksDriver(workload, site, config, log_dir, on_event, monotonic, stop_grace)
     raise TypeError(f"no driver for config type {type(config).__name__}")

@@ -26,7 +26,8 @@ from .base import (
     signal_group,
     terminate_group,
 )
-from .spawn import spawn_tied
+from .spawn import resolve, spawn_tied
+from .tether import TETHER_FENCED, TetherSpec, tether_argv
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class ProcessDriver(Driver[ProcessDriverConfig]):
     """Quick failures in a row, for the restart backoff."""
     _gen: int = 0
     """Bumped by every start/stop/fence/close: a stale restart timer sees it and gives up."""
+    tether: TetherSpec | None = None
+    """Set for absolute-consistency workloads: starts with a token run under a tether."""
 
     @property
     def pid(self) -> int | None:
@@ -106,10 +109,24 @@ class ProcessDriver(Driver[ProcessDriverConfig]):
         cfg = self.config
         self._set(DriverState.STARTING, f"starting {shlex.join(cfg.command)}")
         self._mark(f"start token={self._token}: {shlex.join(cfg.command)}")
+        argv = cfg.command
+        tethered = self.tether is not None and self._token is not None
         fd = self._open_log()
         try:
+            if tethered and self.tether is not None:
+                resolve(cfg.command[0], cfg.cwd or None, self._env(cfg.env))  # the clear error
+                argv = tether_argv(
+                    cfg.command,
+                    self.tether.deadline_file,
+                    self.stop_grace,
+                    journal=self.tether.journal,
+                    site=self.site,
+                    workload=self.workload,
+                    incarnation=self.tether.incarnation,
+                    token=self._token,
+                )
             proc = spawn_tied(
-                cfg.command,
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=fd,
                 stderr=subprocess.STDOUT,
@@ -128,7 +145,8 @@ class ProcessDriver(Driver[ProcessDriverConfig]):
             self._proc = proc
             self._halting = False
             self._started_at = self._monotonic()
-            self._set(DriverState.RUNNING, f"pid {proc.pid}", pid=proc.pid)
+            how = f"pid {proc.pid}" + (" (tethered to the fence deadline)" if tethered else "")
+            self._set(DriverState.RUNNING, how, pid=proc.pid)
             # Started under the lock, so its "exited" can never overtake our "running".
             self._waiter = threading.Thread(
                 target=self._wait, args=(proc,), name=f"driver-wait-{self.workload}", daemon=True
@@ -156,6 +174,13 @@ class ProcessDriver(Driver[ProcessDriverConfig]):
             if group_alive(proc.pid):
                 # Orphans of a dead workload: a restart must not race its predecessor's children.
                 signal_group(proc.pid, signal.SIGKILL)
+            if self.tether is not None and code == TETHER_FENCED:
+                # The tether fenced it (the fence deadline passed with no renewal): never a
+                # crash to restart; only a new lease may run it again.
+                detail = "fenced by its tether: the fence deadline passed with no renewal"
+                self._mark(f"pid {proc.pid} {detail}")
+                self._set(DriverState.FENCED, detail, exit_code=code, pid=proc.pid)
+                return
             ran = self._monotonic() - self._started_at
             if ran >= HEALTHY_RUN:
                 self._failures = 0
