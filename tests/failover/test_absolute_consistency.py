@@ -127,7 +127,12 @@ def test_paused_primary_agent_cannot_keep_its_workload_running(
     lease can expire, so the standby starts a second copy only after the first is gone."""
     first = watch.wait_runs_on("ledger", {"a"}, 30)["a"]
     group, old_token = int(first.detail["pid"]), int(first.detail["token"])
-    assert len(others_in_group(group)) >= 2, "expected the tether and the workload in its group"
+    # The driver reports running once the tether runs; the tether then starts the workload.
+    wait_until(
+        lambda: len(others_in_group(group)) >= 2,
+        10,
+        message="expected the tether and the workload in its group",
+    )
     agent = mesh.procs["a"].proc
     assert agent is not None
     paused_at = watch.record_fault("a", "paused", "SIGSTOP agent")

@@ -80,8 +80,13 @@ def test_request_reply(make_nats_server: Callable[..., Node], connect: Factory, 
     echo(server, "svc.echo", b"!")
     for i in range(50):
         assert client.request("svc.echo", f"hi {i}".encode(), timeout=5) == f"hi {i}!".encode()
-    if fast == "all":  # requests and replies were written by the calling threads
-        assert client.stats["direct"] >= 50 and server.stats["direct"] >= 50
+    if fast == "all":
+        # Requests and replies are written by the calling threads, except when the write lock
+        # is busy at that instant (then the loop writes it): most, not necessarily all.
+        assert client.stats["direct"] >= 40 and server.stats["direct"] >= 40, (
+            client.stats,
+            server.stats,
+        )
     assert not client._pending
 
 

@@ -193,6 +193,11 @@ def test_site_killed_from_the_demo_keys_turns_silent_stays_and_comes_back(
                 "the restart reported no outcome",
             )
             assert app.outcomes[-1][1].ok, app.outcomes[-1][1].text
-            assert app.model.sites["c"].answered
+            await wait_for(
+                pilot,
+                lambda: app.model.sites["c"].answered,
+                30,
+                lambda: tree_dump(app),
+            )
 
     asyncio.run(scenario())
