@@ -4,7 +4,8 @@
 
 One mesh (3 real agents with embedded nats-servers, routes through the fault proxy) runs two
 workloads placed alike (primary a, standbys b, c): `ledger` (absolute-consistency) and `web`
-(split-brain-allowed). Each run injects one fault on the site that holds `ledger`:
+(split-brain-allowed). Before each run `web` is moved (an operator move) onto the site that
+holds `ledger`, and the run injects one fault on that site:
 
 * crash: SIGKILL its agent and its nats-server (the workloads die with the agent);
 * partition: cut all its routes ({holder} | {the other two}).
@@ -32,9 +33,11 @@ from rich.console import Console
 from rich.table import Table
 
 from harmony.actors.journal import JournalEvent
+from harmony.actors.messages import CommandResult, MoveWorkload
 from harmony.client import collect_snapshots, wait_formed
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, Timings, WorkloadConfig
 from harmony.mesh.connection import MeshConnection
+from harmony.mesh.remote import RemoteRef
 from harmony.sim.history import load_history
 from harmony.sim.launch import LocalMesh
 
@@ -131,9 +134,29 @@ class Bench:
                 (holder,) = before[0]
                 return holder
 
+    def colocate(self, holder: str) -> bool:
+        """Move `web` onto the site that holds `ledger`, so every run samples both: after a
+        failover the two often sit on different sites. False if the move did not happen."""
+        assert self.conn is not None
+        (where,) = self.runners("web")
+        if where == holder:
+            return True
+        ref = RemoteRef(self.conn, "fo", where, "agent/workload/web", 5.0)
+        answer = ref.ask(MoveWorkload(target=holder, reason="bench: next to ledger"))
+        if isinstance(answer, CommandResult) and not answer.ok:
+            self.console.log(f"move of web to {holder} refused: {answer.detail}")
+            return False
+        deadline = time.monotonic() + 30
+        while self.runners("web") != {holder}:
+            if time.monotonic() > deadline:
+                self.console.log(f"web did not move to {holder} within 30 s")
+                return False
+            time.sleep(0.1)
+        return self.steady() == holder
+
     def run(self, kind: str) -> dict[str, float]:
         holder = self.steady()
-        web_here = self.runners("web") == {holder}
+        web_here = self.colocate(holder) and self.runners("web") == {holder}
         t_fault = time.monotonic()
         if kind == "crash":
             self.mesh.kill(holder, signal.SIGKILL)
