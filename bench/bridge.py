@@ -12,7 +12,7 @@ so one noisy round does not decide the result. This machine is shared: compare r
 look at the load average printed with the table.
 
 `--fast-paths` sets HARMONY_MESH_FAST_PATHS for this process and for the agent it starts
-(see harmony/mesh/connection.py); the default is the agent's default (all).
+(see harmony/mesh/fastpaths.py); the default is the agent's default (all).
 """
 
 from __future__ import annotations

@@ -4,77 +4,59 @@ Actors are threads; nats-py is asyncio. Everything an actor asks of NATS goes th
 thread-safe methods here. Nothing here ever blocks the loop, and subscription callbacks run
 on the loop, so they must not block either: they decode and `tell`.
 
-Publishes from any thread go to one outbox that the loop drains in order. A burst of tells
-to one subject leaves as one NATS message (see `wire.frame_tells`), which is what lets remote
-tells keep up with local Pykka tells.
+This module holds `MeshConnection` itself: its lifecycle (connect, reconnect, close), its
+subscriptions and `run`. The rest of its methods come from mixins, one idea per module, each
+building on the one below (plain method calls, no layer in between on the hot path):
 
-Fast paths (measured in BENCHMARKS.md; each one uses nats-py internals and falls back to the
-public API when those are not what we expect, or when ``HARMONY_MESH_FAST_PATHS`` says so):
+- `harmony.mesh.replies` (`Replies`): `request` and `gather` over the one inbox;
+- `harmony.mesh.outbox` (`Publishing`): `publish`, `tell`, and the outbox the loop drains,
+  with bursts of tells framed as one NATS message;
+- `harmony.mesh.fastpaths` (`FastWrites`): what relies on nats-py's internals, switched by
+  ``HARMONY_MESH_FAST_PATHS``: direct writes to the socket from any thread, and
+  subscription callbacks called from nats-py's reader (`_RawDispatchClient`).
 
-``write``
-    A publish that finds nothing queued ahead of it (no outbox, nothing pending inside nats-py
-    or in the transport's buffer) is written to the socket by the calling thread itself,
-    under a lock that every other writer of that socket also takes (we wrap the transport's
-    write methods). It saves waking the loop thread for every request and every reply: a
-    thread hand-over on each side of a remote ask, the largest cost we could remove. Order
-    is kept: a publish only goes direct when everything published before it is already in
-    the socket. When the lock is busy the publish is queued instead (so nothing ever waits
-    for it but the loop, briefly), and the loop writes the queue to the socket itself rather
-    than through nats-py's flusher task.
-``dispatch``
-    Subscription callbacks are called by nats-py's reader as it parses each message, instead
-    of through a per-subscription asyncio.Queue and task: one task switch less per message,
-    and callbacks of different subscriptions see messages in wire order.
-
-With no fast path (``HARMONY_MESH_FAST_PATHS=none``) only nats-py's public API is used: the
-safe fallback if a nats-py upgrade changes what these paths rely on. They also switch
-themselves off where they do not apply (TLS, WebSocket, an unexpected nats-py).
-
-Waiting for a reply uses a bare `threading.Lock` (see `_Reply`), cheaper to release from the
-loop and to wake on than a `concurrent.futures.Future`.
+The public names of all of them are importable from here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import contextlib
-import inspect
 import itertools
 import logging
-import os
 import secrets
-import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.transport import TcpTransport
-from nats.protocol.command import pub_cmd
 
-from harmony.mesh import wire
+from harmony.mesh.fastpaths import (
+    _RAW,
+    FAST_PATHS,
+    FAST_PATHS_ENV,
+    _can_dispatch_raw,
+    _Gate,
+    _RawDispatchClient,
+    fast_paths_from,
+)
+from harmony.mesh.outbox import _Outbox
+from harmony.mesh.replies import NoResponders, Replies, _Reply
+
+__all__ = [
+    "FAST_PATHS",
+    "FAST_PATHS_ENV",
+    "MeshConnection",
+    "MeshUnavailable",
+    "NoResponders",
+    "Subscription",
+    "fast_paths_from",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-MAX_FRAME_ITEMS = 2048
-MAX_FRAME_BYTES = 512 * 1024
-# The loop writes the outbox itself while the transport buffers less than this; above it,
-# publishes go through nats-py (which waits for the socket to drain: backpressure).
-LOOP_WRITE_LIMIT = 1 << 20
-# Larger publishes are never written by the calling thread: a big write is more likely to be
-# partial, and it holds the write lock longer. They go through the loop.
-THREAD_WRITE_MAX = 64 * 1024
-
-FAST_PATHS_ENV = "HARMONY_MESH_FAST_PATHS"
-FAST_PATHS = frozenset({"write", "dispatch"})
-
-
-class NoResponders(Exception):
-    """A request went to a subject nobody listens on (the site or actor is not there)."""
 
 
 class MeshUnavailable(Exception):
@@ -90,153 +72,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
-def fast_paths_from(spec: str | Iterable[str] | None) -> frozenset[str]:
-    """The fast paths to use: None reads ``HARMONY_MESH_FAST_PATHS`` (default: all).
-
-    A string is ``all``, ``none`` (or ``0``) or a comma list such as ``write,dispatch``.
-    """
-    if spec is None:
-        spec = os.environ.get(FAST_PATHS_ENV, "all")
-    if isinstance(spec, str):
-        spec = spec.strip().lower()
-        if spec in ("", "all", "1"):
-            return FAST_PATHS
-        if spec in ("none", "0"):
-            return frozenset()
-        spec = [s.strip() for s in spec.split(",") if s.strip()]
-    chosen = frozenset(spec)
-    unknown = chosen - FAST_PATHS
-    if unknown:
-        raise ValueError(f"unknown fast path(s) {sorted(unknown)}; known: {sorted(FAST_PATHS)}")
-    return chosen
-
-
-# ---------------------------------------------------------------------- synchronous dispatch
-_RAW = "_harmony_raw_callback"
-_WRAPPED = "_harmony_write_lock"
-
-
-def _can_dispatch_raw() -> bool:
-    """Whether this nats-py has the internals `_RawDispatchClient` relies on (2.x has)."""
-    method = getattr(Client, "_process_msg", None)
-    if method is None or not all(
-        hasattr(Client, name) for name in ("_build_message", "_process_headers")
-    ):
-        return False
-    params = list(inspect.signature(method).parameters)
-    return params == ["self", "sid", "subject", "reply", "data", "headers"]
-
-
-class _RawDispatchClient(Client):
-    """A nats-py client whose reader calls our subscription callbacks directly.
-
-    nats-py puts every message in its subscription's asyncio.Queue, and a task per
-    subscription awaits it and calls the callback. Our callbacks never block (rule 2), so we
-    call them right where the parser hands the message over. Subscriptions whose callback
-    does not carry the `_RAW` attribute (and all JetStream ones) take nats-py's usual path.
-    """
-
-    async def _process_msg(
-        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
-    ) -> None:  # `headers` is None for a message without headers, despite nats-py's hint
-        sub = self._subs.get(sid)
-        raw = getattr(getattr(sub, "_cb", None), _RAW, None)
-        if sub is None or raw is None or getattr(sub, "_jsi", None) is not None:
-            await super()._process_msg(sid, subject, reply, data, headers)
-            return
-        sub._received += 1
-        self.stats["in_msgs"] += 1
-        self.stats["in_bytes"] += len(data)
-        hdr = await self._process_headers(headers) if headers else None
-        raw(self._build_message(sid, subject, reply, data, hdr))
-
-
-# ---------------------------------------------------------------------- writes from any thread
-class _Gate:
-    """The socket of the current connection, writable from any thread under the write lock.
-
-    Every write to this socket holds `MeshConnection._wlock`: ours (`_write_now`, the
-    loop's outbox) and nats-py's, whose transport methods we wrap (`_wrap_transport`). Our
-    own writes use a duplicate of the socket's file descriptor, so a descriptor closed by the
-    loop meanwhile can never be reused under us. If the kernel takes only part of a direct
-    write, the rest waits in `carry` and goes out first, before any other write.
-
-    nats-py keeps one `TcpTransport` object across reconnects and gives it a new stream
-    each time, so a gate stands for one stream (`writer`), not for the transport object.
-    """
-
-    def __init__(self, transport: TcpTransport, max_payload: int) -> None:
-        writer = transport._io_writer
-        assert writer is not None
-        self.transport = transport
-        self.writer = writer
-        self.stream = writer.transport  # the uvloop/asyncio transport under nats-py's
-        fd = self.stream.get_extra_info("socket").fileno()
-        self.sock = socket.socket(fileno=os.dup(fd))
-        self.sock.setblocking(False)
-        self.carry: list[bytes] = []
-        self.open = True
-        # Bigger publishes go through the loop, which checks the server's payload limit.
-        self.write_max = min(THREAD_WRITE_MAX, max_payload)
-
-    def current(self, nc: Client) -> bool:
-        return nc._transport is self.transport and self.transport._io_writer is self.writer
-
-    def flush_carry_locked(self) -> None:
-        """On the loop, with the lock held: hand the rest of a partial direct write to the
-        stream, which buffers it until the socket drains."""
-        if self.carry:
-            if self.open and not self.stream.is_closing():
-                self.stream.writelines(self.carry)
-            self.carry.clear()
-
-    def close_locked(self) -> None:
-        if self.open:
-            self.open = False
-            self.carry.clear()
-            self.sock.close()
-
-
-class _Reply:
-    """The one reply a request waits for: a lock that the loop releases once it is set.
-
-    Cheaper than a `concurrent.futures.Future` (no Condition, no waiter list) on both sides
-    of the one hand-over that a request needs.
-    """
-
-    __slots__ = ("_done", "data", "error")
-
-    def __init__(self) -> None:
-        self._done = threading.Lock()
-        self._done.acquire()
-        self.data = b""
-        self.error: BaseException | None = None
-
-    def set(self, data: bytes, error: BaseException | None = None) -> None:
-        """Called once (whoever pops the request's token from `_pending` calls it)."""
-        self.data = data
-        self.error = error
-        self._done.release()
-
-    def wait(self, timeout: float | None) -> bool:
-        return self._done.acquire(timeout=-1 if timeout is None else max(0.0, timeout))
-
-
-class _Outbox:
-    """Publishes queued by any thread, drained in order by the loop.
-
-    Entries are (subject, reply, payload, is_tell). Consecutive tells to the same subject are
-    framed together; everything else is sent as it came. `moving` counts drains that have
-    taken entries out but not yet handed them all to nats-py: direct writes wait for those.
-    """
-
-    def __init__(self) -> None:
-        self.items: collections.deque[tuple[str, str, bytes, bool]] = collections.deque()
-        self.kicked = False
-        self.moving = 0
-
-
-class MeshConnection:
+class MeshConnection(Replies):
     """A NATS connection on its own loop thread, usable from every thread.
 
     `start()` returns once the loop runs; the connection is made (and remade, forever) in
@@ -298,7 +134,7 @@ class MeshConnection:
 
     @property
     def fast_paths(self) -> frozenset[str]:
-        """The fast paths in use (see the module's doc)."""
+        """The fast paths in use (see `harmony.mesh.fastpaths`)."""
         return frozenset(
             name
             for name, on in (("write", self._write_fast), ("dispatch", self._dispatch_fast))
@@ -412,326 +248,6 @@ class MeshConnection:
             reply = self._pending.pop(token, None)
             if reply is not None:
                 reply.set(b"", MeshUnavailable("the mesh connection was closed"))
-
-    # ------------------------------------------------------------------ the write gate
-    def _open_gate(self) -> None:
-        """On the loop, once (re)connected: let every thread write to the new socket."""
-        self._close_gate()
-        nc = self.nc
-        if not self._write_fast or nc is None:
-            return
-        transport = nc._transport
-        # Plain TCP only: TLS and WebSocket transports frame the bytes themselves.
-        if type(transport) is not TcpTransport or transport._io_writer is None:
-            return
-        stream = transport._io_writer.transport
-        if stream.get_extra_info("sslcontext") is not None or stream.is_closing():
-            return
-        try:
-            self._wrap_transport(transport)
-            gate = _Gate(transport, nc.max_payload)
-        except (OSError, AttributeError) as e:
-            log.warning("direct socket writes unavailable (%s); using nats-py's writer", e)
-            return
-        with self._wlock:
-            self._gate = gate
-
-    def _wrap_transport(self, transport: TcpTransport) -> None:
-        """Make nats-py's writes to `transport` take the write lock (once per object).
-
-        Instance attributes shadow the class's methods; nats-py calls them as before. A write
-        first flushes the carry of a partial direct write, so bytes never interleave.
-        """
-        if getattr(transport, _WRAPPED, False):
-            return
-        lock = self._wlock
-        # nats-py's transport methods are untyped.
-        write = cast(Callable[[bytes], Any], transport.write)
-        writelines = cast(Callable[[list[bytes]], Any], transport.writelines)
-        close: Callable[[], object] = transport.close
-
-        def locked_write(payload: bytes) -> Any:
-            with lock:
-                self._flush_carry_locked()
-                return write(payload)
-
-        def locked_writelines(payload: list[bytes]) -> Any:
-            with lock:
-                self._flush_carry_locked()
-                return writelines(payload)
-
-        def locked_close() -> Any:
-            with lock:
-                self._close_gate_locked()
-            return close()
-
-        transport.write = locked_write  # type: ignore[method-assign]
-        transport.writelines = locked_writelines  # type: ignore[method-assign]
-        transport.close = locked_close  # type: ignore[method-assign]
-        setattr(transport, _WRAPPED, True)
-
-    def _close_gate(self) -> None:
-        with self._wlock:
-            self._close_gate_locked()
-
-    def _close_gate_locked(self) -> None:
-        gate, self._gate = self._gate, None
-        if gate is not None:
-            gate.close_locked()
-
-    def _flush_carry_locked(self) -> None:
-        if self._gate is not None:
-            self._gate.flush_carry_locked()
-
-    def _gate_clear_locked(self, gate: _Gate) -> bool:
-        """With the lock held: may a write go to `gate`'s socket right now, ahead of nothing?"""
-        nc = self.nc
-        return (
-            gate is self._gate
-            and gate.open
-            and nc is not None
-            and gate.current(nc)
-            and nc.is_connected
-            and not nc._pending  # nats-py's own queue of commands to write
-            and not gate.carry
-            and not gate.stream.is_closing()
-            and gate.stream.get_write_buffer_size() == 0
-        )
-
-    def _write_now(self, data: bytes) -> bool:
-        """Write `data` to the socket from this thread if nothing is queued ahead of it.
-
-        Returns False (nothing written) when it must take the queued path instead.
-        """
-        gate = self._gate
-        if gate is None or len(data) > gate.write_max:
-            return False
-        ob = self._outbox
-        # Never wait for the lock: if another thread (or the loop) is writing, queue instead.
-        # So a publish never blocks, not even on the loop thread, and a burst of replies from
-        # many actors at once leaves in one write of the loop's.
-        if not self._wlock.acquire(blocking=False):
-            return False
-        try:
-            if ob.items or ob.moving or not self._gate_clear_locked(gate):
-                return False
-            try:
-                sent = gate.sock.send(data)
-            except BlockingIOError:  # the socket buffer is full: the loop will write it all
-                sent = 0
-            except OSError:  # the connection broke: nothing was written; queue it instead
-                return False
-            self.stats["direct"] += 1
-            if sent < len(data):
-                self.stats["partial"] += 1
-                gate.carry.append(data[sent:])
-                with contextlib.suppress(RuntimeError):
-                    self.loop.call_soon_threadsafe(self._flush_carry)
-            return True
-        finally:
-            self._wlock.release()
-
-    def _flush_carry(self) -> None:
-        with self._wlock:
-            self._flush_carry_locked()
-
-    # ------------------------------------------------------------------ publish
-    def publish(self, subject: str, payload: bytes, reply: str = "") -> None:
-        """Publish now if nothing is queued ahead, else queue it; never waits. Any thread."""
-        if not (self._write_fast and self._write_now(pub_cmd(subject, reply, payload))):
-            self._enqueue(subject, reply, payload, False)
-
-    def tell(self, subject: str, encoded_message: bytes) -> None:
-        """Queue one encoded message for a tell subject; adjacent tells share a frame.
-
-        Tells always take the outbox, even when the socket is idle: a burst of tells costs
-        one NATS message per burst instead of one per tell.
-        """
-        self._enqueue(subject, "", encoded_message, True)
-
-    def _enqueue(self, subject: str, reply: str, payload: bytes, is_tell: bool) -> None:
-        ob = self._outbox
-        self.stats["queued"] += 1  # not exact across threads (no lock); it is a gauge
-        ob.items.append((subject, reply, payload, is_tell))
-        if not ob.kicked:
-            ob.kicked = True
-            with contextlib.suppress(RuntimeError):  # loop already closed: nothing to do
-                self.loop.call_soon_threadsafe(self._kick)
-
-    def _kick(self) -> None:
-        """On the loop, after a publish was queued: write the outbox now when we can."""
-        ob = self._outbox
-        gate = self._gate
-        if gate is not None:
-            with self._wlock:
-                ob.kicked = False
-                if self._loop_may_write_locked(gate):
-                    limit = self._max_payload()
-                    cmds = [
-                        pub_cmd(s, r, p)
-                        for s, r, p in self._take_all(limit)
-                        if self._fits(s, p, limit)
-                    ]
-                    gate.flush_carry_locked()
-                    if cmds:
-                        gate.stream.writelines(cmds)
-                    return
-        if self._wake is not None:
-            self._wake.set()
-
-    def _loop_may_write_locked(self, gate: _Gate) -> bool:
-        """Like `_gate_clear_locked`, but the loop may add to a non-empty transport buffer
-        (it is the loop's own) up to a limit; beyond it, nats-py's writer applies backpressure.
-        """
-        nc = self.nc
-        return (
-            gate is self._gate
-            and gate.open
-            and nc is not None
-            and gate.current(nc)
-            and nc.is_connected
-            and not nc._pending
-            and not self._outbox.moving
-            and not gate.stream.is_closing()
-            and gate.stream.get_write_buffer_size() < LOOP_WRITE_LIMIT
-        )
-
-    def _max_payload(self) -> int:
-        return self.nc.max_payload if self.nc is not None else MAX_FRAME_BYTES
-
-    def _fits(self, subject: str, payload: bytes, limit: int) -> bool:
-        """The server drops a client that sends more than its max_payload: refuse it here."""
-        if len(payload) <= limit:
-            return True
-        log.warning(
-            "publish to %s dropped: %d bytes, more than the server's max_payload %d",
-            subject,
-            len(payload),
-            limit,
-        )
-        return False
-
-    def _take_all(self, max_payload: int) -> list[tuple[str, str, bytes]]:
-        """Everything queued, with runs of tells to one subject framed as one message (each
-        frame within `max_payload` unless a single tell is bigger on its own)."""
-        frame_limit = min(MAX_FRAME_BYTES, max_payload)
-        items = self._outbox.items
-        out = []
-        while items:
-            subject, reply, payload, is_tell = items.popleft()
-            if is_tell:
-                frame = [payload]
-                size = len(payload)
-                while (
-                    items
-                    and items[0][3]
-                    and items[0][0] == subject
-                    and len(frame) < MAX_FRAME_ITEMS
-                    and size + len(items[0][2]) + 5 <= frame_limit  # 5: array header
-                ):
-                    nxt = items.popleft()[2]
-                    frame.append(nxt)
-                    size += len(nxt)
-                payload = wire.frame_tells(frame)
-            out.append((subject, reply, payload))
-        return out
-
-    async def _drain_outbox(self) -> None:
-        assert self._wake is not None
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await self._flush_outbox()
-
-    async def _flush_outbox(self) -> None:
-        """The slow path: hand the outbox to nats-py, which buffers while disconnected."""
-        nc = self.nc
-        if nc is None:
-            return
-        ob = self._outbox
-        # Take under the lock and count the entries as moving until nats-py holds them all,
-        # so that no direct write overtakes them. Clear `kicked` first: a publish racing
-        # with us kicks again.
-        with self._wlock:
-            ob.kicked = False
-            items = self._take_all(self._max_payload())
-            ob.moving += 1
-        try:
-            for subject, reply, payload in items:
-                try:
-                    await nc.publish(subject, payload, reply=reply)
-                except Exception as e:
-                    log.warning("publish to %s failed: %s", subject, e)
-        finally:
-            ob.moving -= 1
-        with contextlib.suppress(Exception):
-            if nc.is_connected:
-                await nc.flush(timeout=5)
-
-    # ------------------------------------------------------------------ request/reply
-    def request(self, subject: str, payload: bytes, timeout: float) -> bytes:
-        """Publish with a reply subject and wait (on this thread) for the first reply."""
-        if threading.current_thread() is self._thread:
-            raise RuntimeError("MeshConnection.request() called on the loop thread")
-        token = str(next(self._tokens))
-        reply = _Reply()
-        self._pending[token] = reply
-        self.publish(subject, payload, reply=f"{self._inbox}.{token}")
-        if not reply.wait(timeout):
-            if self._pending.pop(token, None) is not None:
-                raise TimeoutError(f"no reply on {subject} within {timeout:g} s")
-            # The loop popped the token first: the reply is being set right now.
-            reply.wait(None)
-        if reply.error is not None:
-            if isinstance(reply.error, NoResponders):
-                raise NoResponders(f"no responder on {subject}")
-            raise reply.error
-        return reply.data
-
-    def _on_reply(self, msg: Msg) -> None:
-        token = msg.subject.rsplit(".", 1)[-1]
-        collect = self._collectors.get(token)
-        if collect is not None:
-            if msg.data:
-                collect(msg.data)
-            return
-        reply = self._pending.pop(token, None)
-        if reply is None:  # late, after the caller gave up
-            return
-        if not msg.data and msg.headers and msg.headers.get("Status") == "503":
-            reply.set(b"", NoResponders("nobody is subscribed to that subject"))
-        else:
-            reply.set(msg.data)
-
-    def gather(
-        self,
-        subject: str,
-        payload: bytes,
-        timeout: float,
-        done: Callable[[list[bytes]], bool] | None = None,
-    ) -> list[bytes]:
-        """Publish one request and collect every reply until `done(replies)` or `timeout`.
-
-        Replies come in on the connection's one long-lived inbox subscription: a fresh
-        subscription per request would race with interest propagation across the cluster's
-        routes, and replies from far sites would be dropped.
-        """
-        replies: list[bytes] = []
-        finished = threading.Event()
-        token = f"g{next(self._tokens)}"
-
-        def collect(data: bytes) -> None:
-            replies.append(data)
-            if done is not None and done(list(replies)):
-                finished.set()
-
-        self._collectors[token] = collect
-        try:
-            self.publish(subject, payload, reply=f"{self._inbox}.{token}")
-            finished.wait(timeout)
-        finally:
-            self._collectors.pop(token, None)
-        return list(replies)
 
     # ------------------------------------------------------------------ subscribe
     def subscribe(

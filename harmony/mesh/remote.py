@@ -7,7 +7,7 @@ where an actor lives.
 Incoming asks reach the actor as a `RemoteAsk` envelope (see `harmony.actors.base`): the
 actor runs its handler on its own thread and calls `envelope.reply(result)`, which publishes
 the reply from that thread (written straight to the socket when nothing is queued ahead of
-it; see `harmony.mesh.connection`). The loop thread never waits for an actor.
+it; see `harmony.mesh.fastpaths`). The loop thread never waits for an actor.
 """
 
 from __future__ import annotations
