@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harmony import interrupts
 from harmony.actors.journal import read_journal
 from harmony.client import collect_snapshots
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, Timings, WorkloadConfig
@@ -232,12 +233,17 @@ def main() -> int:
     p.add_argument("--out", default="bench/results-scale.md")
     p.add_argument("--dir", help="work directory (default: temporary)")
     args = p.parse_args()
+    interrupts.install()  # SIGTERM and Ctrl-C unwind through `measure`'s cleanup
     command = "python bench/scale.py " + shlex.join(sys.argv[1:])
     root = Path(args.dir or tempfile.mkdtemp(prefix="harmony-scale-"))
     samples: list[Sample] = []
     for n in [int(x) for x in args.sizes.split(",")]:
         print(f"--- {n} sites x {args.workloads} workloads", flush=True)
-        s = measure(n, args.workloads, args.window, root, args.timeout, args.settle)
+        try:
+            s = measure(n, args.workloads, args.window, root, args.timeout, args.settle)
+        except KeyboardInterrupt:
+            print("interrupted: every site stopped", flush=True)
+            return 130
         samples.append(s)
         print(markdown([s], command, args.workloads).splitlines()[-1], flush=True)
         Path(args.out).write_text(markdown(samples, command, args.workloads))

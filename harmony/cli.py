@@ -85,16 +85,44 @@ def cmd_agent(args: argparse.Namespace) -> int:
     except ServerStartError as e:
         _err(f"embedded nats-server did not start: {e}")
         agent.stop()
-        return EXIT_UNREACHABLE
+        return _leave(EXIT_UNREACHABLE)
     except MeshUnavailable as e:
         _err(str(e))
         agent.stop()
-        return EXIT_UNREACHABLE
+        return _leave(EXIT_UNREACHABLE)
     agent.stop()
     if agent.failure:
         _err(f"agent failed: {agent.failure}")
-        return EXIT_FAILURE
-    return EXIT_OK
+        return _leave(EXIT_FAILURE)
+    return _leave(EXIT_OK)
+
+
+def _leave(code: int, wait: float = 10.0) -> int:
+    """Make sure the agent process really ends. Pykka actor threads are not daemons: one
+    that outlived the tree's stop (a stop that timed out under load, a root that died
+    first) would keep the process alive after `main` returned, heartbeating for a site
+    that is shutting down. Stop whatever is left; exit hard if it still does not end."""
+    import threading
+    import time
+
+    import pykka
+
+    pykka.ActorRegistry.stop_all(block=False)
+    deadline = time.monotonic() + wait
+    for t in threading.enumerate():
+        if t is not threading.main_thread() and not t.daemon:
+            t.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon]
+    stuck = [name for name in stuck if name != threading.main_thread().name]
+    if stuck:
+        logging.getLogger("harmony.agent").error(
+            "threads still running %g s after stop, exiting anyway: %s", wait, ", ".join(stuck)
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 # ---------------------------------------------------------------------------- status
