@@ -115,3 +115,50 @@ def test_expected_peer_never_heard_of_becomes_silent(kit: Kit) -> None:
     kit.clock.now += kit.ctx.config.timings.lease_ttl
     sync(watch)
     wait_until(lambda: changes(rec) == [("c", "unknown", "silent", False)], 5)
+
+
+def test_routine_heartbeats_are_batched_and_news_is_told_at_once(kit: Kit) -> None:
+    """The loop thread wakes PeerWatch only for news; routine heartbeats are folded in at
+    the next tick with their own arrival time, so liveness is judged exactly as before."""
+    from types import SimpleNamespace
+
+    from harmony.actors.messages import CopyInfo
+    from harmony.mesh import wire
+
+    class Watch(PeerWatch):
+        instance: PeerWatch | None = None
+
+        def started(self) -> None:
+            super().started()
+            Watch.instance = self
+
+    rec = Recorder.start()
+    watch = Watch.start(kit.ctx, "agent/peers", rec)
+    sync(watch)
+    actor = Watch.instance
+    assert actor is not None
+
+    def arrive(beat: Heartbeat) -> None:  # what the subscription callback gets
+        actor._on_msg(SimpleNamespace(data=wire.encode(beat), subject="hb"))
+
+    arrive(hb("b"))  # first news: told at once
+    sync(watch)
+    assert changes(rec) == [("b", "unknown", "alive", False)]
+    start = kit.clock.now
+    kit.clock.now = start + 0.6
+    arrive(hb("b"))  # routine: kept for the tick, not told
+    assert set(actor._latest) == {"b"}
+    kit.clock.now = start + 1.0  # 1.0 s after the first beat: suspect, unless the batch counts
+    sync(watch)
+    assert actor._latest == {}
+    assert changes(rec) == [("b", "unknown", "alive", False)]
+    view = {p.site: p for p in kit.ctx.peer_view.read(kit.clock.now)}
+    assert view["b"].last_heartbeat_age == pytest.approx(0.4)
+
+    copies = {"web": CopyInfo(started_wall=1.0, score=0.0, token=None)}
+    news = Heartbeat(
+        mesh="m", site="b", seq=2, incarnation="one", mono=0, wall=0, interval=IV, copies=copies
+    )
+    arrive(news)  # changed copies: told at once, and the workloads hear of them
+    sync(watch)
+    assert actor.peers["b"].copies == copies
