@@ -17,7 +17,7 @@ import nats
 import pytest
 from conftest import Node, pid_alive, run_async, tcp_port_open, wait_until
 from nats.aio.client import Client as NATS
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError, NoStreamResponseError
 
 from harmony.config import parse_config
 from harmony.mesh.ports import free_ports
@@ -364,7 +364,20 @@ def test_cluster_r3_kv_survives_sigkill_of_stream_leader(
         try:
             js = nc.jetstream(timeout=2)
             kv = await js.create_key_value(bucket="r3", replicas=3, history=1)
-            rev = await kv.create("lease", b"0")
+            # A just-created R3 stream answers once its first leader is elected: on a loaded
+            # machine that can take longer than one request timeout.
+            ready_by = time.monotonic() + 20
+            while True:
+                try:
+                    rev = await kv.create("lease", b"0")
+                    break
+                except KeyWrongLastSequenceError:  # an earlier try landed; its answer did not
+                    rev = (await kv.get("lease")).revision
+                    break
+                except (NoStreamResponseError, TimeoutError, nats.errors.TimeoutError):
+                    if time.monotonic() > ready_by:
+                        raise
+                    await asyncio.sleep(0.1)
             info = await js.stream_info("KV_r3")
             assert info.cluster is not None and info.cluster.leader in by_name
             assert len(info.cluster.replicas or []) == 2
