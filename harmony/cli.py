@@ -98,25 +98,23 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def _leave(code: int, wait: float = 10.0) -> int:
-    """Make sure the agent process really ends. Pykka actor threads are not daemons: one
-    that outlived the tree's stop (a stop that timed out under load, a root that died
-    first) would keep the process alive after `main` returned, heartbeating for a site
-    that is shutting down. Stop whatever is left; exit hard if it still does not end."""
-    import threading
+    """Make sure the agent process really ends. Pykka actor threads are not daemons: an
+    actor that outlived the tree's stop (a stop that timed out under load, a root that died
+    first) would keep the process alive after `main` returned, heartbeating for a site that
+    is shutting down. Stop whatever actor is left; exit hard if one still does not stop."""
     import time
 
     import pykka
 
     pykka.ActorRegistry.stop_all(block=False)
     deadline = time.monotonic() + wait
-    for t in threading.enumerate():
-        if t is not threading.main_thread() and not t.daemon:
-            t.join(max(0.0, deadline - time.monotonic()))
-    stuck = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon]
-    stuck = [name for name in stuck if name != threading.main_thread().name]
-    if stuck:
+    while pykka.ActorRegistry.get_all() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = pykka.ActorRegistry.get_all()
+    if left:
+        names = ", ".join(sorted({ref.actor_class.__name__ for ref in left}))
         logging.getLogger("harmony.agent").error(
-            "threads still running %g s after stop, exiting anyway: %s", wait, ", ".join(stuck)
+            "%d actors still running %g s after stop, exiting anyway: %s", len(left), wait, names
         )
         logging.shutdown()
         sys.stdout.flush()
