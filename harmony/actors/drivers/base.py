@@ -242,24 +242,19 @@ def log_size(path: Path) -> int:
 # -- process groups --------------------------------------------------------------------------
 
 
-def group_alive(pgid: int) -> bool:
-    """True while any non-zombie process is in the group.
+def group_members(pgid: int) -> list[int] | None:
+    """Live (non-zombie) processes of group `pgid`; None when there is no procfs to read.
 
-    Zombies are ignored: an orphaned grandchild is reparented to PID 1 (or to the agent itself
+    Zombies are left out: an orphaned grandchild is reparented to PID 1 (or to the agent itself
     when it runs as PID 1 in a container), which may never reap it, yet it runs nothing.
     """
     try:
         entries = os.listdir("/proc")
     except OSError:
-        entries = []
-    if not entries:  # no procfs: signal 0 cannot tell zombies apart, accept that
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return None
+    if not entries:
+        return None
+    members = []
     for entry in entries:
         if not entry.isdigit():
             continue
@@ -271,8 +266,22 @@ def group_alive(pgid: int) -> bool:
         # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
         fields = stat[stat.rfind(b")") + 2 :].split()
         if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
+            members.append(int(entry))
+    return members
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any non-zombie process is in the group."""
+    members = group_members(pgid)
+    if members is not None:
+        return bool(members)
+    try:  # no procfs: signal 0 cannot tell zombies apart, accept that
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def signal_group(pgid: int, sig: int) -> None:

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from harmony.actors.drivers.base import group_members
 from harmony.actors.drivers.tether import TETHER_FENCED, read_deadline
 
 POLL = 0.25
@@ -23,20 +24,9 @@ KILL_WAIT = 5.0
 
 
 def others_in_group(pgid: int) -> list[int]:
-    """Live (non-zombie) members of process group `pgid`, this process excluded."""
-    me, out = os.getpid(), []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            out.append(int(entry))
-    return out
+    """Live members of process group `pgid`, this process excluded."""
+    me = os.getpid()
+    return [pid for pid in group_members(pgid) or [] if pid != me]
 
 
 class Tether:
