@@ -24,6 +24,11 @@ The argument (all durations in seconds; T = lease_ttl)
 
        min_renew_attempts * renew_interval  <  T - fence_margin
 
+   Step 3 needs a *running* holder. A frozen agent (SIGSTOP, a stall) runs no timer, so a
+   process workload runs under a tether (`harmony.actors.drivers.tether`) that the agent
+   hands the same deadline, ``t0 + T - fence_margin``, after each confirmed CAS; the tether
+   fences at it on its own, with the same ``stop_grace``. It only ever holds a deadline the
+   holder computed, so the inequality below covers it unchanged.
 6. A new holder's token is its acquisition revision, and KV revisions (stream sequences) only
    grow, so a resource that checks tokens rejects a late writer.
 
