@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,7 @@ import pykka
 from harmony.actors import messages as m
 from harmony.actors.base import AgentContext
 from harmony.actors.drivers import DriverState
-from harmony.actors.drivers.tether import deadline_path, write_deadline
+from harmony.actors.drivers.tether import DeadlineHandoff, deadline_path
 from harmony.actors.lease import LeaseActor
 from harmony.actors.peers import PeerChanged, PeerCopies
 from harmony.actors.supervision import Supervisor
@@ -123,17 +122,13 @@ class WorkloadSupervisor(Supervisor):
         self.drained = threading.Event()
         self.operator_down = False
         self.decision: Decision | None = None
-        self.tether_file = deadline_path(ctx.config.data_dir, workload.name)
-        self.tether_deadline: float | None = None
+        self.tether = DeadlineHandoff(deadline_path(ctx.config.data_dir, workload.name))
 
     # -- lifecycle -------------------------------------------------------------------------
     def started(self) -> None:
         name = self.name
         if self.workload.strategy == "absolute-consistency":
-            # A deadline left by an earlier incarnation (or an earlier boot: the monotonic
-            # clock restarts) must not let a tether run before this one holds the lease.
-            self.tether_file.unlink(missing_ok=True)
-            self.tether_file.parent.mkdir(parents=True, exist_ok=True)
+            self.tether.reset()
             self.start_child("lease", lambda c, p, parent: LeaseActor.start(c, p, parent, name))
         w = self.workload
         self.start_child("run", lambda c, p, parent: WorkloadActor.start(c, p, parent, w))
@@ -192,25 +187,15 @@ class WorkloadSupervisor(Supervisor):
             self.drained.set()
 
     def update_tether(self, decision: Decision) -> None:
-        """Hand the fence deadline to the workload's tether before any start that relies on it.
-
-        Only a later deadline is ever written (from a confirmed renewal); when the lease is
-        gone the last one stays and runs out, which is exactly the bound the safety argument
-        already allows. Written as a time on the machine's monotonic clock, which the tether
-        process shares.
-        """
+        """Hand the fence deadline to the workload's tether before any start relies on it."""
         if self.workload.strategy != "absolute-consistency":
             return
         deadline = decision.state.lease.deadline(self.strategy.params.fence_offset)
-        if deadline is None or deadline == self.tether_deadline:
-            return
-        self.tether_deadline = deadline
-        at = time.monotonic() + (deadline - self.ctx.clock.monotonic())
         try:
-            write_deadline(self.tether_file, at)
+            self.tether.offer(deadline, self.ctx.clock.monotonic())
         except OSError as e:  # the tether then fences at the old deadline: safe, and loud
             log.error(
-                "%s: cannot write the fence deadline to %s: %s", self.name, self.tether_file, e
+                "%s: cannot hand the fence deadline to %s: %s", self.name, self.tether.path, e
             )
 
     def execute(self, cmd: Command) -> None:

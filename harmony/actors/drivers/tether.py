@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,36 @@ def write_deadline(path: Path, deadline: float) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(f"{deadline:.6f}\n")
     os.replace(tmp, path)
+
+
+class DeadlineHandoff:
+    """The agent's side: hands a workload's fence deadline to its tether.
+
+    Only a later deadline is ever written (from a confirmed renewal); when the lease is gone
+    the last one stays and runs out, which is exactly the bound the safety argument already
+    allows. `offer` takes the deadline on the agent's clock and writes it on the machine's
+    monotonic clock, which the tether process shares (the same clock in production; tests
+    may give the agent another one).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.last: float | None = None
+
+    def reset(self) -> None:
+        """A deadline left by an earlier incarnation (or an earlier boot: the monotonic clock
+        restarts) must not let a tether run before this one holds the lease."""
+        self.path.unlink(missing_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.last = None
+
+    def offer(self, deadline: float | None, clock_now: float) -> None:
+        """Write `deadline` (agent clock; `clock_now` is that clock now) if it is news.
+        Raises OSError if it cannot: the tether then fences at the old deadline (safe)."""
+        if deadline is None or deadline == self.last:
+            return
+        self.last = deadline
+        write_deadline(self.path, time.monotonic() + (deadline - clock_now))
 
 
 def read_deadline(path: Path) -> float | None:
