@@ -23,7 +23,7 @@ import pykka
 from harmony.actors import messages as m
 from harmony.actors.base import AgentContext
 from harmony.actors.drivers import DriverState
-from harmony.actors.drivers.tether import DeadlineHandoff, deadline_path
+from harmony.actors.drivers.tether import DeadlineHandoff, TetherSpec, deadline_dir
 from harmony.actors.lease import LeaseActor
 from harmony.actors.peers import PeerChanged, PeerCopies
 from harmony.actors.supervision import Supervisor
@@ -94,8 +94,10 @@ def driver_event(report: DriverReport) -> Event | None:
         return WorkloadStopped()
     if ev.state is DriverState.FENCED:
         return WorkloadFenced()
-    if ev.state in (DriverState.EXITED, DriverState.FAILED):
-        return WorkloadExited(ev.exit_code, restarting="restarting in" in ev.detail)
+    if ev.state is DriverState.EXITED:
+        return WorkloadExited(ev.exit_code, restarting=ev.restarting)
+    if ev.state is DriverState.UNKNOWN:  # interim: the strategy learns UNKNOWN next
+        return WorkloadExited(ev.exit_code, restarting=False)
     return None
 
 
@@ -122,7 +124,7 @@ class WorkloadSupervisor(Supervisor):
         self.drained = threading.Event()
         self.operator_down = False
         self.decision: Decision | None = None
-        self.tether = DeadlineHandoff(deadline_path(ctx.config.data_dir, workload.name))
+        self.tether = DeadlineHandoff(TetherSpec(deadline_dir(ctx.config.data_dir, workload.name)))
 
     # -- lifecycle -------------------------------------------------------------------------
     def started(self) -> None:
@@ -192,10 +194,10 @@ class WorkloadSupervisor(Supervisor):
             return
         deadline = decision.state.lease.deadline(self.strategy.params.fence_offset)
         try:
-            self.tether.offer(deadline, self.ctx.clock.monotonic())
+            self.tether.offer(decision.state.lease.token, deadline, self.ctx.clock.monotonic())
         except OSError as e:  # the tether then fences at the old deadline: safe, and loud
             log.error(
-                "%s: cannot hand the fence deadline to %s: %s", self.name, self.tether.path, e
+                "%s: cannot hand the fence deadline to %s: %s", self.name, self.tether.spec, e
             )
 
     def execute(self, cmd: Command) -> None:
@@ -307,8 +309,8 @@ class WorkloadSupervisor(Supervisor):
             self.ctx.copies.set(
                 self.name, m.CopyInfo(started_wall=started, score=self.score(), token=ev.token)
             )
-        elif ev.state in (DriverState.STOPPED, DriverState.FENCED, DriverState.FAILED) or (
-            ev.state is DriverState.EXITED and "restarting in" not in ev.detail
+        elif ev.state in (DriverState.STOPPED, DriverState.FENCED) or (
+            ev.state is DriverState.EXITED and not ev.restarting
         ):
             self.ctx.copies.set(self.name, None)
         self.feed_copies()

@@ -15,7 +15,8 @@ import pykka
 
 from harmony.actors.base import AgentContext, HarmonyActor
 from harmony.actors.drivers import DriverEvent, TetherSpec, make_driver
-from harmony.actors.drivers.tether import deadline_path
+from harmony.actors.drivers.containment import containment_id
+from harmony.actors.drivers.tether import deadline_dir
 from harmony.actors.messages import (
     FenceWorkload,
     GetOutput,
@@ -58,7 +59,7 @@ class WorkloadActor(HarmonyActor):
         if self.workload.strategy == "absolute-consistency":
             journal = self.ctx.journal
             tether = TetherSpec(
-                deadline_path(self.ctx.config.data_dir, self.workload.name),
+                deadline_dir(self.ctx.config.data_dir, self.workload.name),
                 journal.path if journal is not None else None,
                 self.ctx.incarnation,
             )
@@ -69,6 +70,7 @@ class WorkloadActor(HarmonyActor):
             log_dir=log_dir,
             on_event=lambda ev: ref.tell(DriverReport(ev)),
             stop_grace=self.ctx.config.timings.stop_grace,
+            containment=containment_id(self.ctx.config.data_dir, self.ctx.site, self.workload.name),
             tether=tether,
         )
         self.set_state("stopped", driver=str(self.workload.driver.__struct_config__.tag))

@@ -56,8 +56,8 @@ def test_start_stop_transitions_and_env(build: Build, tmp_path: Path) -> None:
 
 def test_failing_start_hook_reports_code_and_output(build: Build, tmp_path: Path) -> None:
     b = build(hooks(tmp_path, start="echo 'port 5432 in use' >&2; exit 3"))
-    assert start(b, 1) is S.FAILED
-    detail = b.events.last(S.FAILED).detail
+    assert start(b, 1) is S.UNKNOWN
+    detail = b.events.last(S.UNKNOWN).detail
     assert "exited with code 3" in detail and "port 5432 in use" in detail
     b.driver.stop("clean up")  # the stop hook still runs after a failed start
     assert b.driver.state is S.STOPPED
@@ -106,8 +106,8 @@ def test_failing_fence_hook_is_reported_failed(build: Build, tmp_path: Path) -> 
     b = build(hooks(tmp_path, fence="echo 'ipmi unreachable'; exit 2"))
     start(b, 1)
     b.driver.fence("lease lost")
-    assert b.driver.state is S.FAILED
-    detail = b.events.last(S.FAILED).detail
+    assert b.driver.state is S.UNKNOWN
+    detail = b.events.last(S.UNKNOWN).detail
     assert detail.startswith("fence failed") and "exited with code 2" in detail
     assert "ipmi unreachable" in detail
 
@@ -120,14 +120,14 @@ def test_timed_out_hook_is_killed_with_its_group(build: Build, tmp_path: Path) -
     t0 = time.monotonic()
     b.driver.fence("lease lost")
     took = time.monotonic() - t0
-    assert b.driver.state is S.FAILED
-    assert "timed out after 0.5 s" in b.events.last(S.FAILED).detail
+    assert b.driver.state is S.UNKNOWN
+    assert "timed out after 0.5 s" in b.events.last(S.UNKNOWN).detail
     assert 0.5 <= took < 3
     assert not pid_alive(read_pid(pidfile)), "the timed-out hook's child survived"
 
     slow = build(hooks(tmp_path, start="sleep 30", timeout=0.3), workload="w2", stop_grace=0.2)
-    assert start(slow, None) is S.FAILED
-    assert "start hook timed out" in slow.events.last(S.FAILED).detail
+    assert start(slow, None) is S.UNKNOWN
+    assert "start hook timed out" in slow.events.last(S.UNKNOWN).detail
 
 
 def test_probe_hook_on_demand(build: Build, tmp_path: Path) -> None:
@@ -151,15 +151,15 @@ def test_prober_reports_only_transitions(build: Build, tmp_path: Path) -> None:
     n = line_count(probes)
     wait_until(lambda: line_count(probes) >= n + 2, 5, "healthy probes")
     healthy.unlink()
-    failed = b.events.wait_count(S.FAILED, 1)
+    failed = b.events.wait_count(S.UNKNOWN, 1)
     assert (
         failed.detail.startswith("probe failed: exited with code 1") and "no pulse" in failed.detail
     )
-    assert b.driver.state is S.FAILED
+    assert b.driver.state is S.UNKNOWN
 
     n = line_count(probes)
     wait_until(lambda: line_count(probes) >= n + 5, 5, "more failing probes")
-    assert b.events.count(S.FAILED) == 1, "a failing probe must not be reported every time"
+    assert b.events.count(S.UNKNOWN) == 1, "a failing probe must not be reported every time"
 
     healthy.touch()
     recovered = b.events.wait_count(S.RUNNING, 2)

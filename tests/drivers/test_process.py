@@ -193,15 +193,15 @@ def test_fence_kills_a_process_ignoring_sigterm(build: Build, tmp_path: Path) ->
 def test_command_not_found_fails_clearly(build: Build, tmp_path: Path) -> None:
     b = build(ProcessDriverConfig(command=["harmony-no-such-command", "--x"], restart="always"))
     b.driver.start(1)
-    assert b.driver.state is S.FAILED
-    failed = b.events.last(S.FAILED)
+    assert b.driver.state is S.UNKNOWN
+    failed = b.events.last(S.UNKNOWN)
     assert "command not found: harmony-no-such-command" in failed.detail
-    assert b.events.states() == [S.STARTING, S.FAILED]
+    assert b.events.states() == [S.STARTING, S.UNKNOWN]
     assert any("command not found" in line for line in b.driver.output_tail())
 
     bad_cwd = build(py(SLEEPER, cwd=str(tmp_path / "missing")), workload="w2")
     bad_cwd.driver.start(None)
-    assert "working directory not found" in bad_cwd.events.last(S.FAILED).detail
+    assert "working directory not found" in bad_cwd.events.last(S.UNKNOWN).detail
 
     b.driver.stop("cleanup")  # failed -> stopped, no process involved
     assert b.driver.state is S.STOPPED

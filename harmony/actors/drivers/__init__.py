@@ -38,17 +38,18 @@ def make_driver(
     on_event: EventCallback,
     monotonic: Callable[[], float] = time.monotonic,
     stop_grace: float = 2.0,
+    containment: str = "",
     tether: TetherSpec | None = None,
 ) -> ProcessDriver | HooksDriver:
     """The driver for this config (the config's ``kind`` tag chose its type).
 
-    `tether` (process driver only) runs every start with a token under a tether, so the
-    workload fences itself at the fence deadline even when its agent cannot.
+    `containment`: the id every process of the workload carries (`containment_id`).
+    `tether`: every start with a token gets a watcher outside the agent, so the copy is
+    fenced at its fence deadline even when the agent cannot do it.
     """
+    rest = (log_dir, on_event, monotonic, stop_grace)
     if isinstance(config, ProcessDriverConfig):
-        driver = ProcessDriver(workload, site, config, log_dir, on_event, monotonic, stop_grace)
-        driver.tether = tether
-        return driver
+        return ProcessDriver(workload, site, config, *rest, containment=containment, tether=tether)
     if isinstance(config, HooksDriverConfig):
-        return HooksDriver(workload, site, config, log_dir, on_event, monotonic, stop_grace)
+        return HooksDriver(workload, site, config, *rest, containment=containment, tether=tether)
     raise TypeError(f"no driver for config type {type(config).__name__}")

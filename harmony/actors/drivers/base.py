@@ -25,6 +25,10 @@ from typing import Generic, TypeVar
 import msgspec
 
 from harmony.config import HooksDriverConfig, ProcessDriverConfig
+from harmony.guard import DEADLINE_ENV, TOKEN_ENV
+
+from .containment import CONTAINMENT_ENV
+from .tether import TetherSpec
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +43,26 @@ TAIL_BYTES = 64 * 1024
 
 
 class DriverState(enum.StrEnum):
-    """Where a workload is, as far as its driver knows."""
+    """Where a workload is, as far as its driver knows.
+
+    `STOPPED`, `FENCED` and `EXITED` are facts, never guesses: for `process`, no process of
+    the copy's containment is left; for `hooks`, the stop or fence hook exited 0 and, when a
+    probe is configured, a probe afterwards reported the copy down. Anything less is
+    `UNKNOWN`.
+    """
 
     STOPPED = "stopped"
     STARTING = "starting"
     RUNNING = "running"
     STOPPING = "stopping"
     FENCED = "fenced"
+    """Confirmed down after a fence (the same confirmation as `STOPPED`)."""
     EXITED = "exited"
-    FAILED = "failed"
+    """The copy ended on its own and nothing of its containment is left (`restarting`: the
+    restart policy brings it back)."""
+    UNKNOWN = "unknown"
+    """The copy may still run: a failed probe, a failed or timed-out stop/fence hook, a
+    spawn error, a containment that survived SIGKILL. Never a stop: the caller fences."""
 
 
 class DriverEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,6 +80,8 @@ class DriverEvent(msgspec.Struct, frozen=True, kw_only=True):
     token: int | None = None
     """The fencing token the workload was started with (None without a lease)."""
     pid: int | None = None
+    restarting: bool = False
+    """`EXITED` only: the driver's restart policy starts the copy again by itself."""
     mono: float = msgspec.field(default_factory=time.monotonic)
     wall: float = msgspec.field(default_factory=time.time)
 
@@ -84,6 +101,9 @@ class Driver(abc.ABC, Generic[ConfigT]):
         on_event: EventCallback,
         monotonic: Callable[[], float] = time.monotonic,
         stop_grace: float = 2.0,
+        *,
+        containment: str = "",
+        tether: TetherSpec | None = None,
     ) -> None:
         self.workload = workload
         self.site = site
@@ -91,6 +111,11 @@ class Driver(abc.ABC, Generic[ConfigT]):
         self.log_dir = Path(log_dir)
         self.log_path = self.log_dir / f"{workload}.log"
         self.stop_grace = stop_grace
+        self.containment = containment or f"{site}.local.{workload}"
+        """The id every process of this workload carries (see `containment`)."""
+        self.tether = tether
+        """Set for absolute-consistency: tokened copies get a watcher outside the agent that
+        fences them at their fence deadline (see `tether`)."""
         self._on_event = on_event
         self._monotonic = monotonic
         self._state = DriverState.STOPPED
@@ -102,6 +127,12 @@ class Driver(abc.ABC, Generic[ConfigT]):
         self._op = threading.RLock()
         self._lock = threading.RLock()
         self.log_dir.mkdir(parents=True, exist_ok=True)
+
+    def deadline_file(self) -> Path | None:
+        """The fence deadline file of the current token's copy (None: no tether, no token)."""
+        if self.tether is None or self._token is None:
+            return None
+        return self.tether.deadline_file(self._token)
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -157,6 +188,7 @@ class Driver(abc.ABC, Generic[ConfigT]):
         *,
         exit_code: int | None = None,
         pid: int | None = None,
+        restarting: bool = False,
     ) -> None:
         """Take a state and report it. Emitting under the lock keeps events in order."""
         with self._lock:
@@ -168,6 +200,7 @@ class Driver(abc.ABC, Generic[ConfigT]):
                 exit_code=exit_code,
                 token=self._token,
                 pid=pid,
+                restarting=restarting,
                 mono=self._monotonic(),
                 wall=time.time(),
             )
@@ -185,11 +218,15 @@ class Driver(abc.ABC, Generic[ConfigT]):
         env = {**os.environ, **extra}
         env["HARMONY_WORKLOAD"] = self.workload
         env["HARMONY_SITE"] = self.site
-        if self._token is None:
-            # An agent started by something that set it must not leak a stale token.
-            env.pop("HARMONY_FENCING_TOKEN", None)
-        else:
-            env["HARMONY_FENCING_TOKEN"] = str(self._token)
+        env[CONTAINMENT_ENV] = self.containment
+        # An agent started by something that set these must not leak stale values.
+        env.pop(TOKEN_ENV, None)
+        env.pop(DEADLINE_ENV, None)
+        if self._token is not None:
+            env[TOKEN_ENV] = str(self._token)
+        deadline = self.deadline_file()
+        if deadline is not None:
+            env[DEADLINE_ENV] = str(deadline)
         env.update(more)
         return env
 

@@ -125,7 +125,7 @@ class HooksDriver(Driver[HooksDriverConfig]):
             if res.ok:
                 self._set(DriverState.STOPPED, f"{reason}: stop hook ok in {res.took:.2f} s")
             else:
-                self._set(DriverState.FAILED, "stop hook " + res.summary(self.config.timeout))
+                self._set(DriverState.UNKNOWN, "stop hook " + res.summary(self.config.timeout))
 
     def fence(self, reason: str) -> None:
         with self._op:
@@ -141,7 +141,7 @@ class HooksDriver(Driver[HooksDriverConfig]):
             else:
                 # The workload may still be active: the actor layer must escalate.
                 detail = f"fence failed ({kind} hook {res.summary(self.config.timeout)})"
-                self._set(DriverState.FAILED, detail)
+                self._set(DriverState.UNKNOWN, detail)
 
     def probe(self) -> bool:
         if not self.config.probe:
@@ -165,7 +165,7 @@ class HooksDriver(Driver[HooksDriverConfig]):
             if cancel.is_set():
                 return  # stop()/fence()/close() took over and report what happens next
             if not res.ok:
-                self._set(DriverState.FAILED, "start hook " + res.summary(self.config.timeout))
+                self._set(DriverState.UNKNOWN, "start hook " + res.summary(self.config.timeout))
                 return
             self._set(DriverState.RUNNING, f"start hook ok in {res.took:.2f} s")
             if self.config.probe:
@@ -227,7 +227,7 @@ class HooksDriver(Driver[HooksDriverConfig]):
                     self._mark(f"probe failed: {res.describe(self.config.timeout)}")
                     self._append(res.output)
                     self._set(
-                        DriverState.FAILED, "probe failed: " + res.summary(self.config.timeout)
+                        DriverState.UNKNOWN, "probe failed: " + res.summary(self.config.timeout)
                     )
                 elif not succeeded:
                     log.debug("%s: probe not healthy yet: %s", self.workload, res.output[-1:])

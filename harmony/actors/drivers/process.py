@@ -27,7 +27,7 @@ from .base import (
     terminate_group,
 )
 from .spawn import resolve, spawn_tied
-from .tether import TETHER_FENCED, TetherSpec, tether_argv
+from .tether import TETHER_FENCED, tether_argv
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,6 @@ class ProcessDriver(Driver[ProcessDriverConfig]):
     """Quick failures in a row, for the restart backoff."""
     _gen: int = 0
     """Bumped by every start/stop/fence/close: a stale restart timer sees it and gives up."""
-    tether: TetherSpec | None = None
-    """Set for absolute-consistency workloads: starts with a token run under a tether."""
 
     @property
     def pid(self) -> int | None:
@@ -110,14 +108,15 @@ class ProcessDriver(Driver[ProcessDriverConfig]):
         self._set(DriverState.STARTING, f"starting {shlex.join(cfg.command)}")
         self._mark(f"start token={self._token}: {shlex.join(cfg.command)}")
         argv = cfg.command
-        tethered = self.tether is not None and self._token is not None
+        deadline_file = self.deadline_file()
+        tethered = self.tether is not None and deadline_file is not None
         fd = self._open_log()
         try:
-            if tethered and self.tether is not None:
+            if self.tether is not None and deadline_file is not None:
                 resolve(cfg.command[0], cfg.cwd or None, self._env(cfg.env))  # the clear error
                 argv = tether_argv(
                     cfg.command,
-                    self.tether.deadline_file,
+                    deadline_file,
                     self.stop_grace,
                     journal=self.tether.journal,
                     site=self.site,
@@ -137,7 +136,7 @@ class ProcessDriver(Driver[ProcessDriverConfig]):
         except OSError as e:
             detail = self._spawn_error(e)
             self._mark(detail)
-            self._set(DriverState.FAILED, detail)
+            self._set(DriverState.UNKNOWN, detail)
             return
         finally:
             os.close(fd)
@@ -197,7 +196,7 @@ class ProcessDriver(Driver[ProcessDriverConfig]):
                 self._timer.daemon = True
                 self._timer.start()
             self._mark(f"pid {proc.pid} {detail}")
-            self._set(DriverState.EXITED, detail, exit_code=code, pid=proc.pid)
+            self._set(DriverState.EXITED, detail, exit_code=code, pid=proc.pid, restarting=restart)
 
     def _restart(self, gen: int) -> None:
         with self._op:
@@ -252,4 +251,4 @@ class ProcessDriver(Driver[ProcessDriverConfig]):
                 else:
                     detail = f"{final.name.lower()} failed: {how}"
                     self._mark(detail)
-                    self._set(DriverState.FAILED, detail, exit_code=code, pid=proc.pid)
+                    self._set(DriverState.UNKNOWN, detail, exit_code=code, pid=proc.pid)

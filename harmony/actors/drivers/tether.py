@@ -24,72 +24,87 @@ the driver's stop and fence signal COMMAND directly, and the tether exits the wa
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harmony.guard import RELEASED, read_deadline, write_deadline
+
+__all__ = [
+    "TETHER_FENCED",
+    "DeadlineHandoff",
+    "TetherSpec",
+    "deadline_dir",
+    "read_deadline",
+    "tether_argv",
+    "write_deadline",
+]
+
 TETHER_FENCED = 87
 """Exit status of a tether that fenced its workload (or refused to start it)."""
 
 
+def deadline_dir(data_dir: str | Path, workload: str) -> Path:
+    """Where the agent keeps a workload's fence deadlines, one file per token."""
+    return Path(data_dir) / "tether" / workload
+
+
 @dataclass(frozen=True)
 class TetherSpec:
-    """What a process driver needs to run its workload under a tether."""
+    """What a driver needs to keep a tokened copy fenced without its agent.
 
-    deadline_file: Path
+    Deadlines are per token (``<deadline_dir>/<token>.deadline``): a watcher of an old copy
+    never reads, and so never fences by, the deadline of a later one.
+    """
+
+    deadline_dir: Path
     journal: Path | None = None
     incarnation: str = ""
 
-
-def deadline_path(data_dir: str | Path, workload: str) -> Path:
-    """Where the agent keeps a workload's fence deadline for its tether."""
-    return Path(data_dir) / "tether" / f"{workload}.deadline"
-
-
-def write_deadline(path: Path, deadline: float) -> None:
-    """Atomically replace the deadline in `path` (readers never see a torn number)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(f"{deadline:.6f}\n")
-    os.replace(tmp, path)
+    def deadline_file(self, token: int) -> Path:
+        return self.deadline_dir / f"{token}.deadline"
 
 
 class DeadlineHandoff:
-    """The agent's side: hands a workload's fence deadline to its tether.
+    """The agent's side: hands each tokened copy's fence deadline to its watchers.
 
     Only a later deadline is ever written (from a confirmed renewal); when the lease is gone
     the last one stays and runs out, which is exactly the bound the safety argument already
     allows. `offer` takes the deadline on the agent's clock and writes it on the machine's
-    monotonic clock, which the tether process shares (the same clock in production; tests
-    may give the agent another one).
+    monotonic clock, which the watcher processes share (the same clock in production; tests
+    may give the agent another one). `release` marks a copy the agent *confirmed* stopped, so
+    its watcher may leave without fencing.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.last: float | None = None
+    def __init__(self, spec: TetherSpec) -> None:
+        self.spec = spec
+        self.last: dict[int, float] = {}
 
     def reset(self) -> None:
-        """A deadline left by an earlier incarnation (or an earlier boot: the monotonic clock
-        restarts) must not let a tether run before this one holds the lease."""
-        self.path.unlink(missing_ok=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.last = None
+        """Deadlines left by an earlier incarnation (or an earlier boot: the monotonic clock
+        restarts) are removed: their watchers then fence at once, and no watcher can run a
+        copy before this incarnation holds the lease."""
+        d = self.spec.deadline_dir
+        d.mkdir(parents=True, exist_ok=True)
+        for f in d.glob("*.deadline"):
+            f.unlink(missing_ok=True)
+        self.last.clear()
 
-    def offer(self, deadline: float | None, clock_now: float) -> None:
-        """Write `deadline` (agent clock; `clock_now` is that clock now) if it is news.
-        Raises OSError if it cannot: the tether then fences at the old deadline (safe)."""
-        if deadline is None or deadline == self.last:
+    def offer(self, token: int | None, deadline: float | None, clock_now: float) -> None:
+        """Write `deadline` (agent clock; `clock_now` is that clock now) for `token` if it is
+        news. Raises OSError if it cannot: the watcher then fences at the old deadline (safe)."""
+        if token is None or deadline is None or self.last.get(token) == deadline:
             return
-        self.last = deadline
-        write_deadline(self.path, time.monotonic() + (deadline - clock_now))
+        self.last[token] = deadline
+        write_deadline(self.spec.deadline_file(token), time.monotonic() + (deadline - clock_now))
 
-
-def read_deadline(path: Path) -> float | None:
-    try:
-        return float(path.read_text())
-    except (OSError, ValueError):
-        return None
+    def release(self, token: int | None) -> None:
+        """The copy with `token` was confirmed stopped: its watcher may exit quietly."""
+        if token is None or token not in self.last:
+            return
+        del self.last[token]
+        write_deadline(self.spec.deadline_file(token), RELEASED)
 
 
 def tether_argv(
