@@ -29,8 +29,9 @@ from harmony.strategies.commands import (
     RenewLease,
     WatchLease,
 )
+from harmony.strategies.lease_fold import LEASE_HANDLERS
 from harmony.strategies.params import Params
-from harmony.strategies.state import LeaseView, Seen, WorkloadState
+from harmony.strategies.state import DriverView, Seen, WorkloadState
 from harmony.strategies.tables import (
     AC_GOALS,
     LEASE_RULES,
@@ -46,12 +47,14 @@ from harmony.strategies.tables import (
 from harmony.strategies.timing import UnsafeTimings
 
 replace = dataclasses.replace
+BOOT_DOUBT = "boot: what an earlier incarnation of this site left is unknown"
 
 
 class AbsoluteConsistency(FailoverStrategy):
     """Lease-fenced failover. Refuses unsafe timings unless ``check=False`` (tests only)."""
 
     name = "absolute-consistency"
+    uses_lease = True
 
     def __init__(self, params: Params | None = None, *, check: bool = True, **timing: Any):
         super().__init__(params)
@@ -62,6 +65,11 @@ class AbsoluteConsistency(FailoverStrategy):
 
     def _boot(self, state: WorkloadState) -> Iterable[Command]:
         return (WatchLease("watch the lease from boot"),)
+
+    def _boot_driver(self) -> DriverView:
+        """What an earlier incarnation of this site left may still run: fence it (and learn
+        that it is down) before this site takes part in any election."""
+        return DriverView(phase=Phase.UNKNOWN, doubt=BOOT_DOUBT)
 
     # -- facts -----------------------------------------------------------------------------
     def rank(self, state: WorkloadState) -> int:
@@ -81,96 +89,15 @@ class AbsoluteConsistency(FailoverStrategy):
     def _absorb(
         self, state: WorkloadState, event: ev.Event, now: float, out: list[Command]
     ) -> WorkloadState:
-        lease = state.lease
-        p = self.params
-        if isinstance(event, ev.LeaseAcquired):
-            if lease.revision is not None:
-                out.append(RecordEvent("lease-ignored", f"acquire answer {event} while holding"))
-                return state
-            lease = self._seen(lease, Seen.HELD, state.site, event.revision, now)
-            lease = replace(
-                lease,
-                revision=event.revision,
-                token=event.revision,
-                t0=event.sent_at,
-                pending=None,
-                next_attempt_at=event.sent_at + p.renew_interval,
-            )
-            out.append(
-                RecordEvent(
-                    "lease-acquired",
-                    f"lease acquired, token {event.revision}; fence deadline "
-                    f"{event.sent_at + p.fence_offset:.3f}",
-                )
-            )
-            return replace(state, lease=lease)
-        if isinstance(event, ev.AcquireFailed):
-            lease = replace(lease, pending=None, retry_at=now + p.rank_delay)
-            out.append(RecordEvent("acquire-failed", event.reason))
-            if event.conflict:  # someone moved first, or the marker we aimed at is gone
-                lease = replace(lease, seen=Seen.UNKNOWN, seen_since=now, rewatch=True)
-            return replace(state, lease=lease)
-        if isinstance(event, ev.LeaseRenewed):
-            pending = None if lease.pending == LeaseAct.RENEW else lease.pending
-            if lease.revision is None or event.revision <= lease.revision:
-                return replace(state, lease=replace(lease, pending=pending))
-            was_valid = lease.valid(now, p.fence_offset)
-            t0 = max(lease.t0 or event.sent_at, event.sent_at)
-            lease = replace(lease, revision=event.revision, t0=t0, pending=pending)
-            if not was_valid and lease.valid(now, p.fence_offset):
-                out.append(RecordEvent("lease-renewed", "renewed after the fence deadline"))
-            return replace(state, lease=lease)
-        if isinstance(event, ev.RenewFailed):
-            pending = None if lease.pending == LeaseAct.RENEW else lease.pending
-            deadline = lease.deadline(p.fence_offset)
-            out.append(RecordEvent("renew-failed", f"{event.reason}; fence deadline {deadline}"))
-            return replace(state, lease=replace(lease, pending=pending))
-        if isinstance(event, ev.LeaseLost):
-            if lease.revision is None:
-                return state
-            state = self._drop(state, f"lease lost: {event.reason}", now, out)
-            if state.lease.pending == LeaseAct.RENEW:  # this is the answer to our renewal
-                state = replace(state, lease=replace(state.lease, pending=None))
-            if event.holder is not None and event.revision is not None:
-                seen = self._seen(state.lease, Seen.HELD, event.holder, event.revision, now)
-                return replace(state, lease=seen)
-            return replace(state, lease=replace(state.lease, rewatch=True))
-        if isinstance(event, ev.LeaseObservedHeld):
-            if lease.seen_revision is not None and event.revision < lease.seen_revision:
-                return state
-            if (
-                event.holder != state.site
-                and lease.revision is not None
-                and event.revision > lease.revision
-            ):
-                why = f"lease seen held by {event.holder} at revision {event.revision}"
-                state = self._drop(state, why, now, out)
-            seen = self._seen(state.lease, Seen.HELD, event.holder, event.revision, now)
-            return replace(state, lease=seen)
+        handler = LEASE_HANDLERS.get(type(event))
+        if handler is None:
+            return state
+        state = handler(state, event, self.params, now, out)
         if isinstance(event, ev.LeaseObservedGone):
-            rev = event.revision
-            if rev is not None and lease.seen_revision is not None and rev < lease.seen_revision:
-                return state
-            if lease.revision is not None:
-                if rev is None or rev <= lease.revision:
-                    return state  # older than our own CAS: stale
-                state = self._drop(state, f"lease seen gone at revision {rev}", now, out)
-            state = replace(state, lease=self._seen(state.lease, Seen.GONE, None, rev, now))
             at = self.acquire_at(state)
             if at is not None:
                 why = f"lease gone; rank {self.rank(state)} among live sites: try at {at:.3f}"
                 out.append(RecordEvent("lease-gone", why))
-            return state
-        if isinstance(event, ev.LeaseReleased):
-            out.append(RecordEvent("lease-released", "lease released"))
-            return self._after_release(state, now)
-        if isinstance(event, ev.ReleaseFailed):
-            if event.conflict:
-                out.append(RecordEvent("lease-released", f"lease already gone: {event.reason}"))
-                return self._after_release(state, now)
-            out.append(RecordEvent("release-failed", event.reason))
-            lease = replace(lease, pending=None, retry_at=now + p.renew_interval)
-            return replace(state, lease=lease)
         return state
 
     def _moving(self, state: WorkloadState, out: list[Command]) -> WorkloadState:
@@ -188,51 +115,24 @@ class AbsoluteConsistency(FailoverStrategy):
             state = replace(state, handing_over=True)
         return state
 
-    @staticmethod
-    def _seen(
-        lease: LeaseView, seen: Seen, holder: str | None, rev: int | None, now: float
-    ) -> LeaseView:
-        since = lease.seen_since if seen is lease.seen else now
-        return replace(
-            lease, seen=seen, seen_holder=holder, seen_revision=rev, seen_since=since, seen_at=now
-        )
-
-    def _drop(
-        self, state: WorkloadState, why: str, now: float, out: list[Command]
-    ) -> WorkloadState:
-        """The lease is not ours (any more): forget it; the goal table then fences the copy.
-
-        A request in flight stays pending: its answer (or its timeout) still comes.
-        """
-        out.append(RecordEvent("lease-lost", why))
-        return self._not_holding(state, now)
-
-    def _after_release(self, state: WorkloadState, now: float) -> WorkloadState:
-        state = self._not_holding(state, now)
-        lease = replace(state.lease, pending=None, seen=Seen.UNKNOWN, seen_since=now)
-        return replace(state, lease=lease)
-
-    def _not_holding(self, state: WorkloadState, now: float) -> WorkloadState:
-        """Forget revision, token and t0; a handover is over (it gives better sites a turn)."""
-        lease = replace(state.lease, revision=None, token=None, t0=None)
-        cooldown = state.cooldown_until
-        if state.handing_over:
-            turn = len(state.topology.sites) * self.params.rank_delay
-            cooldown = max(cooldown, now + turn)
-        return replace(state, lease=lease, handing_over=False, cooldown_until=cooldown)
-
     # -- rules -----------------------------------------------------------------------------
     def _act(self, state: WorkloadState, now: float, out: list[Command]) -> WorkloadState:
         p = self.params
         lease = state.lease
         if lease.pending is not None and now >= lease.pending_since + p.renew_interval:
             out.append(RecordEvent("lease-timeout", f"no answer to {lease.pending}; assume failed"))
-            state = replace(state, lease=replace(lease, pending=None))
+            unconfirmed = lease.unconfirmed_since
+            if lease.pending is LeaseAct.RENEW and unconfirmed is None:
+                unconfirmed = lease.pending_since  # it may still land
+            state = replace(
+                state, lease=replace(lease, pending=None, unconfirmed_since=unconfirmed)
+            )
         state = self._maybe_failback(state, now, out)
 
         lease, driver = state.lease, state.driver
         facts = AcFacts(
             active=driver.active,
+            unknown=driver.unknown,
             valid=lease.valid(now, p.fence_offset),
             leaving=state.leaving,
             warm=state.topology.warm,
@@ -240,7 +140,7 @@ class AbsoluteConsistency(FailoverStrategy):
         )
         goal, why = first_match(AC_GOALS, facts)
         act = WORKLOAD_ACTIONS.get((goal, driver.phase, driver.active))
-        if act is not None:
+        if act is not None and self._may_drive(state, act, now):
             explained = self._explain(state, goal, why)
             state, drive = self._drive(state, act, explained, now, lease.token)
             out.append(drive)
@@ -262,7 +162,7 @@ class AbsoluteConsistency(FailoverStrategy):
             stopped=state.driver.phase is Phase.STOPPED,
             due=now >= lease.next_attempt_at,
             retry_ok=now >= lease.retry_at,
-            may_acquire=at is not None and now >= at,
+            may_acquire=at is not None and now >= at and not state.driver.unknown,
         )
         request, why = first_match(LEASE_RULES, lf)
         if request is None:
@@ -277,7 +177,7 @@ class AbsoluteConsistency(FailoverStrategy):
         else:  # pragma: no cover - the tables never ask this
             return state
         out.append(cmd)
-        lease = replace(lease, pending=request.value, pending_since=now)
+        lease = replace(lease, pending=request, pending_since=now)
         if request is LeaseAct.RENEW:
             lease = replace(lease, next_attempt_at=now + p.renew_interval)
         return replace(state, lease=lease)
@@ -324,6 +224,8 @@ class AbsoluteConsistency(FailoverStrategy):
     def _explain(self, state: WorkloadState, goal: Goal, why: str) -> str:
         lease = state.lease
         if goal is Goal.FENCED:
+            if state.driver.doubt is not None:
+                return f"{why} ({state.driver.doubt})"
             if lease.revision is None:
                 return f"{why}: the lease is not ours"
             return f"{why}: no renewal since t0={lease.t0:.3f}, deadline {self._deadline(state)}"
@@ -344,3 +246,4 @@ class AbsoluteConsistency(FailoverStrategy):
         yield state.cooldown_until
         yield self._failback_at(state)
         yield self._stale_at(state)
+        yield self._fence_retry_at(state)

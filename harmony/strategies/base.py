@@ -25,7 +25,7 @@ from harmony.strategies.commands import (
 )
 from harmony.strategies.params import Params
 from harmony.strategies.state import Decision, DriverView, Peer, WorkloadState
-from harmony.strategies.tables import DRIVER_REPORTS, Act, PeerStatus, Phase
+from harmony.strategies.tables import DRIVER_REPORTS, FENCE_RETRY, Act, PeerStatus, Phase
 from harmony.strategies.topology import FailoverTopology
 
 replace = dataclasses.replace
@@ -42,6 +42,10 @@ class FailoverStrategy(ABC):
     """One failover strategy, configured by `Params`; holds no per-site state itself."""
 
     name: ClassVar[str]
+    uses_lease: ClassVar[bool] = False
+    """The workload runs under a lease (and so its tokened copies under a tether)."""
+    announces_copies: ClassVar[bool] = False
+    """Sites announce their running copies in heartbeats and reconcile on them."""
 
     def __init__(self, params: Params | None = None) -> None:
         self.params = params if params is not None else Params()
@@ -50,7 +54,9 @@ class FailoverStrategy(ABC):
         """The first decision for `site` (call once when the workload supervisor starts)."""
         if site not in topology:
             raise ValueError(f"site {site!r} is not in the topology {topology.sites}")
-        state = WorkloadState(site=site, topology=topology, booted_at=now)
+        state = WorkloadState(
+            site=site, topology=topology, booted_at=now, driver=self._boot_driver()
+        )
         return self._evaluate(state, now, list(self._boot(state)))
 
     def step(self, state: WorkloadState, event: ev.Event, now: float) -> Decision:
@@ -65,6 +71,10 @@ class FailoverStrategy(ABC):
     # -- for subclasses ------------------------------------------------------------------
     def _boot(self, state: WorkloadState) -> Iterable[Command]:
         return ()
+
+    def _boot_driver(self) -> DriverView:
+        """What the core assumes about this site's copy before any driver report."""
+        return DriverView()
 
     @abstractmethod
     def _absorb(
@@ -126,33 +136,72 @@ class FailoverStrategy(ABC):
             return replace(state, shutting_down=True)
         if isinstance(event, ev.WorkloadPromoted):
             return state
+        if isinstance(event, ev.WorkloadUnknown):
+            return self._unknown(state, event.reason, now, out)
         if isinstance(event, ev.WorkloadExited):
             return self._exited(state, event, now, out)
         kind = _REPORTS.get(type(event))
         if kind is not None:
-            return self._moved(state, DRIVER_REPORTS.get((state.driver.phase, kind)))
+            return self._report(state, kind, now, out)
         return state
+
+    def _unknown(
+        self, state: WorkloadState, reason: str, now: float, out: list[Command]
+    ) -> WorkloadState:
+        """The copy may still run. It is fenced (at once, then with backoff) until a driver
+        confirms it down; meanwhile it counts as running: no release, no acquire, no start."""
+        d = state.driver
+        if DRIVER_REPORTS.get((d.phase, "unknown")) is None:
+            return state
+        kind = "fence-unconfirmed" if d.phase in (Phase.STOPPING, Phase.FENCING) else "copy-unknown"
+        retry = 0.0 if not d.fence_attempts else fence_backoff(d.fence_attempts)
+        out.append(
+            RecordEvent(kind, f"{reason}: the copy may still run; fencing until it is confirmed")
+        )
+        driver = replace(d, phase=Phase.UNKNOWN, doubt=reason, fence_retry_at=now + retry)
+        return replace(state, driver=driver)
+
+    def _report(
+        self, state: WorkloadState, kind: str, now: float, out: list[Command]
+    ) -> WorkloadState:
+        """A driver report (a fact) moves the phase as `DRIVER_REPORTS` says."""
+        d = state.driver
+        phase = DRIVER_REPORTS.get((d.phase, kind))
+        if phase is None or phase is d.phase:
+            return state
+        if phase is Phase.STOPPED:
+            state = replace(state, driver=DriverView())
+            if d.unknown:
+                out.append(RecordEvent("fence-confirmed", f"copy confirmed down ({d.doubt})"))
+                if d.started_at is not None:  # our copy failed; a boot leftover did not
+                    state = self._copy_failed(state, now, out)
+            return state
+        if d.unknown and phase is Phase.RUNNING:
+            out.append(RecordEvent("copy-recovered", f"the copy reports running again ({d.doubt})"))
+            return replace(state, driver=replace(d, phase=phase, doubt=None, fence_attempts=0))
+        return replace(state, driver=replace(d, phase=phase))
 
     def _exited(
         self, state: WorkloadState, event: ev.WorkloadExited, now: float, out: list[Command]
     ) -> WorkloadState:
-        was = state.driver.phase
+        was, doubted = state.driver.phase, state.driver.unknown
         kind = "restarting" if event.restarting else "exited"
-        state = self._moved(state, DRIVER_REPORTS.get((was, kind)))
+        state = self._report(state, kind, now, out)
         if was in (Phase.STARTING, Phase.RUNNING):
             how = "the driver restarts it" if event.restarting else "not restarted"
             out.append(RecordEvent("copy-exited", f"copy exited (code {event.code}); {how}"))
-            if state.driver.phase is Phase.STOPPED:
+            if state.driver.phase is Phase.STOPPED and not doubted:
                 state = self._copy_failed(state, now, out)
         return state
 
-    @staticmethod
-    def _moved(state: WorkloadState, phase: Phase | None) -> WorkloadState:
-        if phase is None or phase is state.driver.phase:
-            return state
-        if phase is Phase.STOPPED:
-            return replace(state, driver=DriverView())
-        return replace(state, driver=replace(state.driver, phase=phase))
+    def _may_drive(self, state: WorkloadState, act: Act, now: float) -> bool:
+        """A fence of a copy in an unknown state waits out its retry backoff."""
+        d = state.driver
+        return not (act is Act.FENCE and d.phase is Phase.UNKNOWN and now < d.fence_retry_at)
+
+    def _fence_retry_at(self, state: WorkloadState) -> float | None:
+        d = state.driver
+        return d.fence_retry_at if d.phase is Phase.UNKNOWN else None
 
     @staticmethod
     def _drive(
@@ -175,7 +224,13 @@ class FailoverStrategy(ABC):
             d = replace(d, phase=Phase.STOPPING)
         elif act is Act.FENCE:
             cmd = FenceWorkload(why)
-            d = replace(d, phase=Phase.FENCING)
+            attempts = d.fence_attempts + 1 if d.unknown else 0
+            d = replace(d, phase=Phase.FENCING, fence_attempts=attempts)
         else:
             raise ValueError(f"cannot {act} without a token")
         return replace(state, driver=d), cmd
+
+
+def fence_backoff(attempts: int) -> float:
+    """Seconds before fence attempt `attempts` + 1 of a copy whose state is unknown."""
+    return float(min(FENCE_RETRY["max"], FENCE_RETRY["base"] * 2 ** max(0, attempts - 1)))

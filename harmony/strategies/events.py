@@ -59,14 +59,45 @@ class LeaseRenewed:
 
 @dataclass(frozen=True, slots=True)
 class RenewFailed:
-    """A renewal timed out or the mesh was unreachable: the lease may still be ours."""
+    """A renewal timed out or the mesh was unreachable: the lease may still be ours.
+
+    `sent_at`: when that renewal was sent, if it may have been written after all (a timeout):
+    a later refusal may then turn out to be our own write (see `RenewRefused`).
+    """
 
     reason: str
+    sent_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRead:
+    """What a read of the lease key returned right after a refusal.
+
+    `ours`: the value names this site *and this incarnation* (an earlier incarnation's
+    value is someone else's). An unreadable value is never ours.
+    """
+
+    revision: int
+    holder: str | None
+    ours: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RenewRefused:
+    """Our renewal CAS ``update(last=revision)`` was refused: the key is past `revision`.
+
+    The lease actor reads the key at once and reports what it saw (`read`, None if the read
+    failed); whether that means lost, still ours, or not known yet is the strategy's call.
+    """
+
+    revision: int
+    reason: str
+    read: LeaseRead | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class LeaseLost:
-    """Definitely not ours any more: the renewal CAS was refused (revision moved on)."""
+    """Definitely not ours any more (a test's shortcut for a refusal that proves it)."""
 
     reason: str
     holder: str | None = None
@@ -105,6 +136,13 @@ class ReleaseFailed:
     conflict: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseActorRestarted:
+    """The lease actor died and was restarted: an answer it owed will never come."""
+
+    reason: str = "lease actor restarted"
+
+
 # -- time ----------------------------------------------------------------------------------
 
 
@@ -138,10 +176,20 @@ class WorkloadFenced:
 
 @dataclass(frozen=True, slots=True)
 class WorkloadExited:
-    """The copy exited on its own; `restarting`: the driver's restart policy brings it back."""
+    """The copy exited on its own and nothing of it is left (a fact, never a guess);
+    `restarting`: the driver's restart policy brings it back."""
 
     code: int | None = None
     restarting: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadUnknown:
+    """The copy may still run: a failed probe, a failed or timed-out stop or fence, a spawn
+    error, a crashed run actor. Never taken for a stop: the strategy fences until a driver
+    confirms the copy is down, and keeps the lease meanwhile."""
+
+    reason: str
 
 
 # -- agent ---------------------------------------------------------------------------------
@@ -204,13 +252,22 @@ LeaseEvent = (
     | AcquireFailed
     | LeaseRenewed
     | RenewFailed
+    | RenewRefused
+    | LeaseActorRestarted
     | LeaseLost
     | LeaseObservedHeld
     | LeaseObservedGone
     | LeaseReleased
     | ReleaseFailed
 )
-DriverEvent = WorkloadStarted | WorkloadPromoted | WorkloadStopped | WorkloadFenced | WorkloadExited
+DriverEvent = (
+    WorkloadStarted
+    | WorkloadPromoted
+    | WorkloadStopped
+    | WorkloadFenced
+    | WorkloadExited
+    | WorkloadUnknown
+)
 Event = (
     MoveRequested
     | PeerEvent

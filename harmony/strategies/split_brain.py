@@ -35,6 +35,7 @@ class SplitBrainAllowed(FailoverStrategy):
     """Availability first: replacements on silence, a named reconcile policy on heal."""
 
     name = "split-brain-allowed"
+    announces_copies = True
 
     def _absorb(
         self, state: WorkloadState, event: ev.Event, now: float, out: list[Command]
@@ -79,6 +80,7 @@ class SplitBrainAllowed(FailoverStrategy):
         if running and state.lost_to is None and len(copies) > 1:
             state = self._reconcile(state, copies, out)
         facts = SbaFacts(
+            unknown=state.driver.unknown,
             shutting=state.shutting_down,
             running=running,
             lost=state.lost_to is not None,
@@ -90,7 +92,7 @@ class SplitBrainAllowed(FailoverStrategy):
         )
         goal, why = first_match(SBA_GOALS, facts)
         act = WORKLOAD_ACTIONS.get((goal, state.driver.phase, state.driver.active))
-        if act is not None:
+        if act is not None and self._may_drive(state, act, now):
             if state.lost_to is not None:
                 why = f"{why} (policy {self.params.reconcile}: {state.lost_to} survives)"
             state, cmd = self._drive(state, act, why, now)
@@ -114,3 +116,4 @@ class SplitBrainAllowed(FailoverStrategy):
         if not state.synced:
             yield state.booted_at + self.params.sync_grace
         yield state.cooldown_until
+        yield self._fence_retry_at(state)

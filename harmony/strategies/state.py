@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 from harmony.strategies.commands import Command
 from harmony.strategies.events import Copy
-from harmony.strategies.tables import PeerStatus, Phase
+from harmony.strategies.tables import LeaseAct, PeerStatus, Phase
 from harmony.strategies.topology import FailoverTopology
 
 
@@ -38,8 +38,10 @@ class LeaseView:
     revision: int | None = None  # our last successful CAS; None: we do not hold the lease
     token: int | None = None  # revision of our acquisition: the fencing token
     t0: float | None = None  # send time of our last successful CAS
-    pending: str | None = None  # the `LeaseAct` awaiting an answer
+    pending: LeaseAct | None = None  # the request awaiting an answer
     pending_since: float = 0.0
+    unconfirmed_since: float | None = None  # send time of the oldest renewal whose outcome
+    # we do not know (it timed out): a later refusal may be our own write landing
     next_attempt_at: float = 0.0  # when the next renewal is due
     retry_at: float = 0.0  # earliest acquire or release after a failed one
     rewatch: bool = False  # ask for a fresh observation of the lease
@@ -59,12 +61,24 @@ class LeaseView:
 
 @dataclass(frozen=True, slots=True)
 class DriverView:
-    """This site's copy as far as the core knows (phases move when commands are sent)."""
+    """This site's copy as far as the core knows (phases move when commands are sent).
+
+    `doubt` is set while the copy's state is unknown (why), from the report that said so
+    until a driver confirms the copy is down: the phase may move to FENCING and back to
+    UNKNOWN meanwhile, the doubt stays.
+    """
 
     phase: Phase = Phase.STOPPED
     active: bool = False  # started with a token or promoted: counts as *the* active copy
     token: int | None = None
     started_at: float | None = None
+    doubt: str | None = None
+    fence_attempts: int = 0  # fences sent since the doubt began
+    fence_retry_at: float = 0.0  # the next fence of an unknown copy, not before
+
+    @property
+    def unknown(self) -> bool:
+        return self.doubt is not None
 
 
 @dataclass(frozen=True, slots=True)

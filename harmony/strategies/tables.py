@@ -6,7 +6,9 @@ few booleans, then (3) reads the tables below, top to bottom, first match wins:
 * `AC_GOALS` / `SBA_GOALS`: what this site's copy should be (a `Goal`) and why;
 * `WORKLOAD_ACTIONS`: (goal, driver phase, copy active?) -> the one driver command to send;
 * `LEASE_RULES`: which lease request to send (AbsoluteConsistency);
-* `DRIVER_REPORTS`: how a driver report moves the phase;
+* `DRIVER_REPORTS`: how a driver report moves the phase (reports are facts; ``unknown``
+  is the one report that means "may still run");
+* `FENCE_RETRY`: how long a fence of a copy in an unknown state waits before it is retried;
 * `RECONCILE_KEYS`: which copy survives a split brain (smallest key wins).
 
 Being level-triggered (facts in, commands out) keeps it idempotent: a repeated `Tick` or a
@@ -31,6 +33,7 @@ class Phase(StrEnum):
     RUNNING = "running"
     STOPPING = "stopping"
     FENCING = "fencing"
+    UNKNOWN = "unknown"  # the copy may run: a failed probe, stop or fence, a crashed driver
 
 
 class Goal(StrEnum):
@@ -77,27 +80,43 @@ WORKLOAD_ACTIONS: Final[Mapping[tuple[Goal, Phase, bool], Act]] = {
     (Goal.FENCED, Phase.STARTING, True): Act.FENCE,
     (Goal.FENCED, Phase.RUNNING, True): Act.FENCE,
     (Goal.FENCED, Phase.STOPPING, True): Act.FENCE,  # a slow graceful stop is escalated
+    (Goal.FENCED, Phase.UNKNOWN, True): Act.FENCE,  # retried with FENCE_RETRY backoff
+    (Goal.FENCED, Phase.UNKNOWN, False): Act.FENCE,
 }
 
+# -- retries of a fence whose outcome was unknown: attempt n waits min(MAX, BASE * 2**(n-1)) --
+FENCE_RETRY: Final[Mapping[str, float]] = {"base": 0.5, "max": 8.0}
+
 # -- (phase, driver report) -> phase. A report not listed for a phase is stale: ignored. ------
+# "stopped", "fenced" and "exited" are facts (nothing of the copy is left); "unknown" means the
+# copy may still run, from whatever phase, so it is never taken for a stop. A stop or fence in
+# progress always reports its own outcome, so "restarting" during one is stale.
 DRIVER_REPORTS: Final[Mapping[tuple[Phase, str], Phase]] = {
     (Phase.STARTING, "started"): Phase.RUNNING,
     (Phase.STARTING, "restarting"): Phase.STARTING,
     (Phase.STARTING, "exited"): Phase.STOPPED,
     (Phase.STARTING, "stopped"): Phase.STOPPED,
     (Phase.STARTING, "fenced"): Phase.STOPPED,
+    (Phase.STARTING, "unknown"): Phase.UNKNOWN,
     (Phase.RUNNING, "restarting"): Phase.STARTING,
     (Phase.RUNNING, "exited"): Phase.STOPPED,
     (Phase.RUNNING, "stopped"): Phase.STOPPED,
     (Phase.RUNNING, "fenced"): Phase.STOPPED,
+    (Phase.RUNNING, "unknown"): Phase.UNKNOWN,
     (Phase.STOPPING, "stopped"): Phase.STOPPED,
     (Phase.STOPPING, "fenced"): Phase.STOPPED,
     (Phase.STOPPING, "exited"): Phase.STOPPED,
-    (Phase.STOPPING, "restarting"): Phase.STOPPED,  # the driver must not restart a stopping copy
+    (Phase.STOPPING, "unknown"): Phase.UNKNOWN,
     (Phase.FENCING, "fenced"): Phase.STOPPED,
     (Phase.FENCING, "stopped"): Phase.STOPPED,
     (Phase.FENCING, "exited"): Phase.STOPPED,
-    (Phase.FENCING, "restarting"): Phase.STOPPED,
+    (Phase.FENCING, "unknown"): Phase.UNKNOWN,
+    (Phase.UNKNOWN, "started"): Phase.RUNNING,  # a probe recovered: the goals decide again
+    (Phase.UNKNOWN, "stopped"): Phase.STOPPED,
+    (Phase.UNKNOWN, "fenced"): Phase.STOPPED,
+    (Phase.UNKNOWN, "exited"): Phase.STOPPED,
+    (Phase.UNKNOWN, "unknown"): Phase.UNKNOWN,
+    (Phase.STOPPED, "unknown"): Phase.UNKNOWN,  # e.g. the run actor died while stopped
 }
 
 
@@ -105,6 +124,7 @@ DRIVER_REPORTS: Final[Mapping[tuple[Phase, str], Phase]] = {
 @dataclass(frozen=True, slots=True)
 class AcFacts:
     active: bool  # this site's copy is (or may be becoming) the active one
+    unknown: bool  # the copy's state is unknown: it may run, whatever else we believe
     valid: bool  # we hold the lease and now < t0 + fence offset
     leaving: bool  # shutting down or handing the lease over
     warm: bool  # the topology keeps passive copies
@@ -113,6 +133,7 @@ class AcFacts:
 
 AC_GOALS: Final[tuple[tuple[Callable[[AcFacts], bool], Goal, str], ...]] = (
     # when                                          goal          why
+    (lambda f: f.unknown, Goal.FENCED, "the copy's state is unknown: fence until confirmed"),
     (lambda f: f.active and not f.valid, Goal.FENCED, "active copy without a valid lease"),
     (lambda f: f.valid and f.leaving, Goal.STOPPED, "stopping before the lease is released"),
     (lambda f: f.valid, Goal.ACTIVE, "this site holds the lease"),
@@ -126,10 +147,11 @@ class LeaseFacts:
     pending: bool  # a lease request is awaiting its answer
     holding: bool  # our last CAS succeeded and nothing since says it was lost
     leaving: bool
-    stopped: bool  # the driver reports no copy
+    stopped: bool  # a driver confirmed there is no copy (never a guess)
     due: bool  # a renewal is due
     retry_ok: bool  # no failed acquire/release is waiting out its retry delay
-    may_acquire: bool  # lease seen gone, we are eligible and our rank delay has passed
+    may_acquire: bool  # lease seen gone, we are eligible, our rank delay has passed, and no
+    # copy of ours is in an unknown state (what an earlier incarnation left is fenced first)
 
 
 LEASE_RULES: Final[tuple[tuple[Callable[[LeaseFacts], bool], LeaseAct | None, str], ...]] = (
@@ -153,6 +175,7 @@ LEASE_RULES: Final[tuple[tuple[Callable[[LeaseFacts], bool], LeaseAct | None, st
 # -- SplitBrainAllowed -----------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class SbaFacts:
+    unknown: bool  # the copy's state is unknown: fence it until a driver confirms it down
     shutting: bool
     running: bool  # our copy is starting or running
     lost: bool  # reconcile chose another copy over ours
@@ -165,6 +188,7 @@ class SbaFacts:
 
 SBA_GOALS: Final[tuple[tuple[Callable[[SbaFacts], bool], Goal, str], ...]] = (
     # when                                  goal           why
+    (lambda f: f.unknown, Goal.FENCED, "the copy's state is unknown: fence until confirmed"),
     (lambda f: f.shutting, Goal.STOPPED, "shutdown requested"),
     (lambda f: f.running and f.lost, Goal.STOPPED, "reconcile chose another copy"),
     (lambda f: f.running, Goal.RUN, "keep the running copy"),

@@ -10,9 +10,11 @@ from harmony.strategies import (
     Event,
     FailoverStrategy,
     FailoverTopology,
+    FenceWorkload,
     RecordDivergence,
     RecordEvent,
     Tick,
+    WorkloadFenced,
     WorkloadState,
 )
 
@@ -28,12 +30,18 @@ class Site:
         site: str = "a",
         topology: FailoverTopology = TOPO,
         now: float = 0.0,
+        *,
+        boot_fenced: bool = True,
     ) -> None:
         self.strategy = strategy
         self.now = now
         self.decision: Decision = strategy.start(site, topology, now)
+        self.boot: list[Command] = list(self.decision.commands)
         self.log: list[Command] = list(self.decision.commands)
         self.timeline: list[tuple[float, Command]] = [(now, c) for c in self.decision.commands]
+        if boot_fenced and any(isinstance(c, FenceWorkload) for c in self.boot):
+            # What an earlier incarnation left is gone: the driver confirms the boot fence.
+            self.feed(WorkloadFenced())
 
     @property
     def state(self) -> WorkloadState:

@@ -18,6 +18,7 @@ class Store:
         self.ttl = ttl
         self.seq = 0
         self.holder: str | None = None  # live value (the site that wrote it)
+        self.owner: tuple[str, int] | None = None  # (site, incarnation) of the live value
         self.revision: int | None = None  # last revision of the key (value or marker)
         self.written_at = 0.0
         self.available = True  # False: no stream leader (election): nothing commits
@@ -27,17 +28,17 @@ class Store:
         self.revision = self.seq
         return self.seq
 
-    def write(self, site: str, last: int | None, now: float) -> int | None:
+    def write(self, site: str, last: int | None, now: float, incarnation: int = 0) -> int | None:
         """create (last None) or update(last=...): CAS; the new revision or None if refused."""
         if not self.available or last != self.revision:
             return None
-        self.holder, self.written_at = site, now
+        self.holder, self.owner, self.written_at = site, (site, incarnation), now
         return self._bump()
 
     def delete(self, last: int) -> bool:
         if not self.available or last != self.revision or self.holder is None:
             return False
-        self.holder = None
+        self.holder = self.owner = None
         self._bump()
         return True
 
@@ -45,7 +46,7 @@ class Store:
         return self.available and self.holder is not None and now >= self.written_at + self.ttl
 
     def expire(self) -> None:
-        self.holder = None
+        self.holder = self.owner = None
         self._bump()  # the MaxAge marker
 
     def drop_marker(self) -> None:

@@ -8,10 +8,18 @@ a request commits when served and its answer may come later (or never: the actor
 reports a timeout after `request_timeout`, though the write happened); a fence completes at
 the latest ``stop_grace + fence_slack`` after it was ordered, a graceful stop may take far
 longer. Safety is asserted after every single step.
+
+Drivers fail too: a probe fails on a running copy, a stop or fence fails (the copy runs on),
+a crashed agent leaves its copy behind. What the model assumes, as the real system does: a
+tokened copy has a tether that holds the last fence deadline the agent handed over for that
+token and has the copy down ``stop_grace + fence_slack`` after it, whatever the agent's own
+fences did; a new incarnation deletes the old deadlines (its old tethers fence at once) and
+fences whatever is left before it takes part in an election.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -24,7 +32,8 @@ from harmony.strategies import (
     FailoverTopology,
     FenceWorkload,
     LeaseAcquired,
-    LeaseLost,
+    LeaseActorRestarted,
+    LeaseRead,
     LeaseReleased,
     LeaseRenewed,
     Params,
@@ -35,6 +44,7 @@ from harmony.strategies import (
     ReleaseLease,
     RenewFailed,
     RenewLease,
+    RenewRefused,
     StartWorkload,
     StopWorkload,
     Tick,
@@ -43,6 +53,7 @@ from harmony.strategies import (
     WorkloadFenced,
     WorkloadStarted,
     WorkloadStopped,
+    WorkloadUnknown,
 )
 from harmony.strategies.state import Decision
 from harmony.strategies.tables import PeerStatus
@@ -64,6 +75,7 @@ class Proc:
     token: int | None
     phase: str = "starting"  # starting, running, stopping, fencing
     down_by: float | None = None  # when the stop or fence completes at the latest
+    leftover: bool = False  # its agent crashed: only its tether or a new incarnation stop it
 
     @property
     def active(self) -> bool:
@@ -85,6 +97,9 @@ class Node:
     proc: Proc | None = None
     requests: deque[Request] = field(default_factory=deque)
     watch: deque[Event] = field(default_factory=deque)
+    incarnation: int = 0
+    deadlines: dict[int, float] = field(default_factory=dict)  # tether files: token -> deadline
+    confirm: Event | None = None  # a stop/fence ordered with no copy: the driver's answer
 
 
 class World:
@@ -118,7 +133,16 @@ class World:
     # -- plumbing -----------------------------------------------------------------------
     def boot(self, name: str) -> None:
         node = self.nodes[name]
+        node.incarnation += 1
+        proc = node.proc
+        if proc is not None and proc.token is not None:
+            # DeadlineHandoff.reset deletes the old deadlines: their tethers fence at once
+            # (never later than they would have at the deadline they held).
+            bounds = (proc.down_by, self.tether_down_by(node), self.now + self.fence_time)
+            proc.down_by = min(b for b in bounds if b is not None)
+        node.deadlines.clear()
         node.decision = self.strategy.start(name, self.topology, self.now)
+        self.offer(node)
         self.apply(node, node.decision.commands)
 
     def feed(self, name: str, event: Event) -> None:
@@ -126,8 +150,31 @@ class World:
         if node.decision is None:
             return
         node.decision = self.strategy.step(node.decision.state, event, self.now)
+        self.offer(node)
         self.apply(node, node.decision.commands)
         self.check()
+
+    @property
+    def fence_time(self) -> float:
+        return self.params.stop_grace + self.fence_slack
+
+    def offer(self, node: Node) -> None:
+        """What WorkloadSupervisor.update_tether does after every decision."""
+        assert node.decision is not None
+        lease = node.decision.state.lease
+        deadline = lease.deadline(self.params.fence_offset)
+        if lease.token is not None and deadline is not None:
+            node.deadlines[lease.token] = deadline
+
+    def tether_down_by(self, node: Node) -> float | None:
+        """When the tether of this node's active copy has it down at the latest."""
+        proc = node.proc
+        if proc is None or proc.token is None:
+            return None
+        deadline = node.deadlines.get(proc.token)
+        if deadline is None:  # no deadline file: the tether does not let it run
+            return self.now if proc.leftover else None
+        return deadline + self.fence_time
 
     def apply(self, node: Node, commands: tuple[Command, ...]) -> None:
         for cmd in commands:
@@ -143,12 +190,16 @@ class World:
                 proc.token = cmd.token
                 self.activated(node.name, cmd.token)
             elif isinstance(cmd, StopWorkload):
-                assert proc is not None, f"{node.name}: stop without a copy"
-                proc.phase, proc.down_by = "stopping", self.now + self.slow_stop
+                if proc is None:
+                    node.confirm = WorkloadStopped()
+                else:
+                    proc.phase, proc.down_by = "stopping", self.now + self.slow_stop
             elif isinstance(cmd, FenceWorkload):
-                assert proc is not None, f"{node.name}: fence without a copy"
-                proc.phase = "fencing"
-                proc.down_by = self.now + self.params.stop_grace + self.fence_slack
+                if proc is None:
+                    node.confirm = WorkloadFenced()  # e.g. the boot fence: nothing was left
+                else:  # a leftover of an earlier incarnation is this driver's now
+                    proc.phase, proc.leftover = "fencing", False
+                    proc.down_by = min(proc.down_by or math.inf, self.now + self.fence_time)
             elif isinstance(cmd, AcquireLease | RenewLease | ReleaseLease):
                 assert not node.requests, f"{node.name}: two lease requests in flight"
                 node.requests.append(Request(cmd, self.now))
@@ -216,7 +267,7 @@ class World:
         if not store.available:
             return self.failure(req, "no stream leader")
         if isinstance(cmd, AcquireLease):
-            rev = store.write(name, cmd.expected_revision, self.now)
+            rev = store.write(name, cmd.expected_revision, self.now, self.nodes[name].incarnation)
             if rev is None:
                 return AcquireFailed("wrong last sequence", conflict=True)
             others = [n for n in self.active_copies() if n != name]
@@ -225,9 +276,13 @@ class World:
             self.broadcast()
             return LeaseAcquired(rev, req.sent_at)
         if isinstance(cmd, RenewLease):
-            rev = store.write(name, cmd.revision, self.now)
+            rev = store.write(name, cmd.revision, self.now, self.nodes[name].incarnation)
             if rev is None:
-                return LeaseLost("wrong last sequence", store.holder, store.revision)
+                read = None
+                if store.available and store.revision is not None:
+                    ours = store.owner == (name, self.nodes[name].incarnation)
+                    read = LeaseRead(store.revision, store.holder, ours)
+                return RenewRefused(cmd.revision, "wrong last sequence", read)
             self.broadcast()
             return LeaseRenewed(rev, req.sent_at)
         if store.delete(cmd.revision):
@@ -240,23 +295,36 @@ class World:
         if isinstance(req.cmd, AcquireLease):
             return AcquireFailed(why)
         if isinstance(req.cmd, RenewLease):
-            return RenewFailed(why)
+            return RenewFailed(why, req.sent_at)  # timed out: it may still land
         return ReleaseFailed(why)
 
     def commit_ghost(self, index: int) -> None:
         if self.ghosts:
             name, req = self.ghosts.pop(index % len(self.ghosts))
-            if not isinstance(self.commit(name, req), AcquireFailed | ReleaseFailed | LeaseLost):
-                pass  # committed: the write is visible; nobody hears the answer
+            self.commit(name, req)  # committed or not: nobody hears the answer
 
     # -- faults and the driver -----------------------------------------------------------
     def crash(self, name: str) -> None:
+        """The agent dies; its copy is left behind for its tether (or the next incarnation)."""
         node = self.nodes[name]
-        node.decision, node.proc = None, None  # the workload dies with the site
+        node.decision, node.confirm = None, None
+        if node.proc is not None:
+            node.proc.leftover = True
+            if node.proc.phase in ("stopping", "fencing") and node.proc.token is None:
+                node.proc.down_by = None  # nobody finishes a passive copy's stop
         self.ghosts += [(name, r) for r in node.requests if r.answer is None]
         node.requests.clear()
         node.watch.clear()
         self.check()
+
+    def lease_actor_restart(self, name: str) -> None:
+        """The lease actor dies: its request in flight may still commit; nobody answers."""
+        node = self.nodes[name]
+        if node.decision is None:
+            return
+        self.ghosts += [(name, r) for r in node.requests if r.answer is None]
+        node.requests.clear()
+        self.feed(name, LeaseActorRestarted())
 
     def cut(self, name: str, connected: bool) -> None:
         node = self.nodes[name]
@@ -278,7 +346,14 @@ class World:
         """The driver finishes what it was doing (or the copy exits on its own)."""
         node = self.nodes[name]
         proc = node.proc
-        if proc is None or node.decision is None:
+        if node.decision is None:
+            return
+        if node.confirm is not None and (proc is None or proc.leftover):
+            event, node.confirm = node.confirm, None
+            if proc is None:
+                self.feed(name, event)
+            return
+        if proc is None or proc.leftover:
             return
         if fail and proc.phase == "running":
             if restart:
@@ -293,6 +368,31 @@ class World:
             fenced = proc.phase == "fencing"
             node.proc = None
             self.feed(name, WorkloadFenced() if fenced else WorkloadStopped())
+
+    def driver_fails(self, name: str, how: str) -> None:
+        """A fact the driver cannot establish: the copy may run (and does, here).
+
+        `probe`: the running copy's probe fails; `halt`: a stop or fence fails and the copy
+        runs on (its tether still has it down by its deadline); `confirm`: a stop or fence
+        ordered with no copy cannot be confirmed; `recover`: a probe succeeds again.
+        """
+        node = self.nodes[name]
+        proc = node.proc
+        if node.decision is None:
+            return
+        if how == "probe" and proc is not None and not proc.leftover and proc.phase == "running":
+            self.feed(name, WorkloadUnknown("probe failed"))
+        elif how == "halt" and proc is not None and proc.phase in ("stopping", "fencing"):
+            proc.phase, proc.down_by = "running", None
+            if not proc.leftover:
+                self.feed(name, WorkloadUnknown(f"{proc.phase} failed"))
+        elif how == "confirm" and node.confirm is not None:
+            node.confirm = None
+            self.feed(name, WorkloadUnknown("fence could not be confirmed"))
+        elif (
+            how == "recover" and proc is not None and not proc.leftover and proc.phase == "running"
+        ):
+            self.feed(name, WorkloadStarted())
 
     # -- time ----------------------------------------------------------------------------
     def advance(self, dt: float, *, healthy: bool = False) -> None:
@@ -317,6 +417,9 @@ class World:
         for node in self.nodes.values():
             if node.proc is not None and node.proc.down_by is not None:
                 times.append(node.proc.down_by)
+            tether = self.tether_down_by(node)
+            if tether is not None:
+                times.append(tether)
             if node.decision is not None and node.decision.wake_at is not None:
                 times.append(node.decision.wake_at)
             times += [r.sent_at + self.request_timeout for r in node.requests]
@@ -326,13 +429,19 @@ class World:
 
     def _fire(self) -> None:
         now = self.now
-        for node in self.nodes.values():  # SIGKILL after the grace, or a slow stop ends
+        for node in self.nodes.values():  # SIGKILL after the grace, a slow stop ends, a tether
             proc = node.proc
-            if proc is not None and proc.down_by is not None and proc.down_by <= now:
-                node.proc = None
-                self.feed(
-                    node.name, WorkloadFenced() if proc.phase == "fencing" else WorkloadStopped()
-                )
+            if proc is None:
+                continue
+            tether = self.tether_down_by(node)
+            by_tether = tether is not None and tether <= now
+            if not by_tether and (proc.down_by is None or proc.down_by > now):
+                continue
+            node.proc = None
+            if proc.leftover or node.decision is None:
+                continue  # nobody is told: a new incarnation confirms it with its boot fence
+            stopped = proc.phase == "stopping" and not by_tether
+            self.feed(node.name, WorkloadStopped() if stopped else WorkloadFenced())
         if (
             self.store.holder is not None
             and now >= self.store.written_at + self.store.ttl + EXPIRY_LAG
@@ -367,6 +476,9 @@ class World:
                 if node.watch and node.connected:
                     busy = True
                     self.deliver_watch(node.name)
+                if node.confirm is not None and node.proc is None:
+                    busy = True
+                    self.drive(node.name)
                 if node.proc is not None and node.proc.phase == "starting":
                     busy = True
                     self.drive(node.name)

@@ -33,7 +33,6 @@ from harmony.strategies import (
     StartWorkload,
     StopWorkload,
     Tick,
-    WatchLease,
     WorkloadExited,
     WorkloadFenced,
     WorkloadStarted,
@@ -59,9 +58,19 @@ def holder(
     return s
 
 
-def test_boot_only_watches_the_lease() -> None:
+def test_boot_watches_the_lease_and_fences_what_an_earlier_incarnation_left() -> None:
+    s = Site(AC, "a", boot_fenced=False)
+    assert kinds(s.boot) == ["WatchLease", "FenceWorkload"]
+    assert s.state.driver.unknown
+    # Until the fence is confirmed the site takes no part in an election.
+    assert kinds(s.feed(LeaseObservedGone(None), at=1.0)) == []
+    assert kinds(s.feed(WorkloadFenced(), at=1.5)) == ["AcquireLease"]
+    assert not s.state.driver.unknown and s.state.cooldown_until == 0.0  # not a copy failure
+
+
+def test_boot_only_watches_the_lease_once_the_boot_fence_is_confirmed() -> None:
     s = Site(AC, "a")
-    assert s.log == [WatchLease("watch the lease from boot")]
+    assert kinds(s.log) == ["WatchLease", "FenceWorkload"]
     assert s.decision.wake_at is None
     assert actions(s.advance(100.0)) == []
 
@@ -151,7 +160,8 @@ def test_a_late_successful_renewal_restarts_here_without_failover() -> None:
     assert kinds(s.feed(LeaseRenewed(9, sent_at=6.0), at=6.6)) == []  # still fencing
     cmds = actions(s.feed(WorkloadFenced(), at=6.9))
     assert len(cmds) == 1 and isinstance(cmds[0], StartWorkload)
-    assert cmds[0].token == 5  # the token is the acquisition revision
+    # A new copy after a fence gets the renewal's revision: no earlier copy had that token.
+    assert cmds[0].token == 9
 
 
 def test_lease_lost_fences_at_once_and_rereads_the_lease() -> None:

@@ -2,8 +2,10 @@
 
 The Hypothesis machine drives 2-5 sites through random interleavings of time, lease requests
 (answered, refused, timed out, lost, or committed after the sender gave up), watch deliveries,
-expiry, driver reports, lies about peers, partitions, elections, crashes, restarts and
-shutdowns. `World.check` asserts the safety properties after every single step; teardown heals
+expiry, driver reports and driver failures (failed probes, failed stops and fences, fences
+that cannot be confirmed, probes that recover), lease-actor restarts, lies about peers,
+partitions, elections, crashes that leave the copy behind, restarts and shutdowns.
+`World.check` asserts the safety properties after every single step; teardown heals
 everything and asserts that exactly one site ends up running the active copy.
 """
 
@@ -178,6 +180,14 @@ class AbsoluteConsistencyMachine(RuleBasedStateMachine):
     def drive(self, i: int, fail: bool, restart: bool) -> None:
         self.world.drive(self.site(i), fail=fail, restart=restart)
 
+    @rule(i=SITE, how=st.sampled_from(["probe", "halt", "confirm", "recover"]))
+    def driver_fails(self, i: int, how: str) -> None:
+        self.world.driver_fails(self.site(i), how)
+
+    @rule(i=SITE)
+    def lease_actor_restart(self, i: int) -> None:
+        self.world.lease_actor_restart(self.site(i))
+
     @rule(i=SITE, j=SITE, status=st.sampled_from([PeerAlive, PeerSuspect, PeerSilent]))
     def peer(self, i: int, j: int, status: type[PeerAlive | PeerSuspect | PeerSilent]) -> None:
         """Peer reports are arbitrary, even lies: safety must not depend on them."""
@@ -222,8 +232,8 @@ class AbsoluteConsistencyMachine(RuleBasedStateMachine):
 
 
 AbsoluteConsistencyMachine.TestCase.settings = settings(
-    max_examples=100,
-    stateful_step_count=40,
+    max_examples=150,
+    stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

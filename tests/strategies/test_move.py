@@ -5,28 +5,42 @@ from __future__ import annotations
 from harmony.strategies import (
     AcquireLease,
     Copy,
+    Decision,
+    FailoverStrategy,
     FailoverTopology,
+    FenceWorkload,
     LeaseAcquired,
     LeaseObservedGone,
     LeaseReleased,
+    LeaseRenewed,
     MoveRequested,
     Params,
     PeerCopiesSeen,
     RecordDivergence,
     ReleaseLease,
+    RenewLease,
     StartWorkload,
     StopWorkload,
+    Tick,
+    WorkloadFenced,
     WorkloadStarted,
     WorkloadStopped,
+    WorkloadUnknown,
     strategy_for,
 )
 
 TOPO = FailoverTopology.of("a", "b", "c")
 
 
+def booted(strategy: FailoverStrategy, site: str) -> Decision:
+    """A site whose boot fence (what an earlier incarnation left) was confirmed."""
+    d = strategy.start(site, TOPO, 0.0)
+    return strategy.step(d.state, WorkloadFenced(), 0.0)
+
+
 def test_ac_holder_hands_over_and_the_target_goes_first() -> None:
     ac = strategy_for("absolute-consistency", Params())
-    a = ac.start("a", TOPO, 0.0)
+    a = booted(ac, "a")
     a = ac.step(a.state, LeaseObservedGone(None), 0.1)
     a = ac.step(a.state, LeaseAcquired(5, 0.1), 0.2)
     a = ac.step(a.state, WorkloadStarted(), 0.3)
@@ -38,8 +52,8 @@ def test_ac_holder_hands_over_and_the_target_goes_first() -> None:
     assert a.state.lease.revision is None
 
     # b and c heard of the move too; c now ranks first, b defers by rank_delay.
-    b = ac.start("b", TOPO, 0.0)
-    c = ac.start("c", TOPO, 0.0)
+    b = booted(ac, "b")
+    c = booted(ac, "c")
     b = ac.step(b.state, MoveRequested("c"), 1.0)
     c = ac.step(c.state, MoveRequested("c"), 1.0)
     c = ac.step(c.state, LeaseObservedGone(6), 1.4)
@@ -48,6 +62,42 @@ def test_ac_holder_hands_over_and_the_target_goes_first() -> None:
     assert not any(isinstance(x, AcquireLease) for x in b.commands)
     c = ac.step(c.state, LeaseAcquired(7, 1.4), 1.5)
     assert any(isinstance(x, StartWorkload) and x.token == 7 for x in c.commands)
+
+
+def test_a_stop_hook_that_fails_during_a_move_keeps_the_lease_until_a_fence_confirms() -> None:
+    """The stop's outcome is unknown: the copy may still run. Fence (with retries), keep
+    renewing, and release only after a driver confirmed the copy down."""
+    ac = strategy_for("absolute-consistency", Params())
+    a = booted(ac, "a")
+    a = ac.step(a.state, LeaseObservedGone(None), 0.1)
+    a = ac.step(a.state, LeaseAcquired(5, 0.1), 0.2)
+    a = ac.step(a.state, WorkloadStarted(), 0.3)
+    a = ac.step(a.state, MoveRequested("c"), 1.0)
+    assert any(isinstance(c, StopWorkload) for c in a.commands)
+    a = ac.step(a.state, WorkloadUnknown("stop hook exited with code 1"), 1.05)
+    assert any(isinstance(c, FenceWorkload) for c in a.commands)
+    assert "fence-unconfirmed" in [getattr(c, "kind", "") for c in a.commands]
+    a = ac.step(a.state, WorkloadUnknown("fence hook exited with code 1"), 1.08)
+    assert a.wake_at is not None and a.wake_at > 1.08  # the retry waits out its backoff
+    sent: list[object] = []
+    revision = 5
+    while sum(isinstance(c, FenceWorkload) for c in sent) < 3:  # keeps fencing, with backoff
+        assert a.wake_at is not None and a.wake_at < 30.0
+        now = a.wake_at
+        a = ac.step(a.state, Tick(), now)
+        sent += a.commands
+        for c in a.commands:
+            if isinstance(c, RenewLease):  # the lease is kept meanwhile
+                revision += 1
+                a = ac.step(a.state, LeaseRenewed(revision, now), now)
+            if isinstance(c, FenceWorkload):
+                a = ac.step(a.state, WorkloadUnknown("fence hook exited with code 1"), now)
+    assert sum(isinstance(c, RenewLease) for c in sent) >= 2
+    assert not any(isinstance(c, ReleaseLease) for c in sent)
+    fences = [t for t in range(len(sent)) if isinstance(sent[t], FenceWorkload)]
+    assert len(fences) == 3
+    a = ac.step(a.state, WorkloadFenced(), now + 0.1)
+    assert any(isinstance(c, ReleaseLease) and c.revision == revision for c in a.commands)
 
 
 def test_move_to_a_site_outside_the_topology_is_refused() -> None:

@@ -73,7 +73,7 @@ def test_topology_order_and_validation() -> None:
 def test_an_active_copy_without_a_valid_lease_is_always_fenced() -> None:
     """The safety row: whatever else is true, `active and not valid` fences."""
     for valid, leaving, warm, cooling in itertools.product((False, True), repeat=4):
-        goal, _ = first_match(AC_GOALS, AcFacts(True, valid, leaving, warm, cooling))
+        goal, _ = first_match(AC_GOALS, AcFacts(True, False, valid, leaving, warm, cooling))
         if not valid:
             assert goal is Goal.FENCED
     for phase in (Phase.STARTING, Phase.RUNNING, Phase.STOPPING):
@@ -82,7 +82,7 @@ def test_an_active_copy_without_a_valid_lease_is_always_fenced() -> None:
 
 def test_no_copy_is_started_active_unless_the_lease_is_valid() -> None:
     for active, leaving, warm, cooling in itertools.product((False, True), repeat=4):
-        goal, _ = first_match(AC_GOALS, AcFacts(active, False, leaving, warm, cooling))
+        goal, _ = first_match(AC_GOALS, AcFacts(active, False, False, leaving, warm, cooling))
         assert goal is not Goal.ACTIVE
     starts = {k for k, v in WORKLOAD_ACTIONS.items() if v in (Act.START_ACTIVE, Act.PROMOTE)}
     assert {goal for goal, _, _ in starts} == {Goal.ACTIVE}
@@ -115,14 +115,19 @@ def test_lease_rules(facts: LeaseFacts, expected: str | None) -> None:
 @pytest.mark.parametrize(
     ("facts", "expected"),
     [
-        (SbaFacts(True, True, False, True, False, True, False), Goal.STOPPED),
-        (SbaFacts(False, True, True, True, True, True, False), Goal.STOPPED),
-        (SbaFacts(False, True, False, False, True, True, False), Goal.RUN),  # never on silence
-        (SbaFacts(False, False, False, False, False, True, False), Goal.STOPPED),
-        (SbaFacts(False, False, False, True, True, True, False), Goal.STOPPED),
-        (SbaFacts(False, False, False, True, False, False, False), Goal.STOPPED),
-        (SbaFacts(False, False, False, True, False, True, True), Goal.STOPPED),
-        (SbaFacts(False, False, False, True, False, True, False), Goal.RUN),
+        (SbaFacts(False, True, True, False, True, False, True, False), Goal.STOPPED),
+        (SbaFacts(False, False, True, True, True, True, True, False), Goal.STOPPED),
+        (
+            SbaFacts(False, False, True, False, False, True, True, False),
+            Goal.RUN,
+        ),  # never on silence
+        (SbaFacts(False, False, False, False, False, False, True, False), Goal.STOPPED),
+        (SbaFacts(False, False, False, False, True, True, True, False), Goal.STOPPED),
+        (SbaFacts(False, False, False, False, True, False, False, False), Goal.STOPPED),
+        (SbaFacts(False, False, False, False, True, False, True, True), Goal.STOPPED),
+        (SbaFacts(False, False, False, False, True, False, True, False), Goal.RUN),
+        (SbaFacts(True, False, True, False, True, False, True, False), Goal.FENCED),  # unknown
+        (SbaFacts(True, True, False, False, True, False, True, False), Goal.FENCED),
     ],
 )
 def test_split_brain_goals(facts: SbaFacts, expected: Goal) -> None:
@@ -132,12 +137,35 @@ def test_split_brain_goals(facts: SbaFacts, expected: Goal) -> None:
 def test_every_phase_reaches_stopped_on_stop_fence_or_exit() -> None:
     for phase in Phase:
         if phase is Phase.STOPPED:
-            assert not any(p is phase for p, _ in DRIVER_REPORTS)
+            assert {r for p, r in DRIVER_REPORTS if p is phase} == {"unknown"}
             continue
         for report in ("stopped", "fenced", "exited"):
             assert DRIVER_REPORTS[(phase, report)] is Phase.STOPPED
-    # a driver restarting a copy we asked to stop must not bring it back
-    assert DRIVER_REPORTS[(Phase.FENCING, "restarting")] is Phase.STOPPED
+    # a stop or fence in progress reports its own outcome: a restart report meanwhile is stale
+    assert (Phase.FENCING, "restarting") not in DRIVER_REPORTS
+    assert (Phase.STOPPING, "restarting") not in DRIVER_REPORTS
+
+
+def test_unknown_is_never_taken_for_stopped() -> None:
+    """From every phase an unknown report means "may run"; only facts leave that state."""
+    for phase in Phase:
+        assert DRIVER_REPORTS[(phase, "unknown")] is Phase.UNKNOWN
+    leaves = {r: p for (ph, r), p in DRIVER_REPORTS.items() if ph is Phase.UNKNOWN}
+    assert leaves == {
+        "started": Phase.RUNNING,  # a probe recovered
+        "stopped": Phase.STOPPED,
+        "fenced": Phase.STOPPED,
+        "exited": Phase.STOPPED,
+        "unknown": Phase.UNKNOWN,
+    }
+    for active in (False, True):
+        assert WORKLOAD_ACTIONS[(Goal.FENCED, Phase.UNKNOWN, active)] is Act.FENCE
+
+
+def test_an_unknown_copy_is_fenced_whatever_the_lease_says() -> None:
+    for active, valid, leaving, warm, cooling in itertools.product((False, True), repeat=5):
+        goal, _ = first_match(AC_GOALS, AcFacts(active, True, valid, leaving, warm, cooling))
+        assert goal is Goal.FENCED
 
 
 @pytest.mark.parametrize(
