@@ -195,7 +195,8 @@ class Copy:
             # A copy without a lease (another strategy) has nothing to fence with.
             print(f"{LEDGER_ENV} set but no {TOKEN_ENV}: not writing the ledger", file=sys.stderr)
             return
-        self.guard = TokenGuard(self.ledger, LEDGER_RESOURCE)
+        # A short wait for the lock: SIGTERM is held back while a write waits (see `write`).
+        self.guard = TokenGuard(self.ledger, LEDGER_RESOURCE, timeout=5.0)
 
     def write(self, guard: TokenGuard, token: int) -> None:
         """One transfer through the guard; records `write` or `write-rejected`."""
@@ -211,16 +212,19 @@ class Copy:
             )
             return int(cur.lastrowid or 0), at
 
+        # SIGTERM waits until the outcome is recorded: a committed row always has its `write`
+        # record (only SIGKILL can come between them; the ledger is the truth for writes).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
             row_id, at = guard.write(token, insert)
+            self.writes += 1
+            self.record("write", at, detail=str(row_id))
         except StaleToken as e:
             self.record("write-rejected", now, detail=str(e.highest))
-            return
         except GuardBusy as e:
             print(f"ledger write skipped: {e}", file=sys.stderr, flush=True)
-            return
-        self.writes += 1
-        self.record("write", at, detail=str(row_id))
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
     def say(self, n: int) -> None:
         shown = "-" if self.token is None else self.token
