@@ -221,6 +221,11 @@ class TokenGuard:
             raise
         return result
 
+    def claim(self, token: int) -> None:
+        """Commit just the token: from now on lower tokens are refused. A new holder claims
+        first, so a stale copy cannot commit in the gap before the holder's first real write."""
+        self.write(token, lambda _conn: None)
+
     def close(self) -> None:
         self._conn.close()
 

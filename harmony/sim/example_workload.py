@@ -13,9 +13,10 @@ It prints one line a second (the TUI shows the tail) and, from its environment:
   inside the write's transaction) it checks its fence deadline; once passed it records
   ``self-fenced`` and ``stop`` and exits with `SELF_FENCED_EXIT`. The check comes first,
   so a copy frozen past its deadline and resumed never records a tick or a write after it.
-* ``$HARMONY_LEDGER``: every ``--write-every`` ticks it commits a transfer to this SQLite
-  file through `harmony.guard.TokenGuard` with ``$HARMONY_FENCING_TOKEN``; `read_ledger`
-  gives the simulator the committed rows in commit order.
+* ``$HARMONY_LEDGER``: at start it claims this SQLite file for ``$HARMONY_FENCING_TOKEN``
+  (`harmony.guard.TokenGuard.claim`: no lower token commits after its start), then every
+  ``--write-every`` ticks commits a transfer through the guard; `read_ledger` gives the
+  simulator the committed rows in commit order.
 
 Exit status: 0 on SIGTERM, `SELF_FENCED_EXIT` (87) after self-fencing, 1 when the ledger
 cannot be used, 2 for bad arguments or environment.
@@ -50,7 +51,7 @@ from harmony.sim.records import LEDGER_ENV, RECORDS_ENV, Kind, Record, append_re
 LEDGER_RESOURCE = "ledger"
 EXIT_LEDGER = 1
 EXIT_USAGE = 2
-_SCHEMA = (
+LEDGER_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS transfers (id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " site TEXT NOT NULL, token INTEGER NOT NULL, pid INTEGER NOT NULL, mono REAL NOT NULL,"
     " amount INTEGER NOT NULL)"
@@ -198,6 +199,25 @@ class Copy:
         # A short wait for the lock: SIGTERM is held back while a write waits (see `write`).
         self.guard = TokenGuard(self.ledger, LEDGER_RESOURCE, timeout=5.0)
 
+    def claim(self) -> tuple[float, int | None]:
+        """Check the deadline and, with a ledger, claim it for our token (`TokenGuard.claim`):
+        a stale copy's write that commits after our start is then refused. Returns the start's
+        moment (under the ledger's lock: every later commit of a lower token is refused) and,
+        if our own token is already stale, the highest token the ledger has seen."""
+        now = self.check()
+        if self.guard is None or self.token is None:
+            return now, None
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            return self.guard.write(self.token, lambda _conn: self.check()), None
+        except StaleToken as e:  # stale from birth: keep going, every write will say so
+            return now, e.highest
+        except GuardBusy as e:
+            print(f"ledger claim skipped: {e}", file=sys.stderr, flush=True)
+            return now, None
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
     def write(self, guard: TokenGuard, token: int) -> None:
         """One transfer through the guard; records `write` or `write-rejected`."""
         now = self.check()
@@ -205,7 +225,7 @@ class Copy:
 
         def insert(conn: sqlite3.Connection) -> tuple[int, float]:
             at = self.check()  # under the write lock: the row's moment
-            conn.execute(_SCHEMA)
+            conn.execute(LEDGER_SCHEMA)
             cur = conn.execute(
                 "INSERT INTO transfers (site, token, pid, mono, amount) VALUES (?, ?, ?, ?, ?)",
                 (self.site, token, self.pid, at, amount),
@@ -233,8 +253,10 @@ class Copy:
     def run(self, tick: float, write_every: int) -> int:
         try:
             self.open_ledger()
-            now = self.check()
+            now, stale = self.claim()
             self.record("start", now, detail=f"pid {self.pid}")
+            if stale is not None:
+                self.record("write-rejected", now, detail=str(stale))
             self.say(0)
             lines, last_line, next_tick = 1, now, now
             while True:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ import pytest
 from conftest import wait_until
 
 from harmony.guard import DEADLINE_ENV, RELEASED, SELF_FENCED_EXIT, TOKEN_ENV, write_deadline
-from harmony.sim.example_workload import read_ledger, stale_commits
+from harmony.sim.example_workload import LEDGER_SCHEMA, read_ledger, stale_commits
 from harmony.sim.records import LEDGER_ENV, RECORDS_ENV, Record, read_records
 
 WORKLOAD = [sys.executable, "-m", "harmony.sim.example_workload"]
@@ -114,31 +115,38 @@ def test_sigterm_records_stop_and_exits_0(start: Start) -> None:
 
 
 def test_a_stale_token_cannot_write_after_a_newer_one(start: Start, tmp_path: Path) -> None:
-    """Tokens 5 then 7 on one ledger: once 7 has written, every write of 5 is refused."""
+    """Tokens 5 then 7 on one ledger: once 7 has started (it claims the ledger), every write
+    of 5 is refused; a copy started later with 6 never writes at all."""
     ledger, records = tmp_path / "ledger.db", tmp_path / "shared.records"
     old = start("a", token=5, ledger=ledger, records=records, args=("--write-every", "1"))
     wait_until(lambda: old.count("write") >= 3, 30.0, message=old.tail)
     new = start("b", token=7, ledger=ledger, records=records, args=("--write-every", "1"))
     wait_until(lambda: new.count("write") >= 3, 30.0, message=new.tail)
-    first_new = min(r.mono for r in new.recs("write"))
+    (new_start,) = new.recs("start")
     wait_until(
-        lambda: len([r for r in old.recs("write-rejected") if r.mono > first_new]) >= 3,
+        lambda: len([r for r in old.recs("write-rejected") if r.mono > new_start.mono]) >= 3,
         30.0,
         message=old.tail,
     )
-    for c in (old, new):
+    late = start("c", token=6, ledger=ledger, records=records, args=("--write-every", "1"))
+    wait_until(lambda: late.count("write-rejected") >= 3, 30.0, message=late.tail)
+    for c in (old, new, late):
         c.proc.send_signal(signal.SIGTERM)
-    assert (old.wait_exit(), new.wait_exit()) == (0, 0)
+    assert (old.wait_exit(), new.wait_exit(), late.wait_exit()) == (0, 0, 0)
 
-    assert all(r.mono < first_new for r in old.recs("write")), "a write of 5 after 7 wrote"
+    assert all(r.mono < new_start.mono for r in old.recs("write")), "5 wrote after 7 started"
     assert {r.detail for r in old.recs("write-rejected")} == {"7"}  # the highest it was shown
     assert new.count("write-rejected") == 0
+    assert [r.kind for r in late.recs()[:2]] == ["start", "write-rejected"]
+    assert late.count("write") == 0 and {r.detail for r in late.recs("write-rejected")} == {"7"}
     rows = read_ledger(ledger)
     assert stale_commits(rows) == []
     assert [r.token for r in rows] == sorted(r.token for r in rows)
     assert {r.token for r in rows} == {5, 7}
+    assert all(r.mono < new_start.mono for r in rows if r.token == 5)
     # Every committed row is one `write` record of the copy that wrote it, and back.
-    written = {int(r.detail): (r.pid, r.token, r.mono) for c in (old, new) for r in c.recs("write")}
+    copies = (old, new, late)
+    written = {int(r.detail): (r.pid, r.token, r.mono) for c in copies for r in c.recs("write")}
     assert written == {r.id: (r.pid, r.token, r.mono) for r in rows}
 
 
@@ -231,3 +239,28 @@ def test_bad_environment_is_a_clear_error() -> None:
         [*WORKLOAD, "--write-every", "0"], env=env, capture_output=True, timeout=60, check=False
     )
     assert done.returncode == 2 and b"must be >= 1" in done.stderr
+
+
+def test_read_ledger_and_stale_commits_catch_a_planted_stale_write(tmp_path: Path) -> None:
+    """The checker's side: a stale row slipped in (here written around the guard) is found."""
+    db = tmp_path / "ledger.db"
+    assert read_ledger(db) == []  # no file yet
+    conn = sqlite3.connect(db)
+    try:
+        conn.execute(LEDGER_SCHEMA)
+        assert read_ledger(db) == []
+        for token in (5, 5, 7, 5, 7, 8):
+            conn.execute(
+                "INSERT INTO transfers (site, token, pid, mono, amount) VALUES ('a', ?, 1, 0, 1)",
+                (token,),
+            )
+        conn.commit()
+    finally:
+        conn.close()
+    rows = read_ledger(db)
+    assert [r.token for r in rows] == [5, 5, 7, 5, 7, 8]
+    assert [(r.id, r.token) for r in stale_commits(rows)] == [(4, 5)]
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 200)
+    with pytest.raises(ValueError, match=r"junk\.db: not a readable ledger"):
+        read_ledger(junk)

@@ -60,6 +60,17 @@ def test_equal_and_higher_tokens_commit_lower_ones_are_refused(guard: TokenGuard
     assert values(guard.db_path) == ["a", "b", "c"]
 
 
+def test_a_claim_commits_only_the_token(guard: TokenGuard) -> None:
+    guard.write(5, insert("a"))
+    guard.claim(7)
+    assert guard.highest() == 7
+    assert values(guard.db_path) == ["a"]
+    with pytest.raises(StaleToken):
+        guard.write(6, insert("b"))
+    with pytest.raises(StaleToken):
+        guard.claim(6)
+
+
 def test_a_failing_write_rolls_back_data_and_token(guard: TokenGuard) -> None:
     guard.write(3, insert("kept"))
 
