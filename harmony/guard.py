@@ -116,7 +116,8 @@ class TokenGuard:
     IMMEDIATE takes SQLite's write lock *before* the check, so no other writer commits between
     check and write; and the new highest commits with the data, so a crash never leaves one
     without the other. Writes therefore commit in token order: a copy frozen inside its
-    transaction still commits before the next holder's first write, never after it.
+    transaction still commits before the next holder's first write, never after it (holding
+    the lock meanwhile: the next holder's writes wait, and get `GuardBusy` after `timeout`).
 
     One guard per thread (it owns one connection). Several processes may share the database
     (WAL mode). Reads that decide a write must happen inside ``fn``: only they see the state
@@ -196,8 +197,8 @@ class TokenGuard:
         raises, everything rolls back and the exception propagates. `GuardBusy` when other
         writers held the lock longer than the timeout; `GuardError` for other database errors.
         """
-        if isinstance(token, bool) or not isinstance(token, int) or token < 0:
-            raise GuardError(f"fencing token must be a non-negative int, got {token!r}")
+        if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < 2**63:
+            raise GuardError(f"fencing token must be a non-negative int64, got {token!r}")
         # Only taking the lock is retried: once it is held, nothing else can make us busy, and
         # fn (which may have effects outside the database) must not run twice.
         self._retry("take the write lock", lambda: self._conn.execute("BEGIN IMMEDIATE"))
