@@ -94,6 +94,9 @@ class StaleToken(GuardError):
 
 
 _TABLE = "harmony_fence"
+_SLICE = 0.1
+"""SQLite's own busy wait per attempt (s); longer waits happen in `_retry`'s Python sleeps,
+where signal handlers run (a SIGTERM is not held up for the whole timeout)."""
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 
 
@@ -126,7 +129,7 @@ class TokenGuard:
 
     def __init__(self, db_path: str | Path, resource: str = "default", *, timeout: float = 10.0):
         """Open (creating if needed) the database; `timeout`: how long a write may wait for
-        other writers' locks (SQLite's busy_timeout, then bounded retries) before GuardBusy."""
+        other writers' locks (bounded retries of SQLite's busy wait) before GuardBusy."""
         if not isinstance(resource, str) or not resource:
             raise GuardError(f"resource must be a non-empty string, got {resource!r}")
         if timeout <= 0:
@@ -137,7 +140,9 @@ class TokenGuard:
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (Python's implicit
             # transactions would start a DEFERRED one, which can fail to upgrade mid-way).
-            self._conn = sqlite3.connect(self.db_path, timeout=timeout, isolation_level=None)
+            self._conn = sqlite3.connect(
+                self.db_path, timeout=min(timeout, _SLICE), isolation_level=None
+            )
         except sqlite3.Error as e:
             raise GuardError(f"cannot open guard database {self.db_path}: {e}") from e
         try:
@@ -177,7 +182,7 @@ class TokenGuard:
                         f" stayed locked for {self.timeout:g} s ({attempts} attempts): {e}"
                     ) from e
             time.sleep(pause * random.uniform(0.5, 1.5))  # jitter: writers do not march in step
-            pause = min(pause * 2, 0.25)
+            pause = min(pause * 2, 0.1)
 
     def highest(self) -> int | None:
         """The highest token committed for this resource (None: no write yet)."""

@@ -128,6 +128,14 @@ def _describe_missing(path: Path) -> str:
     return f"deadline file holds no deadline ({text[:40]!r}): {path}"
 
 
+def _hold_sigterm(now: float) -> float:
+    """Hold SIGTERM back from here (the write lock is held) until `finally` unblocks it: a
+    committed row always gets its `write` record (only SIGKILL can come between them; the
+    ledger is the truth for writes). Waiting for the lock stays interruptible."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    return now
+
+
 class Copy:
     """One running copy: its identity, its records, its fence deadline and its ledger."""
 
@@ -207,9 +215,8 @@ class Copy:
         now = self.check()
         if self.guard is None or self.token is None:
             return now, None
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
-            return self.guard.write(self.token, lambda _conn: self.check()), None
+            return self.guard.write(self.token, lambda _conn: _hold_sigterm(self.check())), None
         except StaleToken as e:  # stale from birth: keep going, every write will say so
             return now, e.highest
         except GuardBusy as e:
@@ -224,7 +231,7 @@ class Copy:
         amount = self.writes + 1
 
         def insert(conn: sqlite3.Connection) -> tuple[int, float]:
-            at = self.check()  # under the write lock: the row's moment
+            at = _hold_sigterm(self.check())  # under the write lock: the row's moment
             conn.execute(LEDGER_SCHEMA)
             cur = conn.execute(
                 "INSERT INTO transfers (site, token, pid, mono, amount) VALUES (?, ?, ?, ?, ?)",
@@ -232,9 +239,6 @@ class Copy:
             )
             return int(cur.lastrowid or 0), at
 
-        # SIGTERM waits until the outcome is recorded: a committed row always has its `write`
-        # record (only SIGKILL can come between them; the ledger is the truth for writes).
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
             row_id, at = guard.write(token, insert)
             self.writes += 1

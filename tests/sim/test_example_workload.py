@@ -114,6 +114,25 @@ def test_sigterm_records_stop_and_exits_0(start: Start) -> None:
     assert "ledger serving on a (token 3) #0" in out and "ledger on a: stopping" in out
 
 
+def test_sigterm_stops_a_copy_that_waits_for_the_ledger_lock(start: Start, tmp_path: Path) -> None:
+    """A writer frozen in its transaction holds the ledger's lock; a copy waiting for it still
+    stops at once on SIGTERM (well within the guard's 5 s lock timeout)."""
+    ledger = tmp_path / "ledger.db"
+    c = start("a", token=3, ledger=ledger, args=("--write-every", "1"))
+    wait_until(lambda: c.count("write") >= 2, 30.0, message=c.tail)
+    holder = sqlite3.connect(ledger, isolation_level=None, timeout=30.0)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        # Its ticks stop: it is stuck in a write, waiting for our lock.
+        wait_until(lambda: time.monotonic() - c.recs()[-1].mono > 0.5, 10.0, message=c.tail)
+        c.proc.send_signal(signal.SIGTERM)
+        assert c.wait_exit(timeout=2.5) == 0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert c.recs()[-1].kind == "stop"
+
+
 def test_a_stale_token_cannot_write_after_a_newer_one(start: Start, tmp_path: Path) -> None:
     """Tokens 5 then 7 on one ledger: once 7 has started (it claims the ledger), every write
     of 5 is refused; a copy started later with 6 never writes at all."""
