@@ -5,7 +5,8 @@ scenario wraps with it) appends one JSON object a line to ``$HARMONY_RECORDS``:
 
 * ``start``: the copy began, with its token and pid;
 * ``tick``: the copy acted as the active copy at ``mono`` (every 50 ms by default);
-* ``write``: a write through the fencing-token guard was committed (``detail``: the row id);
+* ``write``: a write through the fencing-token guard was committed (``detail``: the row id;
+  a SIGKILL between commit and record loses the record, so the ledger is the truth for writes);
 * ``write-rejected``: the guard refused a write with a stale token;
 * ``self-fenced``: the copy found its fence deadline passed and stops acting;
 * ``stop``: the copy exits (SIGTERM, or after self-fencing).
