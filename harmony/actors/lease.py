@@ -22,15 +22,16 @@ from harmony.strategies import (
     AcquireFailed,
     AcquireLease,
     LeaseAcquired,
-    LeaseLost,
     LeaseObservedGone,
     LeaseObservedHeld,
+    LeaseRead,
     LeaseReleased,
     LeaseRenewed,
     ReleaseFailed,
     ReleaseLease,
     RenewFailed,
     RenewLease,
+    RenewRefused,
     WatchLease,
 )
 
@@ -63,8 +64,6 @@ class LeaseActor(HarmonyActor):
         self.workload = workload
         self.key = workload
         self.last_seen: tuple[str | None, int] | None = None
-        self.unconfirmed_since: float | None = None
-        """Send time of the oldest renewal whose outcome we do not know (it timed out)."""
         self.watch: Any = None
 
     @property
@@ -106,7 +105,6 @@ class LeaseActor(HarmonyActor):
         except LeaseError as e:
             self.report(AcquireFailed(str(e)))
             return
-        self.unconfirmed_since = None
         self.set_state("held", holder=self.ctx.site, token=str(rev))
         self.report(LeaseAcquired(rev, sent_at))
 
@@ -115,51 +113,27 @@ class LeaseActor(HarmonyActor):
         try:
             rev = self.store.renew(self.key, self.holder(), cmd.revision)
         except LeaseConflict as e:
-            if self.unconfirmed_since is not None:
-                # A timed-out renewal of ours may have landed: the refusal proves nothing yet.
-                self.report(self._after_refusal(cmd.revision, str(e)))
-                return
-            self.set_state("lost", holder="")
-            self.report(LeaseLost(f"renewal refused: {e}", revision=cmd.revision))
+            # Refused: report what the key holds now. Whether that is a loss, or a timed-out
+            # renewal of ours that landed, is the strategy's call (`lease_fold`).
+            self.report(RenewRefused(cmd.revision, str(e), self.read_after_refusal()))
             return
         except LeaseError as e:
-            if self.unconfirmed_since is None:
-                self.unconfirmed_since = sent_at
-            self.report(RenewFailed(str(e)))
+            self.report(RenewFailed(str(e), sent_at))  # it may have been written after all
             return
-        self.unconfirmed_since = None
         self.set_detail(renewed=str(rev))
         self.report(LeaseRenewed(rev, sent_at))
 
-    def _after_refusal(self, expected: int, why: str) -> LeaseRenewed | LeaseLost | RenewFailed:
-        """A renewal was refused while an earlier one's outcome is unknown (it timed out).
-
-        If the key holds *our* value (this incarnation) at a later revision, that write was
-        ours: adopt it, with t0 = the send time of the first unconfirmed renewal, which is no
-        later than the write (reads only return committed entries, so even a stale read cannot
-        show a write that did not happen). If it holds someone else's, the lease is lost. If
-        the read fails or is older than our revision, we still do not know: a renew failure,
-        so the strategy keeps its fence deadline and we look again on the next attempt.
-        """
+    def read_after_refusal(self) -> LeaseRead | None:
+        """The key as a read shows it (reads only return committed writes); None: no read."""
         try:
             entry = self.store.read(self.key)
         except LeaseError:
-            return RenewFailed(f"renewal refused ({why}); lease unreadable")
-        if entry is None or entry.revision <= expected:
-            return RenewFailed(f"renewal refused ({why}); read not newer than ours yet")
-        ours = entry.holder is not None and (entry.holder.site, entry.holder.incarnation) == (
-            self.ctx.site,
-            self.ctx.incarnation,
-        )
-        if not ours:
-            self.unconfirmed_since = None
-            self.set_state("lost", holder="")
-            holder = entry.holder.site if entry.holder else None
-            return LeaseLost(f"renewal refused: {why}", holder=holder, revision=entry.revision)
-        assert self.unconfirmed_since is not None
-        sent_at, self.unconfirmed_since = self.unconfirmed_since, None
-        self.set_detail(renewed=str(entry.revision))
-        return LeaseRenewed(entry.revision, sent_at)
+            return None
+        if entry is None:
+            return None
+        h = entry.holder
+        ours = h is not None and (h.site, h.incarnation) == (self.ctx.site, self.ctx.incarnation)
+        return LeaseRead(entry.revision, h.site if h is not None else None, ours)
 
     def on_release_lease(self, cmd: ReleaseLease) -> None:
         try:

@@ -31,13 +31,13 @@ from harmony.actors.timers import Timer
 from harmony.actors.workload import DriverReport, WorkloadActor
 from harmony.config import WorkloadConfig
 from harmony.strategies import (
-    AcquireFailed,
     AcquireLease,
     Command,
     Copy,
     Decision,
     FailoverTopology,
     FenceWorkload,
+    LeaseActorRestarted,
     MoveRequested,
     Params,
     PartitionHealed,
@@ -48,9 +48,7 @@ from harmony.strategies import (
     Promote,
     RecordDivergence,
     RecordEvent,
-    ReleaseFailed,
     ReleaseLease,
-    RenewFailed,
     RenewLease,
     ShutdownRequested,
     StartWorkload,
@@ -61,10 +59,11 @@ from harmony.strategies import (
     WorkloadFenced,
     WorkloadStarted,
     WorkloadStopped,
+    WorkloadUnknown,
     strategy_for,
 )
 from harmony.strategies.events import Event
-from harmony.strategies.tables import LeaseAct, Phase
+from harmony.strategies.tables import Phase
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +85,25 @@ class Drain:
 
 
 def driver_event(report: DriverReport) -> Event | None:
-    """The strategy's view of a driver report (None: not a step the strategy tracks)."""
+    """The strategy's view of a driver report (None: not a step the strategy tracks).
+
+    Every driver state maps to one typed event; nothing is read back from free text.
+    """
     ev = report.event
-    if ev.state is DriverState.RUNNING:
-        return WorkloadStarted()
-    if ev.state is DriverState.STOPPED:
-        return WorkloadStopped()
-    if ev.state is DriverState.FENCED:
-        return WorkloadFenced()
     if ev.state is DriverState.EXITED:
         return WorkloadExited(ev.exit_code, restarting=ev.restarting)
-    if ev.state is DriverState.UNKNOWN:  # interim: the strategy learns UNKNOWN next
-        return WorkloadExited(ev.exit_code, restarting=False)
-    return None
+    if ev.state is DriverState.UNKNOWN:
+        return WorkloadUnknown(ev.detail or "the driver cannot tell whether the copy runs")
+    event = DRIVER_EVENTS.get(ev.state)
+    return None if event is None else event()
+
+
+CONFIRMED_DOWN = (DriverState.STOPPED, DriverState.FENCED)
+DRIVER_EVENTS: dict[DriverState, type[WorkloadStarted | WorkloadStopped | WorkloadFenced]] = {
+    DriverState.RUNNING: WorkloadStarted,
+    DriverState.STOPPED: WorkloadStopped,
+    DriverState.FENCED: WorkloadFenced,
+}
 
 
 class WorkloadSupervisor(Supervisor):
@@ -128,12 +133,12 @@ class WorkloadSupervisor(Supervisor):
 
     # -- lifecycle -------------------------------------------------------------------------
     def started(self) -> None:
-        name = self.name
-        if self.workload.strategy == "absolute-consistency":
+        name, tethered = self.name, self.strategy.uses_lease
+        if tethered:
             self.tether.reset()
             self.start_child("lease", lambda c, p, parent: LeaseActor.start(c, p, parent, name))
         w = self.workload
-        self.start_child("run", lambda c, p, parent: WorkloadActor.start(c, p, parent, w))
+        self.start_child("run", lambda c, p, parent: WorkloadActor.start(c, p, parent, w, tethered))
         now = self.ctx.clock.monotonic()
         self.ctx.record(name, "boot", f"{w.strategy} on {self.ctx.site}, role {self.role()}")
         self.apply(self.strategy.start(self.ctx.site, self.topology, now))
@@ -144,6 +149,13 @@ class WorkloadSupervisor(Supervisor):
                 self.feed(cls(peer.site))
 
     def stopping(self) -> None:
+        state = self.decision.state if self.decision is not None else None
+        if state is not None and state.shutting_down and not state.done:
+            why = state.driver.doubt or f"copy {state.driver.phase}"
+            held = " and the lease is kept until its TTL" if state.lease.revision else ""
+            self.ctx.record(
+                self.name, "shutdown-incomplete", f"not confirmed stopped ({why}){held}"
+            )
         self.ctx.copies.set(self.name, None)
         if self.tick is not None:
             self.tick.cancel()
@@ -158,13 +170,11 @@ class WorkloadSupervisor(Supervisor):
     def child_restarted(self, name: str, error: str) -> None:
         self.ctx.record(self.name, "child-restarted", f"{name} restarted after {error}")
         if name == "run":
-            # The new driver knows nothing: whatever ran is gone with the old actor.
-            self.feed(WorkloadExited(None, restarting=False))
-        elif name == "lease" and self.decision is not None:
-            # An answer the dead lease actor owed will never come: count it as failed.
-            lost = unanswered(self.decision.state.lease.pending)
-            if lost is not None:
-                self.feed(lost)
+            # Whatever the old driver ran may still run: the strategy fences it through the
+            # new driver, which finds the copy by its containment.
+            self.feed(WorkloadUnknown(f"run actor restarted after {error}"))
+        elif name == "lease":
+            self.feed(LeaseActorRestarted(f"lease actor restarted after {error}"))
 
     # -- the step --------------------------------------------------------------------------
     def feed(self, event: Event) -> None:
@@ -190,30 +200,31 @@ class WorkloadSupervisor(Supervisor):
 
     def update_tether(self, decision: Decision) -> None:
         """Hand the fence deadline to the workload's tether before any start relies on it."""
-        if self.workload.strategy != "absolute-consistency":
+        if not self.strategy.uses_lease:
             return
-        deadline = decision.state.lease.deadline(self.strategy.params.fence_offset)
+        lease = decision.state.lease
+        deadline = lease.deadline(self.strategy.params.fence_offset)
         try:
-            self.tether.offer(decision.state.lease.token, deadline, self.ctx.clock.monotonic())
+            self.tether.offer(lease.token, deadline, self.ctx.clock.monotonic())
         except OSError as e:  # the tether then fences at the old deadline: safe, and loud
             log.error(
                 "%s: cannot hand the fence deadline to %s: %s", self.name, self.tether.spec, e
             )
 
     def execute(self, cmd: Command) -> None:
+        """Carry one command out. The driver is told first and the journal second: a journal
+        that cannot be written (disk full) never delays or skips a fence."""
         token = self.decision.state.driver.token if self.decision else None
-        if isinstance(cmd, StartWorkload):
-            self.ctx.record(self.name, "start", cmd.reason, cmd.token)
+        if isinstance(cmd, StartWorkload | Promote):
             self.tell_child("run", m.StartWorkload(token=cmd.token, reason=cmd.reason))
-        elif isinstance(cmd, Promote):
-            self.ctx.record(self.name, "promote", cmd.reason, cmd.token)
-            self.tell_child("run", m.StartWorkload(token=cmd.token, reason=cmd.reason))
+            kind = "promote" if isinstance(cmd, Promote) else "start"
+            self.ctx.record(self.name, kind, cmd.reason, cmd.token)
         elif isinstance(cmd, StopWorkload):
-            self.ctx.record(self.name, "stop", cmd.reason, token)
             self.tell_child("run", m.StopWorkload(reason=cmd.reason))
+            self.ctx.record(self.name, "stop", cmd.reason, token)
         elif isinstance(cmd, FenceWorkload):
-            self.ctx.record(self.name, "fence", cmd.reason, token)
             self.tell_child("run", m.FenceWorkload(reason=cmd.reason))
+            self.ctx.record(self.name, "fence", cmd.reason, token)
         elif isinstance(cmd, LEASE_COMMANDS):
             self.tell_child("lease", cmd)
         elif isinstance(cmd, RecordDivergence):
@@ -244,6 +255,8 @@ class WorkloadSupervisor(Supervisor):
             strategy=self.workload.strategy,
             role=self.role(),
             phase=str(s.driver.phase),
+            doubt=s.driver.doubt or "",
+            fence_attempts=str(s.driver.fence_attempts) if s.driver.doubt else "",
             active=str(s.driver.active).lower(),
             token="" if s.driver.token is None else str(s.driver.token),
             lease="" if lease.revision is None else str(lease.revision),
@@ -281,7 +294,7 @@ class WorkloadSupervisor(Supervisor):
         self.feed_copies()
 
     def feed_copies(self) -> None:
-        if self.workload.strategy != "split-brain-allowed":
+        if not self.strategy.announces_copies:
             return
         own = self.ctx.copies.read().get(self.name)
         copies = list(self.peer_copies.values())
@@ -309,10 +322,10 @@ class WorkloadSupervisor(Supervisor):
             self.ctx.copies.set(
                 self.name, m.CopyInfo(started_wall=started, score=self.score(), token=ev.token)
             )
-        elif ev.state in (DriverState.STOPPED, DriverState.FENCED) or (
-            ev.state is DriverState.EXITED and not ev.restarting
-        ):
+        elif ev.state in CONFIRMED_DOWN or (ev.state is DriverState.EXITED and not ev.restarting):
+            # A fact: this copy is gone. Its watcher may leave; an unknown copy keeps both.
             self.ctx.copies.set(self.name, None)
+            self.release_tether(ev.token)
         self.feed_copies()
         event = driver_event(msg)
         if self.operator_down and ev.state in (DriverState.STOPPED, DriverState.FENCED):
@@ -320,6 +333,12 @@ class WorkloadSupervisor(Supervisor):
             event = WorkloadExited(None, restarting=False)  # taken down: hand it on
         if event is not None:
             self.feed(event)
+
+    def release_tether(self, token: int | None) -> None:
+        try:
+            self.tether.release(token)
+        except OSError as e:  # the watcher then fences a stopped copy: harmless, and loud
+            log.error("%s: cannot release the deadline of token %s: %s", self.name, token, e)
 
     def score(self) -> float:
         """best-score: free CPU of this site (cpus - load), higher is better."""
@@ -335,7 +354,7 @@ class WorkloadSupervisor(Supervisor):
 
     # Lease actor answers arrive as strategy events; route them all to feed().
     on_lease_acquired = on_acquire_failed = on_lease_renewed = on_renew_failed = on_lease_event
-    on_lease_lost = on_lease_observed_held = on_lease_observed_gone = on_lease_event
+    on_renew_refused = on_lease_observed_held = on_lease_observed_gone = on_lease_event
     on_lease_released = on_release_failed = on_lease_event
 
     def on_drain(self, _: Drain) -> threading.Event:
@@ -390,14 +409,3 @@ class WorkloadSupervisor(Supervisor):
 @dataclass(frozen=True)
 class MoveAway:
     """Local: the agent drains this site."""
-
-
-def unanswered(pending: str | None) -> Event | None:
-    """The failure to feed for a lease command whose answer was lost with its actor."""
-    if pending == LeaseAct.ACQUIRE:
-        return AcquireFailed("lease actor restarted")
-    if pending == LeaseAct.RENEW:
-        return RenewFailed("lease actor restarted")
-    if pending == LeaseAct.RELEASE:
-        return ReleaseFailed("lease actor restarted")
-    return None

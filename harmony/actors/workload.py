@@ -47,16 +47,19 @@ class WorkloadActor(HarmonyActor):
         path: str,
         parent: pykka.ActorRef[Any] | None,
         workload: WorkloadConfig,
+        tethered: bool = False,
     ) -> None:
         super().__init__(ctx, path, parent)
         self.workload = workload
+        self.tethered = tethered
+        """Tokened copies get a watcher outside the agent (the strategy uses a lease)."""
 
     def started(self) -> None:
         ref = self.actor_ref
         log_dir = Path(self.ctx.config.data_dir) / "workloads"
         log_dir.mkdir(parents=True, exist_ok=True)
         tether = None
-        if self.workload.strategy == "absolute-consistency":
+        if self.tethered:
             journal = self.ctx.journal
             tether = TetherSpec(
                 deadline_dir(self.ctx.config.data_dir, self.workload.name),
