@@ -50,6 +50,8 @@ BACKOFF = (0.5, 5.0)
 
 
 class Watcher:
+    """One copy's watcher: polls its deadline file and its parent, fences once, exits."""
+
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.deadline_file = Path(args.deadline_file)
