@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from harmony.actors.drivers import Driver, make_driver
+from harmony.actors.drivers import Driver, TetherSpec, make_driver
+from harmony.actors.drivers.hooks_tether import end_watchers
 from harmony.config import DriverConfig
 
-from .helpers import Recorder
+from .helpers import Recorder, Runbook
 
 
 class Built:
@@ -59,3 +60,20 @@ def build(tmp_path: Path) -> Iterator[Callable[..., Built]]:
         if pid is not None:  # belt and braces: never leave a group behind
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def runbook(tmp_path: Path) -> Iterator[Runbook]:
+    """A runbook whose workload is a real background process; killed at teardown."""
+    rb = Runbook(tmp_path / "runbook")
+    yield rb
+    rb.kill()
+
+
+@pytest.fixture
+def tether_spec(tmp_path: Path) -> Iterator[TetherSpec]:
+    """A TetherSpec in tmp_path; every hooks watcher of it is killed at teardown."""
+    spec = TetherSpec(tmp_path / "tether" / "w1", tmp_path / "journal.jsonl", "inc-1")
+    spec.deadline_dir.mkdir(parents=True)
+    yield spec
+    end_watchers(spec.deadline_dir)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from harmony.actors.drivers import DriverEvent, DriverState
 
@@ -85,3 +88,101 @@ def stays(pred: Callable[[], object], duration: float, message: str = "") -> Non
         assert pred(), message or f"{pred} stopped holding"
         time.sleep(0.01)
     assert pred(), message or f"{pred} stopped holding"
+
+
+# -- a runbook in miniature, for the hooks driver --------------------------------------------
+
+RUNBOOK = r"""#!/bin/sh
+# A runbook in miniature: its workload is one background process (pid in $D/pid), started
+# detached the way a service manager would (own session, none of the agent's environment).
+# Flag files in $D make a hook fail, hang or misreport; every call is logged to $D/calls.
+D=$(dirname "$0")
+pid() { cat "$D/pid" 2>/dev/null; }
+alive() {
+    p=$(pid); [ -n "$p" ] || return 1
+    s=$(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null) || return 1
+    [ -n "$s" ] && [ "$s" != Z ]
+}
+[ "$1" = probe ] || echo "$1 hook=$HARMONY_HOOK token=$HARMONY_FENCING_TOKEN" \
+    "containment=$HARMONY_CONTAINMENT reason=$HARMONY_REASON" >> "$D/calls"
+case "$1" in
+start)
+    echo $$ > "$D/start-hook.pid"
+    while [ -e "$D/wait-go" ] && [ ! -e "$D/go" ]; do sleep 0.01; done
+    [ -e "$D/fail-start" ] && { echo "start refused by flag"; exit 3; }
+    alive && { echo "already running"; exit 0; }
+    rm -f "$D/pid"
+    env -u HARMONY_CONTAINMENT -u HARMONY_HOOK setsid sh -c 'echo $$ > "$0"; exec sleep 1000' \
+        "$D/pid" </dev/null >/dev/null 2>&1 &
+    while [ ! -s "$D/pid" ]; do sleep 0.01; done
+    echo "started pid $(pid)"
+    [ -e "$D/hang-start" ] && sleep 1000
+    exit 0 ;;
+stop|fence)
+    [ -e "$D/hang-$1" ] && sleep 1000
+    [ -e "$D/fail-$1" ] && { echo "$1 failed by flag"; exit 1; }
+    [ -e "$D/noop-$1" ] && exit 0
+    p=$(pid)
+    [ -n "$p" ] && kill "-$([ "$1" = stop ] && echo TERM || echo KILL)" "$p" 2>/dev/null
+    while alive; do sleep 0.01; done
+    echo "$1: down" ;;
+probe)
+    echo x >> "$D/probes"
+    [ -e "$D/probe-fails" ] && { echo "probe failed by flag"; exit 1; }
+    alive || { echo "not running"; exit 1; } ;;
+esac
+"""
+
+
+class Runbook:
+    """Hooks that manage a real background process; the test reads the truth from /proc."""
+
+    def __init__(self, d: Path) -> None:
+        d.mkdir(parents=True, exist_ok=True)
+        self.dir = d
+        self.script = d / "ctl.sh"
+        self.script.write_text(RUNBOOK)
+        self.script.chmod(0o755)
+
+    def hooks(self, *, probe: bool = True, **kwargs: Any) -> dict[str, Any]:
+        """Keyword arguments for HooksDriverConfig: the runbook's hooks, overridden by kwargs."""
+        cmds: dict[str, Any] = {"start": f"{self.script} start", "stop": f"{self.script} stop"}
+        cmds["fence"] = f"{self.script} fence"
+        if probe:
+            cmds["probe"] = f"{self.script} probe"
+        return {**cmds, **kwargs}
+
+    def flag(self, name: str, on: bool = True) -> None:
+        path = self.dir / name
+        if on:
+            path.touch()
+        else:
+            path.unlink(missing_ok=True)
+
+    @property
+    def pid(self) -> int | None:
+        text = (self.dir / "pid").read_text().strip() if (self.dir / "pid").exists() else ""
+        return int(text) if text else None
+
+    def alive(self) -> bool:
+        """The workload's process exists (the process table's word, not the driver's)."""
+        pid = self.pid
+        return pid is not None and pid_alive(pid)
+
+    def probes(self) -> int:
+        return line_count(self.dir / "probes")
+
+    def calls(self, hook: str = "") -> list[str]:
+        path = self.dir / "calls"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [line for line in lines if not hook or line.startswith(hook + " ")]
+
+    def kill(self) -> None:
+        """Teardown: the workload and any hook left running go, whatever the test did."""
+        for name in ("pid", "start-hook.pid"):
+            path = self.dir / name
+            text = path.read_text().strip() if path.exists() else ""
+            if text:
+                for kill in (os.killpg, os.kill):
+                    with contextlib.suppress(OSError):
+                        kill(int(text), signal.SIGKILL)

@@ -11,7 +11,7 @@ from harmony.actors.drivers import DriverState
 from harmony.config import HooksDriverConfig
 
 from .conftest import Built
-from .helpers import line_count, pid_alive, read_pid, stays, wait_until
+from .helpers import Runbook, line_count, pid_alive, read_pid, stays, wait_until
 
 S = DriverState
 Build = Callable[..., Built]
@@ -44,8 +44,10 @@ def test_start_stop_transitions_and_env(build: Build, tmp_path: Path) -> None:
     assert d.state is S.STOPPED and not (tmp_path / "up").exists()
     assert "stop: maintenance" in d.output_tail()
     assert not d.probe()
-    d.stop("again")  # no-op
-    assert b.events.states() == [S.STARTING, S.RUNNING, S.STOPPING, S.STOPPED]
+    d.stop("again")  # runs the (idempotent) hook again: every stop reports its outcome
+    assert "stop: again" in d.output_tail()
+    stopped = [S.STOPPING, S.STOPPED]
+    assert b.events.states() == [S.STARTING, S.RUNNING, *stopped, *stopped]
     assert all(e.token == 17 and e.workload == "db" for e in b.events.snapshot())
 
     env_hook = "echo $HARMONY_WORKLOAD $HARMONY_SITE $HARMONY_HOOK $EXTRA"
@@ -90,9 +92,12 @@ def test_fence_hook_and_fallback_to_stop_hook(build: Build, tmp_path: Path) -> N
     assert b.driver.state is S.FENCED
     assert (tmp_path / "fenced").read_text().strip() == "lease lost"
     assert b.events.states()[-2:] == [S.STOPPING, S.FENCED]
-    b.driver.fence("again")  # already fenced: no-op
-    b.driver.stop("after")  # stays fenced
-    assert b.events.count(S.FENCED) == 1 and b.driver.state is S.FENCED
+    (tmp_path / "fenced").unlink()
+    b.driver.fence("again")  # fenced already: the hook runs anyway, and reports
+    assert (tmp_path / "fenced").read_text().strip() == "again"
+    assert b.events.states()[-2:] == [S.STOPPING, S.FENCED]
+    b.driver.stop("after")
+    assert b.events.states()[-2:] == [S.STOPPING, S.STOPPED] and b.driver.state is S.STOPPED
 
     # No fence hook: the stop hook fences. It runs even when we think nothing runs,
     # because an earlier agent may have started the workload.
@@ -102,14 +107,13 @@ def test_fence_hook_and_fallback_to_stop_hook(build: Build, tmp_path: Path) -> N
     assert b2.driver.state is S.FENCED and not (tmp_path / "up").exists()
 
 
-def test_failing_fence_hook_is_reported_failed(build: Build, tmp_path: Path) -> None:
+def test_failing_fence_hook_is_reported_unknown(build: Build, tmp_path: Path) -> None:
     b = build(hooks(tmp_path, fence="echo 'ipmi unreachable'; exit 2"))
     start(b, 1)
     b.driver.fence("lease lost")
     assert b.driver.state is S.UNKNOWN
     detail = b.events.last(S.UNKNOWN).detail
-    assert detail.startswith("fence failed") and "exited with code 2" in detail
-    assert "ipmi unreachable" in detail
+    assert detail.startswith("fence hook exited with code 2") and "ipmi unreachable" in detail
 
 
 def test_timed_out_hook_is_killed_with_its_group(build: Build, tmp_path: Path) -> None:
@@ -140,7 +144,7 @@ def test_probe_hook_on_demand(build: Build, tmp_path: Path) -> None:
 def test_prober_reports_only_transitions(build: Build, tmp_path: Path) -> None:
     probes, healthy = tmp_path / "probes", tmp_path / "healthy"
     probe = f"echo x >> {probes}; test -f {healthy} || {{ echo 'no pulse'; exit 1; }}"
-    b = build(hooks(tmp_path, probe=probe, probe_interval=0.03))
+    b = build(hooks(tmp_path, stop=f"rm -f {healthy}", probe=probe, probe_interval=0.03))
     start(b, 2)
 
     # Failing before any success (still warming up) is not reported.
@@ -197,3 +201,152 @@ def test_fence_cancels_a_slow_start_hook(build: Build, tmp_path: Path) -> None:
     assert b.driver.state is S.FENCED
     assert not pid_alive(child), "the cancelled start hook's child survived"
     assert b.events.states() == [S.STARTING, S.STOPPING, S.FENCED]
+
+
+# -- outcomes are facts: a real background process, the truth from the process table ---------
+
+
+def runbook_driver(build: Build, rb: Runbook, **kwargs: Any) -> Built:
+    config = HooksDriverConfig(**rb.hooks(**kwargs))
+    return build(config, stop_grace=0.2)
+
+
+def test_probe_failure_is_unknown_and_recovery_is_running(build: Build, runbook: Runbook) -> None:
+    b = runbook_driver(build, runbook, probe_interval=0.05)
+    assert start(b, 3) is S.RUNNING and runbook.alive()
+    wait_until(lambda: runbook.probes() >= 2, 10, "healthy probes")
+
+    runbook.flag("probe-fails")
+    failed = b.events.wait_count(S.UNKNOWN, 1, 10)
+    assert failed.detail.startswith("probe failed: exited with code 1")
+    assert "probe failed by flag" in failed.detail and failed.token == 3
+    assert runbook.alive(), "a failing probe says nothing about the process: it still runs"
+    n = runbook.probes()
+    wait_until(lambda: runbook.probes() >= n + 3, 10, "the prober keeps probing while unknown")
+    assert b.events.count(S.UNKNOWN) == 1, "a failing probe is reported once, not every time"
+
+    runbook.flag("probe-fails", False)
+    recovered = b.events.wait_count(S.RUNNING, 2, 10)
+    assert recovered.detail == "probe recovered" and b.driver.state is S.RUNNING
+
+    # Failing again, then a stop takes over: no probe event may follow the stop's outcome.
+    runbook.flag("probe-fails")
+    b.events.wait_count(S.UNKNOWN, 2, 10)
+    runbook.flag("probe-fails", False)  # the confirmation probe must see it down, not fail
+    b.driver.stop("operator move")
+    assert b.events.states()[-2:] == [S.STOPPING, S.STOPPED] and not runbook.alive()
+    n = len(b.events.snapshot())
+    stays(lambda: len(b.events.snapshot()) == n, 0.3, "a probe event followed the stop")
+
+
+def test_failed_stop_hook_is_unknown_and_the_copy_still_runs(
+    build: Build, runbook: Runbook
+) -> None:
+    b = runbook_driver(build, runbook)
+    start(b, 4)
+    runbook.flag("fail-stop")
+    b.driver.stop("operator move")
+    assert b.events.states()[-2:] == [S.STOPPING, S.UNKNOWN]
+    detail = b.events.last(S.UNKNOWN).detail
+    assert detail.startswith("stop hook exited with code 1") and "stop failed by flag" in detail
+    assert runbook.alive(), "the stop hook failed: the copy runs, and the driver must not deny it"
+
+    b.driver.fence("stop unconfirmed")  # what the caller does next
+    assert b.events.states()[-2:] == [S.STOPPING, S.FENCED] and not runbook.alive()
+
+
+def test_stop_hook_ok_but_probe_still_up_is_unknown(build: Build, runbook: Runbook) -> None:
+    b = runbook_driver(build, runbook)
+    start(b, 5)
+    runbook.flag("noop-stop")  # exits 0 without stopping anything
+    b.driver.stop("operator move")
+    assert b.driver.state is S.UNKNOWN
+    assert b.events.last(S.UNKNOWN).detail == "stop hook ok but the probe still reports it up"
+    assert runbook.alive()
+
+    runbook.flag("noop-fence")
+    b.driver.fence("unconfirmed")
+    assert b.events.last(S.UNKNOWN).detail == "fence hook ok but the probe still reports it up"
+    assert b.driver.state is S.UNKNOWN and runbook.alive()
+
+    runbook.flag("noop-fence", False)
+    b.driver.fence("again")
+    assert b.driver.state is S.FENCED and not runbook.alive()
+    assert b.events.last(S.FENCED).detail.endswith("the probe reports it down")
+
+
+def test_hung_fence_hook_times_out_unknown(build: Build, runbook: Runbook) -> None:
+    b = runbook_driver(build, runbook, timeout=0.5)
+    start(b, 6)
+    runbook.flag("hang-fence")
+    t0 = time.monotonic()
+    b.driver.fence("lease lost")
+    assert time.monotonic() - t0 < 5
+    assert b.events.states()[-2:] == [S.STOPPING, S.UNKNOWN]
+    assert b.events.last(S.UNKNOWN).detail.startswith("fence hook timed out after 0.5 s")
+    assert runbook.alive()
+
+
+def test_failed_or_hung_start_hook_is_unknown(build: Build, runbook: Runbook) -> None:
+    # A start hook that times out may have started the copy halfway: unknown, not stopped.
+    runbook.flag("hang-start")
+    b = runbook_driver(build, runbook, timeout=0.5)
+    assert start(b, 7) is S.UNKNOWN
+    assert b.events.last(S.UNKNOWN).detail.startswith("start hook timed out after 0.5 s")
+    assert runbook.alive(), "the half-started copy runs"
+    hook = read_pid(runbook.dir / "start-hook.pid")
+    assert not pid_alive(hook), "the timed-out start hook's group was killed"
+    b.driver.fence("start unconfirmed")
+    assert b.driver.state is S.FENCED and not runbook.alive()
+
+    runbook.flag("hang-start", False)
+    runbook.flag("fail-start")
+    assert start(b, 8) is S.UNKNOWN
+    assert "exited with code 3: start refused by flag" in b.events.last(S.UNKNOWN).detail
+
+
+def test_every_stop_and_fence_reports_exactly_once(build: Build, runbook: Runbook) -> None:
+    b = runbook_driver(build, runbook, timeout=0.5)
+
+    def outcome(call: Callable[[str], None], *allowed: DriverState) -> DriverState:
+        n = len(b.events.snapshot())
+        call("why")
+        new = b.events.states()[n:]
+        assert len(new) == 2 and new[0] is S.STOPPING and new[1] in allowed, new
+        return new[1]
+
+    d = b.driver
+    # Never started: the hooks run anyway (an earlier incarnation may have started a copy).
+    assert outcome(d.stop, S.STOPPED) is S.STOPPED
+    assert outcome(d.stop, S.STOPPED) is S.STOPPED
+    assert outcome(d.fence, S.FENCED) is S.FENCED
+    assert outcome(d.fence, S.FENCED) is S.FENCED
+    assert len(runbook.calls("stop")) == 2 and len(runbook.calls("fence")) == 2
+    start(b, 1)
+    runbook.flag("fail-stop")
+    assert outcome(d.stop, S.UNKNOWN) is S.UNKNOWN
+    runbook.flag("hang-fence")
+    assert outcome(d.fence, S.UNKNOWN) is S.UNKNOWN
+    runbook.flag("hang-fence", False)
+    d.close()  # a closed driver still answers stop and fence
+    assert outcome(d.fence, S.FENCED) is S.FENCED and not runbook.alive()
+    assert outcome(d.stop, S.UNKNOWN) is S.UNKNOWN  # fail-stop still set
+
+
+def test_control_characters_never_crash_the_driver(build: Build, runbook: Runbook) -> None:
+    b = runbook_driver(build, runbook)
+    start(b, 2)
+    b.driver.stop("x\0y")  # a NUL cannot go into an env var: escaped, not a ValueError
+    assert b.events.states()[-2:] == [S.STOPPING, S.STOPPED] and not runbook.alive()
+    assert runbook.calls("stop")[-1].endswith(r"reason=x\x00y")
+    assert b.events.last(S.STOPPING).detail == r"x\x00y"
+    b.driver.fence("a\x1b[31mb\nc\udcff")
+    assert b.driver.state is S.FENCED
+    assert runbook.calls("fence")[-1].endswith(r"reason=a\x1b[31mb\x0ac\udcff")
+
+    # A NUL the driver cannot escape (the config's own env): the hook could not run.
+    broken = build(HooksDriverConfig(**runbook.hooks(env={"X": "a\0b"})), workload="w2")
+    broken.driver.fence("lease lost")
+    assert broken.driver.state is S.UNKNOWN
+    assert "could not run" in broken.events.last(S.UNKNOWN).detail
+    assert start(broken, 3) is S.UNKNOWN

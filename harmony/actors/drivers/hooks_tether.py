@@ -1,0 +1,195 @@
+"""The hooks driver's tether, driver side: the watcher's argv, and finding and ending watchers.
+
+A `hooks` copy is the user's (a systemd unit, a VM, a remote service): the agent cannot hold
+its processes, only run its hooks. So a tokened copy of an absolute-consistency workload gets
+a *watcher* (`hooks_watch`), a small process outside the agent that runs the fence hook when
+the copy's fence deadline passes or the agent dies. This module is what the driver and the
+watcher share; it is stdlib-only (plus `harmony.guard`), so the watcher stays light.
+
+The watcher does not carry ``HARMONY_CONTAINMENT``: a containment scan (the simulator's ground
+truth, a restarted agent's search for leftovers) would count it as a process of the copy. It
+carries ``HARMONY_HOOKS_WATCH=<deadline dir>`` instead, by which a driver finds the watchers of
+its workload, also those an earlier driver instance (a restarted run actor) left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harmony.guard import RELEASED, TOKEN_ENV
+
+from .containment import CONTAINMENT_ENV
+
+WATCH_ENV = "HARMONY_HOOKS_WATCH"
+"""Marks a watcher process; the value is its workload's deadline directory (absolute)."""
+HOOK_ENV = "HARMONY_HOOK"
+REASON_ENV = "HARMONY_REASON"
+KILL_WAIT = 5.0
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: str) -> str:
+    """`text` with control characters (NUL, newlines, ESC, ...) and lone surrogates escaped as
+    ``\\xNN``: a reason from the wire becomes a safe env value and one log line, never a crash."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def watch_marker(deadline_dir: Path) -> str:
+    return os.path.abspath(deadline_dir)
+
+
+def read_state(path: Path) -> float | str | None:
+    """A deadline file as the watcher needs it: the deadline, `RELEASED`, or None (missing,
+    unreadable, garbage). `harmony.guard.read_deadline` folds released into None."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    if text == RELEASED:
+        return RELEASED
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def watch_argv(
+    command: str,
+    deadline_file: Path,
+    *,
+    timeout: float,
+    grace: float,
+    journal: Path | None,
+    site: str,
+    workload: str,
+    incarnation: str,
+    token: int,
+    containment: str,
+    agent_pid: int,
+) -> list[str]:
+    """The argv of a watcher that fences with the shell command `command`."""
+    argv = [sys.executable, "-m", "harmony.actors.drivers.hooks_watch"]
+    argv += ["--deadline-file", str(deadline_file), "--timeout", f"{timeout:g}"]
+    argv += ["--grace", f"{grace:g}", "--journal", str(journal or ""), "--site", site]
+    argv += ["--workload", workload, "--incarnation", incarnation, "--token", str(token)]
+    argv += ["--containment", containment, "--agent-pid", str(agent_pid)]
+    return [*argv, "--", command]
+
+
+# -- the process table -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    pgrp: int
+    session: int
+    state: str
+    start: int
+    """Start time in clock ticks since boot: with the pid, it names one process (pids are
+    reused)."""
+
+
+def proc(pid: int | str) -> Proc | None:
+    """One process from /proc/<pid>/stat; None when gone or a zombie (it runs nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # "pid (comm) state ppid pgrp session ... starttime(22) ...": comm may hold spaces and
+    # parentheses, so fields are counted from its closing one (state is field 3).
+    x = stat[stat.rfind(b")") + 2 :].split()
+    if len(x) < 20 or x[0] in (b"Z", b"X"):
+        return None
+    return Proc(int(pid), int(x[1]), int(x[2]), int(x[3]), x[0].decode(), int(x[19]))
+
+
+def processes() -> list[Proc]:
+    """Every live process we can see (not this one)."""
+    me = os.getpid()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    found = (proc(e) for e in entries if e.isdigit() and int(e) != me)
+    return [p for p in found if p is not None]
+
+
+def environ(pid: int) -> dict[str, str]:
+    """The environment `pid` was started with ({} when it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return {}
+    out = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            out[key.decode(errors="replace")] = value.decode(errors="replace")
+    return out
+
+
+def marked(containment: str, token: int, hook: str) -> list[Proc]:
+    """Processes run by `hook` of the copy with `token` (and whatever they started that kept
+    the environment): they carry the containment id, the token and HARMONY_HOOK."""
+    want = {CONTAINMENT_ENV: containment, TOKEN_ENV: str(token), HOOK_ENV: hook}
+    out = []
+    for p in processes():
+        env = environ(p.pid)
+        if all(env.get(k) == v for k, v in want.items()):
+            out.append(p)
+    return out
+
+
+def find_watchers(deadline_dir: Path) -> list[Proc]:
+    """The live watchers of the workload whose deadlines live in `deadline_dir`."""
+    marker = watch_marker(deadline_dir)
+    return [p for p in processes() if environ(p.pid).get(WATCH_ENV) == marker]
+
+
+def kill_all(procs: list[Proc], wait: float = KILL_WAIT) -> list[int]:
+    """SIGKILL these processes (and their process groups); the pids still alive after `wait`
+    (uninterruptible sleep), [] when all went."""
+    mine = os.getpgrp()
+    for p in procs:
+        with contextlib.suppress(OSError):
+            os.kill(p.pid, signal.SIGKILL)
+        if p.pgrp not in (mine, 0, 1):  # never our own group, whatever a process claims
+            with contextlib.suppress(OSError):
+                os.killpg(p.pgrp, signal.SIGKILL)
+    end = time.monotonic() + wait
+    while True:
+        left = [p.pid for p in procs if _same(p)]
+        if not left or time.monotonic() >= end:
+            return left
+        time.sleep(0.01)
+
+
+def _same(p: Proc) -> bool:
+    """`p` still runs (the same process, not a reuse of its pid)."""
+    now = proc(p.pid)
+    return now is not None and now.start == p.start
+
+
+def end_watchers(deadline_dir: Path) -> list[int]:
+    """SIGKILL every watcher of the workload and everything in its session (a fence command
+    in flight included). Returns pids that survived. Only for copies that were confirmed
+    stopped or are about to be replaced by a new start with a new watcher."""
+    watchers = find_watchers(deadline_dir)
+    if not watchers:
+        return []
+    sessions = {w.pid for w in watchers if w.session == w.pid}
+    members = [p for p in processes() if p.session in sessions]
+    return kill_all(watchers + [p for p in members if p not in watchers])
