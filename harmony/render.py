@@ -29,9 +29,15 @@ def _state(state: str) -> Text:
     return Text(state, style=STATE_STYLE.get(state, "white"))
 
 
+ALARM = "bold white on red"
+
+
 def _actor_label(info: ActorInfo) -> Text:
     name = info.path.rsplit("/", 1)[-1] if "/" in info.path else info.path
     label = Text.assemble((name, "bold"), " ", (f"[{info.kind}]", "dim"), " ", _state(info.state))
+    if info.detail.get("doubt") or (info.kind == "workload" and info.state == "unknown"):
+        # The copy may still run and no fence has been confirmed: say so before anything else.
+        label.append("  FENCE UNCONFIRMED ", style=ALARM)
     if info.restarts:
         label.append(f"  restarts={info.restarts}", style="yellow")
     shown = {k: v for k, v in info.detail.items() if v != ""}

@@ -47,6 +47,8 @@ KIND_LABEL = {
 }
 
 STRATEGY_SHORT = {"absolute-consistency": "AC", "split-brain-allowed": "SBA"}
+ALARM = "bold white on red"
+"""A copy whose state is unknown (it may run): what an operator must see at once."""
 
 
 def state_text(state: str) -> Text:
@@ -138,7 +140,12 @@ def actor_label(info: ActorInfo, view: SiteView, now: float) -> Text:
         if d.get("role"):
             label.append(f" {d['role']}", "bold")
         label.append(" ")
-        label.append_text(state_text(d.get("phase") or info.state))
+        if d.get("doubt"):
+            label.append(" FENCE UNCONFIRMED ", ALARM)
+            _field(label, "why", d["doubt"][:60], "bold red")
+            _field(label, "attempts", d.get("fence_attempts"))
+        else:
+            label.append_text(state_text(d.get("phase") or info.state))
         if d.get("active") == "true":
             label.append(" ● active", "bold green")
         _field(label, "token", d.get("token"))
@@ -151,7 +158,8 @@ def actor_label(info: ActorInfo, view: SiteView, now: float) -> Text:
         label = Text.assemble((name, "bold"), " ")
         if kind != name:  # agent, site, peers, lease and run are named after their kind
             label.append(f"[{kind}] ", "dim")
-        label.append_text(state_text(info.state))
+        unsure = info.kind == "workload" and info.state == "unknown"
+        label.append_text(Text(" UNKNOWN ", ALARM) if unsure else state_text(info.state))
         for f, title in _FIELDS.get(info.kind, ()):
             _field(label, title, d.get(f))
         if info.kind == "workload" and d.get("last") and info.state not in ("running",):

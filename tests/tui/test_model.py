@@ -145,3 +145,35 @@ def test_kill_and_restart_only_with_the_demo_s_control(recording: Recording) -> 
     assert commands.execute(feed, Action("kill", "site-a"), control=control).ok
     assert commands.execute(feed, Action("restart", "site-a"), control=control).ok
     assert done == ["kill site-a", "restart site-a"]
+
+
+def test_a_copy_in_an_unknown_state_is_shown_as_an_alarm() -> None:
+    """The operator must see at once that a copy may still run and no fence was confirmed."""
+    sup = ActorInfo(
+        path="agent/workload/w",
+        kind="workload-supervisor",
+        state="running",
+        detail={
+            "strategy": "absolute-consistency",
+            "phase": "unknown",
+            "doubt": "stop hook exited with code 1",
+            "fence_attempts": "3",
+        },
+    )
+    actors = [ActorInfo(path="agent", kind="agent", state="running"), sup, run("unknown", "")]
+    model = MeshModel("m")
+    model.apply({"a": snap("a", {}, actors)}, 1.0)
+    label = labels.node_label(model, Key("a", "agent/workload/w"), 1.0)
+    assert "FENCE UNCONFIRMED" in label.plain and "stop hook exited with code 1" in label.plain
+    assert "attempts 3" in label.plain
+    assert any(span.style == labels.ALARM for span in label.spans)
+    run_label = labels.node_label(model, Key("a", "agent/workload/w/run"), 1.0)
+    assert "UNKNOWN" in run_label.plain
+    assert any(span.style == labels.ALARM for span in run_label.spans)
+    ok = msgspec.structs.replace(
+        sup, detail={"strategy": "absolute-consistency", "phase": "running"}
+    )
+    model.apply({"a": snap("a", {}, [actors[0], ok, run("running", "7")])}, 2.0)
+    assert (
+        "FENCE UNCONFIRMED" not in labels.node_label(model, Key("a", "agent/workload/w"), 2.0).plain
+    )
