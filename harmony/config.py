@@ -281,9 +281,7 @@ def fence_budget(t: Timings) -> FenceBudget:
     defaults, read from its signature so they cannot drift from what is enforced."""
     from harmony.strategies.timing import check_timings
 
-    defaults = {
-        k: p.default for k, p in inspect.signature(check_timings).parameters.items()
-    }
+    defaults = {k: p.default for k, p in inspect.signature(check_timings).parameters.items()}
     drift, slack = float(defaults["clock_drift"]), float(defaults["fence_slack"])
     deadline = t.lease_ttl - t.fence_margin
     return FenceBudget(
