@@ -6,7 +6,10 @@ the field (as a dotted path) and the reason, and the agent never starts half-con
 
 from __future__ import annotations
 
+import inspect
+import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -64,6 +67,10 @@ class Timings(_Base):
     fence_margin: float = 2.5
     """The holder starts fencing at (last renewal sent) + lease_ttl - fence_margin."""
     stop_grace: float = 1.5
+    clock_skew: float = 0.0
+    """Bound on the wall-clock difference between the mesh's NATS servers: the server expires
+    a lease by its own clock, so a skewed leader may expire it this much early (0 = one machine
+    or tight time sync). Enters the safety inequality; every site of a mesh uses the same."""
 
 
 class Supervision(_Base):
@@ -182,9 +189,17 @@ def validate(cfg: SiteConfig, source: str | Path) -> None:
         port = getattr(n, f)
         if not 0 < port < 65536:
             raise bad(f"nats.{f}", f"{port} is not a TCP port")
+    if not 0 <= n.kv_replicas <= 5:
+        raise bad("nats.kv_replicas", f"{n.kv_replicas}: must be 0 (automatic) or 1 to 5")
     t = cfg.timings
     for timing in msgspec.structs.fields(Timings):
-        if getattr(t, timing.name) <= 0:
+        value = getattr(t, timing.name)
+        if not math.isfinite(value):
+            raise bad(f"timings.{timing.name}", f"{value} is not a number of seconds")
+        if timing.name == "clock_skew":
+            if value < 0:
+                raise bad("timings.clock_skew", "must be >= 0")
+        elif value <= 0:
             raise bad(f"timings.{timing.name}", "must be > 0")
     if not t.suspect_after < t.silent_after:
         raise bad("timings.silent_after", "must be greater than timings.suspect_after")
@@ -231,4 +246,59 @@ def lease_timing_problems(t: Timings) -> list[str]:
         t.stop_grace,
         t.heartbeat_interval,
         silent_after=t.silent_after,
+        clock_skew=t.clock_skew,
     )
+
+
+@dataclass(frozen=True)
+class FenceBudget:
+    """The safety inequality of `check_timings` in numbers, for people to read:
+    ``fence_margin > stop_grace + fence_slack + clock`` (clock = 2 x drift x lease_ttl + skew)."""
+
+    fence_margin: float
+    stop_grace: float
+    fence_slack: float
+    clock: float
+    renew_attempts: int
+    """Renewals sent before the fence deadline (check_timings wants `min_renew_attempts`)."""
+    min_renew_attempts: int
+
+    @property
+    def margin(self) -> float:
+        return self.fence_margin - self.stop_grace - self.fence_slack - self.clock
+
+    def __str__(self) -> str:
+        op = ">" if self.margin > 0 else "<="
+        return (
+            f"fence_margin {self.fence_margin:g} s {op} stop_grace {self.stop_grace:g} "
+            f"+ fence_slack {self.fence_slack:g} + clock allowance {self.clock:.3g} s "
+            f"(margin {self.margin:.2f} s)"
+        )
+
+
+def fence_budget(t: Timings) -> FenceBudget:
+    """The numbers `lease_timing_problems` judges. The allowances are `check_timings`' own
+    defaults, read from its signature so they cannot drift from what is enforced."""
+    from harmony.strategies.timing import check_timings
+
+    defaults = {k: p.default for k, p in inspect.signature(check_timings).parameters.items()}
+    drift, slack = float(defaults["clock_drift"]), float(defaults["fence_slack"])
+    deadline = t.lease_ttl - t.fence_margin
+    return FenceBudget(
+        fence_margin=t.fence_margin,
+        stop_grace=t.stop_grace,
+        fence_slack=slack,
+        clock=2 * drift * t.lease_ttl + t.clock_skew,
+        renew_attempts=max(0, math.ceil(deadline / t.renew_interval) - 1),
+        min_renew_attempts=int(defaults["min_renew_attempts"]),
+    )
+
+
+def kv_replicas(cfg: SiteConfig) -> int:
+    """Replicas of the lease bucket this site creates or expects: `nats.kv_replicas`, or
+    when 0, R3 unless the mesh has fewer servers than that."""
+    n = cfg.nats
+    if n.kv_replicas:
+        return n.kv_replicas
+    servers = len(n.routes) + 1 if n.mode == "embedded" else len(n.servers)
+    return max(1, min(3, servers))

@@ -2,14 +2,23 @@
 
 The local JSONL file is the record that survives partitions (a cut-off site cannot publish,
 but it can write its own disk); chaos checks merge the journals of all sites. Each line is
-flushed and fsynced before `record` returns, so a crash loses no acknowledged step.
+written (one O_APPEND write) before `record` returns, so a crashed agent loses no step; the
+fsync that makes it survive a crashed machine runs on a syncer thread, so a slow disk never
+holds up the actor that records (often one that is fencing).
+
+A journal that cannot be written (disk full, EIO, a closed descriptor) never stops the agent:
+`record` does not raise, the event still goes to the mesh, and the failure is reported on
+stderr (the first of each kind at once, then a count now and then, then the recovery).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +34,11 @@ log = logging.getLogger(__name__)
 
 
 class JournalEvent(wire.Message):
-    """One step: who (site, workload), what (kind), why (reason), with which token, when."""
+    """One step: who (site, workload), what (kind), why (reason), with which token, when.
+
+    Reasons often quote what a driver or hook said; they are made `printable` (control
+    characters escaped) so a journal line or a terminal showing it never carries one.
+    """
 
     site: str
     workload: str
@@ -36,6 +49,72 @@ class JournalEvent(wire.Message):
     token: int | None = None
     incarnation: str = ""
     detail: dict[str, str] = {}
+
+    def __post_init__(self) -> None:
+        p = wire.printable
+        self.site, self.workload, self.kind = p(self.site), p(self.workload), p(self.kind)
+        self.reason, self.incarnation = p(self.reason), p(self.incarnation)
+        self.detail = {p(k): p(v) for k, v in self.detail.items()}
+
+
+class FailureReport:
+    """Failed journal writes, told on stderr without flooding it: the first failure of each
+    kind (operation + errno) at once, then how many more every `every` seconds while they go
+    on, and once when writing works again."""
+
+    def __init__(self, path: Path, every: float = 30.0) -> None:
+        self.path = path
+        self.every = every
+        self.total = 0
+        self._kinds: set[str] = set()
+        self._unreported: dict[str, int] = {}
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def failed(self, op: str, err: OSError) -> None:
+        kind = f"{op} {errno.errorcode.get(err.errno or 0, err.errno)}"
+        now = time.monotonic()
+        with self._lock:
+            self.total += 1
+            if kind not in self._kinds:
+                self._kinds.add(kind)
+                self._next = now + self.every
+                text = (
+                    f"journal {self.path}: {op} failed: {err.strerror or err} ({kind.split()[1]}); "
+                    "events still go to the mesh; further failures are counted"
+                )
+            else:
+                self._unreported[kind] = self._unreported.get(kind, 0) + 1
+                if now < self._next:
+                    return
+                self._next = now + self.every
+                text = f"journal {self.path}: {self._counts()} more since the last report"
+        _stderr(text)
+
+    def succeeded(self) -> None:
+        if not self._kinds:  # the usual case: no lock, nothing to say
+            return
+        with self._lock:
+            if not self._kinds:
+                return
+            more = f" ({self._counts()} not reported yet)" if self._unreported else ""
+            text = f"journal {self.path}: writing works again after {self.total} failures{more}"
+            self._kinds.clear()
+            self.total = 0
+        _stderr(text)
+
+    def _counts(self) -> str:
+        said = ", ".join(f"{n} x {k}" for k, n in sorted(self._unreported.items()))
+        self._unreported.clear()
+        return said
+
+
+def _stderr(text: str) -> None:
+    try:  # stderr may sit on the same full disk
+        sys.stderr.write(f"harmony: {text}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 class Journal:
@@ -49,6 +128,7 @@ class Journal:
         mesh: str,
         incarnation: str,
         conn: MeshConnection | None = None,
+        report_every: float = 30.0,
     ) -> None:
         self.path = path
         self.clock = clock
@@ -56,10 +136,24 @@ class Journal:
         self.incarnation = incarnation
         self.conn = conn
         self.subject = subjects.events(mesh, site)
+        self.failures = FailureReport(path, report_every)
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._encoder = msgspec.json.Encoder()
+        self._closed = False
+        self._torn = False
+        self._fd = -1
+        self._open()
+        self._dirty = threading.Event()
+        self._sync_lock = threading.Lock()
+        self._syncer = threading.Thread(target=self._sync_loop, name="journal-sync", daemon=True)
+        self._syncer.start()
+
+    def _open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as e:
+            self.failures.failed("open", e)  # tried again at the next event
 
     def record(
         self,
@@ -69,6 +163,7 @@ class Journal:
         token: int | None = None,
         **detail: str,
     ) -> JournalEvent:
+        """Write the event, publish it, return it. Never raises, never waits on the disk."""
         ev = JournalEvent(
             site=self.site,
             workload=workload,
@@ -82,25 +177,91 @@ class Journal:
         )
         line = self._encoder.encode(ev) + b"\n"
         with self._lock:
-            if self._fd < 0:
+            if self._closed:
                 return ev
-            os.write(self._fd, line)
-            os.fsync(self._fd)
+            if self._fd < 0:
+                self._open()
+            if self._fd >= 0:
+                self._write(line)
         if self.conn is not None:
-            self.conn.publish(self.subject, wire.encode(ev))
+            try:
+                self.conn.publish(self.subject, wire.encode(ev))
+            except Exception as e:  # the mesh has its own reconnects; the step goes on
+                log.debug("journal event not published: %s", e)
         log.info("[%s] %s: %s (token %s)", workload or "-", kind, reason, token)
         return ev
 
-    def close(self) -> None:
-        with self._lock:
+    def _write(self, line: bytes) -> None:
+        """One O_APPEND write. A short write (the disk filled in the middle) leaves a torn
+        line: the next line starts on a fresh one, so only the torn one is unreadable."""
+        if self._torn:
+            line = b"\n" + line
+        try:
+            n = os.write(self._fd, line)
+            if n != len(line):
+                self._torn = n > 0 or self._torn
+                raise OSError(errno.ENOSPC, f"short write, {n} of {len(line)} bytes")
+        except OSError as e:
+            self.failures.failed("write", e)
+            return
+        self._torn = False
+        self.failures.succeeded()
+        self._dirty.set()
+
+    def _sync_loop(self) -> None:
+        while True:
+            self._dirty.wait()
+            self._dirty.clear()
+            with self._sync_lock:
+                if self._fd < 0:
+                    if self._closed:
+                        return
+                    continue
+                try:
+                    os.fsync(self._fd)
+                except OSError as e:
+                    self.failures.failed("fsync", e)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every line written so far is fsynced (False: the disk did not answer)."""
+        if not self._sync_lock.acquire(timeout=timeout):
+            return False
+        try:
             if self._fd >= 0:
+                try:
+                    os.fsync(self._fd)
+                except OSError as e:
+                    self.failures.failed("fsync", e)
+            return True
+        finally:
+            self._sync_lock.release()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Sync and close; a disk that hangs in fsync is left behind after `timeout`."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if not self._sync_lock.acquire(timeout=timeout):
+            log.warning("journal %s: fsync hangs; closing without it", self.path)
+            return
+        try:
+            if self._fd >= 0:
+                try:
+                    os.fsync(self._fd)
+                except OSError as e:
+                    self.failures.failed("fsync", e)
                 os.close(self._fd)
                 self._fd = -1
+        finally:
+            self._sync_lock.release()
+        self._dirty.set()  # the syncer sees the closed journal and ends
 
 
 def append_event(path: Path, event: JournalEvent) -> None:
     """Append one event to a journal from another process (the tether): a single O_APPEND
-    write of one line, so it never interleaves with the agent's own lines."""
+    write of one line, so it never interleaves with the agent's own lines. Raises OSError
+    (the caller has already fenced; it reports the failure its own way)."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, msgspec.json.encode(event) + b"\n")

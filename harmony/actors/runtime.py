@@ -25,14 +25,19 @@ from harmony.actors.journal import Journal
 from harmony.actors.messages import ActorInfo, Snapshot
 from harmony.actors.placement import Drain
 from harmony.actors.timers import Scheduler
-from harmony.config import SiteConfig
+from harmony.config import SiteConfig, kv_replicas
 from harmony.mesh import subjects, wire
 from harmony.mesh.connection import MeshConnection, MeshUnavailable
-from harmony.mesh.leases import LeaseStore
+from harmony.mesh.leases import BucketMismatch, LeaseStore
 from harmony.mesh.remote import ActorDirectory, Bridge
 from harmony.mesh.server import EmbeddedServer, ServerSpec
 
 log = logging.getLogger(__name__)
+
+
+class MeshDisagrees(Exception):
+    """This site's configuration disagrees with what the mesh already runs with (the lease
+    bucket's settings): the agent refuses to start any workload. The CLI exits 2."""
 
 
 class Agent:
@@ -113,20 +118,22 @@ class Agent:
 
     def kv_replicas(self) -> int:
         """R3 by default; fewer only when the mesh has fewer servers than that."""
-        n = self.config.nats
-        if n.kv_replicas:
-            return n.kv_replicas
-        servers = len(n.routes) + 1 if n.mode == "embedded" else len(n.servers)
-        return max(1, min(3, servers))
+        return kv_replicas(self.config)
 
     def _ensure_bucket(self, leases: LeaseStore, timeout: float) -> None:
         """The lease bucket must exist before a lease actor uses it; retry while the
-        cluster elects its JetStream leader (a fresh mesh takes a few seconds)."""
+        cluster elects its JetStream leader (a fresh mesh takes a few seconds). A bucket made
+        with other timings is refused at once: waiting would not make the sites agree."""
         deadline = self.clock.monotonic() + timeout
         while True:
             try:
                 leases.ensure_bucket(timeout=5)
                 return
+            except BucketMismatch as e:
+                why = disagreement(self.config, e)
+                if self.journal is not None:
+                    self.journal.record("", "agent-refused", why)
+                raise MeshDisagrees(why) from None
             except Exception as e:
                 if self.clock.monotonic() > deadline:
                     raise MeshUnavailable(f"lease bucket not available: {e}") from None
@@ -211,6 +218,41 @@ class Agent:
         """On the loop thread: reads the board only, never waits for an actor."""
         if msg.reply and self.conn is not None:
             self.conn.publish(msg.reply, wire.encode(self.snapshot()))
+
+
+def disagreement(cfg: SiteConfig, e: BucketMismatch) -> str:
+    """Say which setting differs, both values, and where this site's value comes from."""
+    src = cfg.source or "the site configuration"
+    said, timings = [], False
+    names = {s.name for s in e.settings}
+    for s in e.settings:
+        has, ours = s.show(s.bucket), s.show(s.ours)
+        if s.name == "max_age":
+            timings = True
+            said.append(
+                f"lease bucket {e.bucket} has max_age {has}, this site's lease_ttl is {ours} "
+                f"(timings.lease_ttl in {src})"
+            )
+        elif s.name == "replicas":
+            how = (
+                "nats.kv_replicas"
+                if cfg.nats.kv_replicas
+                else ("nats.kv_replicas = 0, i.e. min(3, servers in the mesh)")
+            )
+            said.append(
+                f"lease bucket {e.bucket} has {has} replicas, this site's is {ours} "
+                f"({how} in {src})"
+            )
+        elif "max_age" not in names:  # the marker TTL follows lease_ttl: said once is enough
+            timings = True
+            said.append(
+                f"lease bucket {e.bucket} has limit marker TTL {has}, this site's is {ours} "
+                f"(max(1 s, timings.lease_ttl) in {src})"
+            )
+    what = "lease timings" if timings else "lease bucket replicas (set nats.kv_replicas)"
+    if timings and "replicas" in names:
+        what = "lease timings and lease bucket replicas"
+    return "; ".join(said) + f": every site of a mesh must use the same {what}"
 
 
 def _with_expiry(info: ActorInfo, now: float) -> ActorInfo:

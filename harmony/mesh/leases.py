@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.js.api import KeyValueConfig, StorageType
+from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 from nats.js.kv import KV_DEL, KV_MARKER_REASON, KV_OP, KV_PURGE, KeyValue
 
 from harmony.mesh.connection import MeshConnection
@@ -45,6 +46,34 @@ class LeaseUnavailable(LeaseError):
     """The write could not be committed in time (no quorum, no connection, leader election)."""
 
 
+class BucketMismatch(LeaseError):
+    """The mesh's lease bucket was made with other settings than this site's: the sites
+    disagree on the lease timings, so neither side's safety argument holds for both."""
+
+    def __init__(self, bucket: str, settings: list[BucketSetting]) -> None:
+        self.bucket = bucket
+        self.settings = settings
+        said = ", ".join(
+            f"{s.name} {s.show(s.bucket)} (this site: {s.show(s.ours)})" for s in settings
+        )
+        super().__init__(f"lease bucket {bucket} has {said}")
+
+
+@dataclass(frozen=True)
+class BucketSetting:
+    """One setting of the bucket that differs from what this site would have created."""
+
+    name: str
+    """"max_age", "replicas" or "limit marker TTL"."""
+    bucket: float | None
+    """What the bucket has (None: not set)."""
+    ours: float
+    unit: str = " s"
+
+    def show(self, value: float | None) -> str:
+        return "none" if value is None else f"{value:g}{self.unit}"
+
+
 class LeaseHolder(msgspec.Struct, frozen=True):
     """The value of a lease key: who holds it."""
 
@@ -54,6 +83,12 @@ class LeaseHolder(msgspec.Struct, frozen=True):
     wall: float
 
 
+UNKNOWN_HOLDER = LeaseHolder(site="?", incarnation="?", workload="?", wall=0.0)
+"""The holder of a lease whose value nobody can read. Unreadable must mean "held by someone
+unknown", never "gone": a standby that took it for gone would start a second copy. "?" is no
+valid site name, so no site mistakes it for itself."""
+
+
 @dataclass(frozen=True)
 class LeaseEntry:
     """What the bucket says about a key. `holder` None: deleted, expired or never written."""
@@ -61,10 +96,13 @@ class LeaseEntry:
     revision: int
     holder: LeaseHolder | None
     reason: str = ""
-    """For a gone lease: "deleted", "expired" (MaxAge marker) or "purged"."""
+    """For a gone lease: "deleted", "expired" (MaxAge marker) or "purged"; for a held one
+    whose value cannot be decoded: "unreadable" (holder `UNKNOWN_HOLDER`)."""
 
 
 _holder_decoder = msgspec.json.Decoder(LeaseHolder)
+_STREAM_EXISTS_OTHERWISE = 10058
+"""JetStream: "stream name already in use with a different configuration"."""
 
 
 def bucket_name(mesh: str) -> str:
@@ -80,8 +118,8 @@ def _entry_from(revision: int, data: bytes, headers: dict[str, str] | None) -> L
         return LeaseEntry(revision, None, reason)
     try:
         holder = _holder_decoder.decode(data)
-    except msgspec.DecodeError:
-        return LeaseEntry(revision, None, "unreadable")
+    except msgspec.DecodeError:  # ValidationError included
+        return LeaseEntry(revision, UNKNOWN_HOLDER, "unreadable")
     return LeaseEntry(revision, holder)
 
 
@@ -105,25 +143,51 @@ class LeaseStore:
 
     # ------------------------------------------------------------------ setup
     def ensure_bucket(self, timeout: float = 30.0) -> None:
-        """Create the bucket (idempotent across sites) or bind to it."""
+        """Create the bucket (idempotent across sites) or bind to it, and refuse one whose
+        settings differ from ours (`BucketMismatch`): its max_age is every holder's TTL."""
+        cfg = KeyValueConfig(
+            bucket=self.bucket,
+            history=1,
+            ttl=self.ttl,
+            replicas=self.replicas,
+            storage=StorageType.FILE,
+            limit_marker_ttl=self.marker_ttl,
+        )
+        stream = f"KV_{self.bucket}"
 
         async def ensure(nc: Client) -> KeyValue:
             js = nc.jetstream(timeout=self.op_timeout)
             try:
-                return await js.key_value(self.bucket)
-            except nats.js.errors.BucketNotFoundError:
-                pass
-            cfg = KeyValueConfig(
-                bucket=self.bucket,
-                history=1,
-                ttl=self.ttl,
-                replicas=self.replicas,
-                storage=StorageType.FILE,
-                limit_marker_ttl=max(1.0, self.ttl),
-            )
-            return await js.create_key_value(cfg)
+                info = await js.stream_info(stream)
+            except nats.js.errors.NotFoundError:
+                try:
+                    await js.create_key_value(cfg)
+                except nats.js.errors.APIError as e:
+                    if getattr(e, "err_code", None) != _STREAM_EXISTS_OTHERWISE:
+                        raise
+                    # another site created it in the same moment, with other settings
+                info = await js.stream_info(stream)
+            self._check(info.config)
+            return await js.key_value(self.bucket)
 
         self._kv = self._call(ensure, timeout)
+
+    @property
+    def marker_ttl(self) -> float:
+        """How long an expiry marker stays (the server wants at least 1 s)."""
+        return max(1.0, self.ttl)
+
+    def _check(self, config: StreamConfig) -> None:
+        found = [
+            BucketSetting("max_age", config.max_age, self.ttl),
+            BucketSetting("replicas", config.num_replicas, self.replicas, unit=""),
+            BucketSetting("limit marker TTL", config.subject_delete_marker_ttl, self.marker_ttl),
+        ]
+        differ = [
+            s for s in found if s.bucket is None or not math.isclose(s.bucket, s.ours, abs_tol=1e-3)
+        ]
+        if differ:
+            raise BucketMismatch(self.bucket, differ)
 
     def _call(self, fn: Callable[[Client], Any], timeout: float | None = None) -> Any:
         try:

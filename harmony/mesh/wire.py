@@ -5,18 +5,43 @@ define its own messages without this module importing it. Decoding validates the
 fields and the schema version; anything else is a `WireError`, never an exception that
 reaches an actor.
 
+Strings from the wire reach drivers (env, argv), the journal and terminals, so a message is
+malformed when a name, reason or text in it holds a control character (`Text`); tokens must
+be positive 63-bit integers (`Token`). Text that is only shown (replies, journal events) is
+made `printable` instead, so one stray byte never hides a whole reply.
+
 Framing: an *ask* payload is one message; a *tell* payload is a msgpack array of messages, so
 that tells queued together travel as one NATS message (see `frame_tells`).
 """
 
 from __future__ import annotations
 
+import re
 import threading
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 import msgspec
 
 SCHEMA_VERSION = 1
+
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+"""C0 (NUL, ESC, newline, tab...), DEL and C1 (0x9b is CSI on some terminals)."""
+_CONTROL_RE = re.compile(f"[{_CONTROL}]")
+
+_TEXT_PATTERN = rf"\A[^{_CONTROL}]*\Z"
+Text = Annotated[str, msgspec.Meta(pattern=_TEXT_PATTERN)]
+"""A string without control characters; anything else makes the message malformed. (A NUL in
+a stop reason crashed the hooks driver's run actor, whose restart released the lease.)"""
+
+Token = Annotated[int, msgspec.Meta(gt=0, le=2**63 - 1)]
+"""A fencing token (a KV revision): positive, and fits the int64 that resources store."""
+
+
+def printable(text: str) -> str:
+    """`text` for display: tabs expanded, every other control character shown as an escape."""
+    if not _CONTROL_RE.search(text):
+        return text
+    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", text.expandtabs(4))
 
 
 class WireError(Exception):
@@ -56,8 +81,11 @@ class Ack(Message):
 class ErrorReply(Message):
     """The reply to an ask that failed; `code` is one of the ERR_* constants."""
 
-    code: str
+    code: Text
     reason: str
+
+    def __post_init__(self) -> None:
+        self.reason = printable(self.reason)
 
 
 ERR_MALFORMED = "malformed"
@@ -96,6 +124,14 @@ def encode(msg: Message) -> bytes:
     return _codec.encoder.encode(msg)
 
 
+def _explain(e: msgspec.DecodeError) -> str:
+    """msgspec names the regex; people want to hear what was wrong with the string."""
+    return str(e).replace(
+        f"Expected `str` matching regex {_TEXT_PATTERN!r}",
+        "a control character (C0, DEL or C1) in a string",
+    )
+
+
 def _check_version(msg: Message) -> Message:
     if msg.v != SCHEMA_VERSION:
         raise WireError(f"unsupported schema version {msg.v} (this side speaks {SCHEMA_VERSION})")
@@ -107,7 +143,7 @@ def decode(data: bytes) -> Message:
     try:
         msg = _codec.decoders()[0].decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise WireError(str(e)) from None
+        raise WireError(_explain(e)) from None
     return _check_version(msg)
 
 
@@ -116,7 +152,7 @@ def decode_many(data: bytes) -> list[Message]:
     try:
         msgs = _codec.decoders()[1].decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise WireError(str(e)) from None
+        raise WireError(_explain(e)) from None
     for m in msgs:
         _check_version(m)
     return list(msgs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -9,18 +10,32 @@ import pytest
 from conftest import Node, wait_until
 
 from harmony.mesh.connection import MeshConnection
-from harmony.mesh.leases import LeaseConflict, LeaseHolder, LeaseStore
+from harmony.mesh.leases import (
+    UNKNOWN_HOLDER,
+    BucketMismatch,
+    LeaseConflict,
+    LeaseEntry,
+    LeaseHolder,
+    LeaseStore,
+)
 
 
 @pytest.fixture
-def store(make_nats_server: Callable[..., Node]) -> Iterator[LeaseStore]:
+def conn(make_nats_server: Callable[..., Node]) -> Iterator[MeshConnection]:
     node = make_nats_server()
-    conn = MeshConnection([node.client_url], "lease-test").start()
-    conn.wait_connected(10)
+    c = MeshConnection([node.client_url], "lease-test").start()
+    try:
+        c.wait_connected(10)
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def store(conn: MeshConnection) -> LeaseStore:
     s = LeaseStore(conn, "t", ttl=1.0, replicas=1)
     s.ensure_bucket()
-    yield s
-    conn.close()
+    return s
 
 
 def holder(site: str) -> LeaseHolder:
@@ -70,5 +85,75 @@ def test_watch_reports_changes_including_expiry(store: LeaseStore) -> None:
         store.acquire("w", holder("a"))
         wait_until(lambda: any(e.holder and e.holder.site == "a" for e in seen), 10)
         wait_until(lambda: any(e.holder is None for e in seen), 10, message="expiry not seen")
+    finally:
+        handle.cancel()
+
+
+# -- sites that disagree on the bucket ---------------------------------------------------------
+
+
+def test_a_bucket_made_with_another_ttl_is_refused_naming_both(conn: MeshConnection) -> None:
+    LeaseStore(conn, "m", ttl=8.0, replicas=1).ensure_bucket()
+    LeaseStore(conn, "m", ttl=8.0, replicas=1).ensure_bucket()  # same timings: binds
+    with pytest.raises(BucketMismatch) as caught:
+        LeaseStore(conn, "m", ttl=4.0, replicas=1).ensure_bucket()
+    e = caught.value
+    assert e.bucket == "harmony-m-leases"
+    got = {s.name: (s.bucket, s.ours) for s in e.settings}
+    assert got == {"max_age": (8.0, 4.0), "limit marker TTL": (8.0, 4.0)}
+    assert "max_age 8 s (this site: 4 s)" in str(e)
+
+
+def test_a_bucket_with_other_replicas_is_refused(conn: MeshConnection) -> None:
+    LeaseStore(conn, "r", ttl=2.0, replicas=1).ensure_bucket()
+    with pytest.raises(BucketMismatch, match=r"replicas 1 \(this site: 3\)") as caught:
+        LeaseStore(conn, "r", ttl=2.0, replicas=3).ensure_bucket()
+    assert [s.name for s in caught.value.settings] == ["replicas"]
+
+
+def test_two_sites_creating_the_bucket_at_once_one_is_refused(conn: MeshConnection) -> None:
+    """Both see no bucket and create it in the same moment: the server keeps one config; the
+    other site must find out (it gets "exists with another configuration", or binds)."""
+    for round_ in range(4):
+        mesh = f"race{round_}"
+        stores = [LeaseStore(conn, mesh, ttl=ttl, replicas=1) for ttl in (2.0, 3.0)]
+        start = threading.Barrier(2)
+        outcome: dict[float, str] = {}
+
+        def ensure(s: LeaseStore, start: threading.Barrier, outcome: dict[float, str]) -> None:
+            start.wait(10)
+            try:
+                s.ensure_bucket()
+                outcome[s.ttl] = "ok"
+            except BucketMismatch as e:
+                outcome[s.ttl] = str(e)
+
+        threads = [threading.Thread(target=ensure, args=(s, start, outcome)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(v == "ok" for v in outcome.values()) == [False, True], outcome
+
+
+# -- unreadable values -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("garbage", [b"\xff\xfe not json", b'{"site": 1}', b"[]"])
+def test_an_unreadable_lease_is_held_by_someone_unknown(store: LeaseStore, garbage: bytes) -> None:
+    seen: list[LeaseEntry] = []
+    handle = store.watch("w", seen.append)
+    try:
+        kv = store.kv
+        rev = store.conn.run(lambda nc: kv.put("w", garbage), 5)
+        entry = store.read("w")
+        assert entry is not None and entry.revision == rev
+        assert entry.holder is UNKNOWN_HOLDER and entry.reason == "unreadable"
+        with pytest.raises(LeaseConflict):
+            store.acquire("w", holder("b"))  # and nobody creates over it
+        wait_until(
+            lambda: any(e.holder is UNKNOWN_HOLDER for e in seen), 10, message=lambda: repr(seen)
+        )
+        assert not any(e.holder is None for e in seen), "a watcher saw it gone"
     finally:
         handle.cancel()

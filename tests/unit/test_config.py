@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from harmony.config import ConfigError, ProcessDriverConfig, load_config, parse_config
+from harmony.config import (
+    ConfigError,
+    ProcessDriverConfig,
+    Timings,
+    fence_budget,
+    kv_replicas,
+    load_config,
+    parse_config,
+)
 
 GOOD = """
 mesh = "prod"
@@ -66,6 +74,10 @@ BAD = [
     ),
     ("heartbeat_interval = 0.25", "silent_after = 4.0", "timings.silent_after", "<= 3"),
     ("client_port = 4300", "client_port = 70000", "nats.client_port", "not a TCP port"),
+    ("client_port = 4300", "kv_replicas = 7", "nats.kv_replicas", "0 (automatic) or 1 to 5"),
+    ("heartbeat_interval = 0.25", "clock_skew = -0.1", "timings.clock_skew", "must be >= 0"),
+    ("heartbeat_interval = 0.25", "ask_timeout = nan", "timings.ask_timeout", "not a number"),
+    ("heartbeat_interval = 0.25", "stop_grace = inf", "timings.stop_grace", "not a number"),
     (
         'command = ["./ledger", "--serve"]',
         "command = []",
@@ -111,3 +123,38 @@ def test_duplicate_workloads_and_witness_with_workloads() -> None:
         parse_config(dup)
     with pytest.raises(ConfigError, match="witness site runs no workloads"):
         parse_config(GOOD.replace('site = "paris"', 'site = "paris"\nwitness = true'))
+
+
+def test_clock_skew_enters_the_safety_inequality() -> None:
+    """Defaults: fence_margin 2.5 > stop_grace 1.5 + slack 0.5 + 2 x 0.001 x 8 = 2.016."""
+    assert parse_config(GOOD.replace("heartbeat_interval = 0.25", "clock_skew = 0.4"))
+    with pytest.raises(ConfigError) as e:
+        parse_config(GOOD.replace("heartbeat_interval = 0.25", "clock_skew = 0.5"), "s.toml")
+    assert e.value.field == "timings"
+    assert "unsafe for absolute-consistency" in e.value.reason
+    assert "clock allowance (2 x drift x lease_ttl + skew = 0.516 s)" in e.value.reason
+    assert "use fence_margin > 2.52 s" in e.value.reason
+    # only absolute-consistency workloads depend on it
+    sba = GOOD.replace('"absolute-consistency"', '"split-brain-allowed"')
+    assert parse_config(sba.replace("heartbeat_interval = 0.25", "clock_skew = 5.0"))
+
+
+def test_fence_budget_is_the_inequality_in_numbers() -> None:
+    b = fence_budget(Timings())
+    assert (b.fence_margin, b.stop_grace, b.fence_slack) == (2.5, 1.5, 0.5)
+    assert b.clock == pytest.approx(0.016) and b.margin == pytest.approx(0.484)
+    assert str(b) == (
+        "fence_margin 2.5 s > stop_grace 1.5 + fence_slack 0.5 + clock allowance 0.016 s "
+        "(margin 0.48 s)"
+    )
+    assert (b.renew_attempts, b.min_renew_attempts) == (5, 3)
+    skewed = fence_budget(Timings(clock_skew=0.5))
+    assert skewed.margin < 0 and "fence_margin 2.5 s <= stop_grace" in str(skewed)
+
+
+def test_kv_replicas_follow_the_servers_unless_set() -> None:
+    cfg = parse_config(GOOD)  # one route: two servers
+    assert kv_replicas(cfg) == 2
+    three = GOOD.replace('routes = ["nats-route://10.0.0.2:6222"]', "routes = ['x', 'y', 'z']")
+    assert kv_replicas(parse_config(three)) == 3
+    assert kv_replicas(parse_config(GOOD.replace("client_port = 4300", "kv_replicas = 1"))) == 1

@@ -1,0 +1,213 @@
+"""`harmony config check`: validate site configurations without starting anything.
+
+One file: everything `load_config` refuses (the safety inequality included). Several files:
+also the facts a mesh shares, which no single file can be checked for: one mesh name, one
+lease_ttl / clock_skew / bucket replicas among the sites that hold leases (the bucket has one
+max_age, and an agent whose timings differ from the bucket's is refused at start), and the
+same strategy and topology for a workload wherever it is configured.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from harmony.config import (
+    ConfigError,
+    ProcessDriverConfig,
+    SiteConfig,
+    WorkloadConfig,
+    fence_budget,
+    kv_replicas,
+    load_config,
+)
+
+AC = "absolute-consistency"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason to refuse: `file` is empty when the problem is between files."""
+
+    file: str
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return ": ".join(p for p in (self.file, self.field, self.reason) if p)
+
+
+@dataclass
+class Report:
+    configs: dict[str, SiteConfig]
+    """File (as given) -> its configuration, for every file that is valid on its own."""
+    problems: list[Problem]
+    notes: list[str]
+
+
+def check(paths: Sequence[str]) -> Report:
+    configs: dict[str, SiteConfig] = {}
+    problems: list[Problem] = []
+    for path in paths:
+        try:
+            configs[path] = load_config(path)
+        except ConfigError as e:
+            problems.append(Problem(e.file, e.field, e.reason))
+    notes: list[str] = []
+    if len(configs) > 1:
+        problems += cross_check(configs, notes)
+    return Report(configs, problems, notes)
+
+
+def _s(value: float) -> str:
+    return f"{value:g} s"
+
+
+def _by_value(
+    configs: dict[str, SiteConfig], get: Callable[[SiteConfig], object]
+) -> dict[object, list[str]]:
+    groups: dict[object, list[str]] = defaultdict(list)
+    for path, cfg in configs.items():
+        groups[get(cfg)].append(path)
+    return groups
+
+
+def _differs(groups: dict[object, list[str]], show: Callable[[object], str] = repr) -> str:
+    return "; ".join(f"{show(v)} in {', '.join(files)}" for v, files in groups.items())
+
+
+def cross_check(configs: dict[str, SiteConfig], notes: list[str]) -> list[Problem]:
+    """What must agree between the files of one mesh; `notes` gets harmless differences."""
+    problems: list[Problem] = []
+    meshes = _by_value(configs, lambda c: c.mesh)
+    if len(meshes) > 1:
+        problems.append(Problem("", "mesh", f"differs: {_differs(meshes)}: one mesh per check"))
+    for site, files in _by_value(configs, lambda c: c.site).items():
+        if len(files) > 1:
+            problems.append(
+                Problem("", "site", f"{site!r} is configured twice: {', '.join(files)}")
+            )
+
+    leasing = {p: c for p, c in configs.items() if any(w.strategy == AC for w in c.workloads)}
+    bucket = "an agent whose lease_ttl or replicas differ from the lease bucket's is refused"
+    shared: list[tuple[str, Callable[[SiteConfig], object], Callable[[object], str], str]] = [
+        ("timings.lease_ttl", lambda c: c.timings.lease_ttl, _num_s, f"lease timings ({bucket})"),
+        ("nats.kv_replicas", kv_replicas, str, f"lease bucket replicas ({bucket})"),
+        (
+            "timings.clock_skew",
+            lambda c: c.timings.clock_skew,
+            _num_s,
+            "clock_skew (one bound on the servers' clocks: use the largest everywhere)",
+        ),
+    ]
+    for field, get, show, what in shared:
+        groups = _by_value(leasing, get)
+        if len(groups) > 1:
+            said = _differs(groups, show)
+            problems.append(
+                Problem(
+                    "", field, f"differs: {said}: every site of a mesh must use the same {what}"
+                )
+            )
+    for field in ("renew_interval", "fence_margin", "stop_grace"):
+        groups = _by_value(leasing, _timing(field))
+        if len(groups) > 1:
+            notes.append(
+                f"timings.{field} differs ({_differs(groups, _num_s)}): allowed, each site's "
+                "own inequality is what keeps it safe"
+            )
+    problems += _workloads(configs)
+    return problems
+
+
+def _timing(name: str) -> Callable[[SiteConfig], object]:
+    return lambda c: getattr(c.timings, name)
+
+
+def _num_s(value: object) -> str:
+    return f"{value:g} s"
+
+
+def _workloads(configs: dict[str, SiteConfig]) -> list[Problem]:
+    """A workload is one thing mesh-wide: the same strategy and topology wherever it appears,
+    and every site of its topology whose file is given must configure it (or never runs it)."""
+    problems: list[Problem] = []
+    where: dict[str, dict[str, WorkloadConfig]] = defaultdict(dict)
+    for path, cfg in configs.items():
+        for w in cfg.workloads:
+            where[w.name][path] = w
+    sites = {cfg.site: path for path, cfg in configs.items()}
+    for name, found in sorted(where.items()):
+        facts: list[tuple[str, Callable[[WorkloadConfig], object]]] = [
+            ("strategy", lambda w: w.strategy),
+            ("reconcile", lambda w: w.reconcile),
+            ("topology.primary", lambda w: w.topology.primary),
+            ("topology.standbys", lambda w: list(w.topology.standbys)),
+        ]
+        for attr, get in facts:
+            groups: dict[str, list[str]] = defaultdict(list)
+            for path, w in found.items():
+                groups[repr(get(w))].append(path)
+            if len(groups) > 1:
+                said = "; ".join(f"{v} in {', '.join(files)}" for v, files in groups.items())
+                problems.append(Problem("", f"workload {name!r} {attr}", f"differs: {said}"))
+        for path, w in found.items():
+            for site in (w.topology.primary, *w.topology.standbys):
+                other = sites.get(site)
+                if other is not None and other not in found:
+                    problems.append(
+                        Problem(
+                            other,
+                            "workloads",
+                            f"no workload {name!r}, but {path} places it on site {site!r}: "
+                            f"{site} would never run it",
+                        )
+                    )
+    return list(dict.fromkeys(problems))
+
+
+def summary(path: str, cfg: SiteConfig) -> list[str]:
+    """A few lines a person can check the file against."""
+    n, t = cfg.nats, cfg.timings
+    where = f"{n.host}:{n.client_port}" if n.mode == "embedded" else ", ".join(n.servers)
+    role = "witness" if cfg.witness else "site"
+    lines = [
+        f"{path}: ok",
+        f"  {role} {cfg.site} of mesh {cfg.mesh}; nats {n.mode} ({where}); data {cfg.data_dir}",
+    ]
+    for w in cfg.workloads:
+        standbys = ", ".join(w.topology.standbys) or "none"
+        lines.append(
+            f"  workload {w.name}: {w.strategy}, {_driver(w)} driver, "
+            f"primary {w.topology.primary}, standbys {standbys}"
+        )
+    if not cfg.workloads:
+        lines.append("  no workloads")
+    if not any(w.strategy == AC for w in cfg.workloads):
+        lines.append("  lease timings unused (no absolute-consistency workload)")
+        return lines
+    b = fence_budget(t)
+    lines += [
+        f"  lease: lease_ttl {_s(t.lease_ttl)}, renew_interval {_s(t.renew_interval)}, "
+        f"fence_margin {_s(t.fence_margin)}, stop_grace {_s(t.stop_grace)}, "
+        f"clock_skew {_s(t.clock_skew)}, bucket replicas {kv_replicas(cfg)}",
+        f"  safe: {b}",
+        f"  renewals: {b.renew_attempts} sent before the fence deadline "
+        f"(lease_ttl - fence_margin = {_s(t.lease_ttl - t.fence_margin)}; "
+        f"{b.min_renew_attempts} needed)",
+    ]
+    return lines
+
+
+def _driver(w: WorkloadConfig) -> str:
+    return "process" if isinstance(w.driver, ProcessDriverConfig) else "hooks"
+
+
+def mesh_summary(configs: dict[str, SiteConfig]) -> str:
+    cfg = next(iter(configs.values()))
+    sites = ", ".join(sorted(c.site for c in configs.values()))
+    workloads = sorted({w.name for c in configs.values() for w in c.workloads})
+    said = f"mesh {cfg.mesh}: {len(configs)} files agree (sites {sites}"
+    said += f"; workloads {', '.join(workloads)})" if workloads else ")"
+    return said
