@@ -31,6 +31,7 @@ from harmony.mesh.connection import MeshConnection, MeshUnavailable
 from harmony.mesh.leases import BucketMismatch, LeaseStore
 from harmony.mesh.remote import ActorDirectory, Bridge
 from harmony.mesh.server import EmbeddedServer, ServerSpec
+from harmony.strategies.registry import uses_lease
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class Agent:
             journal=self.journal,
             leases=leases,
         )
-        if any(w.strategy == "absolute-consistency" for w in cfg.workloads):
+        if any(uses_lease(w.strategy) for w in cfg.workloads):
             self._ensure_bucket(leases, connect_timeout)
         self.root = AgentSupervisor.start(ctx, ROOT_PATH, None)
         self.bridge.wait_ready(connect_timeout)

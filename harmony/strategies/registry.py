@@ -27,3 +27,9 @@ def strategy_for(name: str, params: Params | None = None) -> FailoverStrategy:
         valid = ", ".join(STRATEGY_NAMES)
         raise ValueError(f"unknown failover strategy {name!r}; valid names: {valid}")
     return cls(params)
+
+
+def uses_lease(name: str) -> bool:
+    """Whether workloads of strategy `name` run under a lease (and need the lease bucket)."""
+    cls = STRATEGIES.get(name)
+    return cls is not None and cls.uses_lease
