@@ -28,7 +28,8 @@ from harmony.sim.findings import fault_events as fault_events
 from harmony.sim.history import Interval, active_intervals, at, journal_says, token_regressions
 from harmony.sim.liveness import Intervals, check_recovery, check_sides
 from harmony.sim.scenario import Scenario
-from harmony.sim.truth import LedgerReader, LedgerRow, Truth, TruthError, TruthFiles, load_truth
+from harmony.sim.truth import LedgerRow, Truth
+from harmony.sim.truthfiles import LedgerReader, TruthError, TruthFiles, load_truth
 
 RESUME_BOUND = 1.0
 """Default of `Checks.resume_bound`: how long a copy resumed after a whole-site freeze may

@@ -156,7 +156,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from harmony.sim.report import print_report, write_html
     from harmony.sim.result import SimResult
     from harmony.sim.scenario import ScenarioError, load_scenario
-    from harmony.sim.truth import truth_files
+    from harmony.sim.truthfiles import truth_files
 
     console = Console()
     try:

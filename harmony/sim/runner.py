@@ -42,7 +42,7 @@ from harmony.sim.scenario import (
     WaitUntil,
 )
 from harmony.sim.streams import StreamPlacement, lease_stream, stream_placement
-from harmony.sim.truth import truth_files
+from harmony.sim.truthfiles import truth_files
 from harmony.sim.world import World, encode_expectations, link_pairs, partition_cuts
 
 T = TypeVar("T")

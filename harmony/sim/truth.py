@@ -27,30 +27,26 @@ stop/fence/probe hooks (role ``hook:*``) act *on* the copy and are not part of i
 4. The activity of a copy is the union of its processes' pieces per (site, workload,
    token), clipped at the horizon (the end of the checks).
 
-`build_truth` is pure (records, scan lines, faults in; intervals out); `load_truth` reads the
-files of a run (`truth_files`).
+`build_truth` is pure (records, scan lines, faults in; intervals out); `truthfiles` finds
+and reads a run's files.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from harmony.actors.journal import JournalEvent
 from harmony.sim.history import Interval
-from harmony.sim.records import Record, read_records
-from harmony.sim.scanner import Life, Line, ScanFileError, ScanLog, read_scan_lines, scan_log
+from harmony.sim.records import Record
+from harmony.sim.scanner import Life, Line, ScanLog, scan_log
 
 ACTS = {"tick", "write"}
 ENDS = {"stop", "self-fenced"}
 FREEZES = {"site-frozen": "site-thawed"}
-SCANS = "scans.jsonl"
-LEDGER = "ledger.db"
-RECORDS = "records"
 
 
 class LedgerRow(NamedTuple):
@@ -61,30 +57,6 @@ class LedgerRow(NamedTuple):
     token: int
     pid: int
     mono: float
-
-
-@dataclass(frozen=True)
-class TruthFiles:
-    records: tuple[Path, ...] = ()
-    scans: Path | None = None
-    ledger: Path | None = None
-
-
-def truth_files(workdir: Path, scans: Path | None = None) -> TruthFiles:
-    """The ground truth a run left: ``records/*.jsonl`` and ``ledger.db`` of its last start
-    (``<workdir>``, or its newest ``attempt-N`` sub-directory when the runner had to start
-    the mesh again), and ``<workdir>/scans.jsonl`` (or `scans`); whatever of it exists."""
-    attempts = sorted(
-        (p for p in workdir.glob("attempt-*") if p.name[8:].isdigit() and (p / RECORDS).is_dir()),
-        key=lambda p: int(p.name[8:]),
-    )
-    last = attempts[-1] if attempts else workdir
-    records = tuple(sorted((last / RECORDS).glob("*.jsonl")))
-    scans = scans if scans is not None else workdir / SCANS
-    ledger = last / LEDGER
-    return TruthFiles(
-        records, scans if scans.is_file() else None, ledger if ledger.is_file() else None
-    )
 
 
 @dataclass
@@ -396,47 +368,3 @@ def build_truth(
         intervals[w].sort(key=lambda i: i.start)
     sources = {w: " + ".join(sorted(k, reverse=True)) for w, k in kinds.items()}
     return Truth(intervals, sources, owners={(r.site, r.pid): r.workload for r in records})
-
-
-class TruthError(ValueError):
-    """Ground truth that exists but cannot be read (names the file and why)."""
-
-
-LedgerReader = Callable[[Path], Iterable[Sequence[Any]]]
-
-
-def read_ledger_rows(path: Path, reader: LedgerReader | None = None) -> list[LedgerRow]:
-    """The ledger's committed rows in commit order, through the example workload's reader."""
-    if reader is None:
-        from harmony.sim import example_workload
-
-        reader = getattr(example_workload, "read_ledger", None)
-        if reader is None:
-            raise TruthError(f"{path}: no ledger reader (example_workload.read_ledger) here")
-    try:
-        return [
-            LedgerRow(int(r[0]), str(r[1]), int(r[2]), int(r[3]), float(r[4])) for r in reader(path)
-        ]
-    except Exception as e:  # any reader failure: the file is named, the check not skipped
-        raise TruthError(f"{path}: cannot read the ledger: {type(e).__name__}: {e}") from e
-
-
-def load_truth(
-    files: TruthFiles,
-    events: Sequence[JournalEvent],
-    horizon: float,
-    ledger_reader: LedgerReader | None = None,
-) -> Truth:
-    """`build_truth` on a run's files, from the history's first journal event on; raises
-    `TruthError` on a file it cannot read."""
-    try:
-        lines = read_scan_lines(files.scans) if files.scans is not None else None
-    except ScanFileError as e:
-        raise TruthError(str(e)) from e
-    agents = [e.mono for e in events if e.incarnation != "sim"]
-    since = min(agents, default=float("-inf"))
-    origin = min((e.mono for e in events), default=0.0)
-    truth = build_truth(read_records(files.records), lines, events, horizon, since, origin)
-    if files.ledger is not None:
-        truth.ledger = read_ledger_rows(files.ledger, ledger_reader)
-    return truth

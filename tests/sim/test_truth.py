@@ -11,11 +11,10 @@ import pytest
 
 from harmony.sim.history import Interval
 from harmony.sim.scanner import Exit, Proc
-from harmony.sim.truth import (
-    LedgerRow,
+from harmony.sim.truth import LedgerRow, build_truth
+from harmony.sim.truthfiles import (
     TruthError,
     TruthFiles,
-    build_truth,
     load_truth,
     read_ledger_rows,
     truth_files,
