@@ -25,7 +25,8 @@ stop/fence/probe hooks (role ``hook:*``) act *on* the copy and are not part of i
    never the copy. The runner must stamp ``site-frozen`` after the last SIGSTOP was sent
    and ``site-thawed`` before the first SIGCONT.
 4. The activity of a copy is the union of its processes' pieces per (site, workload,
-   token), clipped at the horizon (the end of the checks).
+   token), clipped at the horizon (the end of the checks); what ended before the history's
+   first journal event (an earlier start of the mesh, torn down) is left out.
 
 `build_truth` is pure (records, scan lines, faults in; intervals out); `truthfiles` finds
 and reads a run's files.
