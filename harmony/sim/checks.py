@@ -1,75 +1,125 @@
-"""Checkers: read a merged history and report every violation, with when and where.
+"""Checkers: read a run's ground truth and report every violation, with when and where.
 
-* `check_absolute` (absolute-consistency): active intervals of a workload never overlap
-  across sites, and fencing tokens strictly grow from one holder to the next. A copy whose
-  end is unknown (its site was frozen, or the history ends) counts as active.
-* `check_sides` (split-brain-allowed): every side of a fault that should run the workload
-  (see `world.World.expect`) runs it without a gap from `side_bound` after the fault until
-  the next fault.
-* `check_recovery` (all): after every fault the mesh reaches the desired state the fault
-  implies (copies per side) within `bound` seconds and keeps it until the next fault, unless
-  a newer fault came first. The time it took is returned too, for the report.
+The intervals the checkers reason about are the copies' *activity* (`truth`: their own
+records and the process table); the journal only explains a violation. A history without
+ground truth (an old one) falls back to the journal's view, and the evaluation says so.
 
-Fault events are the simulation's own history records (``incarnation == "sim"``); the
-desired state travels with each as ``detail["expect"]``.
+* `check_absolute` (absolute-consistency): no two copies of a workload are active at the
+  same time (on two sites, or on one site under two tokens), and fencing tokens strictly
+  grow from one holder to the next. A copy whose end is unknown counts as active. One
+  bounded exception, the documented residual risk, is reported as a *residual* note: a copy
+  whose whole site was frozen past its deadline and that, resumed, did not act before it
+  self-fenced or was killed, overlapping for at most `Checks.resume_bound` seconds.
+* `check_stale_writes`: in the shared ledger's commit order, no row carries a token lower
+  than an earlier row's (the fencing-token guard let a stale copy write).
+* the checkers of `liveness`: recovery after every fault, split-brain-allowed sides.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from harmony.actors.journal import JournalEvent
-from harmony.sim.history import Interval, active_intervals, overlapping, token_regressions
+from harmony.sim.findings import SIM as SIM
+from harmony.sim.findings import Recovery as Recovery
+from harmony.sim.findings import Violation as Violation
+from harmony.sim.findings import fault_events as fault_events
+from harmony.sim.history import Interval, active_intervals, at, journal_says, token_regressions
+from harmony.sim.liveness import Intervals, check_recovery, check_sides
 from harmony.sim.scenario import Scenario
-from harmony.sim.world import DOWN, Expectation, decode_expectations
+from harmony.sim.truth import LedgerRow, Truth
+from harmony.sim.truthfiles import LedgerReader, TruthError, TruthFiles, load_truth
 
-SIM = "sim"
-
-
-@dataclass(frozen=True)
-class Violation:
-    checker: str
-    workload: str
-    at: float
-    message: str
-    sites: tuple[str, ...] = ()
+RESUME_BOUND = 1.0
+"""Default of `Checks.resume_bound`: how long a copy resumed after a whole-site freeze may
+overlap before it fences itself (it checks its deadline before every act)."""
+JOURNAL_ONLY = "journal only (no ground truth)"
 
 
-@dataclass(frozen=True)
-class Recovery:
-    """How long the mesh took to reach the desired state after one fault."""
-
-    fault: JournalEvent
-    workload: str
-    took: float | None
-    """None: a newer fault came first (or the history ended) before it was reached."""
+def _end(i: Interval, horizon: float) -> float:
+    return i.end if i.end is not None else horizon
 
 
-def fault_events(events: Sequence[JournalEvent]) -> list[JournalEvent]:
-    return [e for e in events if e.incarnation == SIM and "expect" in e.detail]
+def _conflict(a: Interval, b: Interval) -> bool:
+    """Two copies: on two sites, or on one site under two known tokens (an orphan of an
+    earlier copy next to a new one)."""
+    if a.site != b.site:
+        return True
+    return a.token is not None and b.token is not None and a.token != b.token
+
+
+def _evidence(i: Interval, origin: float) -> str:
+    who = ", ".join(i.procs) or "journal"
+    began = f" ({i.began_by})" if i.began_by else ""
+    return f"{i.site}: {who} from {at(i.start, origin)}{began} to {i.ended_by or 'the end'}"
+
+
+def _residual(a: Interval, b: Interval, lo: float, hi: float, bound: float) -> Interval | None:
+    """The copy of the pair that is the documented residual risk, if one is."""
+    for x in (a, b):
+        if x.resumed == "site" and x.acts == 0 and x.end is not None and hi - lo <= bound:
+            return x
+    return None
 
 
 def check_absolute(
-    events: Sequence[JournalEvent], workload: str, horizon: float
-) -> list[Violation]:
-    intervals = active_intervals(list(events), workload)
-    out = []
-    for a, b in overlapping(intervals, horizon):
-        end = min(x.end if x.end is not None else horizon for x in (a, b))
-        out.append(
-            Violation(
-                "absolute-consistency",
-                workload,
-                max(a.start, b.start),
-                f"active on {a.site} and {b.site} at the same time for "
-                f"{end - max(a.start, b.start):.2f} s (tokens {a.token} and {b.token}"
-                f"{', one end unknown' if None in (a.end, b.end) else ''})",
-                (a.site, b.site),
+    intervals: Sequence[Interval],
+    workload: str,
+    horizon: float,
+    *,
+    resume_bound: float = RESUME_BOUND,
+    events: Sequence[JournalEvent] = (),
+    origin: float = 0.0,
+) -> tuple[list[Violation], list[Violation]]:
+    """(violations, residual notes) of one absolute-consistency workload."""
+    mine = sorted((i for i in intervals if i.workload == workload), key=lambda i: i.start)
+    out: list[Violation] = []
+    residuals: list[Violation] = []
+    for n, a in enumerate(mine):
+        for b in mine[n + 1 :]:
+            lo, hi = max(a.start, b.start), min(_end(a, horizon), _end(b, horizon))
+            if hi <= lo or not _conflict(a, b):
+                continue
+            tokens = f"tokens {a.token} and {b.token}"
+            unknown = ", one end unknown" if None in (a.end, b.end) else ""
+            late = _residual(a, b, lo, hi, resume_bound)
+            if late is not None:
+                other = b if late is a else a
+                residuals.append(
+                    Violation(
+                        "residual",
+                        workload,
+                        lo,
+                        f"{late.site}'s copy resumed after its whole site was frozen "
+                        f"({late.began_by}) and ended ({late.ended_by}) without acting, "
+                        f"while {other.site} was active: {hi - lo:.3f} s ({tokens}; "
+                        f"bound {resume_bound:g} s): the documented residual risk, covered "
+                        "only by the fencing-token guard",
+                        (a.site, b.site),
+                    )
+                )
+                continue
+            what = (
+                f"active on {a.site} and {b.site} at the same time"
+                if a.site != b.site
+                else f"two copies active on {a.site} at the same time"
             )
-        )
-    for a, b in token_regressions(intervals):
+            explain = ""
+            if a.procs or b.procs:
+                explain = " | ".join(journal_says(list(events), x, lo, hi, origin) for x in (a, b))
+            out.append(
+                Violation(
+                    "absolute-consistency",
+                    workload,
+                    lo,
+                    f"{what} for {hi - lo:.2f} s ({tokens}{unknown}; evidence: "
+                    f"{_evidence(a, origin)}; {_evidence(b, origin)})",
+                    (a.site, b.site),
+                    explain,
+                )
+            )
+    for a, b in token_regressions(mine):
         out.append(
             Violation(
                 "fencing-token",
@@ -79,141 +129,36 @@ def check_absolute(
                 (a.site, b.site),
             )
         )
-    return out
+    return out, residuals
 
 
-def copies_at(intervals: Sequence[Interval], t: float, horizon: float) -> dict[str, int]:
-    """Active copies per site at time t."""
-    out: dict[str, int] = {}
-    for i in intervals:
-        end = i.end if i.end is not None else horizon
-        if i.start <= t < end:
-            out[i.site] = out.get(i.site, 0) + 1
-    return out
-
-
-def matches(expect: Expectation, copies: dict[str, int]) -> bool:
-    """Whether copies per site satisfy copies per side (sites in no side must run none)."""
-    placed = set()
-    for side, want in expect.items():
-        members = set() if side == DOWN else set(side.split(","))
-        placed |= members
-        got = sum(n for s, n in copies.items() if s in members)
-        if side != DOWN and got != want:
-            return False
-    return all(n == 0 for s, n in copies.items() if s not in placed)
-
-
-def _change_points(intervals: Sequence[Interval], lo: float, hi: float) -> list[float]:
-    points = {lo}
-    for i in intervals:
-        for t in (i.start, i.end):
-            if t is not None and lo <= t <= hi:
-                points.add(t)
-    return sorted(points)
-
-
-def settled_at(
-    intervals: Sequence[Interval], expect: Expectation, lo: float, hi: float, horizon: float
-) -> float | None:
-    """When the desired state was reached *for good* in [lo, hi): the start of the last
-    stretch of desired states that lasts until `hi`. None if the state at `hi` is wrong.
-
-    A state reached and then lost again (a copy fenced for no reason after a heal) does not
-    count as recovered: the recovery time then includes the outage.
-    """
-    reached = None
-    for t in _change_points(intervals, lo, hi):
-        if t >= hi:
-            break
-        if matches(expect, copies_at(intervals, t, horizon)):
-            reached = t if reached is None else reached
-        else:
-            reached = None
-    return reached
-
-
-def check_recovery(
-    events: Sequence[JournalEvent], workloads: Sequence[str], horizon: float, bound: float
-) -> tuple[list[Violation], list[Recovery]]:
-    faults = fault_events(events)
-    out: list[Violation] = []
-    recoveries: list[Recovery] = []
-    for w in workloads:
-        intervals = active_intervals(list(events), w)
-        for f, nxt in itertools.zip_longest(faults, faults[1:]):
-            expect = decode_expectations(f.detail["expect"]).get(w)
-            if expect is None:
-                continue
-            until = nxt.mono if nxt is not None else horizon
-            reached = settled_at(intervals, expect, f.mono, until, horizon)
-            took = None if reached is None else reached - f.mono
-            recoveries.append(Recovery(f, w, took))
-            limit = float(f.detail.get("bound", bound))
-            if took is not None and took <= limit:
-                continue
-            if took is None and until - f.mono <= limit and nxt is not None:
-                continue  # a newer fault came first: it carries the obligation on
-            what = f"{f.kind} {f.reason}".strip()
-            if took is not None:
-                detail = f"reached after {took:.1f} s"
-            else:
-                detail = f"not reached in {until - f.mono:.1f} s"
+def check_stale_writes(
+    rows: Sequence[LedgerRow], owners: Mapping[tuple[str, int], str]
+) -> list[Violation]:
+    """In commit order, a row whose token is lower than an earlier row's (of the same
+    workload, told by the pid that wrote it) is a stale write the guard let through; so is
+    a row of another site under the same token (two holders of one token)."""
+    out = []
+    top: dict[str, LedgerRow] = {}
+    for row in rows:
+        w = owners.get((row.site, row.pid), "")
+        best = top.get(w)
+        if best is not None and (
+            row.token < best.token or (row.token == best.token and row.site != best.site)
+        ):
             out.append(
                 Violation(
-                    "recovery",
+                    "stale-write",
                     w,
-                    f.mono,
-                    f"after {what}: desired state {expect} {detail} (bound {limit:g} s)",
+                    row.mono,
+                    f"ledger row {row.id} committed by {row.site} (pid {row.pid}) with token "
+                    f"{row.token} after row {best.id} by {best.site} with token {best.token}",
+                    (best.site, row.site),
                 )
             )
-    return out, recoveries
-
-
-def check_sides(
-    events: Sequence[JournalEvent], workload: str, horizon: float, side_bound: float
-) -> list[Violation]:
-    """split-brain-allowed: each side that should run the workload runs it, without gaps."""
-    intervals = active_intervals(list(events), workload)
-    faults = fault_events(events)
-    out = []
-    for f, nxt in itertools.zip_longest(faults, faults[1:]):
-        expect = decode_expectations(f.detail["expect"]).get(workload)
-        if not expect:
-            continue
-        lo, hi = f.mono + side_bound, (nxt.mono if nxt is not None else horizon)
-        if hi <= lo:
-            continue
-        for side, want in expect.items():
-            if side == DOWN or want < 1:
-                continue
-            members = set(side.split(","))
-            gap = _first_gap([i for i in intervals if i.site in members], lo, hi, horizon)
-            if gap is not None:
-                out.append(
-                    Violation(
-                        "split-brain-allowed",
-                        workload,
-                        gap,
-                        f"side {{{side}}} ran no copy at {gap - f.mono:.1f} s after "
-                        f"{f.kind} {f.reason}".rstrip(),
-                        tuple(sorted(members)),
-                    )
-                )
+        if best is None or row.token > best.token:
+            top[w] = row
     return out
-
-
-def _first_gap(intervals: Sequence[Interval], lo: float, hi: float, horizon: float) -> float | None:
-    """The first instant in [lo, hi) that no interval covers, or None."""
-    t = lo
-    for i in sorted(intervals, key=lambda i: i.start):
-        end = i.end if i.end is not None else horizon
-        if i.start > t:
-            break
-        t = max(t, end)
-        if t >= hi:
-            return None
-    return t if t < hi else None
 
 
 def split_expected(
@@ -238,30 +183,110 @@ def check_all(
     horizon: float,
     recovery_bound: float,
     side_bound: float,
-) -> tuple[list[Violation], list[Recovery]]:
-    """Every checker that applies to each workload (name -> strategy)."""
+    *,
+    intervals: Intervals | None = None,
+    resume_bound: float = RESUME_BOUND,
+) -> tuple[list[Violation], list[Recovery], list[Violation]]:
+    """Every checker that applies to each workload (name -> strategy):
+    (violations, recoveries, residual notes)."""
     violations: list[Violation] = []
+    residuals: list[Violation] = []
+    origin = min((e.mono for e in events), default=0.0)
     for w, strategy in strategies.items():
         if strategy == "absolute-consistency":
-            violations += check_absolute(events, w, horizon)
+            found, notes = check_absolute(
+                list(intervals[w])
+                if intervals and w in intervals
+                else active_intervals(list(events), w),
+                w,
+                horizon,
+                resume_bound=resume_bound,
+                events=events,
+                origin=origin,
+            )
+            violations += found
+            residuals += notes
         else:
-            violations += check_sides(events, w, horizon, side_bound)
-    rec_violations, recoveries = check_recovery(events, list(strategies), horizon, recovery_bound)
+            violations += check_sides(events, w, horizon, side_bound, intervals)
+    rec_violations, recoveries = check_recovery(
+        events, list(strategies), horizon, recovery_bound, intervals
+    )
     violations += rec_violations
     violations += [
         Violation("wait-until", e.workload, e.mono, e.reason)
         for e in events
         if e.incarnation == SIM and e.kind == "wait-failed"
     ]
-    return sorted(violations, key=lambda v: v.at), recoveries
+    return sorted(violations, key=lambda v: v.at), recoveries, residuals
+
+
+@dataclass
+class Evaluation:
+    """What the checks found in one run, and what they rested on."""
+
+    violations: list[Violation]
+    expected: list[Violation]
+    recoveries: list[Recovery]
+    residuals: list[Violation]
+    intervals: dict[str, list[Interval]]
+    """workload -> the intervals the checks counted (for the report's timeline)"""
+    sources: dict[str, str]
+    """workload -> what those rest on: "records + scans", ..., or `JOURNAL_ONLY`"""
 
 
 def evaluate(
-    events: Sequence[JournalEvent], scenario: Scenario, horizon: float
-) -> tuple[list[Violation], list[Violation], list[Recovery]]:
-    """All checks a scenario asks for: (violations, expected violations, recoveries)."""
+    events: Sequence[JournalEvent],
+    scenario: Scenario,
+    horizon: float,
+    truth: TruthFiles | None = None,
+    *,
+    require_truth: bool = False,
+    ledger_reader: LedgerReader | None = None,
+) -> Evaluation:
+    """All checks a scenario asks for, on the run's ground truth (`truth`: its records,
+    scans and ledger) where there is some, else on the journal, said per workload.
+
+    `require_truth`: an absolute-consistency workload without ground truth, or ground
+    truth that cannot be read, is a violation (the runner, which wires it, asks for this).
+    """
     c = scenario.checks
+    resume_bound = float(getattr(c, "resume_bound", RESUME_BOUND))
     strategies = {w.name: w.strategy for w in scenario.workloads}
-    found, recoveries = check_all(events, strategies, horizon, c.recovery_bound, c.side_bound)
+    problems: list[Violation] = []
+    gt: Truth | None = None
+    if truth is not None:
+        try:
+            gt = load_truth(truth, events, horizon, ledger_reader)
+        except TruthError as e:
+            problems.append(Violation("ground-truth", "", horizon, str(e)))
+    intervals: dict[str, list[Interval]] = {}
+    sources: dict[str, str] = {}
+    for w, strategy in strategies.items():
+        if gt is not None and w in gt.intervals:
+            intervals[w], sources[w] = gt.intervals[w], gt.sources[w]
+            continue
+        intervals[w], sources[w] = active_intervals(list(events), w), JOURNAL_ONLY
+        if require_truth and strategy == "absolute-consistency":
+            problems.append(
+                Violation(
+                    "ground-truth",
+                    w,
+                    horizon,
+                    f"no records and no process scans of {w}: its safety would rest on "
+                    "the journal alone",
+                )
+            )
+    found, recoveries, residuals = check_all(
+        events,
+        strategies,
+        horizon,
+        c.recovery_bound,
+        c.side_bound,
+        intervals=intervals,
+        resume_bound=resume_bound,
+    )
+    if gt is not None and gt.ledger is not None:
+        found += check_stale_writes(gt.ledger, gt.owners)
+    found = sorted([*found, *problems], key=lambda v: v.at)
     violations, expected = split_expected(found, c.expect_violations)
-    return violations, expected, recoveries
+    return Evaluation(violations, expected, recoveries, residuals, intervals, sources)

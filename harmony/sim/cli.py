@@ -156,6 +156,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from harmony.sim.report import print_report, write_html
     from harmony.sim.result import SimResult
     from harmony.sim.scenario import ScenarioError, load_scenario
+    from harmony.sim.truthfiles import truth_files
 
     console = Console()
     try:
@@ -170,10 +171,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     events = read_journal(path)
     ends = [e.mono for e in events if e.incarnation == "sim" and e.kind == "end"]
     horizon = ends[-1] if ends else max((e.mono for e in events), default=time.monotonic())
-    violations, expected, recoveries = evaluate(events, scenario, horizon)
+    checked = evaluate(events, scenario, horizon, truth_files(path.parent))
     start = min((e.mono for e in events), default=horizon)
     result = SimResult(
-        scenario, path.parent, path, events, violations, recoveries, start, horizon, expected
+        scenario,
+        path.parent,
+        path,
+        events,
+        checked.violations,
+        checked.recoveries,
+        start,
+        horizon,
+        checked.expected,
+        residuals=checked.residuals,
+        intervals=checked.intervals,
+        sources=checked.sources,
     )
     print_report(result, console)
     if args.report:

@@ -1,11 +1,16 @@
-"""Histories: every site's journal merged on the machine-wide monotonic clock, and the
-active intervals of each workload that the safety checks reason about.
+"""Histories: every site's journal merged on the machine-wide monotonic clock, and what the
+journal says about when each workload's copies ran.
 
-A copy counts as active from the moment its site *decided* to start it (the `start` record,
-written before the process is spawned) until the driver reported it gone (stopped, fenced,
-exited for good). A copy whose end is unknown — its site was killed — stays active until
-the site's agent is seen again (`agent-start`) or, failing that, until the end of the
-history: an operation with an unknown outcome counts as possibly active.
+The journal is what the agents *believed*; the safety checks count what ran (`truth`: the
+copies' own records and the process table). The journal's view is kept to explain a
+violation ("the journal says b's copy stopped at 12.3, its records show ticks until 48.0")
+and as the fallback for histories recorded without ground truth, where the result says so.
+
+In the journal's view a copy is active from the moment its site *decided* to start it (the
+`start` event, written before the process is spawned) until the driver reported it gone
+(stopped, fenced, exited for good). A copy whose end is unknown (its site was killed, its
+driver state unknown) stays active until the site's agent is seen again (`agent-start`) or,
+failing that, until the end of the history.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import msgspec
 
 from harmony.actors.journal import JournalEvent, read_journal
 
-ENDS = {"driver-stopped", "driver-fenced", "driver-failed", "tether-fenced"}
+ENDS = {"driver-stopped", "driver-fenced", "tether-fenced"}
+"""Journal kinds that end a copy. Not `driver-failed` (old histories) nor `driver-unknown`:
+a failed stop or probe says nothing about whether the copy still runs."""
 SITE_DOWN = {"agent-start", "site-killed"}
 
 
@@ -31,6 +38,15 @@ class Interval:
     end: float | None
     token: int | None
     ended_by: str = ""
+    began_by: str = ""
+    acts: int | None = None
+    """Acts (tick, write) the copy's records show inside; None: some process of it does
+    not record (or the interval comes from the journal), so nobody can say it did not act."""
+    resumed: str = ""
+    """Why this interval continues an earlier one of the same processes: "site" (a freeze
+    of the whole site ended), "frozen" (scans saw it frozen); "" for a genuine start."""
+    procs: tuple[str, ...] = ()
+    """The processes behind it (ground truth), for the evidence of a violation."""
 
     def overlaps(self, other: Interval, horizon: float) -> bool:
         a_end = self.end if self.end is not None else horizon
@@ -91,9 +107,10 @@ def token_regressions(intervals: list[Interval]) -> list[tuple[Interval, Interva
     """Handovers whose fencing token did not grow.
 
     From one site to another the token must strictly grow; the same site may run again
-    with the same token (a restart under the same lease).
+    with the same token (a restart under the same lease). A copy resuming after a freeze is
+    not a new start (its token was judged when it began).
     """
-    with_token = [i for i in intervals if i.token is not None]
+    with_token = [i for i in intervals if i.token is not None and not i.resumed]
     bad = []
     for a, b in itertools.pairwise(with_token):
         assert a.token is not None and b.token is not None
@@ -116,3 +133,29 @@ def write_history(path: Path, events: Iterable[JournalEvent]) -> Path:
         for e in events:
             f.write(encoder.encode(e) + b"\n")
     return path
+
+
+def at(t: float | None, origin: float) -> str:
+    """A time of the history as the report shows it: seconds since its start."""
+    return "the end" if t is None else f"+{t - origin:.1f} s"
+
+
+def journal_says(
+    events: list[JournalEvent], truth: Interval, lo: float, hi: float, origin: float
+) -> str:
+    """What the journal said about the copy `truth` (ground truth) while it was active in
+    [lo, hi]: the explanation next to a violation."""
+    said = [
+        j for j in active_intervals(events, truth.workload) if j.site == truth.site and j.start < hi
+    ]
+    who = f"{truth.site}'s copy"
+    really = f"ground truth: active until {at(truth.end, origin)} ({truth.ended_by})"
+    if any(j.end is None or j.end > lo for j in said):
+        return f"journal agrees {who} ran then; {really}"
+    if not said:
+        return f"journal shows no copy on {truth.site} then; {really}"
+    last = said[-1]
+    return (
+        f"journal says {who} (token {last.token}) stopped at {at(last.end, origin)} "
+        f"({last.ended_by}); {really}"
+    )

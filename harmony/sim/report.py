@@ -1,8 +1,11 @@
 """The report of a simulation: in the terminal (Rich) and as one self-contained HTML file.
 
-Per workload, a timeline of which site was active when (one row per site), faults shaded,
-violations marked; then per fault the detection, fence, failover and recovery times; then
-every violation. The HTML file has no external resources: inline SVG and CSS.
+Per workload, a timeline of which site was active when (one row per site; ground truth
+where the run has it), faults shaded, violations marked; what the checks rested on (records,
+process scans, or the journal alone: then a pass proves little, and the report says so);
+then per fault the detection, fence, failover and recovery times; then every violation with
+its evidence and what the journals said meanwhile, and the residual-risk notes. The HTML
+file has no external resources: inline SVG and CSS.
 """
 
 from __future__ import annotations
@@ -32,9 +35,28 @@ def _span(result: SimResult) -> tuple[float, float]:
 
 def _rows(result: SimResult, workload: str) -> dict[str, list[Interval]]:
     rows: dict[str, list[Interval]] = {s: [] for s in result.scenario.sites}
-    for i in active_intervals(result.events, workload):
+    if result.intervals is not None and workload in result.intervals:
+        found = result.intervals[workload]
+    else:
+        found = active_intervals(result.events, workload)
+    for i in found:
         rows.setdefault(i.site, []).append(i)
     return rows
+
+
+def _verdict(result: SimResult) -> tuple[str, str]:
+    """(text, style) of the verdict: a pass on the journal alone is not a plain pass."""
+    if not result.ok:
+        return "FAIL", "fail"
+    if result.journal_only:
+        return "PASS (journal only: " + ", ".join(result.journal_only) + " unproven)", "weak"
+    return "PASS", "pass"
+
+
+def _sources(result: SimResult) -> str:
+    if not result.sources:
+        return "checked on: the journal only (no ground truth given)"
+    return "checked on: " + "; ".join(f"{w} {s}" for w, s in result.sources.items())
 
 
 # ---------------------------------------------------------------------------------- terminal
@@ -44,10 +66,12 @@ def print_report(result: SimResult, console: Console) -> None:
     width = max(20, min(WIDTH, console.width - 12))
     step = max((hi - lo) / width, 1e-6)
     wins = windows(result.events)
-    verdict = Text("PASS", "bold green") if result.ok else Text("FAIL", "bold red")
-    console.rule(Text.assemble("scenario ", (sc.name, "bold cyan"), "  ", verdict))
+    text, kind = _verdict(result)
+    colour = {"pass": "bold green", "fail": "bold red", "weak": "bold yellow"}[kind]
+    console.rule(Text.assemble("scenario ", (sc.name, "bold cyan"), "  ", (text, colour)))
     if sc.proves:
         console.print(Text(sc.proves.strip(), "italic"))
+    console.print(Text(_sources(result), "yellow" if result.journal_only else "dim"))
 
     def col(t: float) -> int:
         return min(width - 1, max(0, int((t - lo) / step)))
@@ -88,8 +112,18 @@ def print_report(result: SimResult, console: Console) -> None:
         for h in ("at", "checker", "workload", "what"):
             vt.add_column(h)
         for x in result.violations:
-            vt.add_row(f"{x.at - lo:.1f} s", x.checker, x.workload, x.message)
+            what = Text(x.message)
+            if x.explain:
+                what.append("\n" + x.explain, "dim")
+            vt.add_row(f"{x.at - lo:.1f} s", x.checker, x.workload, what)
         console.print(vt)
+    if result.residuals:
+        rt = Table(title="residual risk (documented; not a failure)", title_justify="left")
+        for h in ("at", "workload", "what"):
+            rt.add_column(h)
+        for x in result.residuals:
+            rt.add_row(f"{x.at - lo:.1f} s", x.workload, x.message)
+        console.print(rt, style="cyan")
     if result.expected:
         et = Table(title="expected violations (a known limitation)", title_justify="left")
         for h in ("at", "checker", "workload", "what"):
@@ -196,7 +230,8 @@ def _svg(result: SimResult, workload: str, wins: list[Window]) -> str:
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-h1 .pass{color:#1a7f37} h1 .fail{color:#cf222e}
+h1 .pass{color:#1a7f37} h1 .fail{color:#cf222e} .weak{color:#9a6700}
+.journal{color:#57606a} .sources{color:#57606a}
 .fault{fill:#d33;opacity:.12} .active{fill:#2da44e} .unknown{fill:#e3a008}
 .site{text-anchor:end;font-size:13px} .tok{font-size:10px;fill:#fff}
 .tick{font-size:10px;fill:#666} .grid{stroke:#eee}
@@ -211,7 +246,8 @@ def render_html(result: SimResult) -> str:
     sc = result.scenario
     lo, _ = _span(result)
     wins = windows(result.events)
-    verdict = '<span class="pass">PASS</span>' if result.ok else '<span class="fail">FAIL</span>'
+    text, kind = _verdict(result)
+    verdict = f'<span class="{kind}">{html.escape(text)}</span>'
     out = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>harmony sim {html.escape(sc.name)}</title>",
@@ -222,6 +258,8 @@ def render_html(result: SimResult) -> str:
         f"seed {result.seed if result.seed is not None else '—'}; "
         f"{result.ended - result.started:.0f} s; "
         f"history <code>{html.escape(str(result.history_path))}</code></p>",
+        f"<p class='{'weak' if result.journal_only else 'sources'}'>"
+        f"{html.escape(_sources(result))}</p>",
     ]
     for w in sc.workloads:
         out.append(f"<h2>{html.escape(w.name)} <small>{w.strategy}</small></h2>")
@@ -238,11 +276,19 @@ def render_html(result: SimResult) -> str:
     out.append(f"<h2>violations ({len(result.violations)})</h2><table>")
     out.append("<tr><th>at</th><th>checker</th><th>workload</th><th>what</th></tr>")
     for v in result.violations:
-        cells = (f"{v.at - lo:.1f} s", v.checker, v.workload, v.message)
-        out.append(
-            '<tr class="bad">' + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
-        )
+        what = html.escape(v.message)
+        if v.explain:
+            what += f"<br><small class='journal'>{html.escape(v.explain)}</small>"
+        tds = [html.escape(c) for c in (f"{v.at - lo:.1f} s", v.checker, v.workload)] + [what]
+        out.append('<tr class="bad">' + "".join(f"<td>{c}</td>" for c in tds) + "</tr>")
     out.append("</table>")
+    if result.residuals:
+        out.append("<h2>residual risk (documented; not a failure)</h2><table class='residual'>")
+        out.append("<tr><th>at</th><th>workload</th><th>what</th></tr>")
+        for v in result.residuals:
+            row = (f"{v.at - lo:.1f} s", v.workload, v.message)
+            out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+        out.append("</table>")
     if result.expected:
         out.append("<h2>expected violations (a known limitation)</h2><table>")
         for v in result.expected:

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harmony.actors.journal import JournalEvent
-from harmony.sim.checks import Recovery, Violation
+from harmony.sim.checks import JOURNAL_ONLY, Recovery, Violation
+from harmony.sim.history import Interval
 from harmony.sim.scenario import Scenario
 
 
@@ -26,7 +27,21 @@ class SimResult:
     interrupted: bool = False
     error: str = ""
     leftovers: list[str] = field(default_factory=list)
+    residuals: list[Violation] = field(default_factory=list)
+    """Overlaps within the documented residual risk (`checks.check_absolute`): shown, not
+    failed."""
+    intervals: dict[str, list[Interval]] | None = None
+    """workload -> what the checks counted as active (None: the journal's view)"""
+    sources: dict[str, str] = field(default_factory=dict)
+    """workload -> what its checks rest on ("records + scans", ..., or journal only)"""
 
     @property
     def ok(self) -> bool:
         return not (self.violations or self.interrupted or self.error or self.leftovers)
+
+    @property
+    def journal_only(self) -> list[str]:
+        """Workloads checked on the journal alone: a pass for them is not a proof."""
+        return [w for w, s in self.sources.items() if s == JOURNAL_ONLY] or (
+            [w.name for w in self.scenario.workloads] if not self.sources else []
+        )

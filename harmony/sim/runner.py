@@ -42,6 +42,7 @@ from harmony.sim.scenario import (
     WaitUntil,
 )
 from harmony.sim.streams import StreamPlacement, lease_stream, stream_placement
+from harmony.sim.truthfiles import truth_files
 from harmony.sim.world import World, encode_expectations, link_pairs, partition_cuts
 
 T = TypeVar("T")
@@ -113,17 +114,20 @@ class Simulation:
         sites = self.scenario.all_sites
         events = merge([self.backend.journal(s) for s in sites], self.faults)
         history = write_history(self.workdir / "history.jsonl", events)
-        violations, expected, recoveries = evaluate(events, self.scenario, ended)
+        checked = evaluate(events, self.scenario, ended, truth_files(self.workdir))
         return SimResult(
             self.scenario,
             self.workdir,
             history,
             events,
-            violations,
-            recoveries,
+            checked.violations,
+            checked.recoveries,
             started,
             ended,
-            expected=expected,
+            expected=checked.expected,
+            residuals=checked.residuals,
+            intervals=checked.intervals,
+            sources=checked.sources,
             seed=self.seed,
             interrupted=interrupted,
             error=error,
