@@ -205,7 +205,10 @@ class Copy:
             print(f"{LEDGER_ENV} set but no {TOKEN_ENV}: not writing the ledger", file=sys.stderr)
             return
         # A short wait for the lock: SIGTERM is held back while a write waits (see `write`).
-        self.guard = TokenGuard(self.ledger, LEDGER_RESOURCE, timeout=5.0)
+        # One guarded resource per workload: each workload's lease has its own tokens (the
+        # revisions of one stream interleave across workloads, so they compare only within one).
+        resource = f"{LEDGER_RESOURCE}/{self.workload}"
+        self.guard = TokenGuard(self.ledger, resource, timeout=5.0)
 
     def claim(self) -> tuple[float, int | None]:
         """Check the deadline and, with a ledger, claim it for our token (`TokenGuard.claim`):
