@@ -1,4 +1,9 @@
-"""Shared pieces of the failover tests: meshes with a real workload, histories, waits."""
+"""Shared pieces of the failover tests: meshes with a real workload, histories, waits.
+
+Safety is judged from ground truth, as the simulator judges it: the example workload's own
+records (start, a tick every 50 ms, stop) and a scan of every process of each copy's
+containment, never the agents' journals (`Watcher.assert_safe`).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,18 @@ from pathlib import Path
 
 from conftest import wait_until
 
+from harmony.actors.drivers.containment import containment_id
 from harmony.actors.journal import JournalEvent
 from harmony.actors.messages import ActorInfo, Snapshot
 from harmony.client import collect_snapshots
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, Timings, WorkloadConfig
 from harmony.mesh.connection import MeshConnection
-from harmony.sim.history import fault, load_history
+from harmony.sim.checks import check_absolute, check_stale_writes
+from harmony.sim.history import Interval, fault, load_history
 from harmony.sim.launch import LocalMesh
+from harmony.sim.records import LEDGER_ENV, RECORDS_ENV, read_records
+from harmony.sim.scanner import Scanner
+from harmony.sim.truthfiles import load_truth, truth_files
 
 # Safe (check_timings passes) but short, so a test fails over in seconds.
 FAST = Timings(
@@ -31,12 +41,25 @@ WORKLOAD_CMD = [sys.executable, "-m", "harmony.sim.example_workload"]
 
 
 def workload(
-    name: str, strategy: str, primary: str, standbys: list[str], **kw: str
+    name: str,
+    strategy: str,
+    primary: str,
+    standbys: list[str],
+    truth: Path | None = None,
+    command: list[str] | None = None,
+    **kw: str,
 ) -> WorkloadConfig:
+    """A workload running the example workload (or `command`); with `truth` (the mesh's
+    work directory) every copy writes its records and its ledger rows there."""
+    env = {}
+    if truth is not None:
+        env = {RECORDS_ENV: str(truth / "records" / f"{name}.jsonl")}
+        env[LEDGER_ENV] = str(truth / "ledger.db")
+        (truth / "records").mkdir(parents=True, exist_ok=True)
     return WorkloadConfig(
         name=name,
         strategy=strategy,  # type: ignore[arg-type]
-        driver=ProcessDriverConfig(command=WORKLOAD_CMD, restart="never"),
+        driver=ProcessDriverConfig(command=command or WORKLOAD_CMD, restart="never", env=env),
         topology=FailoverTopologyConfig(primary=primary, standbys=standbys),
         **kw,  # type: ignore[arg-type]
     )
@@ -52,9 +75,33 @@ class Watcher:
         self.conn = MeshConnection(urls, "test-watch").start()
         self.conn.wait_connected(10)
         self.faults: list[JournalEvent] = []
+        containments = {
+            (site, w.name): containment_id(cfg.data_dir, site, w.name)
+            for site, cfg in mesh.configs.items()
+            for w in cfg.workloads
+        }
+        self.scanner = Scanner(mesh.workdir / "scans.jsonl", containments).start()
 
     def close(self) -> None:
+        self.scanner.stop()
         self.conn.close()
+
+    def truth(self, name: str) -> tuple[list[Interval], list[str]]:
+        """(activity intervals, safety violations) of `name` from ground truth so far."""
+        events, horizon = self.history(), time.monotonic()
+        truth = load_truth(truth_files(self.mesh.workdir), events, horizon)
+        intervals = truth.intervals.get(name, [])
+        assert intervals, f"no ground truth for {name}: did its copies record?"
+        found, _ = check_absolute(intervals, name, horizon, events=events)
+        found += check_stale_writes(truth.ledger or [], truth.owners)
+        return intervals, [f"{v.checker}: {v.message} {v.explain}".strip() for v in found]
+
+    def assert_safe(self, name: str = "ledger") -> list[Interval]:
+        """Never two active copies, tokens only grow, no stale write committed: from the
+        copies' own records and the process table. Returns the activity intervals."""
+        intervals, violations = self.truth(name)
+        assert violations == [], "\n".join(violations) + "\n" + self.tail()
+        return intervals
 
     def snaps(self, timeout: float = 1.0) -> dict[str, Snapshot]:
         return collect_snapshots(self.conn, self.mesh.mesh, timeout)
@@ -76,8 +123,10 @@ class Watcher:
         return out
 
     def wait_runs_on(self, name: str, sites: set[str], timeout: float) -> dict[str, ActorInfo]:
+        """Wait until exactly `sites` run `name`, and (when its copies record) each of those
+        copies has acted: the driver says running as soon as the process exists."""
         result: dict[str, ActorInfo] = wait_until(
-            lambda: (r := self.runners(name)) and set(r) == sites and r,
+            lambda: (r := self.runners(name)) and set(r) == sites and self.acting(name, r) and r,
             timeout,
             message=lambda: (
                 f"{name} never ran exactly on {sites}; runners: "
@@ -85,6 +134,14 @@ class Watcher:
             ),
         )
         return result
+
+    def acting(self, name: str, runners: dict[str, ActorInfo]) -> bool:
+        """Every runner's copy has ticked under the token its driver reports."""
+        path = self.mesh.workdir / "records" / f"{name}.jsonl"
+        if not (self.mesh.workdir / "records").is_dir():
+            return True  # these copies do not record
+        ticks = {(r.site, r.token) for r in read_records([path]) if r.kind == "tick"}
+        return all((site, _token(a)) in ticks for site, a in runners.items())
 
     def record_fault(self, site: str, kind: str, reason: str) -> float:
         now = time.monotonic()
@@ -99,3 +156,8 @@ class Watcher:
 
     def tail(self) -> str:
         return "\n".join(f"--- {s}\n{p.log_tail(25)}" for s, p in self.mesh.procs.items())
+
+
+def _token(run: ActorInfo) -> int | None:
+    token = run.detail.get("token")
+    return int(token) if token else None
