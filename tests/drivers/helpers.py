@@ -165,3 +165,9 @@ def daemon_cmd(
     if clear_env:
         run = [shutil.which("env") or "env", "-i", *run]
     return f"({shlex.join(run)} &)" if double else f"{shlex.join(run)} &"
+
+
+def cgroup_gone(cid: str) -> bool:
+    """The workload's cgroup (if this host has one) was removed: nothing left behind."""
+    cgroup = Containment(cid).cgroup
+    return cgroup is None or not cgroup.path.exists()

@@ -28,6 +28,7 @@ from harmony.config import ProcessDriverConfig
 from .conftest import Agent, Built
 from .helpers import (
     assert_empty,
+    cgroup_gone,
     daemon_cmd,
     marked,
     members,
@@ -206,7 +207,7 @@ def test_stop_and_fence_leave_no_process_of_the_copy(
     assert "SIGKILL" in b.events.last(final).detail
     assert not [p for p in pids if pid_alive(p)], "a process of the copy survived"
     assert_empty(b.driver.containment)
-    assert not any(Path("/sys/fs/cgroup/unified").glob(cgroup_name(b.driver.containment)))
+    assert cgroup_gone(b.driver.containment)
 
 
 # -- what an earlier incarnation left ---------------------------------------------------------
@@ -305,6 +306,8 @@ def test_a_member_that_survives_sigkill_is_unknown_until_it_is_gone(
     b = build(ProcessDriverConfig(command=["/bin/sh", "-c", script]), stop_grace=0.2)
     b.driver.start(4)
     stuck = read_pid(pidfile)
+    cmdline = Path(f"/proc/{stuck}/cmdline")
+    wait_until(lambda: cmdline.read_bytes() == b"sleep\x00300\x00", 5, "sleep exec'd")
     with frozen_v1(stuck):
         b.driver.stop("move")
         assert b.events.states()[-2:] == [S.STOPPING, S.UNKNOWN]

@@ -217,9 +217,14 @@ class Containment:
         return True
 
     def remove(self) -> None:
-        """Remove the cgroup once the copy is confirmed gone (kept if anything is left)."""
-        if self.cgroup is not None:
-            self.cgroup.remove()
+        """Remove the cgroup once the copy is confirmed gone (kept if anything is left). The
+        keeper steps out of it first: it is the last one in it."""
+        if self.cgroup is None:
+            return
+        if self.cgroup.holds():
+            with contextlib.suppress(OSError):
+                self.cgroup.leave()
+        self.cgroup.remove()
 
     def _fallback(self, why: str) -> None:
         self.cgroup, self._why = None, why
@@ -234,12 +239,16 @@ class Containment:
         return not self._scan()
 
     def wait_empty(self, timeout: float) -> bool:
-        """Wait up to `timeout` s for the last member to go; True when none is left."""
+        """Wait up to `timeout` s for the last member to go; True when none is left (two
+        scans in a row: see `kill`)."""
         end = time.monotonic() + timeout
-        while self._scan():
-            if time.monotonic() >= end:
+        empties = 0
+        while empties < 2:
+            empties = 0 if self._scan() else empties + 1
+            if empties == 0 and time.monotonic() >= end:
                 return False
-            time.sleep(POLL)
+            if empties < 2:
+                time.sleep(POLL)
         return True
 
     def signal(self, sig: int, exclude: Iterable[int] = ()) -> list[ProcInfo]:
@@ -258,13 +267,20 @@ class Containment:
         end = t0 + timeout
         skip = set(exclude)
         seen: dict[int, ProcInfo] = {}
+        empties = 0
         while True:
             left = [(i, s) for i, s in self._scan() if i.pid not in skip]
             for info, _ in left:
                 seen.setdefault(info.pid, info)
             found = sorted(seen.values(), key=lambda p: p.pid)
-            if not left:
+            # Empty only if two scans in a row say so: for a few microseconds of an exec the
+            # kernel shows an empty environment, and the marker alone would miss the process.
+            empties = 0 if left else empties + 1
+            if empties >= 2:
                 return KillResult(found, [], time.monotonic() - t0)
+            if empties:
+                time.sleep(POLL)
+                continue
             if time.monotonic() >= end:
                 return KillResult(found, [i for i, _ in left], time.monotonic() - t0)
             self._kill_cgroup(skip)

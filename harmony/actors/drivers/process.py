@@ -223,9 +223,9 @@ class ProcessDriver(Driver[ProcessDriverConfig]):
                 if result.found:
                     ended += f"; killed what it left: {describe(result.found)}"
                 if self._tethered and code == TETHER_FENCED:
-                    # The keeper fenced it (the fence deadline passed with no renewal): never a
-                    # crash to restart; only a new lease may run it again.
-                    detail = f"fenced by its tether: the fence deadline passed ({ended})"
+                    # The keeper fenced it (its fence deadline passed with no renewal, or was
+                    # withdrawn): never a crash to restart; only a new lease may run it again.
+                    detail = f"fenced by its tether: no valid fence deadline ({ended})"
                     self._mark(detail)
                     self._set(DriverState.FENCED, detail, exit_code=code, pid=proc.pid)
                     return

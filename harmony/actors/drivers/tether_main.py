@@ -150,13 +150,17 @@ class Keeper:
         started = time.monotonic()
         self.box.signal(signal.SIGTERM)
         how = "terminated by SIGTERM"
-        if not self.box.wait_empty(self.args.grace):
+        confirmed = self.box.wait_empty(self.args.grace)
+        if not confirmed:
             result = self.box.kill()
+            confirmed = result.confirmed
             how = f"killed by SIGKILL after {self.args.grace:g} s grace"
-            if not result.confirmed:
+            if not confirmed:
                 n = len(result.survivors)
                 how = f"{n} processes survived SIGKILL: {describe(result.survivors)}"
         self._reap()
+        if confirmed:  # the agent may be gone for good: leave no empty cgroup behind
+            self.box.remove()
         took = time.monotonic() - started
         self.say(f"{how} in {took:.2f} s")
         self.journal(f"{why}: {how} in {took:.2f} s")
