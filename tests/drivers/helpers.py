@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
+import shutil
 import signal
 import threading
 import time
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harmony.actors.drivers import DriverEvent, DriverState
+from harmony.actors.drivers.containment import Containment, scan_marked
 
 
 def wait_until(pred: Callable[[], object], timeout: float = 5.0, message: str = "") -> None:
@@ -186,3 +189,86 @@ class Runbook:
                 for kill in (os.killpg, os.kill):
                     with contextlib.suppress(OSError):
                         kill(int(text), signal.SIGKILL)
+
+
+def marked(cid: str) -> list[int]:
+    """Pids of live processes carrying containment id `cid` (the simulator's ground truth)."""
+    return [p.pid for p in scan_marked(cid).get(cid, [])]
+
+
+def members(cid: str) -> list[int]:
+    """Pids of every live member of containment `cid`: marker, cgroup (ground truth)."""
+    return [p.pid for p in Containment(cid).members()]
+
+
+def assert_empty(cid: str, timeout: float = 0.0) -> None:
+    """No process of containment `cid` is left (after `timeout` s at most)."""
+    if timeout:
+        wait_until(lambda: not members(cid), timeout, f"containment {cid} empty")
+    left = Containment(cid).members()
+    assert not left, f"processes of {cid} left: {left}"
+
+
+AGENT_SCRIPT = """
+import json, sys, threading, time
+from pathlib import Path
+from harmony.actors.drivers import TetherSpec, make_driver
+from harmony.actors.drivers.tether import DeadlineHandoff
+from harmony.config import ProcessDriverConfig
+
+cfg = json.loads(sys.argv[1])
+spec = TetherSpec(Path(cfg["deadline_dir"]), Path(cfg["journal"]), "inc-agent")
+token = cfg["token"]
+if token is not None:
+    handoff = DeadlineHandoff(spec)
+    handoff.reset()
+
+    def renew():  # a healthy agent: the deadline stays far, only its death ends the copy
+        while True:
+            handoff.offer(token, time.monotonic() + 60, time.monotonic())
+            time.sleep(0.2)
+
+    renew_thread = threading.Thread(target=renew, daemon=True)
+    handoff.offer(token, time.monotonic() + 60, time.monotonic())
+    renew_thread.start()
+driver = make_driver(
+    ProcessDriverConfig(command=cfg["command"]),
+    workload="w1",
+    site="site-a",
+    log_dir=Path(cfg["log_dir"]),
+    on_event=lambda e: print(e.state, e.detail, flush=True),
+    stop_grace=cfg["grace"],
+    containment=cfg["containment"],
+    tether=spec,
+)
+if not cfg["cgroup"]:  # as on a host without a writable cgroup v2
+    from harmony.actors.drivers.containment import Containment
+
+    driver._box = Containment(cfg["containment"], None)
+driver.start(token)
+Path(cfg["ready"]).write_text(str(driver.pid))
+threading.Event().wait()
+"""
+"""A tiny agent: one process driver with a tether, one copy started, then it blocks."""
+
+
+def daemon_cmd(
+    pidfile: Path, *, setsid: bool = True, clear_env: bool = False, double: bool = True
+) -> str:
+    """Shell text that starts a ``sleep`` daemon ignoring SIGTERM and writing its pid to
+    `pidfile`: double-forked (its parent exits at once) unless `double` is False, in its own
+    session with `setsid`, without the containment marker with `clear_env`."""
+    sleep = shutil.which("sleep") or "sleep"
+    inner = f"trap '' TERM; echo $$ > {shlex.quote(str(pidfile))}; exec {shlex.quote(sleep)} 300"
+    run = ["/bin/sh", "-c", inner]
+    if setsid:
+        run = [shutil.which("setsid") or "setsid", *run]
+    if clear_env:
+        run = [shutil.which("env") or "env", "-i", *run]
+    return f"({shlex.join(run)} &)" if double else f"{shlex.join(run)} &"
+
+
+def cgroup_gone(cid: str) -> bool:
+    """The workload's cgroup (if this host has one) was removed: nothing left behind."""
+    cgroup = Containment(cid).cgroup
+    return cgroup is None or not cgroup.path.exists()

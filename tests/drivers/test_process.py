@@ -17,7 +17,7 @@ from harmony.actors.drivers import DriverState, ProcessDriver
 from harmony.config import ProcessDriverConfig
 
 from .conftest import Built
-from .helpers import line_count, pid_alive, read_pid, stays, wait_until
+from .helpers import assert_empty, line_count, pid_alive, read_pid, stays, wait_until
 
 S = DriverState
 Build = Callable[..., Built]
@@ -53,8 +53,9 @@ def test_start_stop_long_running_process(build: Build) -> None:
     assert stopped.exit_code == -signal.SIGTERM
     assert "SIGTERM" in stopped.detail and "test over" in stopped.detail
 
-    d.stop("again")  # stopped: no-op
-    assert len(b.events.events) == 4
+    d.stop("again")  # nothing runs: still exactly one report, and it says so
+    assert b.events.states()[4:] == [S.STOPPED]
+    assert "nothing of" in b.events.last(S.STOPPED).detail
 
 
 def test_token_and_env_reach_the_process(
@@ -209,13 +210,13 @@ def test_command_not_found_fails_clearly(build: Build, tmp_path: Path) -> None:
 
 def test_children_are_killed_with_the_group(build: Build, tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
-    # The child ignores SIGTERM (and says so only once it does): only the group SIGKILL after
-    # the grace gets it. The shell is the group leader and dies of SIGTERM at once.
+    # The child ignores SIGTERM (and says so only once it does), and so does the shell: only
+    # the SIGKILL after the grace gets them.
     code = (
         "import os, signal, time, pathlib\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
         f"pathlib.Path({str(pidfile)!r}).write_text(str(os.getpid()))\ntime.sleep(60)\n"
     )
-    script = f"{shlex.quote(PY)} -c {shlex.quote(code)} & wait"
+    script = f"trap '' TERM; {shlex.quote(PY)} -c {shlex.quote(code)} & wait"
     b = build(ProcessDriverConfig(command=["/bin/sh", "-c", script]), stop_grace=0.3)
     b.driver.start(None)
     child = read_pid(pidfile)
@@ -223,6 +224,7 @@ def test_children_are_killed_with_the_group(build: Build, tmp_path: Path) -> Non
     b.driver.stop("bye")
     assert not pid_alive(child), "a child of the workload survived stop()"
     assert "SIGKILL" in b.events.last(S.STOPPED).detail
+    assert_empty(b.driver.containment)
 
 
 def test_orphans_of_an_exited_workload_are_killed(build: Build, tmp_path: Path) -> None:
@@ -230,9 +232,11 @@ def test_orphans_of_an_exited_workload_are_killed(build: Build, tmp_path: Path) 
     script = f"sleep 60 & echo $! > {child_pid}; exit 4"
     b = build(ProcessDriverConfig(command=["/bin/sh", "-c", script], restart="never"))
     b.driver.start(None)
-    assert b.events.wait_count(S.EXITED, 1).exit_code == 4
-    child = read_pid(child_pid)
-    wait_until(lambda: not pid_alive(child), 3, "orphaned child killed")
+    exited = b.events.wait_count(S.EXITED, 1)
+    assert exited.exit_code == 4 and not exited.restarting
+    # EXITED is a fact: by the time it is reported, the orphan is gone.
+    assert not pid_alive(read_pid(child_pid)), "EXITED reported while the orphan runs"
+    assert_empty(b.driver.containment)
 
 
 def test_close_stops_the_process_and_later_calls_are_harmless(build: Build) -> None:
@@ -252,9 +256,11 @@ def test_fence_when_idle_and_during_pending_restart(build: Build, tmp_path: Path
     idle = build(py(SLEEPER))
     idle.driver.fence("no lease")
     assert idle.driver.state is S.FENCED
-    idle.driver.stop("after fence")  # stays fenced
-    idle.driver.fence("again")  # no-op
-    assert idle.events.states() == [S.FENCED]
+    idle.driver.stop("after fence")
+    idle.driver.fence("again")
+    # Every call reports, also with nothing to do: the caller waits for that report.
+    assert idle.events.states() == [S.FENCED, S.STOPPED, S.FENCED]
+    assert all("nothing of" in e.detail for e in idle.events.snapshot())
     idle.driver.start(3)  # a fenced workload may start again under a new token
     assert idle.driver.state is S.RUNNING
 

@@ -1,11 +1,16 @@
-"""Spawning workload processes that cannot outlive their agent.
+"""Spawning helpers: resolving a command up front, and processes that die with the agent.
 
-An agent killed with SIGKILL cannot stop its workloads. For absolute-consistency that would
-leave an active copy nobody fences while the lease runs out, so every process-driver
-workload is started through `setpriv --pdeathsig KILL` (util-linux): the kernel kills it
-when the thread that started it dies. That thread is the one spawner thread below, which
-lives as long as the agent process: a `preexec_fn` would be unsafe with threads, and a
-per-call thread would die (and take the workload with it) right after the spawn.
+`resolve` gives the clear "command not found" error before anything is started (through a
+keeper or setpriv, a missing command would only be an exit status).
+
+`spawn_tied` starts a process through `setpriv --pdeathsig KILL` (util-linux): the kernel
+kills it when the thread that started it dies. That thread is the one spawner thread below,
+which lives as long as the agent process: a `preexec_fn` would be unsafe with threads, and
+a per-call thread would die (and take the child with it) right after the spawn. It is for
+helpers that must never outlive the agent (an embedded server, say). Workload copies must
+NOT use it: a copy killed with its agent is a copy nobody confirmed stopped, and its
+grandchildren would outlive it anyway. Copies run under the keeper (`tether`), which fences
+them itself when the agent dies.
 """
 
 from __future__ import annotations

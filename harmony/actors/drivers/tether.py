@@ -1,25 +1,34 @@
-"""The tether: a workload that fences itself when its agent stops renewing its lease.
+"""The keeper ("tether"): the process that runs every process-driver copy, outside the agent.
 
-The agent fences an absolute-consistency workload at its fence deadline. A *paused* agent
-(SIGSTOP, a long GC or swap stall, a frozen VM thread) fences nothing: its workload would run
-on while the lease expires and a standby starts the next copy. So the process driver does not
-run such a workload directly but through this small process:
+    python -m harmony.actors.drivers.tether_main --containment ID --agent-pid PID \
+        [--cgroup DIR] [--deadline-file F] --grace S ... -- COMMAND...
 
-    python -m harmony.actors.drivers.tether_main --deadline-file F --grace S ... -- COMMAND...
+The agent must not be the only thing between a copy and the world: a SIGKILLed agent stops
+nothing, and a *paused* one (SIGSTOP, a long GC or swap stall, a frozen VM thread) fences
+nothing while its lease runs out and a standby starts the next copy. So the process driver
+never runs COMMAND itself. It starts this keeper (its own session, not tied to the agent's
+life) and the keeper:
 
-The agent writes the fence deadline (a CLOCK_MONOTONIC time, which every process on the
-machine shares) into F before it starts the workload and after each confirmed renewal. The
-tether runs COMMAND in its own process group and, when the deadline passes without a newer
-one, does exactly what the agent's fence does: SIGTERM the group, SIGKILL it after the grace.
-It then appends a `tether-fenced` event to the site's journal (the history sees the copy
-stop when it stopped, not when the agent wakes) and exits with `TETHER_FENCED`.
+* holds the copy's containment together: it enters the workload's cgroup (when the agent
+  could create one) before it starts COMMAND, and it is a child subreaper, so double-forked
+  and ``setsid`` daemons are re-parented to it rather than to init (see `containment`);
+* exits the way COMMAND did, but only after killing whatever else of the containment is
+  left (after the stop grace when a stop is under way), so "the keeper exited" means "the
+  copy is gone" unless the driver's own check finds otherwise;
+* fences the copy (SIGTERM every member, the grace, SIGKILL, confirm) when its agent dies --
+  its parent pid changes -- and, for a tokened absolute-consistency copy, when the fence
+  deadline in F passes without a newer one, or F is deleted or ``released``. It appends a
+  `tether-fenced` event to the site's journal (the history sees the copy stop when it
+  stopped, not when the agent wakes) and exits with `TETHER_FENCED`.
 
-The tether never extends anything: the file only ever holds a deadline the agent computed
-from a confirmed renewal, so the safety inequality of `harmony.strategies.timing` covers it
-unchanged. A missing, unreadable or past deadline means: do not run.
+The agent writes F (a CLOCK_MONOTONIC time, which every process on the machine shares)
+before it starts the copy and after each confirmed renewal. The keeper never extends
+anything: the file only ever holds a deadline the agent computed from a confirmed renewal,
+so the safety inequality of `harmony.strategies.timing` covers it unchanged. A missing,
+unreadable, released or past deadline means: do not run.
 
-To the agent the tether is transparent: it is the group leader of the workload's group, so
-the driver's stop and fence signal COMMAND directly, and the tether exits the way COMMAND did.
+The keeper ignores SIGTERM (the driver's stop signals every member of the containment; the
+keeper lets COMMAND answer and mirrors it); SIGKILL ends it like any member.
 """
 
 from __future__ import annotations
@@ -109,20 +118,33 @@ class DeadlineHandoff:
 
 def tether_argv(
     command: list[str],
-    deadline_file: Path,
-    grace: float,
     *,
-    journal: Path | None,
-    site: str,
-    workload: str,
-    incarnation: str,
-    token: int | None,
+    containment: str,
+    agent_pid: int,
+    grace: float,
+    cgroup: Path | None = None,
+    cwd: str | None = None,
+    deadline_file: Path | None = None,
+    journal: Path | None = None,
+    site: str = "",
+    workload: str = "",
+    incarnation: str = "",
+    token: int | None = None,
 ) -> list[str]:
-    """The argv that runs `command` under a tether."""
+    """The argv that runs `command` under a keeper (`cwd`: COMMAND's working directory; the
+    keeper itself stays in the agent's, where ``-m harmony...`` is importable)."""
     argv = [sys.executable, "-m", "harmony.actors.drivers.tether_main"]
-    argv += ["--deadline-file", str(deadline_file), "--grace", f"{grace:g}"]
-    argv += ["--journal", str(journal or ""), "--site", site, "--workload", workload]
-    argv += ["--incarnation", incarnation]
+    argv += ["--containment", containment, "--agent-pid", str(agent_pid)]
+    argv += ["--grace", f"{grace:g}"]
+    if cgroup is not None:
+        argv += ["--cgroup", str(cgroup)]
+    if cwd:
+        argv += ["--cwd", cwd]
+    if deadline_file is not None:
+        argv += ["--deadline-file", str(deadline_file)]
+    if journal is not None:
+        argv += ["--journal", str(journal)]
+    argv += ["--site", site, "--workload", workload, "--incarnation", incarnation]
     if token is not None:
         argv += ["--token", str(token)]
     return [*argv, "--", *command]

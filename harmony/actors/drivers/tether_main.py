@@ -1,4 +1,4 @@
-"""The tether process (see `harmony.actors.drivers.tether` for why it exists).
+"""The keeper process (see `harmony.actors.drivers.tether` for why it exists).
 
 Kept apart from the helpers the agent imports, so that running it with ``-m`` loads only
 this module and what it needs.
@@ -9,18 +9,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import FrameType
 
 from harmony.actors.drivers.base import group_members
+from harmony.actors.drivers.cgroup import Cgroup
+from harmony.actors.drivers.containment import Containment, describe, set_subreaper
 from harmony.actors.drivers.tether import TETHER_FENCED, read_deadline
 
 POLL = 0.25
-"""How often the deadline file is read again while the deadline is far."""
-KILL_WAIT = 5.0
+"""How often the deadline file and the parent pid are read again (a pidfd of the agent and
+SIGCHLD wake the keeper at once where the kernel has them)."""
 
 
 def others_in_group(pgid: int) -> list[int]:
@@ -29,84 +33,138 @@ def others_in_group(pgid: int) -> list[int]:
     return [pid for pid in group_members(pgid) or [] if pid != me]
 
 
-class Tether:
+class Keeper:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.deadline_file = Path(args.deadline_file)
-        if os.getpgrp() != os.getpid():
-            os.setpgid(0, 0)  # the fence signals our group: it must hold only the workload
-        self.pgid = os.getpgrp()
+        self.me = os.getpid()
+        self.agent = args.agent_pid or os.getppid()
+        self.deadline_file = Path(args.deadline_file) if args.deadline_file else None
+        cgroup = Cgroup(Path(args.cgroup)) if args.cgroup else None
+        self.box = Containment(args.containment, cgroup, tree_root=self.me)
+        self.terminated_at: float | None = None
+        """When the driver's stop (a SIGTERM to every member) reached us."""
+        self.status: int | None = None
+        """COMMAND's exit status once reaped (negative: killed by that signal)."""
+        self.child = 0
 
     def say(self, text: str) -> None:
-        print(f"[harmony tether {self.args.workload}] {text}", file=sys.stderr, flush=True)
+        print(f"[harmony keeper {self.args.workload}] {text}", file=sys.stderr, flush=True)
+
+    def _on_term(self, signum: int, frame: FrameType | None) -> None:
+        if self.terminated_at is None:
+            self.terminated_at = time.monotonic()
 
     def run(self) -> int:
-        # The driver signals the whole group; the tether lets COMMAND answer and mirrors it.
-        # (A Python handler, not SIG_IGN: handlers are reset by exec, SIG_IGN is inherited.)
+        # A Python handler, not SIG_IGN: handlers are reset by exec, SIG_IGN is inherited.
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, lambda *_: None)
-        deadline = read_deadline(self.deadline_file)
-        if deadline is None or time.monotonic() >= deadline:
-            why = "no fence deadline" if deadline is None else "fence deadline already passed"
-            self.say(f"not starting: {why} in {self.deadline_file}")
+            signal.signal(sig, self._on_term)
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)  # SIGCHLD (and SIGTERM) end the select below
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        if not self.box.enter() and self.args.cgroup:
+            self.say(f"containment falls back to {self.box.mechanism}")
+        if not set_subreaper():
+            self.say("cannot become a child subreaper: orphaned daemons escape to init")
+        agent_fd = _pidfd(self.agent)
+        if os.getppid() != self.agent:
+            self.say(f"not starting: agent {self.agent} is gone already")
             return TETHER_FENCED
-        from harmony.actors.drivers.spawn import spawn_tied
-
+        deadline = None
+        if self.deadline_file is not None:
+            deadline = read_deadline(self.deadline_file)
+            if deadline is None or time.monotonic() >= deadline:
+                why = "no fence deadline" if deadline is None else "fence deadline already passed"
+                self.say(f"not starting: {why} in {self.deadline_file}")
+                return TETHER_FENCED
+        if self.terminated_at is not None:  # stopped while we set up: nothing to start
+            self.say("not starting: stopped before the start")
+            return self.mirror(-signal.SIGTERM)
         try:
-            child = spawn_tied(self.args.command)  # same group; killed if the tether dies
+            child = subprocess.Popen(self.args.command, cwd=self.args.cwd or None)
         except OSError as e:
             self.say(f"cannot start {self.args.command[0]}: {e.strerror or e}")
             return 127
+        self.child = child.pid
         while True:
+            self._reap()
+            if self.status is not None:
+                child.returncode = self.status  # reaped by us, not by Popen
+                return self.finish(self.status)
+            if os.getppid() != self.agent:
+                why = f"agent gone: pid {self.agent} ended (parent now {os.getppid()})"
+                return self.fence(why)
             now = time.monotonic()
-            if now >= deadline:
-                fresh = read_deadline(self.deadline_file)
-                if fresh is None or fresh <= now:
-                    return self.fence(child, deadline)
-                deadline = fresh
+            if deadline is not None:
+                fresh = read_deadline(self.deadline_file) if self.deadline_file else None
+                if fresh is None:
+                    return self.fence("fence deadline file removed or released (agent confirmed)")
+                deadline = max(deadline, fresh)
+                if now >= deadline:
+                    return self.fence("fence deadline passed with no renewal (agent silent)")
+            timeout = POLL if deadline is None else min(POLL, max(0.0, deadline - now))
+            fds = [wake_r] + ([agent_fd] if agent_fd >= 0 else [])
+            ready, _, _ = select.select(fds, [], [], timeout)
+            if agent_fd in ready:  # the agent ended: readable for good, keep the poll only
+                agent_fd = -1
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake_r, 512)
+
+    def _reap(self) -> None:
+        """Reap every child (COMMAND and the orphans re-parented to us); note COMMAND's end."""
+        while True:
             try:
-                code = child.wait(timeout=min(POLL, max(0.0, deadline - now)))
-            except subprocess.TimeoutExpired:
-                fresh = read_deadline(self.deadline_file)
-                deadline = max(deadline, fresh) if fresh is not None else deadline
-                continue
-            return self.mirror(code)
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.child:
+                self.status = os.waitstatus_to_exitcode(status)
+
+    def finish(self, code: int) -> int:
+        """COMMAND ended: the copy ends with it. Kill what is left, then exit as it did."""
+        if self.terminated_at is not None:  # a stop: the rest gets what is left of the grace
+            self.box.wait_empty(max(0.0, self.terminated_at + self.args.grace - time.monotonic()))
+        result = self.box.kill()
+        self._reap()
+        if not result.confirmed:
+            n = len(result.survivors)
+            self.say(f"{n} processes survived SIGKILL: {describe(result.survivors)}")
+        elif result.found:
+            self.say(f"killed what {self.args.command[0]} left: {describe(result.found)}")
+        return self.mirror(code)
 
     def mirror(self, code: int) -> int:
         """Exit as COMMAND did: its status, or the signal that killed it."""
         if code < 0:
+            signal.set_wakeup_fd(-1)
             with contextlib.suppress(OSError, ValueError):  # SIGKILL has no handler to reset
                 signal.signal(-code, signal.SIG_DFL)
             os.kill(os.getpid(), -code)
         return code
 
-    def fence(self, child: subprocess.Popen[bytes], deadline: float) -> int:
-        late = time.monotonic() - deadline
-        self.say(f"fence deadline passed {late:.2f} s ago with no renewal: fencing the workload")
+    def fence(self, why: str) -> int:
+        self.say(f"{why}: fencing the workload")
         started = time.monotonic()
-        os.killpg(self.pgid, signal.SIGTERM)  # our own handler ignores it
+        self.box.signal(signal.SIGTERM)
         how = "terminated by SIGTERM"
-        if not self._gone(child, self.args.grace):
-            for pid in others_in_group(self.pgid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        confirmed = self.box.wait_empty(self.args.grace)
+        if not confirmed:
+            result = self.box.kill()
+            confirmed = result.confirmed
             how = f"killed by SIGKILL after {self.args.grace:g} s grace"
-            if not self._gone(child, KILL_WAIT):
-                how = f"group {self.pgid} still alive {KILL_WAIT:g} s after SIGKILL"
+            if not confirmed:
+                n = len(result.survivors)
+                how = f"{n} processes survived SIGKILL: {describe(result.survivors)}"
+        self._reap()
+        if confirmed:  # the agent may be gone for good: leave no empty cgroup behind
+            self.box.remove()
         took = time.monotonic() - started
         self.say(f"{how} in {took:.2f} s")
-        self.journal(f"fence deadline passed with no renewal (agent silent): {how} in {took:.2f} s")
+        self.journal(f"{why}: {how} in {took:.2f} s")
         return TETHER_FENCED
-
-    def _gone(self, child: subprocess.Popen[bytes], timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while True:
-            child.poll()
-            if child.returncode is not None and not others_in_group(self.pgid):
-                return True
-            if time.monotonic() >= end:
-                return False
-            time.sleep(0.02)
 
     def journal(self, reason: str) -> None:
         if not self.args.journal:
@@ -129,12 +187,25 @@ class Tether:
             self.say(f"cannot append to the journal {self.args.journal}: {e}")
 
 
+def _pidfd(pid: int) -> int:
+    """A pidfd that becomes readable when `pid` ends, or -1 (then the poll alone notices)."""
+    try:
+        return os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        return -1
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m harmony.actors.drivers.tether_main",
-        description="Run COMMAND; fence it when the fence deadline in FILE passes.",
+        description="Run COMMAND as one contained copy; fence it when its agent dies or its "
+        "fence deadline passes.",
     )
-    p.add_argument("--deadline-file", required=True, metavar="FILE")
+    p.add_argument("--containment", required=True, metavar="ID", help="the copy's id")
+    p.add_argument("--agent-pid", type=int, default=0, help="fence when this parent is gone")
+    p.add_argument("--cgroup", default="", metavar="DIR", help="cgroup v2 directory to enter")
+    p.add_argument("--cwd", default="", metavar="DIR", help="COMMAND's working directory")
+    p.add_argument("--deadline-file", default="", metavar="FILE", help="fence deadline")
     p.add_argument("--grace", type=float, default=1.5, help="SIGTERM to SIGKILL, seconds")
     p.add_argument("--journal", default="", help="site journal for the tether-fenced event")
     p.add_argument("--site", default="")
@@ -151,4 +222,4 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    sys.exit(Tether(parse(sys.argv[1:])).run())
+    sys.exit(Keeper(parse(sys.argv[1:])).run())
