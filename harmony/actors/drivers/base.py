@@ -158,14 +158,15 @@ class Driver(abc.ABC, Generic[ConfigT]):
 
     @abc.abstractmethod
     def stop(self, reason: str) -> None:
-        """Stop gracefully; returns once the workload has stopped. No-op when stopped."""
+        """Stop gracefully; returns with exactly one report: ``stopped`` (confirmed) or
+        ``unknown`` (it may still run), also when nothing seemed to run."""
 
     @abc.abstractmethod
     def fence(self, reason: str) -> None:
-        """Make sure the workload is not active when this returns; final state ``fenced``.
-
-        If that cannot be guaranteed the final state is ``failed`` and the caller escalates.
-        """
+        """Make sure the workload is not active when this returns: exactly one report,
+        ``fenced`` (confirmed) or ``unknown`` (the caller fences again, with backoff). Works
+        with no handle on the copy (a new driver, an agent's boot): it finds it by its
+        containment (process) or runs the fence hook (hooks)."""
 
     @abc.abstractmethod
     def probe(self) -> bool:

@@ -89,6 +89,7 @@ class DeadlineHandoff:
     def __init__(self, spec: TetherSpec) -> None:
         self.spec = spec
         self.last: dict[int, float] = {}
+        self.released: set[int] = set()
 
     def reset(self) -> None:
         """Deadlines left by an earlier incarnation (or an earlier boot: the monotonic clock
@@ -99,11 +100,14 @@ class DeadlineHandoff:
         for f in d.glob("*.deadline"):
             f.unlink(missing_ok=True)
         self.last.clear()
+        self.released.clear()
 
     def offer(self, token: int | None, deadline: float | None, clock_now: float) -> None:
         """Write `deadline` (agent clock; `clock_now` is that clock now) for `token` if it is
         news. Raises OSError if it cannot: the watcher then fences at the old deadline (safe)."""
         if token is None or deadline is None or self.last.get(token) == deadline:
+            return
+        if token in self.released:  # that copy is over: nothing may run under it again
             return
         self.last[token] = deadline
         write_deadline(self.spec.deadline_file(token), time.monotonic() + (deadline - clock_now))
@@ -113,6 +117,7 @@ class DeadlineHandoff:
         if token is None or token not in self.last:
             return
         del self.last[token]
+        self.released.add(token)
         write_deadline(self.spec.deadline_file(token), RELEASED)
 
 
