@@ -45,7 +45,7 @@ from harmony.config import (
 )
 from harmony.sim import disk
 from harmony.sim.freeze import Frozen, freeze, thaw
-from harmony.sim.launch import LocalMesh, pids_mentioning
+from harmony.sim.launch import LocalMesh, alive, describe, pids_mentioning, pids_with_env
 from harmony.sim.records import LEDGER_ENV, RECORDS_ENV
 from harmony.sim.scenario import FLAGS, Scenario, WorkloadSpec
 
@@ -78,7 +78,7 @@ class Backend(Protocol):
     def set_flag(self, site: str, flag: str, on: bool) -> bool: ...
     def fill_disk(self, site: str) -> int: ...
     def free_disk(self, site: str) -> None: ...
-    def containments(self) -> dict[str, tuple[str, str]]: ...
+    def containments(self) -> dict[tuple[str, str], str]: ...
     def leftovers(self) -> list[str]: ...
 
 
@@ -238,8 +238,8 @@ class ProcessBackend:
         deadline = time.monotonic() + wait
         while pids_with_env(marker) and time.monotonic() < deadline:
             time.sleep(0.1)
-        left = [p for p in pids_with_env(marker) if _alive(p)]
-        self.stray = [_describe(p) for p in left]
+        left = [p for p in pids_with_env(marker) if alive(p)]
+        self.stray = [describe(p) for p in left]
         for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
@@ -264,17 +264,18 @@ class ProcessBackend:
         except OSError:
             return ""
 
-    def containments(self) -> dict[str, tuple[str, str]]:
-        """Containment id -> (site, workload) of every workload of every site."""
+    def containments(self) -> dict[tuple[str, str], str]:
+        """(site, workload) -> containment id, for every workload of every site; known
+        before any site starts (the ids name the data directories)."""
         out = {}
         for s in self.scenario.sites:
             data_dir = self.mesh.configs[s].data_dir if s in self.mesh.configs else ""
             for w in self.scenario.workloads:
-                out[containment_id(data_dir or self.workdir / s, s, w.name)] = (s, w.name)
+                out[(s, w.name)] = containment_id(data_dir or self.workdir / s, s, w.name)
         return out
 
     def _site_containments(self, site: str) -> list[str]:
-        return [cid for cid, (s, _) in self.containments().items() if s == site]
+        return [cid for (s, _), cid in self.containments().items() if s == site]
 
     # -- links ---------------------------------------------------------------------------
     @property
@@ -308,7 +309,7 @@ class ProcessBackend:
             # The server follows its agent (pdeathsig): wait so that a restart finds the
             # ports free.
             deadline = time.monotonic() + 15
-            while any(_alive(p) for p in servers) and time.monotonic() < deadline:
+            while any(alive(p) for p in servers) and time.monotonic() < deadline:
                 time.sleep(0.05)
 
     def restart(self, site: str, timeout: float) -> None:
@@ -369,38 +370,4 @@ class ProcessBackend:
         pids = set(pids_mentioning(str(self.workdir))) | set(
             pids_with_env(sim_marker(self.workdir))
         )
-        return self.stray + [_describe(p) for p in sorted(pids) if _alive(p)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _describe(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return str(pid)
-    return f"{pid}: {cmd[:120]}"
-
-
-def pids_with_env(entry: str) -> list[int]:
-    """Pids of processes whose environment holds `entry` (``NAME=value``): finds workload
-    processes, whose command lines do not name the simulation's directory."""
-    me, found = os.getpid(), []
-    needle = entry.encode()
-    for d in os.scandir("/proc"):
-        if not d.name.isdigit() or int(d.name) == me:
-            continue
-        try:
-            with open(f"/proc/{d.name}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
-                    found.append(int(d.name))
-        except OSError:
-            continue
-    return found
+        return self.stray + [describe(p) for p in sorted(pids) if alive(p)]

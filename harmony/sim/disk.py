@@ -20,6 +20,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from harmony.sim.scenario import Scenario
+
 FILL_NAME = ".harmony-sim-fill"
 CHUNKS = (1 << 20, 1 << 12, 1)
 
@@ -107,3 +109,17 @@ def fill(path: Path) -> int:
 def free(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         (path / FILL_NAME).unlink()
+
+
+def unrunnable(scenario: Scenario) -> str:
+    """Why this machine cannot run `scenario` at all ("" when it can): the caller skips it
+    with that reason, except under CI=true, where a skip would hide a missing fault."""
+    if scenario.data_dir_size:
+        reason = mount_unavailable()
+        if reason:
+            return f"data_dir_size needs a tmpfs mount: {reason}"
+    return ""
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"

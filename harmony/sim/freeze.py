@@ -104,18 +104,19 @@ def freeze(
 def thaw(frozen: Frozen, containments: Sequence[str]) -> None:
     """SIGCONT what was stopped, and any process of the containments (a stopped fork).
 
-    Harmony's own processes first: a tether or watcher that resumes a moment before its
-    workload may fence it before it acts again (a resumed machine gives no order; the
-    workload's own deadline check is what bounds the rest).
+    The workload first: a resumed machine gives no order, and the worst one lets the copy
+    act before anything that could fence it wakes up. Only the copy's own deadline check
+    (the guard) bounds that moment (`Checks.resume_bound`); then harmony's own processes,
+    the agent and the server.
     """
     found = scan_marked()
     ids = set(containments)
     procs = [p for cid, ps in found.items() if cid in ids for p in ps]
+    workload = [p.pid for p in procs if not agent_side(p)]
     helpers = [p.pid for p in procs if agent_side(p)]
-    rest = [p.pid for p in procs if not agent_side(p)]
+    _signal(workload, signal.SIGCONT)
     _signal(helpers, signal.SIGCONT)
     if frozen.group is not None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(frozen.group, signal.SIGCONT)
-    _signal([p for p in frozen.pids if p not in rest], signal.SIGCONT)
-    _signal(rest, signal.SIGCONT)
+    _signal([p for p in frozen.pids if p not in workload and p not in helpers], signal.SIGCONT)

@@ -42,7 +42,11 @@ HOOK_ENV = ("HARMONY_HOOK", "HARMONY_REASON")
 
 
 def _say(text: str) -> None:
-    print(f"[hook_scripts {os.environ.get('HARMONY_WORKLOAD', '?')}] {text}", flush=True)
+    # Unbuffered, errors ignored: the log may sit on a full disk (holder-disk-full), and a
+    # buffered line that cannot be flushed at exit would turn a done job into exit 120.
+    line = f"[hook_scripts {os.environ.get('HARMONY_WORKLOAD', '?')}] {text}\n"
+    with contextlib.suppress(OSError):
+        os.write(1, line.encode())
 
 
 def _starttime(pid: int) -> str:

@@ -323,5 +323,41 @@ class LocalMesh:
         self.stop()
 
 
+def alive(pid: int) -> bool:
+    """Whether `pid` is a live (non-zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def describe(pid: int) -> str:
+    """`pid: command line` for a report."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return str(pid)
+    return f"{pid}: {cmd[:120]}"
+
+
+def pids_with_env(entry: str) -> list[int]:
+    """Pids of processes whose environment holds `entry` (``NAME=value``): finds workload
+    processes, whose command lines do not name the simulation's directory."""
+    me, found = os.getpid(), []
+    needle = entry.encode()
+    for d in os.scandir("/proc"):
+        if not d.name.isdigit() or int(d.name) == me:
+            continue
+        try:
+            with open(f"/proc/{d.name}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    found.append(int(d.name))
+        except OSError:
+            continue
+    return found
+
+
 class _NoProc:
     pid = -1

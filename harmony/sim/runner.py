@@ -15,8 +15,6 @@ truth), ``scans.jsonl`` (the process scanner, when `harmony.sim.scanner` is ther
 from __future__ import annotations
 
 import contextlib
-import importlib
-import os
 import signal
 import threading
 import time
@@ -31,21 +29,21 @@ from harmony.actors.journal import JournalEvent
 from harmony.sim import conditions
 from harmony.sim.backend import Backend, ProcessBackend
 from harmony.sim.checks import SIM, evaluate
+from harmony.sim.disk import under_ci, unrunnable
 from harmony.sim.history import merge, write_history
 from harmony.sim.live import LiveView
 from harmony.sim.observe import Observer, runners
 from harmony.sim.randomized import RandomSchedule
 from harmony.sim.result import SimResult
+from harmony.sim.scan_hook import start_scanner, stop_scanner
 from harmony.sim.scenario import Scenario, Step
 from harmony.sim.steps import StepError, Steps, refusal_problem
 from harmony.sim.streams import StreamPlacement, lease_stream, stream_placement
 from harmony.sim.world import World, encode_expectations
 
 T = TypeVar("T")
-__all__ = ["Simulation", "StepError", "run_scenario", "unrunnable"]
+__all__ = ["Simulation", "StepError", "run_scenario", "under_ci", "unrunnable"]
 
-SCAN_PERIOD = 0.05
-"""How often the process scanner looks at every containment (the records tick at 50 ms)."""
 REFUSE_WAIT = 30.0
 """How long a site expected to refuse start may take to exit."""
 
@@ -59,22 +57,6 @@ def make_backend(
         backend: Backend = ContainerBackend(scenario, workdir, log_level=log_level, truth=truth)
         return backend
     return ProcessBackend(scenario, workdir, log_level=log_level, truth=truth)
-
-
-def unrunnable(scenario: Scenario) -> str:
-    """Why this machine cannot run `scenario` at all ("" when it can): the caller skips it
-    with that reason, except under CI=true, where a skip would hide a missing fault."""
-    if scenario.data_dir_size:
-        from harmony.sim.disk import mount_unavailable
-
-        reason = mount_unavailable()
-        if reason:
-            return f"data_dir_size needs a tmpfs mount: {reason}"
-    return ""
-
-
-def under_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
 
 
 class Simulation:
@@ -167,7 +149,8 @@ class Simulation:
                 self.backend.stop()
             except Exception as e:  # an unmount that failed: say so, still look for strays
                 problem = f"cleanup: {type(e).__name__}: {e}"
-            self._stop_scanner()
+            stop_scanner(self.scanner)
+            self.scanner = None
             return self.backend.leftovers(), problem
         finally:
             if old is not None:
@@ -223,12 +206,12 @@ class Simulation:
                     self.backend_kind, self.scenario, sub, self.log_level, self.workdir
                 )
             self.view.status(f"starting sites (attempt {attempt})")
+            self.scanner = start_scanner(self.workdir, self.backend.containments())
             self.backend.start(self.start_timeout)
             self.observer = Observer(
                 self.scenario.mesh_name, self.scenario.all_sites, self.backend.client_url
             ).start()
             self.view.snapshots = self.observer.snapshots
-            self._start_scanner()
             placement = self.wait(self._placement, 30, "lease stream placement")
             if placement is not None:
                 self.world.stream_peers = set(placement.peers)
@@ -273,7 +256,8 @@ class Simulation:
             self.observer.close()
             self.observer = None
         self.backend.stop()
-        self._stop_scanner()
+        stop_scanner(self.scanner)
+        self.scanner = None
         stray = self.backend.leftovers()
         if stray:
             raise StepError(f"processes left behind by a failed start: {stray}")
@@ -283,33 +267,6 @@ class Simulation:
             with contextlib.suppress(FileNotFoundError):
                 aside.mkdir(exist_ok=True)
                 (self.workdir / name).rename(aside / name)
-
-    # ------------------------------------------------------------------ the scanner
-    def _start_scanner(self) -> None:
-        """The process scanner of the ground-truth checks (`harmony.sim.scanner`, built
-        alongside): every containment's processes, sampled into ``scans.jsonl``."""
-        try:
-            module = importlib.import_module("harmony.sim.scanner")
-        except ImportError:
-            return  # not there yet: the checks then rest on the copies' records alone
-        scanner = module.Scanner(
-            self.workdir / "scans.jsonl", self.backend.containments(), SCAN_PERIOD
-        )
-        scanner.start()
-        self.scanner = scanner
-
-    def _stop_scanner(self) -> None:
-        scanner, self.scanner = self.scanner, None
-        if scanner is None:
-            return
-        for name in ("stop", "close"):
-            stop = getattr(scanner, name, None)
-            if callable(stop):
-                stop()
-                break
-        join = getattr(scanner, "join", None)
-        if callable(join):
-            join(10)
 
     # ------------------------------------------------------------------ helpers
     def _placement(self) -> StreamPlacement | None:

@@ -348,10 +348,12 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def parse_scenario(text: str, source: str | Path = "<string>") -> Scenario:
+    from harmony.sim.validation import split_error, toml_line
+
     try:
         sc = msgspec.toml.decode(text, type=Scenario)
     except msgspec.ValidationError as e:
-        field, reason = _split(str(e))
+        field, reason = split_error(str(e))
         raise ScenarioError(source, field, reason, toml_line(text, field)) from None
     except msgspec.DecodeError as e:
         m = re.search(r"line (\d+)", str(e))
@@ -364,48 +366,6 @@ def parse_scenario(text: str, source: str | Path = "<string>") -> Scenario:
         field, reason = problem
         raise ScenarioError(source, field, reason, toml_line(text, field))
     return sc
-
-
-def _split(msg: str) -> tuple[str, str]:
-    m = re.search(r" - at `\$\.?(.*)`$", msg)
-    unknown = re.search(r"unknown field `([^`]*)`", msg)
-    field = m.group(1) if m else ""
-    if unknown:
-        field = f"{field}.{unknown.group(1)}" if field else unknown.group(1)
-    return field or "(top level)", msg[: m.start()] if m else msg
-
-
-def toml_line(text: str, field: str) -> int | None:
-    """Best effort: the 1-based line of `field` (``steps[2].groups[0]``) in the TOML text.
-
-    Each ``name[i]`` segment that is an array of tables moves to the i-th ``[[name]]``
-    header; a plain key moves to its first ``key =`` line (or ``[key]`` header) after that,
-    within the current table. None when nothing matched.
-    """
-    lines = text.splitlines()
-    pos, found = 0, None
-    for part in field.split("."):
-        m = re.fullmatch(r"([A-Za-z0-9_-]+)(?:\[(\d+)\])?(?:\[\d+\])*", part)
-        if not m:
-            break
-        key, index = m.group(1), m.group(2)
-        header = re.compile(rf"^\s*\[\[\s*{re.escape(key)}\s*\]\]")
-        hits = [i for i, line in enumerate(lines) if i >= pos and header.match(line)]
-        if index is not None and hits:
-            if int(index) >= len(hits):
-                break
-            pos = found = hits[int(index)]
-            continue
-        assign = re.compile(rf"^\s*({re.escape(key)}\s*=|\[\s*{re.escape(key)}\s*\])")
-        for i in range(pos, len(lines)):
-            if assign.match(lines[i]):
-                pos = found = i
-                break
-            if i > pos and lines[i].lstrip().startswith("["):
-                break
-        else:
-            break
-    return None if found is None else found + 1
 
 
 def validate(sc: Scenario) -> tuple[str, str] | None:

@@ -134,3 +134,21 @@ def test_a_reused_pid_is_not_taken_for_the_copy(hooks: tuple[Path, dict[str, str
     (d / "ledger.pid").write_text(f"{os.getpid()} 1\n")
     assert hook("probe", d, env).returncode == 1
     assert hook("stop", d, env).returncode == 0
+
+
+def test_hooks_do_their_job_when_their_log_is_on_a_full_disk(
+    hooks: tuple[Path, dict[str, str]],
+) -> None:
+    d, env = hooks
+
+    def full(action: str) -> int:
+        # A quiet daemon: this is about the hooks (the workload's own output is its business).
+        argv = [*HOOKS, action, "--dir", str(d), "--", *IGNORES_TERM]
+        with open("/dev/full", "w") as f:  # every write: ENOSPC
+            return subprocess.run(argv, env=env, stdout=f, stderr=f, timeout=30).returncode
+
+    assert full("start") == 0
+    pid = daemon_pid(d)
+    assert full("probe") == 0
+    assert full("fence") == 0
+    assert gone(pid)
