@@ -143,3 +143,26 @@ def test_workload_configs_carry_the_ground_truth_paths(tmp_path: Path) -> None:
 def test_python_placeholder() -> None:
     assert expand(["{python}", "-m", "x"]) == [sys.executable, "-m", "x"]
     assert expand(["sh", "-c", "{python} -m x & wait"])[2] == f"{sys.executable} -m x & wait"
+
+
+def test_a_scenario_this_machine_cannot_mount_for_is_skipped_except_under_ci(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from rich.console import Console
+
+    from harmony.sim import cli, disk
+    from harmony.sim.suite import run_suite
+
+    monkeypatch.setattr(disk, "mount_unavailable", lambda: "mounting a tmpfs needs root")
+    library = Path(__file__).resolve().parents[2] / "scenarios"
+    monkeypatch.delenv("CI", raising=False)
+    assert cli.main(["run", str(library / "holder-disk-full.toml")]) == 0
+    assert "SKIPPED holder-disk-full" in capsys.readouterr().out
+    (outcome,) = run_suite([library / "holder-disk-full.toml"], tmp_path, Console(quiet=True))
+    assert outcome.ok and outcome.detail == "skipped: data_dir_size needs a tmpfs mount: " + (
+        "mounting a tmpfs needs root"
+    )
+    monkeypatch.setenv("CI", "true")
+    assert cli.main(["run", str(library / "holder-disk-full.toml")]) == 1
+    (outcome,) = run_suite([library / "holder-disk-full.toml"], tmp_path, Console(quiet=True))
+    assert not outcome.ok
