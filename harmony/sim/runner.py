@@ -90,7 +90,7 @@ class Simulation:
         self.observer: Observer | None = None
         self.scanner: Any = None
         self.view = LiveView(scenario, self.steps, self.console, enabled=live)
-        self.runner = Steps(self)
+        self.executor = Steps(self)
         self.t0 = 0.0
         self._bound: float | None = None
 
@@ -141,7 +141,7 @@ class Simulation:
         old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
         problem = ""
         try:
-            self.runner.close()
+            self.executor.close()
             if self.observer is not None:
                 self.observer.close()
                 self.observer = None
@@ -169,7 +169,7 @@ class Simulation:
             self.sleep(max(0.0, due - time.monotonic()))
             self.view.step_started(i)
             self._bound = step.bound
-            ok = self.runner.execute(step)
+            ok = self.executor.execute(step)
             self.view.step_done(i, ok)
             previous_end = time.monotonic()
         self.view.status("final: waiting for the desired state")
@@ -302,7 +302,7 @@ class Simulation:
         deadline = time.monotonic() + timeout
         while True:
             interrupts.check()
-            self.runner.tick()
+            self.executor.tick()
             result = cond()
             if result:
                 return result

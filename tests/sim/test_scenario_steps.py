@@ -166,3 +166,21 @@ def test_a_scenario_this_machine_cannot_mount_for_is_skipped_except_under_ci(
     assert cli.main(["run", str(library / "holder-disk-full.toml")]) == 1
     (outcome,) = run_suite([library / "holder-disk-full.toml"], tmp_path, Console(quiet=True))
     assert not outcome.ok
+
+
+@pytest.mark.parametrize(
+    ("code", "log", "problem"),
+    [
+        (None, "", "it started and kept running"),
+        (1, "lease_ttl 8 vs 4", "exited with code 1, not 2"),
+        (2, "refused: lease_ttl = 8.0 s here, the bucket's max_age is 4 s", ""),
+        (2, "lease_ttl 8.0 disagrees with max_age 4000000000ns", "names 4"),
+        (2, "lease_ttl 18 vs 14", "names 8 and 4"),
+        (2, "12:04:08 bucket disagrees", "names 8 and 4"),
+    ],
+)
+def test_a_refusal_names_both_lease_ttl_values(code: int | None, log: str, problem: str) -> None:
+    from harmony.sim.steps import refusal_problem
+
+    found = refusal_problem(code, log, 8.0, 4.0)
+    assert (problem in found) if problem else found == "", found
