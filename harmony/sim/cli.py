@@ -69,17 +69,20 @@ def run_doc() -> str:
     return (
         "Start every site of the scenario as real processes (agent + nats-server), play its "
         "timeline of faults, then stop everything and check the merged history. With "
-        "--seed and --duration the timeline is drawn at random instead (same seed, same "
-        "schedule). The history, logs and configs stay in the work directory."
+        "--seed and --duration the timeline is drawn at random instead, one round of faults "
+        "after the other until the duration is used up (same seed, same sequence of "
+        "rounds). A scenario this machine cannot run (a tmpfs mount without root) is "
+        "skipped with its reason, or fails under CI=true. The history, logs and configs "
+        "stay in the work directory."
     )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from harmony.sim.randomized import draw_schedule
+    from harmony.sim.randomized import RandomSchedule
     from harmony.sim.report import print_report, write_html
-    from harmony.sim.runner import run_scenario
+    from harmony.sim.runner import run_scenario, under_ci, unrunnable
     from harmony.sim.scenario import ScenarioError, load_scenario
 
     console = Console()
@@ -91,14 +94,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     if (args.seed is None) != (args.duration is None):
         console.print("[red]random mode needs both --seed and --duration[/]")
         return EXIT_USAGE
-    steps = None
+    schedule = None
     if args.seed is not None:
-        steps = draw_schedule(scenario, args.seed, args.duration)
-        console.print(f"random mode: seed [bold]{args.seed}[/], {len(steps)} steps drawn")
+        schedule = RandomSchedule(scenario, args.seed, args.duration)
+        kinds = ", ".join(schedule.kinds)
+        console.print(
+            f"random mode: seed [bold]{args.seed}[/], rounds drawn for {args.duration:g} s "
+            f"from: {kinds}"
+        )
+    reason = unrunnable(scenario)
+    if reason:
+        if under_ci():
+            console.print(f"[red]cannot run {scenario.name} (and CI=true):[/] {reason}")
+            return EXIT_VIOLATION
+        console.print(f"[yellow]SKIPPED {scenario.name}:[/] {reason}")
+        return EXIT_OK
     if args.backend == "containers":
         from harmony.sim.containers import unavailable_reason
 
-        reason = unavailable_reason(scenario, steps)
+        reason = unavailable_reason(scenario, schedule.sample() if schedule else None)
         if reason:
             console.print(f"[red]--backend containers:[/] {reason}")
             return EXIT_USAGE
@@ -108,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = run_scenario(
         scenario,
         workdir,
-        steps=steps,
+        schedule=schedule,
         backend=args.backend,
         console=console,
         live=not args.no_live and console.is_terminal,
@@ -119,8 +133,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.report:
         path = write_html(result, Path(args.report))
         console.print(f"report: {path}")
-    if args.seed is not None:
-        console.print(f"seed {args.seed} (rerun with --seed {args.seed} for the same schedule)")
+    if schedule is not None:
+        console.print(
+            f"seed {args.seed}: {schedule.rounds} rounds "
+            f"(rerun with --seed {args.seed} for the same sequence)"
+        )
     if result.interrupted or interrupts.requested() is not None:
         return EXIT_INTERRUPTED
     return EXIT_OK if result.ok else EXIT_VIOLATION

@@ -36,18 +36,22 @@ from harmony.mesh.ports import free_ports
 from harmony.mesh.server import nats_server_binary
 from harmony.sim.backend import ProcessBackend
 from harmony.sim.launch import LaunchError, LocalMesh, SiteProcess
-from harmony.sim.scenario import Delay, Drop, Partition, Scenario, Step
+from harmony.sim.scenario import Delay, Drop, Freeze, Partition, Scenario, Step
 
 LABEL = "harmony-sim"
 
 
 def unavailable_reason(scenario: Scenario, steps: Sequence[Step] | None) -> str:
     """ "" when this backend can run the scenario, else why not (nothing is started)."""
+    if scenario.data_dir_size:
+        return "data_dir_size (a tmpfs per site) needs --backend processes"
     for step in steps if steps is not None else scenario.steps:
         if isinstance(step, Partition) and step.one_way:
             return "a one-way partition needs the fault proxy (--backend processes)"
         if isinstance(step, Delay | Drop):
             return f"{type(step).__name__.lower()} needs the fault proxy (--backend processes)"
+        if isinstance(step, Freeze) and step.what == "site":
+            return "freezing a whole site needs its nats-server as a local process"
     try:
         import docker
 
@@ -139,9 +143,9 @@ class _ExternalMesh(LocalMesh):
                     servers=[f"nats://127.0.0.1:{client}"],
                     kv_replicas=min(3, len(names)),
                 ),
-                timings=self.timings,
+                timings=self.timings_for(s),
                 supervision=self.supervision,
-                workloads=[] if s in self.witnesses else list(self.workloads),
+                workloads=self.workloads_for(s),
             )
             path = self.workdir / f"{s}.toml"
             data = msgspec.to_builtins(cfg)
@@ -165,10 +169,12 @@ class _ExternalMesh(LocalMesh):
 class ContainerBackend(ProcessBackend):
     """Agents as local processes (external NATS), servers in containers, Docker networks."""
 
-    def __init__(self, scenario: Scenario, workdir: Path, log_level: str = "info") -> None:
+    def __init__(
+        self, scenario: Scenario, workdir: Path, log_level: str = "info", truth: Path | None = None
+    ) -> None:
         import docker
 
-        super().__init__(scenario, workdir, log_level)
+        super().__init__(scenario, workdir, log_level, truth)
         self.names = list(scenario.all_sites)
         self.docker = docker.from_env(timeout=60)
         self.tag = f"{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"
@@ -177,8 +183,9 @@ class ContainerBackend(ProcessBackend):
             mesh=scenario.mesh_name,
             sites=list(scenario.sites),
             witnesses=list(scenario.witnesses),
-            workloads=self.mesh.workloads,
+            site_workloads=self.mesh.site_workloads,
             timings=self.mesh.timings,
+            site_timings=self.mesh.site_timings,
             log_level=log_level,
         )
         self.mesh = self.ext
@@ -224,7 +231,8 @@ class ContainerBackend(ProcessBackend):
                 if s in pair:
                     net.connect(self.containers[s], aliases=[f"n-{s}"])
         self._wait_servers(timeout)
-        self.mesh.start(timeout=timeout)
+        self.prepare()
+        self.mesh.start(self.normal_sites(), timeout=timeout)
 
     def _wait_servers(self, timeout: float) -> None:
         from harmony.mesh.server import wait_jetstream_ready

@@ -96,6 +96,10 @@ class LocalMesh:
     witnesses: Sequence[str] = ()
     workloads: list[WorkloadConfig] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
+    site_workloads: dict[str, list[WorkloadConfig]] = field(default_factory=dict)
+    """Per-site workload configs (e.g. a per-site records path), instead of `workloads`."""
+    site_timings: dict[str, Timings] = field(default_factory=dict)
+    """Per-site timings, instead of `timings` (sites that disagree)."""
     supervision: Supervision = field(default_factory=Supervision)
     log_level: str = "info"
     proxied: bool = False
@@ -109,6 +113,14 @@ class LocalMesh:
         self.workdir = Path(self.workdir).resolve()
 
     # ------------------------------------------------------------------ configuration
+    def workloads_for(self, site: str) -> list[WorkloadConfig]:
+        if site in self.witnesses:
+            return []
+        return list(self.site_workloads.get(site, self.workloads))
+
+    def timings_for(self, site: str) -> Timings:
+        return self.site_timings.get(site, self.timings)
+
     def write_configs(self) -> dict[str, Path]:
         """Pick free ports and write one TOML file per site into the work directory."""
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -143,9 +155,9 @@ class LocalMesh:
                     # Gossip must never open a direct route around the proxy links.
                     cluster_advertise="127.0.0.1:1" if self.proxied else "",
                 ),
-                timings=self.timings,
+                timings=self.timings_for(s),
                 supervision=self.supervision,
-                workloads=[] if s in self.witnesses else list(self.workloads),
+                workloads=self.workloads_for(s),
             )
             path = self.workdir / f"{s}.toml"
             data = msgspec.to_builtins(cfg)
@@ -225,6 +237,24 @@ class LocalMesh:
                 start_new_session=True,
             )
 
+    def spawn(self, site: str) -> None:
+        """Start one agent without waiting for anything (see `wait_ready`, `wait_exit`)."""
+        if not self.procs:
+            self.write_configs()
+        if self.proxy is not None and not self.proxy.running:
+            self.proxy.start()
+        self._spawn(self.procs[site])
+
+    def wait_exit(self, site: str, timeout: float) -> int | None:
+        """The agent's exit status once it exited, or None if it still runs at `timeout`."""
+        proc = self.procs[site].proc
+        if proc is None:
+            return None
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def wait_ready(self, site: str, timeout: float = 60.0) -> None:
         sp = self.procs[site]
         deadline = time.monotonic() + timeout
@@ -259,8 +289,9 @@ class LocalMesh:
             while self.server_pids(site) and time.monotonic() < deadline:
                 time.sleep(0.02)
 
-    def stop(self, grace: float = 20.0) -> None:
-        """SIGTERM every agent, wait, SIGKILL what is left; then sweep strays."""
+    def stop(self, grace: float = 20.0, sweep: bool = True) -> None:
+        """SIGTERM every agent, wait, SIGKILL what is left; then sweep strays (unless the
+        caller sweeps itself, after giving surviving tethers their chance to fence)."""
         running = [sp for sp in self.procs.values() if sp.running]
         for sp in running:
             with contextlib.suppress(ProcessLookupError):
@@ -274,6 +305,11 @@ class LocalMesh:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(sp.proc.pid, signal.SIGKILL)
                 sp.proc.wait(5)
+        if sweep:
+            self.sweep()
+
+    def sweep(self) -> None:
+        """SIGKILL every process naming the work directory; stop the proxy."""
         for pid in pids_mentioning(str(self.workdir)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -285,6 +321,42 @@ class LocalMesh:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` is a live (non-zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def describe(pid: int) -> str:
+    """`pid: command line` for a report."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return str(pid)
+    return f"{pid}: {cmd[:120]}"
+
+
+def pids_with_env(entry: str) -> list[int]:
+    """Pids of processes whose environment holds `entry` (``NAME=value``): finds workload
+    processes, whose command lines do not name the simulation's directory."""
+    me, found = os.getpid(), []
+    needle = entry.encode()
+    for d in os.scandir("/proc"):
+        if not d.name.isdigit() or int(d.name) == me:
+            continue
+        try:
+            with open(f"/proc/{d.name}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    found.append(int(d.name))
+        except OSError:
+            continue
+    return found
 
 
 class _NoProc:

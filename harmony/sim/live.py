@@ -83,6 +83,11 @@ class LiveView:
             self.console.print(stamped, highlight=False)
         self.refresh(force=True)
 
+    def add_step(self, step: Step) -> None:
+        """A step drawn while the run goes on (random mode)."""
+        self.steps.append(step)
+        self.state.append("pending")
+
     def step_started(self, i: int) -> None:
         self.state[i] = "running"
         if not self.enabled:

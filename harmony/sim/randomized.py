@@ -1,84 +1,152 @@
-"""Random mode: a schedule of faults drawn from a seed, the same schedule for the same seed.
+"""Random mode: rounds of faults drawn from a seed, drawn while the run's time remains.
 
-The draw is a pure function of (scenario, seed, duration): `random.Random(seed)` and the
-scenario's site lists, nothing else (no clock, no state of the mesh). Each round injects
-one fault, holds it, undoes it, and waits until every workload is back in its desired
-state, so faults never pile up into a state nobody could recover from, and each fault is
-checked on its own. Sites are referred to by name, except "@leader", resolved when run.
+Each round injects one fault, holds it, undoes it, and waits until every workload is back
+in its desired state, so faults never pile up into a state nobody could recover from, and
+each fault is checked on its own. Rounds are drawn *lazily*, one when the previous one is
+done and while less than `duration` has passed, so the faults fill the whole duration
+however long recoveries take (a schedule drawn up front has to guess them). The draws are a
+pure function of (scenario, seed): `random.Random(seed)` and the scenario's lists, never the
+clock or the mesh, so the same seed gives the same sequence of rounds; only how many of
+them fit depends on the clock. Sites are named, except ``@leader``, ``@runner:<w>`` and
+``@all`` (resolved when the step runs).
 """
 
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable, Iterator
+from typing import cast
+
+import msgspec
 
 from harmony.sim.scenario import (
+    HOOK_FAULTS,
     Delay,
     Drop,
+    Flag,
+    FlagName,
     Flap,
+    Freeze,
     Heal,
     Kill,
+    Move,
     Partition,
     Pause,
     Restart,
     Resume,
     Scenario,
     Step,
+    Thaw,
+    Unflag,
     WaitUntil,
 )
 
+Round = list[Step]
 
-def draw_schedule(scenario: Scenario, seed: int, duration: float) -> list[Step]:
-    rng = random.Random(seed)
-    sites, every = list(scenario.sites), list(scenario.all_sites)
-    settle = scenario.checks.recovery_bound
-    steps: list[Step] = []
-    elapsed = 0.0
-    kinds = scenario.random.faults or ["minority-partition"]
-    lo, hi = scenario.random.hold_min, scenario.random.hold_max
-    while elapsed < duration:
-        kind = rng.choice(kinds)
-        hold = round(rng.uniform(lo, hi), 1)
+
+class RandomSchedule:
+    """Draws rounds from `seed`; `steps(clock)` yields them while time remains."""
+
+    def __init__(self, scenario: Scenario, seed: int, duration: float) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.duration = duration
+        self.rng = random.Random(seed)
+        self.kinds = scenario.random_kinds() or ["minority-partition"]
+        self.rounds = 0
+
+    def steps(self, clock: Callable[[], float] = time.monotonic) -> Iterator[Step]:
+        """Every step of every round, a new round only while `duration` has not passed
+        since the first step was asked for (the run's last round may end after it)."""
+        start = clock()
+        while clock() - start < self.duration:
+            yield from self.next_round()
+
+    def next_round(self) -> Round:
+        sc, rng = self.scenario, self.rng
+        kind = rng.choice(self.kinds)
+        hold = round(rng.uniform(sc.random.hold_min, sc.random.hold_max), 1)
         pause_before = round(rng.uniform(1.0, 5.0), 1)
-        victim = rng.choice(sites)
-        inject, undo = _fault(kind, rng, victim, every, hold)
-        steps.append(_with_after(inject[0], pause_before))
-        steps.extend(inject[1:])
-        if undo is not None:
-            steps.append(_with_after(undo, hold))
-        steps.append(WaitUntil(desired=True, timeout=settle, note=f"recovered from {kind}"))
-        elapsed += pause_before + hold + 10.0  # a typical recovery; the schedule is a draw
-    return steps
+        victim = rng.choice(list(sc.sites))
+        inject, undo = _fault(sc, kind, rng, victim, hold)
+        self.rounds += 1
+        steps = [_with_after(inject[0], pause_before), *inject[1:]]
+        if undo:
+            steps += [_with_after(undo[0], hold), *undo[1:]]
+        note = f"round {self.rounds}: recovered from {kind}"
+        timeout = sc.checks.recovery_bound
+        return [*steps, WaitUntil(desired=True, timeout=timeout, note=note)]
+
+    def preview(self, rounds: int) -> list[Step]:
+        """The first `rounds` rounds of this seed (a fresh draw: this schedule is untouched)."""
+        fresh = RandomSchedule(self.scenario, self.seed, self.duration)
+        return [s for _ in range(rounds) for s in fresh.next_round()]
+
+    def sample(self) -> list[Step]:
+        """One step of every kind this scenario may draw (what a backend must support)."""
+        rng = random.Random(0)
+        out: list[Step] = []
+        for kind in self.kinds:
+            inject, undo = _fault(self.scenario, kind, rng, self.scenario.sites[0], 1.0)
+            out += [*inject, *undo]
+        return out
 
 
 def _with_after(step: Step, after: float) -> Step:
-    import msgspec
-
     return msgspec.structs.replace(step, after=after)
 
 
 def _fault(
-    kind: str, rng: random.Random, victim: str, every: list[str], hold: float
-) -> tuple[list[Step], Step | None]:
+    sc: Scenario, kind: str, rng: random.Random, victim: str, hold: float
+) -> tuple[list[Step], list[Step]]:
+    """(steps that inject the fault, steps that undo it after the hold)."""
+    every = list(sc.all_sites)
     others = [s for s in every if s != victim]
     if kind == "minority-partition":
-        return [Partition(groups=[[victim], others])], Heal()
+        return [Partition(groups=[[victim], others])], [Heal()]
     if kind == "one-way":
-        return [Partition(groups=[[victim], others], one_way=True)], Heal()
+        return [Partition(groups=[[victim], others], one_way=True)], [Heal()]
     if kind == "bridge" and len(others) >= 2:
         a, b = rng.sample(every, 2)
-        return [Partition(groups=[[a], [b]], note="the others bridge")], Heal()
+        return [Partition(groups=[[a], [b]], note="the others bridge")], [Heal()]
     if kind == "kill":
-        return [Kill(site=victim)], Restart(site=victim)
+        return [Kill(site=victim)], [Restart(site=victim)]
+    if kind == "agent-kill":
+        return [Kill(site=victim, what="agent")], [Restart(site=victim)]
     if kind == "kill-server":
-        return [Kill(site=victim, what="server")], None
+        return [Kill(site=victim, what="server")], []
     if kind == "kill-leader":
-        return [Kill(site="@leader", what="server")], None
+        return [Kill(site="@leader", what="server")], []
     if kind == "pause":
-        return [Pause(site=victim)], Resume(site=victim)
+        return [Pause(site=victim)], [Resume(site=victim)]
+    if kind == "freeze-site":
+        return [Freeze(site=victim, what="site")], [Thaw(site=victim)]
+    if kind == "freeze-agent+tether":
+        return [Freeze(site=victim, what="agent+tether")], [Thaw(site=victim)]
     if kind == "delay":
-        return [Delay(seconds=round(rng.uniform(0.05, 0.5), 2))], Heal()
+        return [Delay(seconds=round(rng.uniform(0.05, 0.5), 2))], [Heal()]
     if kind == "drop":
-        return [Drop(probability=round(rng.uniform(0.01, 0.1), 3))], Heal()
+        return [Drop(probability=round(rng.uniform(0.01, 0.1), 3))], [Heal()]
+    if kind in HOOK_FAULTS:
+        return _hook_fault(sc, kind.removeprefix("hook-"), rng)
     other = rng.choice(others)
     down, up = round(rng.uniform(0.5, 2.0), 1), round(rng.uniform(0.5, 2.0), 1)
-    return [Flap(links=[[victim, other]], times=rng.randint(3, 6), down=down, up=up)], None
+    flap = Flap(links=[[victim, other]], times=rng.randint(3, 6), down=down, up=up)
+    return [flap], []
+
+
+def _hook_fault(sc: Scenario, flag: str, rng: random.Random) -> tuple[list[Step], list[Step]]:
+    """A hook that misbehaves where it hurts: on the holder, during what needs it."""
+    spec = rng.choice([w for w in sc.workloads if w.driver == "hooks"])
+    holder, name = f"@runner:{spec.name}", cast(FlagName, flag)
+    clear = Unflag(site="@all", flag=name)
+    if flag == "probe-fail":
+        return [Flag(site=holder, flag=name)], [clear]
+    if flag == "stop-fail":
+        return [Flag(site=holder, flag=name), Move(workload=spec.name, to="@next")], [clear]
+    if flag == "fence-hang":
+        cut = Partition(groups=[[holder], ["@rest"]])
+        return [Flag(site=holder, flag=name), cut], [Heal(), clear]
+    target = rng.choice([spec.primary, *spec.standbys])
+    return [Flag(site=target, flag=name), Move(workload=spec.name, to=target)], [clear]

@@ -1,9 +1,15 @@
 """Run one scenario: start the sites, play the timeline, record every fault, check, clean up.
 
 The runner owns the `World` (what it did to the mesh) and writes each fault into the
-history the moment it injects it, with the desired state the fault implies. Whatever
-happens — a bad step, an exception, Ctrl-C — `run` stops every process it started before it
-returns, and then looks for strays; a stray process fails the run.
+history the moment it injects it, with the desired state the fault implies (the steps
+themselves are in `harmony.sim.steps`). Whatever happens — a bad step, an exception,
+Ctrl-C — `run` stops every process it started before it returns, and then looks for strays;
+a stray process fails the run.
+
+Files it writes into the work directory: every site's config, log and data_dir (from the
+backend), ``records/<site>.<workload>.jsonl`` and ``ledger.db`` (the copies' own ground
+truth), ``scans.jsonl`` (the process scanner, when `harmony.sim.scanner` is there) and
+``history.jsonl`` (every journal and every fault, merged).
 """
 
 from __future__ import annotations
@@ -12,9 +18,9 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rich.console import Console
 
@@ -23,42 +29,35 @@ from harmony.actors.journal import JournalEvent
 from harmony.sim import conditions
 from harmony.sim.backend import Backend, ProcessBackend
 from harmony.sim.checks import SIM, evaluate
+from harmony.sim.disk import under_ci, unrunnable
 from harmony.sim.history import merge, write_history
 from harmony.sim.live import LiveView
 from harmony.sim.observe import Observer, runners
+from harmony.sim.randomized import RandomSchedule
 from harmony.sim.result import SimResult
-from harmony.sim.scenario import (
-    Delay,
-    Drop,
-    Flap,
-    Heal,
-    Kill,
-    Partition,
-    Pause,
-    Restart,
-    Resume,
-    Scenario,
-    Step,
-    WaitUntil,
-)
+from harmony.sim.scan_hook import start_scanner, stop_scanner
+from harmony.sim.scenario import Scenario, Step
+from harmony.sim.steps import StepError, Steps, refusal_problem
 from harmony.sim.streams import StreamPlacement, lease_stream, stream_placement
 from harmony.sim.truthfiles import truth_files
-from harmony.sim.world import World, encode_expectations, link_pairs, partition_cuts
+from harmony.sim.world import World, encode_expectations
 
 T = TypeVar("T")
+__all__ = ["Simulation", "StepError", "run_scenario", "under_ci", "unrunnable"]
+
+REFUSE_WAIT = 30.0
+"""How long a site expected to refuse start may take to exit."""
 
 
-class StepError(RuntimeError):
-    """A step could not be carried out (e.g. no stream leader to kill)."""
-
-
-def make_backend(kind: str, scenario: Scenario, workdir: Path, log_level: str) -> Backend:
+def make_backend(
+    kind: str, scenario: Scenario, workdir: Path, log_level: str, truth: Path | None = None
+) -> Backend:
     if kind == "containers":
         from harmony.sim.containers import ContainerBackend
 
-        backend: Backend = ContainerBackend(scenario, workdir, log_level=log_level)
+        backend: Backend = ContainerBackend(scenario, workdir, log_level=log_level, truth=truth)
         return backend
-    return ProcessBackend(scenario, workdir, log_level=log_level)
+    return ProcessBackend(scenario, workdir, log_level=log_level, truth=truth)
 
 
 class Simulation:
@@ -68,6 +67,7 @@ class Simulation:
         workdir: Path,
         *,
         steps: Sequence[Step] | None = None,
+        schedule: RandomSchedule | None = None,
         backend: str = "processes",
         console: Console | None = None,
         live: bool = True,
@@ -76,18 +76,22 @@ class Simulation:
         start_timeout: float = 90.0,
     ) -> None:
         self.scenario = scenario
-        self.steps = list(steps if steps is not None else scenario.steps)
+        self.schedule = schedule
+        given = steps if steps is not None else ([] if schedule else scenario.steps)
+        self.steps = list(given)
         self.workdir = workdir.resolve()
         self.backend_kind = backend
         self.console = console or Console()
         self.seed = seed
         self.start_timeout = start_timeout
         self.log_level = log_level
-        self.backend = make_backend(backend, scenario, self.workdir, log_level)
-        self.world = World(scenario.all_sites)
+        self.backend = make_backend(backend, scenario, self.workdir, log_level, self.workdir)
+        self.world = World(scenario.all_sites, down=set(scenario.expect_refused))
         self.faults: list[JournalEvent] = []
         self.observer: Observer | None = None
+        self.scanner: Any = None
         self.view = LiveView(scenario, self.steps, self.console, enabled=live)
+        self.executor = Steps(self)
         self.t0 = 0.0
         self._bound: float | None = None
 
@@ -109,12 +113,14 @@ class Simulation:
             # callback, say) still counts: the user asked to stop.
             interrupted = interrupted or interrupts.requested() is not None
             # Checks end here: what the shutdown itself stops is not an outage.
-            ended = self._note("end", "", "checks end here; the shutdown follows").mono
-            leftovers = self._cleanup()
+            ended = self.note("end", "", "checks end here; the shutdown follows").mono
+            leftovers, problem = self._cleanup()
+            error = error or problem
         sites = self.scenario.all_sites
         events = merge([self.backend.journal(s) for s in sites], self.faults)
         history = write_history(self.workdir / "history.jsonl", events)
-        checked = evaluate(events, self.scenario, ended, truth_files(self.workdir))
+        truth = truth_files(self.workdir)
+        checked = evaluate(events, self.scenario, ended, truth, require_truth=True)
         return SimResult(
             self.scenario,
             self.workdir,
@@ -134,40 +140,59 @@ class Simulation:
             leftovers=leftovers,
         )
 
-    def _cleanup(self) -> list[str]:
-        """Stop everything, ignoring a second Ctrl-C while doing so."""
+    def _cleanup(self) -> tuple[list[str], str]:
+        """Stop everything, ignoring a second Ctrl-C while doing so: (strays, problem)."""
         main = threading.current_thread() is threading.main_thread()
         old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        problem = ""
         try:
+            self.executor.close()
             if self.observer is not None:
                 self.observer.close()
                 self.observer = None
-            self.backend.stop()
-            return self.backend.leftovers()
+            try:
+                self.backend.stop()
+            except Exception as e:  # an unmount that failed: say so, still look for strays
+                problem = f"cleanup: {type(e).__name__}: {e}"
+            stop_scanner(self.scanner)
+            self.scanner = None
+            return self.backend.leftovers(), problem
         finally:
             if old is not None:
                 signal.signal(signal.SIGINT, old)
 
     def _play(self) -> None:
         self._setup()
+        self._refusals()
         self.t0 = time.monotonic()
         self.view.t0 = self.t0
         previous_end = self.t0
-        for i, step in enumerate(self.steps):
+        for i, step in enumerate(self._timeline()):
             due = self.t0 + step.at if step.at is not None else previous_end + step.after
-            self.view.status(f"step {i + 1}/{len(self.steps)} at +{due - self.t0:.1f} s")
-            self._wait(lambda: False, max(0.0, due - time.monotonic()), "")
+            total = f"/{len(self.steps)}" if self.schedule is None else ""
+            self.view.status(f"step {i + 1}{total} at +{due - self.t0:.1f} s")
+            self.sleep(max(0.0, due - time.monotonic()))
             self.view.step_started(i)
             self._bound = step.bound
-            ok = self._execute(i, step)
+            ok = self.executor.execute(step)
             self.view.step_done(i, ok)
             previous_end = time.monotonic()
         self.view.status("final: waiting for the desired state")
         bound = self.scenario.checks.recovery_bound
         settle = self.scenario.checks.settle
-        if not self._wait(self._settled(settle), bound + settle, "desired state at the end"):
-            self._note("wait-failed", "", f"desired state not reached {bound:g} s after the end")
+        if not self.wait(self._settled(settle), bound + settle, "desired state at the end"):
+            self.note("wait-failed", "", f"desired state not reached {bound:g} s after the end")
         self.view.status("stopping")
+
+    def _timeline(self) -> Iterator[Step]:
+        """The scenario's steps, or random rounds drawn while the duration lasts."""
+        if self.schedule is None:
+            yield from self.steps
+            return
+        for step in self.schedule.steps():
+            self.steps.append(step)
+            self.view.add_step(step)
+            yield step
 
     def _setup(self, attempts: int = 3) -> None:
         """Start the mesh and wait until every workload runs on its primary.
@@ -180,38 +205,73 @@ class Simulation:
         bound = self.scenario.checks.recovery_bound
         for attempt in range(1, attempts + 1):
             if attempt > 1:
-                self._teardown()
+                self._teardown(attempt - 1)
                 sub = self.workdir / f"attempt-{attempt}"
-                self.backend = make_backend(self.backend_kind, self.scenario, sub, self.log_level)
+                self.backend = make_backend(
+                    self.backend_kind, self.scenario, sub, self.log_level, self.workdir
+                )
             self.view.status(f"starting sites (attempt {attempt})")
+            self.scanner = start_scanner(self.workdir, self.backend.containments())
             self.backend.start(self.start_timeout)
             self.observer = Observer(
                 self.scenario.mesh_name, self.scenario.all_sites, self.backend.client_url
             ).start()
             self.view.snapshots = self.observer.snapshots
-            placement = self._wait(self._placement, 30, "lease stream placement")
+            placement = self.wait(self._placement, 30, "lease stream placement")
             if placement is not None:
                 self.world.stream_peers = set(placement.peers)
             self.view.status("waiting for every workload to run on its primary")
-            if self._wait(self._on_primaries, bound, "initial placement"):
+            if self.wait(self._on_primaries, bound, "initial placement"):
                 return
             state = conditions.state_line(self.observer.snapshots(), self.scenario.workloads)
-            self._note("setup-retry", "", f"attempt {attempt}: not on the primaries: {state}")
+            self.note("setup-retry", "", f"attempt {attempt}: not on the primaries: {state}")
         raise StepError(f"workloads not on their primaries after {attempts} starts")
 
     def _on_primaries(self) -> bool:
+        """Every workload runs on its primary (its first site not expected to refuse)."""
         assert self.observer is not None
         snaps = self.observer.snapshots()
-        return all(runners(snaps, w.name) == {w.primary} for w in self.scenario.workloads)
+        refused = set(self.scenario.expect_refused)
+        for w in self.scenario.workloads:
+            first = next(s for s in [w.primary, *w.standbys] if s not in refused)
+            if runners(snaps, w.name) != {first}:
+                return False
+        return True
 
-    def _teardown(self) -> None:
+    def _refusals(self) -> None:
+        """Start each site that must refuse to start; one that runs instead is a failed
+        wait (and from then on a site like any other)."""
+        base = self.scenario.timing_values().lease_ttl
+        for site in self.scenario.expect_refused:
+            own = self.scenario.timing_values(site).lease_ttl
+            self.view.status(f"starting {site}: it must refuse (lease_ttl {own:g} vs {base:g})")
+            at = time.monotonic()
+            code = self.backend.start_refused(site, REFUSE_WAIT)
+            problem = refusal_problem(code, self.backend.log_text(site), own, base)
+            if not problem:
+                self.fault("site-refused", site, f"exit 2: lease_ttl {own:g} vs {base:g}", at)
+                continue
+            self.note("wait-failed", "", f"site {site} was not refused at start: {problem}")
+            if code is None:
+                self.world.down.discard(site)
+                self.fault("site-restarted", site, "joined although its timings disagree", at)
+
+    def _teardown(self, attempt: int) -> None:
         if self.observer is not None:
             self.observer.close()
             self.observer = None
         self.backend.stop()
+        stop_scanner(self.scanner)
+        self.scanner = None
         stray = self.backend.leftovers()
         if stray:
             raise StepError(f"processes left behind by a failed start: {stray}")
+        # The ground truth of a failed start is not the run's: keep it aside.
+        aside = self.workdir / f"attempt-{attempt}-truth"
+        for name in ("records", "ledger.db", "ledger.db-wal", "ledger.db-shm", "scans.jsonl"):
+            with contextlib.suppress(FileNotFoundError):
+                aside.mkdir(exist_ok=True)
+                (self.workdir / name).rename(aside / name)
 
     # ------------------------------------------------------------------ helpers
     def _placement(self) -> StreamPlacement | None:
@@ -242,11 +302,12 @@ class Simulation:
 
         return check
 
-    def _wait(self, cond: Callable[[], T], timeout: float, what: str) -> T | None:
+    def wait(self, cond: Callable[[], T], timeout: float, what: str) -> T | None:
         """Poll `cond` until truthy or `timeout`; keeps the live view fresh meanwhile."""
         deadline = time.monotonic() + timeout
         while True:
             interrupts.check()
+            self.executor.tick()
             result = cond()
             if result:
                 return result
@@ -256,7 +317,15 @@ class Simulation:
             self.view.refresh()
             time.sleep(min(0.1, deadline - now))
 
-    def _note(self, kind: str, workload: str, reason: str, **detail: str) -> JournalEvent:
+    def sleep(self, seconds: float) -> None:
+        self.wait(lambda: False, seconds, "")
+
+    def _record(self, ev: JournalEvent, line: str) -> JournalEvent:
+        self.faults.append(ev)
+        self.view.log(line)
+        return ev
+
+    def note(self, kind: str, workload: str, reason: str, **detail: str) -> JournalEvent:
         """A simulation event without a desired state (waits, notes)."""
         ev = JournalEvent(
             site="",
@@ -268,31 +337,31 @@ class Simulation:
             incarnation=SIM,
             detail=detail,
         )
-        self.faults.append(ev)
-        self.view.log(f"{kind}: {reason}")
-        return ev
+        return self._record(ev, f"{kind}: {reason}")
 
-    def _fault(self, kind: str, site: str, reason: str, at: float | None = None) -> None:
-        """A fault: recorded with the desired state it implies (see `world.World.expect`)."""
+    def fault(
+        self, kind: str, site: str, reason: str, at: float | None = None, **detail: str
+    ) -> None:
+        """A fault: recorded with the desired state it implies (see `world.World.expect`)
+        and any `detail` (e.g. ``what`` of a freeze)."""
         exp = self.world.expectations(self.scenario.workloads)
         ev = JournalEvent(
             site=site,
-            workload="",
+            workload=detail.pop("workload", ""),
             kind=kind,
             reason=reason,
             mono=at if at is not None else time.monotonic(),
             wall=time.time(),
             incarnation=SIM,
-            detail={"expect": encode_expectations(exp)},
+            detail={**detail, "expect": encode_expectations(exp)},
         )
         if self._bound is not None:
             ev.detail["bound"] = f"{self._bound:g}"
-        self.faults.append(ev)
-        self.view.log(f"{kind} {site} {reason}".replace("  ", " "))
+        self._record(ev, f"{kind} {site} {reason}".replace("  ", " "))
 
-    def _resolve(self, ref: str) -> str:
+    def resolve(self, ref: str) -> str:
         if ref == "@leader":
-            placement = self._wait(self._placement, 20, "stream leader")
+            placement = self.wait(self._placement, 20, "stream leader")
             if placement is None:
                 raise StepError("no leader of the lease stream within 20 s")
             return placement.leader
@@ -300,108 +369,11 @@ class Simulation:
             name = ref.removeprefix("@runner:")
             assert self.observer is not None
             obs = self.observer
-            found = self._wait(lambda: sorted(runners(obs.snapshots(), name)), 20, "runner")
+            found = self.wait(lambda: sorted(runners(obs.snapshots(), name)), 20, "runner")
             if not found:
                 raise StepError(f"{name} runs nowhere: no site for {ref}")
             return found[0]
         return ref
-
-    # ------------------------------------------------------------------ steps
-    def _execute(self, i: int, step: Step) -> bool:
-        b, w = self.backend, self.world
-        names = self.scenario.all_sites
-        if isinstance(step, Partition):
-            w.cut = partition_cuts(step.groups, step.one_way)
-            groups = " | ".join("{" + ", ".join(g) + "}" for g in step.groups)
-            at = time.monotonic()
-            b.set_cuts(w.cut)
-            self._fault("partition", "", groups + (" one-way" if step.one_way else ""), at)
-        elif isinstance(step, Heal):
-            at = time.monotonic()
-            if step.links:
-                pairs = link_pairs(step.links, names)
-                w.cut -= pairs
-                b.set_cuts(w.cut)
-                b.set_delay(pairs, 0.0)
-                b.set_drop(pairs, 0.0)
-            else:
-                w.cut.clear()
-                b.heal_all()
-            self._fault("heal", "", _links(step.links) or "all links", at)
-        elif isinstance(step, Flap):
-            pairs = link_pairs(step.links, names)
-            for n in range(step.times):
-                w.cut |= pairs
-                at = time.monotonic()
-                b.set_cuts(w.cut)
-                self._fault("link-cut", "", f"{_links(step.links)} (flap {n + 1}/{step.times})", at)
-                self._wait(lambda: False, step.down, "")
-                w.cut -= pairs
-                at = time.monotonic()
-                b.set_cuts(w.cut)
-                self._fault("heal", "", f"{_links(step.links)} (flap {n + 1}/{step.times})", at)
-                if n + 1 < step.times:
-                    self._wait(lambda: False, step.up, "")
-        elif isinstance(step, Kill):
-            site = self._resolve(step.site)
-            sig = getattr(signal, "SIG" + step.signal.upper().removeprefix("SIG"))
-            at = time.monotonic()
-            b.kill(site, step.what, sig)
-            if step.what == "server":
-                self._fault("server-killed", site, f"nats-server SIG{step.signal}", at)
-            else:
-                w.down.add(site)
-                w.paused.discard(site)
-                self._fault("site-killed", site, f"{step.what} SIG{step.signal}", at)
-        elif isinstance(step, Restart):
-            site = self._resolve(step.site)
-            w.down.discard(site)
-            self._fault("site-restarted", site, "agent and nats-server")
-            b.restart(site, self.start_timeout)
-        elif isinstance(step, Pause):
-            site = self._resolve(step.site)
-            at = time.monotonic()
-            b.pause(site)
-            w.paused.add(site)
-            self._fault("paused", site, "SIGSTOP agent", at)
-        elif isinstance(step, Resume):
-            site = self._resolve(step.site)
-            w.paused.discard(site)
-            at = time.monotonic()
-            b.resume(site)
-            self._fault("resumed", site, "SIGCONT agent", at)
-        elif isinstance(step, Delay):
-            pairs = link_pairs(step.links, names, step.one_way)
-            at = time.monotonic()
-            b.set_delay(pairs, step.seconds)
-            self._fault("delay", "", f"{step.seconds:g} s on {_links(step.links) or 'all'}", at)
-        elif isinstance(step, Drop):
-            pairs = link_pairs(step.links, names, step.one_way)
-            at = time.monotonic()
-            b.set_drop(pairs, step.probability)
-            self._fault("drop", "", f"p={step.probability:g} on {_links(step.links) or 'all'}", at)
-        elif isinstance(step, WaitUntil):
-            return self._wait_step(step)
-        return True
-
-    def _wait_step(self, step: WaitUntil) -> bool:
-        assert self.observer is not None
-        obs, what = self.observer, conditions.describe(step)
-        started = time.monotonic()
-
-        def check() -> bool:
-            return conditions.holds(step, obs.snapshots(), self.world, self.scenario.workloads)
-
-        if self._wait(check, step.timeout, what):
-            self._note("wait-ok", step.workload, f"{what} after {time.monotonic() - started:.1f} s")
-            return True
-        state = conditions.state_line(obs.snapshots(), self.scenario.workloads)
-        self._note("wait-failed", step.workload, f"not within {step.timeout:g} s: {what} ({state})")
-        return False
-
-
-def _links(links: Sequence[Sequence[str]]) -> str:
-    return ", ".join(f"{a}<->{b}" for a, b in links)
 
 
 def run_scenario(scenario: Scenario, workdir: Path, **kw: object) -> SimResult:

@@ -5,6 +5,9 @@ before any process starts: `load_scenario` raises `ScenarioError` naming the fil
 (dotted path) and, where it can be found, the TOML line. Each step of the timeline is one
 table of ``[[steps]]`` whose ``do`` key selects the kind of step (a tagged union).
 
+Process facts and flag files the steps rely on are described in `harmony.sim.backend`;
+the checks of what the types cannot say are in `harmony.sim.validation`.
+
 Timing of steps: ``at`` is an offset in seconds from the start of the timeline (the moment
 the mesh is up and every workload runs where it should); without ``at`` a step runs
 ``after`` seconds (default 0) after the previous step finished.
@@ -14,13 +17,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 
-from harmony.config import NAME_RE, Timings
+from harmony.config import Timings
 
 SIGNALS = ("KILL", "TERM", "INT")
+FlagName = Literal["probe-fail", "stop-fail", "fence-hang", "start-fail"]
+FLAGS: tuple[str, ...] = get_args(FlagName)
+"""Flag files the `hooks` scripts of `harmony.sim.hook_scripts` obey (see there)."""
 
 
 class ScenarioError(Exception):
@@ -37,7 +43,13 @@ class _S(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class WorkloadSpec(_S, kw_only=True):
-    """One workload of the mesh; the process is the example workload unless `command` says."""
+    """One workload of the mesh; the process is the example workload unless `command` says.
+
+    `driver = "hooks"` runs the example workload through `harmony.sim.hook_scripts`
+    (start/stop/fence/probe scripts obeying the flag files of `flag` steps); `command`
+    must then stay empty. In `command`, an element ``{python}`` (or that text inside a
+    ``sh -c`` string) becomes this interpreter, so a scenario can run Python modules.
+    """
 
     name: str
     strategy: Literal["absolute-consistency", "split-brain-allowed"] = "absolute-consistency"
@@ -45,6 +57,11 @@ class WorkloadSpec(_S, kw_only=True):
     standbys: list[str] = []
     reconcile: Literal["keep-original", "keep-replacement", "best-score"] = "keep-original"
     command: list[str] = []
+    driver: Literal["process", "hooks"] = "process"
+    probe_interval: float = 0.5
+    """hooks: seconds between probes (short, so a probe failure of ~3 s is seen)."""
+    hook_timeout: float = 10.0
+    """hooks: a hook running longer is killed (its process group) and counts as failed."""
 
 
 class Checks(_S, kw_only=True):
@@ -56,11 +73,17 @@ class Checks(_S, kw_only=True):
     """split-brain-allowed: every up side of a partition runs the workload after this long."""
     settle: float = 3.0
     """At the end, the desired state must hold this long (every up site answering)."""
+    resume_bound: float = 1.0
+    """A copy of a site frozen whole (``freeze what="site"``) may act this long after the
+    thaw before it sees its fence deadline passed: the residual risk that only the
+    fencing-token guard covers. Longer is a violation; any committed stale write is one."""
     expect_violations: list[str] = []
     """Checkers whose violations this scenario expects: a known limitation it documents.
     The run passes only if each of them did report one (and nothing else did)."""
 
 
+HOOK_FAULTS = tuple(f"hook-{flag}" for flag in FLAGS)
+"""Random kinds that need a workload with ``driver = "hooks"``."""
 FAULT_KINDS = (
     "minority-partition",
     "one-way",
@@ -72,13 +95,19 @@ FAULT_KINDS = (
     "delay",
     "drop",
     "flap",
+    "agent-kill",
+    "freeze-site",
+    "freeze-agent+tether",
+    *HOOK_FAULTS,
 )
 
 
 class RandomMode(_S, kw_only=True):
     """What `--seed S --duration D` may draw for this scenario."""
 
-    faults: list[str] = msgspec.field(default_factory=lambda: list(FAULT_KINDS))
+    faults: list[str] | None = None
+    """None: every kind of `FAULT_KINDS` the scenario allows (hook faults only when a
+    workload uses the hooks driver)."""
     hold_min: float = 3.0
     hold_max: float = 12.0
 
@@ -94,7 +123,9 @@ class _Step(_S, kw_only=True):
 
 class Partition(_Step, tag="partition", tag_field="do", kw_only=True):
     """Sites in different groups cannot reach each other; unlisted sites reach everyone (a
-    bridge). With `one_way`, only traffic from the first group to the others is cut."""
+    bridge). With `one_way`, only traffic from the first group to the others is cut. A
+    group may name ``@runner:<workload>`` or ``@leader`` (resolved when the step runs) and
+    one group may be ``["@rest"]``: every site no other group names."""
 
     groups: list[list[str]]
     one_way: bool = False
@@ -116,7 +147,8 @@ class Flap(_Step, tag="flap", tag_field="do", kw_only=True):
 
 
 class Kill(_Step, tag="kill", tag_field="do", kw_only=True):
-    """Kill a site's agent (its server dies with it), its nats-server only, or both."""
+    """Kill a site's agent process group (its server dies with it; its workloads' tethers
+    live outside the group and fence at their deadline), its nats-server only, or both."""
 
     site: str
     what: Literal["agent", "server", "both"] = "both"
@@ -136,6 +168,57 @@ class Pause(_Step, tag="pause", tag_field="do", kw_only=True):
 
 
 class Resume(_Step, tag="resume", tag_field="do", kw_only=True):
+    site: str
+
+
+class Freeze(_Step, tag="freeze", tag_field="do", kw_only=True):
+    """SIGSTOP processes of a site: `site` every one (agent group, nats-server, every
+    process of its workloads' containments: a paused VM); `agent+tether` the agent group
+    and the harmony processes of the containments (tethers, keepers, watchers, hooks) but
+    not the workload; `agent` the agent group only (like `pause`)."""
+
+    site: str
+    what: Literal["site", "agent+tether", "agent"] = "site"
+
+
+class Thaw(_Step, tag="thaw", tag_field="do", kw_only=True):
+    """SIGCONT what `freeze` stopped on that site (and anything of it found since)."""
+
+    site: str
+
+
+class Flag(_Step, tag="flag", tag_field="do", kw_only=True):
+    """Create a flag file the site's hook scripts obey; removed after `hold` seconds
+    (without blocking the timeline) or, without `hold`, by an `unflag` step or the end."""
+
+    site: str
+    """A site, ``@runner:<workload>``, or ``@all`` (every site)."""
+    flag: FlagName
+    hold: float | None = None
+
+
+class Unflag(_Step, tag="unflag", tag_field="do", kw_only=True):
+    site: str
+    flag: FlagName
+
+
+class Move(_Step, tag="move", tag_field="do", kw_only=True):
+    """The operator's move (the `MoveWorkload` the TUI sends) of `workload` to site `to`
+    (or ``@next``: the first site of its topology not running it), sent to `via`
+    (default: a site running it, else `to`)."""
+
+    workload: str
+    to: str
+    via: str = ""
+
+
+class FillDisk(_Step, tag="fill-disk", tag_field="do", kw_only=True):
+    """Fill the site's data_dir file system (a tmpfs of `data_dir_size`) until ENOSPC."""
+
+    site: str
+
+
+class FreeDisk(_Step, tag="free-disk", tag_field="do", kw_only=True):
     site: str
 
 
@@ -173,7 +256,25 @@ class WaitUntil(_Step, tag="wait-until", tag_field="do", kw_only=True):
     desired: bool = False
 
 
-Step = Partition | Heal | Flap | Kill | Restart | Pause | Resume | Delay | Drop | WaitUntil
+Step = (
+    Partition
+    | Heal
+    | Flap
+    | Kill
+    | Restart
+    | Pause
+    | Resume
+    | Freeze
+    | Thaw
+    | Flag
+    | Unflag
+    | Move
+    | FillDisk
+    | FreeDisk
+    | Delay
+    | Drop
+    | WaitUntil
+)
 
 
 class Scenario(_S, kw_only=True):
@@ -183,6 +284,15 @@ class Scenario(_S, kw_only=True):
     sites: list[str]
     witnesses: list[str] = []
     timings: dict[str, float] = {}
+    site_timings: dict[str, dict[str, float]] = {}
+    """Per-site overrides of `timings` (``[site_timings.b] lease_ttl = 6.0``): sites that
+    disagree, which the mesh must refuse."""
+    expect_refused: list[str] = []
+    """Sites started last, after the others run, that must refuse to start: exit code 2
+    and a log naming both disagreeing lease_ttl values. Until refused they count as down."""
+    data_dir_size: dict[str, str] = {}
+    """Sites whose data_dir is a tmpfs of this size (``{ a = "8M" }``), for `fill-disk`.
+    Needs mounting (root); where impossible the scenario is skipped (failed under CI)."""
     workloads: list[WorkloadSpec] = []
     checks: Checks = msgspec.field(default_factory=Checks)
     random: RandomMode = msgspec.field(default_factory=RandomMode)
@@ -197,8 +307,21 @@ class Scenario(_S, kw_only=True):
     def all_sites(self) -> list[str]:
         return [*self.sites, *self.witnesses]
 
-    def timing_values(self) -> Timings:
-        return msgspec.convert({**msgspec.to_builtins(SIM_TIMINGS), **self.timings}, Timings)
+    @property
+    def uses_hooks(self) -> bool:
+        return any(w.driver == "hooks" for w in self.workloads)
+
+    def timing_values(self, site: str = "") -> Timings:
+        """The timings of the mesh, or of one site with its `site_timings` applied."""
+        own = self.site_timings.get(site, {}) if site else {}
+        merged = {**msgspec.to_builtins(SIM_TIMINGS), **self.timings, **own}
+        return msgspec.convert(merged, Timings)
+
+    def random_kinds(self) -> list[str]:
+        """The kinds random mode draws from (see `RandomMode.faults`)."""
+        if self.random.faults is not None:
+            return list(self.random.faults)
+        return [k for k in FAULT_KINDS if self.uses_hooks or k not in HOOK_FAULTS]
 
 
 # Safe for absolute-consistency (check_timings passes) and short, so a failover takes seconds.
@@ -225,10 +348,12 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def parse_scenario(text: str, source: str | Path = "<string>") -> Scenario:
+    from harmony.sim.validation import split_error, toml_line
+
     try:
         sc = msgspec.toml.decode(text, type=Scenario)
     except msgspec.ValidationError as e:
-        field, reason = _split(str(e))
+        field, reason = split_error(str(e))
         raise ScenarioError(source, field, reason, toml_line(text, field)) from None
     except msgspec.DecodeError as e:
         m = re.search(r"line (\d+)", str(e))
@@ -243,148 +368,8 @@ def parse_scenario(text: str, source: str | Path = "<string>") -> Scenario:
     return sc
 
 
-def _split(msg: str) -> tuple[str, str]:
-    m = re.search(r" - at `\$\.?(.*)`$", msg)
-    unknown = re.search(r"unknown field `([^`]*)`", msg)
-    field = m.group(1) if m else ""
-    if unknown:
-        field = f"{field}.{unknown.group(1)}" if field else unknown.group(1)
-    return field or "(top level)", msg[: m.start()] if m else msg
-
-
-def toml_line(text: str, field: str) -> int | None:
-    """Best effort: the 1-based line of `field` (``steps[2].groups[0]``) in the TOML text.
-
-    Each ``name[i]`` segment that is an array of tables moves to the i-th ``[[name]]``
-    header; a plain key moves to its first ``key =`` line (or ``[key]`` header) after that,
-    within the current table. None when nothing matched.
-    """
-    lines = text.splitlines()
-    pos, found = 0, None
-    for part in field.split("."):
-        m = re.fullmatch(r"([A-Za-z0-9_-]+)(?:\[(\d+)\])?(?:\[\d+\])*", part)
-        if not m:
-            break
-        key, index = m.group(1), m.group(2)
-        header = re.compile(rf"^\s*\[\[\s*{re.escape(key)}\s*\]\]")
-        hits = [i for i, line in enumerate(lines) if i >= pos and header.match(line)]
-        if index is not None and hits:
-            if int(index) >= len(hits):
-                break
-            pos = found = hits[int(index)]
-            continue
-        assign = re.compile(rf"^\s*({re.escape(key)}\s*=|\[\s*{re.escape(key)}\s*\])")
-        for i in range(pos, len(lines)):
-            if assign.match(lines[i]):
-                pos = found = i
-                break
-            if i > pos and lines[i].lstrip().startswith("["):
-                break
-        else:
-            break
-    return None if found is None else found + 1
-
-
 def validate(sc: Scenario) -> tuple[str, str] | None:
     """Checks the types cannot express: (field, reason) of the first problem, or None."""
-    names = sc.all_sites
-    if not sc.sites:
-        return "sites", "at least one site is needed"
-    for i, s in enumerate(names):
-        field = f"sites[{i}]" if i < len(sc.sites) else f"witnesses[{i - len(sc.sites)}]"
-        if not NAME_RE.match(s):
-            return field, f"{s!r} is not a valid site name"
-    if len(set(names)) != len(names):
-        return "sites", "a site is listed twice (sites + witnesses)"
-    if not NAME_RE.match(sc.mesh_name):
-        return "mesh" if sc.mesh else "name", f"{sc.mesh_name!r} is not a valid mesh name"
-    try:
-        t = sc.timing_values()
-    except msgspec.ValidationError as e:
-        return "timings", str(e)
-    if sc.workloads and any(w.strategy == "absolute-consistency" for w in sc.workloads):
-        from harmony.strategies.timing import check_timings
+    from harmony.sim.validation import first_problem
 
-        problems = check_timings(
-            t.lease_ttl,
-            t.renew_interval,
-            t.fence_margin,
-            t.stop_grace,
-            t.heartbeat_interval,
-            silent_after=t.silent_after,
-        )
-        if problems:
-            return "timings", "unsafe for absolute-consistency: " + "; ".join(problems)
-    for i, kind in enumerate(sc.random.faults):
-        if kind not in FAULT_KINDS:
-            return f"random.faults[{i}]", f"{kind!r}: one of {', '.join(FAULT_KINDS)}"
-    if not 0 < sc.random.hold_min <= sc.random.hold_max:
-        return "random.hold_min", "0 < hold_min <= hold_max"
-    seen: set[str] = set()
-    for i, w in enumerate(sc.workloads):
-        if not NAME_RE.match(w.name) or w.name in seen:
-            return f"workloads[{i}].name", f"{w.name!r} is not a valid, unique workload name"
-        seen.add(w.name)
-        for j, s in enumerate([w.primary, *w.standbys]):
-            if s not in sc.sites:
-                where = "primary" if j == 0 else f"standbys[{j - 1}]"
-                return f"workloads[{i}].{where}", f"{s!r} is not a (non-witness) site"
-    for i, step in enumerate(sc.steps):
-        problem = _check_step(sc, step)
-        if problem is not None:
-            return f"steps[{i}].{problem[0]}", problem[1]
-    return None
-
-
-def _check_step(sc: Scenario, step: Step) -> tuple[str, str] | None:
-    names = set(sc.all_sites)
-    workloads = {w.name for w in sc.workloads}
-
-    def site_ref(s: str) -> bool:
-        return s in names or s == "@leader" or s.removeprefix("@runner:") in workloads
-
-    if step.at is not None and step.at < 0:
-        return "at", "must be >= 0"
-    if step.after < 0:
-        return "after", "must be >= 0"
-    if step.bound is not None and step.bound < 0:
-        return "bound", "must be >= 0"
-    if isinstance(step, Partition):
-        listed = [s for g in step.groups for s in g]
-        if len(step.groups) < 2:
-            return "groups", "a partition needs at least two groups"
-        bad = [s for s in listed if s not in names]
-        if bad:
-            return "groups", f"unknown sites {bad}"
-        if len(set(listed)) != len(listed):
-            return "groups", "a site is in two groups"
-    if isinstance(step, Heal | Flap | Delay | Drop):
-        for j, link in enumerate(step.links):
-            if len(link) != 2 or link[0] == link[1] or not set(link) <= names:
-                return f"links[{j}]", f"{link} is not a pair of two different known sites"
-    if isinstance(step, Flap) and (step.times < 1 or step.down <= 0 or step.up <= 0):
-        return "times", "times >= 1, down > 0 and up > 0"
-    if isinstance(step, Kill | Restart | Pause | Resume) and not site_ref(step.site):
-        return "site", f"{step.site!r} is not a site, @leader or @runner:<workload>"
-    if isinstance(step, Kill) and step.signal.upper().removeprefix("SIG") not in SIGNALS:
-        return "signal", f"{step.signal!r}: one of {', '.join(SIGNALS)}"
-    if isinstance(step, Delay) and step.seconds < 0:
-        return "seconds", "must be >= 0"
-    if isinstance(step, Drop) and not 0 <= step.probability <= 1:
-        return "probability", "must be between 0 and 1"
-    if isinstance(step, WaitUntil):
-        if step.workload and step.workload not in workloads:
-            return "workload", f"unknown workload {step.workload!r}"
-        if (step.running_on is not None or step.copies is not None) and not step.workload:
-            return "workload", "running_on and copies need a workload"
-        if step.running_on is not None and not set(step.running_on) <= set(sc.sites):
-            return "running_on", f"unknown sites in {step.running_on}"
-        if bool(step.site) != bool(step.peer) or bool(step.peer) != bool(step.state):
-            return "peer", "a peer condition needs site, peer and state"
-        if step.site and not {step.site, step.peer} <= names:
-            return "site", "unknown site in the peer condition"
-        if not (step.workload or step.site or step.desired):
-            return "do", "wait-until needs a condition (workload, site/peer/state or desired)"
-        if step.timeout <= 0:
-            return "timeout", "must be > 0"
-    return None
+    return first_problem(sc)

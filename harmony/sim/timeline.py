@@ -16,7 +16,13 @@ from harmony.actors.journal import JournalEvent
 from harmony.sim.checks import Recovery, fault_events
 
 LINK_FAULTS = {"partition", "link-cut", "delay", "drop"}
-CLOSES = {"site-killed": "site-restarted", "paused": "resumed"}
+CLOSES = {
+    "site-killed": "site-restarted",
+    "paused": "resumed",
+    "site-frozen": "site-thawed",
+    "flag-set": "flag-cleared",
+    "disk-filled": "disk-freed",
+}
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,8 @@ def timings(events: Sequence[JournalEvent], recoveries: Sequence[Recovery]) -> l
     all_faults = fault_events(events)
     out = []
     for f in faults:
-        later = [g.mono for g in all_faults if g.mono > f.mono and g.kind in ("heal", "resumed")]
+        undo = ("heal", "resumed", "site-thawed", "flag-cleared", "disk-freed")
+        later = [g.mono for g in all_faults if g.mono > f.mono and g.kind in undo]
         nxt = [g.mono for g in all_faults if g.mono > f.mono]
         until = nxt[0] if nxt else float("inf")
         horizon = max(until, later[0] if later else until)

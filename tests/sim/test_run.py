@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,9 @@ from rich.console import Console
 from harmony.actors.journal import read_journal
 from harmony.sim.backend import pids_with_env, sim_marker
 from harmony.sim.launch import pids_mentioning
+from harmony.sim.randomized import RandomSchedule
 from harmony.sim.report import write_html
-from harmony.sim.runner import run_scenario
+from harmony.sim.runner import Simulation, run_scenario
 from harmony.sim.scenario import load_scenario, parse_scenario
 
 pytestmark = pytest.mark.mesh
@@ -127,3 +129,55 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert_nothing_left(workdir)
+
+
+class FakeScanner:
+    """Stands in for `harmony.sim.scanner.Scanner` (the checker's side, built apart)."""
+
+    made: list[FakeScanner] = []
+
+    def __init__(self, path: Path, containments: dict[tuple[str, str], str], period: float):
+        self.path, self.containments, self.period = path, containments, period
+        self.calls: list[str] = []
+        FakeScanner.made.append(self)
+
+    def start(self) -> None:
+        self.calls.append("start")
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+
+def test_random_mode_keeps_injecting_until_its_duration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = types.ModuleType("harmony.sim.scanner")
+    module.Scanner = FakeScanner  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "harmony.sim.scanner", module)
+    scenario = parse_scenario(
+        'name = "lazy"\nsites = ["a", "b", "c"]\n[random]\nfaults = ["delay"]\n'
+        "hold_min = 1.0\nhold_max = 1.5\n"
+        '[[workloads]]\nname = "ledger"\nprimary = "a"\nstandbys = ["b", "c"]\n'
+    )
+    duration = 15.0
+    workdir = tmp_path / "run"
+    sim = Simulation(
+        scenario,
+        workdir,
+        schedule=RandomSchedule(scenario, 5, duration),
+        console=Console(quiet=True),
+        live=False,
+    )
+    result = sim.run()
+    assert_nothing_left(workdir)
+    assert result.ok, (result.violations, result.error, result.leftovers)
+    faults = [e for e in result.events if e.incarnation == "sim" and e.kind == "delay"]
+    rounds = [e for e in result.events if e.incarnation == "sim" and e.kind == "wait-ok"]
+    assert len(faults) == len(rounds) >= 2
+    assert faults[-1].mono < sim.t0 + duration  # each round began while time remained
+    assert rounds[-1].mono >= sim.t0 + duration  # and rounds went on until it was used up
+    assert rounds[-2].mono < sim.t0 + duration
+    (scanner,) = FakeScanner.made
+    assert scanner.path == workdir.resolve() / "scans.jsonl" and scanner.calls == ["start", "stop"]
+    assert set(scanner.containments) == {(s, "ledger") for s in "abc"}
+    assert scanner.containments[("a", "ledger")].startswith("a.")

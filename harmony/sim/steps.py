@@ -1,0 +1,298 @@
+"""Carrying out one step of a timeline on the mesh, and recording it as a fault.
+
+Each fault is written into the history the moment it is injected, with the desired state it
+implies (`Simulation.fault`); waits and notes carry none. Kept apart from the runner, which
+owns the run's lifecycle (start, play, clean up), so that each step reads on its own.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from harmony.actors.messages import CommandResult, MoveWorkload
+from harmony.mesh.remote import RemoteRef
+from harmony.sim import conditions
+from harmony.sim.observe import runners
+from harmony.sim.scenario import (
+    Delay,
+    Drop,
+    FillDisk,
+    Flag,
+    Flap,
+    FreeDisk,
+    Freeze,
+    Heal,
+    Kill,
+    Move,
+    Partition,
+    Pause,
+    Restart,
+    Resume,
+    Step,
+    Thaw,
+    Unflag,
+    WaitUntil,
+)
+from harmony.sim.world import link_pairs, partition_cuts
+
+if TYPE_CHECKING:
+    from harmony.sim.runner import Simulation
+
+MOVE_REASON = "operator (harmony sim)"
+ASK_TIMEOUT = 5.0
+
+
+class StepError(RuntimeError):
+    """A step could not be carried out (e.g. no stream leader to kill)."""
+
+
+class Steps:
+    """Runs steps for one `Simulation`; holds what is due later (a flag's `hold`)."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+        self.later: list[tuple[float, Callable[[], None]]] = []
+
+    def tick(self) -> None:
+        """Run what is due; the runner calls this from its wait loop (one thread: the
+        world and the history are never touched concurrently)."""
+        now = time.monotonic()
+        due = [fn for t, fn in self.later if t <= now]
+        self.later = [(t, fn) for t, fn in self.later if t > now]
+        for fn in due:
+            fn()
+
+    def close(self) -> None:
+        self.later = []
+
+    def execute(self, step: Step) -> bool:
+        """Carry out `step`; False when it did not do what it says (a failed wait, a
+        refused move). Raises `StepError` when it cannot be attempted at all."""
+        sim, b, w = self.sim, self.sim.backend, self.sim.world
+        names = sim.scenario.all_sites
+        if isinstance(step, Partition):
+            groups = self._groups(step.groups)
+            w.cut = partition_cuts(groups, step.one_way)
+            label = " | ".join("{" + ", ".join(g) + "}" for g in groups)
+            at = time.monotonic()
+            b.set_cuts(w.cut)
+            sim.fault("partition", "", label + (" one-way" if step.one_way else ""), at)
+        elif isinstance(step, Heal):
+            at = time.monotonic()
+            if step.links:
+                pairs = link_pairs(step.links, names)
+                w.cut -= pairs
+                b.set_cuts(w.cut)
+                b.set_delay(pairs, 0.0)
+                b.set_drop(pairs, 0.0)
+            else:
+                w.cut.clear()
+                b.heal_all()
+            sim.fault("heal", "", links_label(step.links) or "all links", at)
+        elif isinstance(step, Flap):
+            self._flap(step)
+        elif isinstance(step, Kill):
+            site = sim.resolve(step.site)
+            sig = getattr(signal, "SIG" + step.signal.upper().removeprefix("SIG"))
+            at = time.monotonic()
+            b.kill(site, step.what, sig)
+            if step.what == "server":
+                sim.fault("server-killed", site, f"nats-server SIG{step.signal}", at)
+            else:
+                w.down.add(site)
+                w.paused.discard(site)
+                sim.fault("site-killed", site, f"{step.what} SIG{step.signal}", at)
+        elif isinstance(step, Restart):
+            site = sim.resolve(step.site)
+            w.down.discard(site)
+            sim.fault("site-restarted", site, "agent and nats-server")
+            b.restart(site, sim.start_timeout)
+        elif isinstance(step, Pause):
+            site = sim.resolve(step.site)
+            at = time.monotonic()
+            b.pause(site)
+            w.paused.add(site)
+            sim.fault("paused", site, "SIGSTOP agent", at)
+        elif isinstance(step, Resume):
+            site = sim.resolve(step.site)
+            w.paused.discard(site)
+            at = time.monotonic()
+            b.resume(site)
+            sim.fault("resumed", site, "SIGCONT agent", at)
+        elif isinstance(step, Freeze | Thaw):
+            self._freeze(step)
+        elif isinstance(step, Flag | Unflag):
+            self._flag(step)
+        elif isinstance(step, Move):
+            return self._move(step)
+        elif isinstance(step, FillDisk):
+            at = time.monotonic()
+            n = b.fill_disk(step.site)
+            sim.fault("disk-filled", step.site, f"data_dir full ({n} bytes written)", at)
+        elif isinstance(step, FreeDisk):
+            b.free_disk(step.site)
+            sim.fault("disk-freed", step.site, "fill file removed")
+        elif isinstance(step, Delay):
+            pairs = link_pairs(step.links, names, step.one_way)
+            at = time.monotonic()
+            b.set_delay(pairs, step.seconds)
+            where = links_label(step.links) or "all"
+            sim.fault("delay", "", f"{step.seconds:g} s on {where}", at)
+        elif isinstance(step, Drop):
+            pairs = link_pairs(step.links, names, step.one_way)
+            at = time.monotonic()
+            b.set_drop(pairs, step.probability)
+            where = links_label(step.links) or "all"
+            sim.fault("drop", "", f"p={step.probability:g} on {where}", at)
+        elif isinstance(step, WaitUntil):
+            return self._wait_step(step)
+        return True
+
+    # ------------------------------------------------------------------ the longer ones
+    def _groups(self, groups: Sequence[Sequence[str]]) -> list[list[str]]:
+        """Site references resolved; ``@rest``: every site no other group names."""
+        sim = self.sim
+        out = [[sim.resolve(s) for s in g if s != "@rest"] for g in groups]
+        named = [s for g in out for s in g]
+        if len(set(named)) != len(named):
+            raise StepError(f"partition {list(groups)}: a site is in two groups ({out})")
+        rest = [s for s in sim.scenario.all_sites if s not in named]
+        return [rest if list(g) == ["@rest"] else r for g, r in zip(groups, out, strict=True)]
+
+    def _flap(self, step: Flap) -> None:
+        sim, w = self.sim, self.sim.world
+        pairs = link_pairs(step.links, sim.scenario.all_sites)
+        for n in range(step.times):
+            w.cut |= pairs
+            at = time.monotonic()
+            sim.backend.set_cuts(w.cut)
+            sim.fault("link-cut", "", f"{links_label(step.links)} (flap {n + 1}/{step.times})", at)
+            sim.sleep(step.down)
+            w.cut -= pairs
+            at = time.monotonic()
+            sim.backend.set_cuts(w.cut)
+            sim.fault("heal", "", f"{links_label(step.links)} (flap {n + 1}/{step.times})", at)
+            if n + 1 < step.times:
+                sim.sleep(step.up)
+
+    def _freeze(self, step: Freeze | Thaw) -> None:
+        sim = self.sim
+        site = sim.resolve(step.site)
+        if isinstance(step, Freeze):
+            at = time.monotonic()
+            n = sim.backend.freeze(site, step.what)
+            sim.world.paused.add(site)
+            why = f"SIGSTOP {step.what} ({n} processes besides the agent's group)"
+            sim.fault("site-frozen", site, why, at, what=step.what)
+            return
+        frozen = getattr(sim.backend, "frozen", {}).get(site)
+        what = frozen.what if frozen is not None else ""
+        sim.world.paused.discard(site)
+        at = time.monotonic()
+        sim.backend.thaw(site)
+        sim.fault("site-thawed", site, f"SIGCONT {what}".strip(), at, what=what)
+
+    def _flag(self, step: Flag | Unflag) -> None:
+        """One event per site whose flag changed (``@all`` names every site)."""
+        sim = self.sim
+        sites = list(sim.scenario.sites) if step.site == "@all" else [sim.resolve(step.site)]
+        if isinstance(step, Unflag):
+            self._clear(sites, step.flag, "")
+            return
+        hold = step.hold
+        for site in sites:
+            if sim.backend.set_flag(site, step.flag, True):
+                why = step.flag + (f" for {hold:g} s" if hold else "")
+                sim.fault("flag-set", site, why, flag=step.flag)
+        if hold:
+            due = time.monotonic() + hold
+            self.later.append((due, lambda: self._clear(sites, step.flag, f" after {hold:g} s")))
+
+    def _clear(self, sites: list[str], flag: str, why: str) -> None:
+        for site in sites:
+            if self.sim.backend.set_flag(site, flag, False):
+                self.sim.fault("flag-cleared", site, flag + why, flag=flag)
+
+    def _move(self, step: Move) -> bool:
+        sim = self.sim
+        observer = sim.observer
+        assert observer is not None
+        running = sorted(runners(observer.snapshots(), step.workload))
+        target = self._next_site(step.workload, running) if step.to == "@next" else step.to
+        via = sim.resolve(step.via) if step.via else (running[0] if running else target)
+        ref = RemoteRef(
+            observer.conns[via],
+            sim.scenario.mesh_name,
+            via,
+            f"agent/workload/{step.workload}",
+            ASK_TIMEOUT,
+        )
+        at = time.monotonic()
+        try:
+            answer = ref.ask(MoveWorkload(target=target, reason=MOVE_REASON), ASK_TIMEOUT)
+        except Exception as e:  # the answer is what we record, whatever it is
+            answer = e
+        ok = isinstance(answer, CommandResult) and answer.ok
+        if isinstance(answer, CommandResult):
+            said = f"{'done' if answer.ok else 'refused'}: {answer.detail}"
+        else:
+            said = f"{type(answer).__name__}: {answer}"
+        why = f"{step.workload} to {target} (asked {via}): {said}"
+        sim.fault("move", target, why, at, workload=step.workload, answered=str(ok).lower())
+        return ok
+
+    def _next_site(self, workload: str, running: list[str]) -> str:
+        spec = next(w for w in self.sim.scenario.workloads if w.name == workload)
+        out = self.sim.world.down | self.sim.world.paused | set(running)
+        for site in [spec.primary, *spec.standbys]:
+            if site not in out:
+                return site
+        raise StepError(f"move {workload} to @next: every site of its topology runs it or is down")
+
+    def _wait_step(self, step: WaitUntil) -> bool:
+        sim = self.sim
+        assert sim.observer is not None
+        obs, what = sim.observer, conditions.describe(step)
+        started = time.monotonic()
+
+        def check() -> bool:
+            return conditions.holds(step, obs.snapshots(), sim.world, sim.scenario.workloads)
+
+        if sim.wait(check, step.timeout, what):
+            sim.note("wait-ok", step.workload, f"{what} after {time.monotonic() - started:.1f} s")
+            return True
+        state = conditions.state_line(obs.snapshots(), sim.scenario.workloads)
+        sim.note("wait-failed", step.workload, f"not within {step.timeout:g} s: {what} ({state})")
+        return False
+
+
+def links_label(links: Sequence[Sequence[str]]) -> str:
+    return ", ".join(f"{a}<->{b}" for a, b in links)
+
+
+def refusal_problem(code: int | None, log: str, own: float, other: float) -> str:
+    """ "" when a site refused to start as it must (exit 2, its log naming both lease_ttl
+    values when they differ), else what it did instead."""
+    if code is None:
+        return "it started and kept running"
+    if code != 2:
+        return f"it exited with code {code}, not 2"
+    if own == other:
+        return ""
+    lines = [line for line in log.splitlines() if "lease_ttl" in line or "max_age" in line]
+    missing = [v for v in (own, other) if not any(_names(line, v) for line in lines)]
+    if missing:
+        values = " and ".join(f"{v:g}" for v in missing)
+        return f"exit 2, but no log line about lease_ttl names {values}"
+    return ""
+
+
+def _names(line: str, value: float) -> bool:
+    """Whether `line` mentions `value` as a number (6, 6.0, 6.00, but not 16 or 6.5)."""
+    whole, _, frac = f"{value:g}".partition(".")
+    pattern = rf"(?<![\d.]){re.escape(whole)}" + (rf"\.{frac}0*" if frac else r"(?:\.0+)?")
+    return re.search(pattern + r"(?![\d.])", line) is not None

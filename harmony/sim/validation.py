@@ -1,0 +1,272 @@
+"""What a scenario's types cannot say: site references, safe timings, sensible steps.
+
+`first_problem` returns the (dotted field, reason) of the first problem, which
+`scenario.parse_scenario` turns into a `ScenarioError` naming the file and the TOML line.
+Nothing here starts a process: a refused scenario has cost nothing.
+"""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from harmony.config import NAME_RE, Timings
+from harmony.sim.scenario import (
+    FAULT_KINDS,
+    HOOK_FAULTS,
+    SIGNALS,
+    Delay,
+    Drop,
+    FillDisk,
+    Flag,
+    Flap,
+    FreeDisk,
+    Freeze,
+    Heal,
+    Kill,
+    Move,
+    Partition,
+    Pause,
+    Restart,
+    Resume,
+    Scenario,
+    Step,
+    Thaw,
+    Unflag,
+    WaitUntil,
+)
+
+Problem = tuple[str, str] | None
+SIZE_RE = re.compile(r"^[1-9][0-9]*[KMG]?$")
+MIN_DISK = 4 << 20
+"""A site's nats-server and journal need a few MiB before the disk is filled on purpose."""
+
+
+def disk_bytes(size: str) -> int:
+    """``"8M"`` -> 8388608 (K, M, G are powers of 1024; no suffix: bytes)."""
+    factor = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
+    return int(size.rstrip("KMG")) * factor
+
+
+def first_problem(sc: Scenario) -> Problem:
+    return _mesh(sc) or _timings(sc) or _random(sc) or _workloads(sc) or _steps(sc)
+
+
+def _mesh(sc: Scenario) -> Problem:
+    names = sc.all_sites
+    if not sc.sites:
+        return "sites", "at least one site is needed"
+    for i, s in enumerate(names):
+        field = f"sites[{i}]" if i < len(sc.sites) else f"witnesses[{i - len(sc.sites)}]"
+        if not NAME_RE.match(s):
+            return field, f"{s!r} is not a valid site name"
+    if len(set(names)) != len(names):
+        return "sites", "a site is listed twice (sites + witnesses)"
+    if not NAME_RE.match(sc.mesh_name):
+        return "mesh" if sc.mesh else "name", f"{sc.mesh_name!r} is not a valid mesh name"
+    for i, s in enumerate(sc.expect_refused):
+        if s not in names:
+            return f"expect_refused[{i}]", f"{s!r} is not a site of this scenario"
+    if set(sc.expect_refused) >= set(names):
+        return "expect_refused", "at least one site must start normally"
+    for s, size in sc.data_dir_size.items():
+        if s not in names:
+            return f"data_dir_size.{s}", f"{s!r} is not a site of this scenario"
+        if not SIZE_RE.match(size):
+            return f"data_dir_size.{s}", f"{size!r}: a size like 8M (K, M or G)"
+        if disk_bytes(size) < MIN_DISK:
+            return f"data_dir_size.{s}", f"{size!r}: at least 4M (its nats-server needs room)"
+    return None
+
+
+def _timings(sc: Scenario) -> Problem:
+    for s in sc.site_timings:
+        if s not in sc.all_sites:
+            return f"site_timings.{s}", f"{s!r} is not a site of this scenario"
+    for site in ["", *sc.site_timings]:
+        field = f"site_timings.{site}" if site else "timings"
+        try:
+            t = sc.timing_values(site)
+        except msgspec.ValidationError as e:
+            return field, str(e)
+        bad = [f.name for f in msgspec.structs.fields(Timings) if getattr(t, f.name) <= 0]
+        if bad:
+            return f"{field}.{bad[0]}", "must be > 0"
+        if sc.workloads and any(w.strategy == "absolute-consistency" for w in sc.workloads):
+            from harmony.strategies.timing import check_timings
+
+            problems = check_timings(
+                t.lease_ttl,
+                t.renew_interval,
+                t.fence_margin,
+                t.stop_grace,
+                t.heartbeat_interval,
+                silent_after=t.silent_after,
+            )
+            if problems:
+                return field, "unsafe for absolute-consistency: " + "; ".join(problems)
+    return None
+
+
+def _random(sc: Scenario) -> Problem:
+    for i, kind in enumerate(sc.random.faults or []):
+        if kind not in FAULT_KINDS:
+            return f"random.faults[{i}]", f"{kind!r}: one of {', '.join(FAULT_KINDS)}"
+        if kind in HOOK_FAULTS and not sc.uses_hooks:
+            return f"random.faults[{i}]", f'{kind!r} needs a workload with driver = "hooks"'
+    if not 0 < sc.random.hold_min <= sc.random.hold_max:
+        return "random.hold_min", "0 < hold_min <= hold_max"
+    return None
+
+
+def _workloads(sc: Scenario) -> Problem:
+    seen: set[str] = set()
+    for i, w in enumerate(sc.workloads):
+        if not NAME_RE.match(w.name) or w.name in seen:
+            return f"workloads[{i}].name", f"{w.name!r} is not a valid, unique workload name"
+        seen.add(w.name)
+        for j, s in enumerate([w.primary, *w.standbys]):
+            if s not in sc.sites:
+                where = "primary" if j == 0 else f"standbys[{j - 1}]"
+                return f"workloads[{i}].{where}", f"{s!r} is not a (non-witness) site"
+        if w.driver == "hooks" and w.command:
+            return (
+                f"workloads[{i}].command",
+                "the hooks driver runs the example workload through harmony.sim.hook_scripts: "
+                "leave command empty",
+            )
+        if w.probe_interval <= 0 or w.hook_timeout <= 0:
+            return f"workloads[{i}].probe_interval", "probe_interval and hook_timeout > 0"
+        if not [s for s in [w.primary, *w.standbys] if s not in sc.expect_refused]:
+            return f"workloads[{i}].primary", "every site of its topology is expect_refused"
+    return None
+
+
+def _steps(sc: Scenario) -> Problem:
+    for i, step in enumerate(sc.steps):
+        problem = check_step(sc, step)
+        if problem is not None:
+            return f"steps[{i}].{problem[0]}", problem[1]
+    return None
+
+
+def check_step(sc: Scenario, step: Step) -> Problem:
+    names = set(sc.all_sites)
+    workloads = {w.name for w in sc.workloads}
+
+    def site_ref(s: str) -> bool:
+        return s in names or s == "@leader" or s.removeprefix("@runner:") in workloads
+
+    if step.at is not None and step.at < 0:
+        return "at", "must be >= 0"
+    if step.after < 0:
+        return "after", "must be >= 0"
+    if step.bound is not None and step.bound < 0:
+        return "bound", "must be >= 0"
+    if isinstance(step, Partition):
+        listed = [s for g in step.groups for s in g]
+        if len(step.groups) < 2:
+            return "groups", "a partition needs at least two groups"
+        bad = [s for s in listed if not site_ref(s) and s != "@rest"]
+        if bad:
+            return "groups", f"unknown sites {bad}"
+        if len(set(listed)) != len(listed):
+            return "groups", "a site is in two groups"
+        if "@rest" in listed and ["@rest"] not in step.groups:
+            return "groups", '"@rest" must be a group of its own: ["@rest"]'
+    if isinstance(step, Heal | Flap | Delay | Drop):
+        for j, link in enumerate(step.links):
+            if len(link) != 2 or link[0] == link[1] or not set(link) <= names:
+                return f"links[{j}]", f"{link} is not a pair of two different known sites"
+    if isinstance(step, Flap) and (step.times < 1 or step.down <= 0 or step.up <= 0):
+        return "times", "times >= 1, down > 0 and up > 0"
+    single = Kill | Restart | Pause | Resume | Freeze | Thaw | FillDisk | FreeDisk
+    if isinstance(step, single) and not site_ref(step.site):
+        return "site", f"{step.site!r} is not a site, @leader or @runner:<workload>"
+    if isinstance(step, Flag | Unflag) and not (site_ref(step.site) or step.site == "@all"):
+        return "site", f"{step.site!r} is not a site, @all, @leader or @runner:<workload>"
+    if isinstance(step, Kill) and step.signal.upper().removeprefix("SIG") not in SIGNALS:
+        return "signal", f"{step.signal!r}: one of {', '.join(SIGNALS)}"
+    if isinstance(step, Flag | Unflag) and not sc.uses_hooks:
+        return "flag", 'flags are read by hook scripts: no workload has driver = "hooks"'
+    if isinstance(step, Flag) and step.hold is not None and step.hold <= 0:
+        return "hold", "must be > 0 (leave it out to keep the flag until an unflag step)"
+    if isinstance(step, FillDisk | FreeDisk) and step.site not in sc.data_dir_size:
+        return "site", f"{step.site!r} has no data_dir_size: its data_dir is no small tmpfs"
+    if isinstance(step, Move):
+        if step.workload not in workloads:
+            return "workload", f"unknown workload {step.workload!r}"
+        spec = next(w for w in sc.workloads if w.name == step.workload)
+        if step.to not in {spec.primary, *spec.standbys, "@next"}:
+            return "to", f"{step.to!r} is not a site of {step.workload}'s topology (or @next)"
+        if step.via and not site_ref(step.via):
+            return "via", f"{step.via!r} is not a site, @leader or @runner:<workload>"
+    if isinstance(step, Delay) and step.seconds < 0:
+        return "seconds", "must be >= 0"
+    if isinstance(step, Drop) and not 0 <= step.probability <= 1:
+        return "probability", "must be between 0 and 1"
+    if isinstance(step, WaitUntil):
+        return _check_wait(sc, step, names, workloads)
+    return None
+
+
+def _check_wait(sc: Scenario, step: WaitUntil, names: set[str], workloads: set[str]) -> Problem:
+    if step.workload and step.workload not in workloads:
+        return "workload", f"unknown workload {step.workload!r}"
+    if (step.running_on is not None or step.copies is not None) and not step.workload:
+        return "workload", "running_on and copies need a workload"
+    if step.running_on is not None and not set(step.running_on) <= set(sc.sites):
+        return "running_on", f"unknown sites in {step.running_on}"
+    if bool(step.site) != bool(step.peer) or bool(step.peer) != bool(step.state):
+        return "peer", "a peer condition needs site, peer and state"
+    if step.site and not {step.site, step.peer} <= names:
+        return "site", "unknown site in the peer condition"
+    if not (step.workload or step.site or step.desired):
+        return "do", "wait-until needs a condition (workload, site/peer/state or desired)"
+    if step.timeout <= 0:
+        return "timeout", "must be > 0"
+    return None
+
+
+def split_error(msg: str) -> tuple[str, str]:
+    """msgspec's "reason - at `$.a.b[0]`" as (field, reason)."""
+    m = re.search(r" - at `\$\.?(.*)`$", msg)
+    unknown = re.search(r"unknown field `([^`]*)`", msg)
+    field = m.group(1) if m else ""
+    if unknown:
+        field = f"{field}.{unknown.group(1)}" if field else unknown.group(1)
+    return field or "(top level)", msg[: m.start()] if m else msg
+
+
+def toml_line(text: str, field: str) -> int | None:
+    """Best effort: the 1-based line of `field` (``steps[2].groups[0]``) in the TOML text.
+
+    Each ``name[i]`` segment that is an array of tables moves to the i-th ``[[name]]``
+    header; a plain key moves to its first ``key =`` line (or ``[key]`` header) after that,
+    within the current table. None when nothing matched.
+    """
+    lines = text.splitlines()
+    pos, found = 0, None
+    for part in field.split("."):
+        m = re.fullmatch(r"([A-Za-z0-9_-]+)(?:\[(\d+)\])?(?:\[\d+\])*", part)
+        if not m:
+            break
+        key, index = m.group(1), m.group(2)
+        header = re.compile(rf"^\s*\[\[\s*{re.escape(key)}\s*\]\]")
+        hits = [i for i, line in enumerate(lines) if i >= pos and header.match(line)]
+        if index is not None and hits:
+            if int(index) >= len(hits):
+                break
+            pos = found = hits[int(index)]
+            continue
+        assign = re.compile(rf"^\s*({re.escape(key)}\s*=|\[\s*{re.escape(key)}\s*\])")
+        for i in range(pos, len(lines)):
+            if assign.match(lines[i]):
+                pos = found = i
+                break
+            if i > pos and lines[i].lstrip().startswith("["):
+                break
+        else:
+            break
+    return None if found is None else found + 1
