@@ -191,24 +191,9 @@ def validate(cfg: SiteConfig, source: str | Path) -> None:
             raise bad(f"nats.{f}", f"{port} is not a TCP port")
     if not 0 <= n.kv_replicas <= 5:
         raise bad("nats.kv_replicas", f"{n.kv_replicas}: must be 0 (automatic) or 1 to 5")
-    t = cfg.timings
-    for timing in msgspec.structs.fields(Timings):
-        value = getattr(t, timing.name)
-        if not math.isfinite(value):
-            raise bad(f"timings.{timing.name}", f"{value} is not a number of seconds")
-        if timing.name == "clock_skew":
-            if value < 0:
-                raise bad("timings.clock_skew", "must be >= 0")
-        elif value <= 0:
-            raise bad(f"timings.{timing.name}", "must be > 0")
-    if not t.suspect_after < t.silent_after:
-        raise bad("timings.silent_after", "must be greater than timings.suspect_after")
-    if t.silent_after > 3:
-        raise bad("timings.silent_after", "must be <= 3 heartbeat intervals (detection bound)")
-    if any(w.strategy == "absolute-consistency" for w in cfg.workloads):
-        problems = lease_timing_problems(t)
-        if problems:
-            raise bad("timings", "unsafe for absolute-consistency: " + "; ".join(problems))
+    problem = timing_problem(cfg.timings, any(uses_lease(w.strategy) for w in cfg.workloads))
+    if problem is not None:
+        raise bad(*problem)
     s = cfg.supervision
     if s.max_restarts < 0:
         raise bad("supervision.max_restarts", "must be >= 0")
@@ -233,6 +218,37 @@ def validate(cfg: SiteConfig, source: str | Path) -> None:
                 raise bad(f"{where}.topology.{field}", f"{site!r} is not a valid site name")
         if len(set(sites)) != len(sites):
             raise bad(f"{where}.topology", "a site appears twice in primary + standbys")
+
+
+def timing_problem(t: Timings, lease: bool) -> tuple[str, str] | None:
+    """(field, reason) of the first problem of these timings, or None; `lease`: some
+    workload runs under a lease, so the safety inequality must hold too. The one check of
+    timings that site configs and simulation scenarios share."""
+    for timing in msgspec.structs.fields(Timings):
+        value = getattr(t, timing.name)
+        field = f"timings.{timing.name}"
+        if not math.isfinite(value):
+            return field, f"{value} is not a number of seconds"
+        if timing.name == "clock_skew":
+            if value < 0:
+                return field, "must be >= 0"
+        elif value <= 0:
+            return field, "must be > 0"
+    if not t.suspect_after < t.silent_after:
+        return "timings.silent_after", "must be greater than timings.suspect_after"
+    if t.silent_after > 3:
+        return "timings.silent_after", "must be <= 3 heartbeat intervals (detection bound)"
+    if lease:
+        problems = lease_timing_problems(t)
+        if problems:
+            return "timings", "unsafe for absolute-consistency: " + "; ".join(problems)
+    return None
+
+
+def uses_lease(strategy: str) -> bool:
+    from harmony.strategies.registry import uses_lease as strategy_uses_lease
+
+    return strategy_uses_lease(strategy)
 
 
 def lease_timing_problems(t: Timings) -> list[str]:

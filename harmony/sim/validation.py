@@ -11,7 +11,7 @@ import re
 
 import msgspec
 
-from harmony.config import NAME_RE, Timings
+from harmony.config import NAME_RE, timing_problem, uses_lease
 from harmony.sim.scenario import (
     FAULT_KINDS,
     HOOK_FAULTS,
@@ -90,22 +90,10 @@ def _timings(sc: Scenario) -> Problem:
             t = sc.timing_values(site)
         except msgspec.ValidationError as e:
             return field, str(e)
-        bad = [f.name for f in msgspec.structs.fields(Timings) if getattr(t, f.name) <= 0]
-        if bad:
-            return f"{field}.{bad[0]}", "must be > 0"
-        if sc.workloads and any(w.strategy == "absolute-consistency" for w in sc.workloads):
-            from harmony.strategies.timing import check_timings
-
-            problems = check_timings(
-                t.lease_ttl,
-                t.renew_interval,
-                t.fence_margin,
-                t.stop_grace,
-                t.heartbeat_interval,
-                silent_after=t.silent_after,
-            )
-            if problems:
-                return field, "unsafe for absolute-consistency: " + "; ".join(problems)
+        lease = any(uses_lease(w.strategy) for w in sc.workloads)
+        problem = timing_problem(t, lease)
+        if problem is not None:
+            return f"{field}{problem[0].removeprefix('timings')}", problem[1]
     return None
 
 
