@@ -29,20 +29,26 @@ from harmony.config import (
 from harmony.mesh.connection import MeshConnection
 from harmony.render import mesh_view
 from harmony.sim.launch import LaunchError, LocalMesh
+from harmony.sim.records import LEDGER_ENV
 
 SITE_NAMES = "abcdefghijklmnopqrstuvwxyz"
 MESH = "demo"
 
 
-def demo_workloads(sites: list[str]) -> list[WorkloadConfig]:
-    """One workload under each strategy, with different primaries so a kill shows both."""
+def demo_workloads(sites: list[str], workdir: Path | None = None) -> list[WorkloadConfig]:
+    """One workload under each strategy, with different primaries so a kill shows both.
+
+    With `workdir`, the ledger's copies write their transfers through the fencing-token
+    guard into ``<workdir>/ledger.db``, one SQLite file all the demo's sites share.
+    """
     cmd = [sys.executable, "-m", "harmony.sim.example_workload"]
     rotated = sites[1:] + sites[:1]
+    env = {LEDGER_ENV: str(workdir / "ledger.db")} if workdir is not None else {}
     return [
         WorkloadConfig(
             name="ledger",
             strategy="absolute-consistency",
-            driver=ProcessDriverConfig(command=cmd),
+            driver=ProcessDriverConfig(command=cmd, env=env),
             topology=FailoverTopologyConfig(primary=sites[0], standbys=sites[1:]),
         ),
         WorkloadConfig(
@@ -75,7 +81,7 @@ def demo_mesh(
         Path(workdir),
         mesh=MESH,
         sites=names,
-        workloads=demo_workloads(names),
+        workloads=demo_workloads(names, Path(workdir)),
         timings=Timings(heartbeat_interval=0.5),
     )
     try:
