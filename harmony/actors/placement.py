@@ -26,6 +26,7 @@ from harmony.actors.drivers import DriverState
 from harmony.actors.drivers.tether import DeadlineHandoff, TetherSpec, deadline_dir
 from harmony.actors.lease import LeaseActor
 from harmony.actors.peers import PeerChanged, PeerCopies
+from harmony.actors.reports import copy_gone, driver_event
 from harmony.actors.supervision import Supervisor
 from harmony.actors.timers import Timer
 from harmony.actors.workload import DriverReport, WorkloadActor
@@ -56,9 +57,6 @@ from harmony.strategies import (
     Tick,
     WatchLease,
     WorkloadExited,
-    WorkloadFenced,
-    WorkloadStarted,
-    WorkloadStopped,
     WorkloadUnknown,
     strategy_for,
 )
@@ -82,28 +80,6 @@ def workload_path(name: str) -> str:
 @dataclass(frozen=True)
 class Drain:
     """Local ask: shut this workload down gracefully; answers a threading.Event set when done."""
-
-
-def driver_event(report: DriverReport) -> Event | None:
-    """The strategy's view of a driver report (None: not a step the strategy tracks).
-
-    Every driver state maps to one typed event; nothing is read back from free text.
-    """
-    ev = report.event
-    if ev.state is DriverState.EXITED:
-        return WorkloadExited(ev.exit_code, restarting=ev.restarting)
-    if ev.state is DriverState.UNKNOWN:
-        return WorkloadUnknown(ev.detail or "the driver cannot tell whether the copy runs")
-    event = DRIVER_EVENTS.get(ev.state)
-    return None if event is None else event()
-
-
-CONFIRMED_DOWN = (DriverState.STOPPED, DriverState.FENCED)
-DRIVER_EVENTS: dict[DriverState, type[WorkloadStarted | WorkloadStopped | WorkloadFenced]] = {
-    DriverState.RUNNING: WorkloadStarted,
-    DriverState.STOPPED: WorkloadStopped,
-    DriverState.FENCED: WorkloadFenced,
-}
 
 
 class WorkloadSupervisor(Supervisor):
@@ -315,6 +291,7 @@ class WorkloadSupervisor(Supervisor):
             ev.token,
             pid=str(ev.pid or ""),
             exit_code="" if ev.exit_code is None else str(ev.exit_code),
+            restarting="true" if ev.restarting else "",
         )
         if ev.state is DriverState.RUNNING:
             old = self.ctx.copies.read().get(self.name)
@@ -322,12 +299,12 @@ class WorkloadSupervisor(Supervisor):
             self.ctx.copies.set(
                 self.name, m.CopyInfo(started_wall=started, score=self.score(), token=ev.token)
             )
-        elif ev.state in CONFIRMED_DOWN or (ev.state is DriverState.EXITED and not ev.restarting):
+        elif copy_gone(ev):
             # A fact: this copy is gone. Its watcher may leave; an unknown copy keeps both.
             self.ctx.copies.set(self.name, None)
             self.release_tether(ev.token)
         self.feed_copies()
-        event = driver_event(msg)
+        event = driver_event(ev)
         if self.operator_down and ev.state in (DriverState.STOPPED, DriverState.FENCED):
             self.operator_down = False
             event = WorkloadExited(None, restarting=False)  # taken down: hand it on

@@ -81,11 +81,17 @@ def active_intervals(events: list[JournalEvent], workload: str) -> list[Interval
             continue
         if e.kind in ("start", "promote") and e.site not in open_:
             open_[e.site] = (e.mono, e.token)
-        elif e.kind in ENDS or (e.kind == "driver-exited" and "restarting in" not in e.reason):
+        elif e.kind in ENDS or (e.kind == "driver-exited" and not restarting(e)):
             close(e.site, e.mono, e.kind)
     for site, (start, token) in open_.items():
         out.append(Interval(site, workload, start, None, token, "unknown"))
     return sorted(out, key=lambda i: i.start)
+
+
+def restarting(e: JournalEvent) -> bool:
+    """A driver-exited record whose copy the driver brings back (journals before the typed
+    detail said so in the reason only)."""
+    return e.detail.get("restarting") == "true" or "restarting in" in e.reason
 
 
 def overlapping(intervals: list[Interval], horizon: float) -> list[tuple[Interval, Interval]]:

@@ -14,9 +14,11 @@ from harmony.strategies import (
     FailoverTopology,
     FenceWorkload,
     LeaseAcquired,
+    LeaseActorRestarted,
     LeaseLost,
     LeaseObservedGone,
     LeaseObservedHeld,
+    LeaseRead,
     LeaseReleased,
     LeaseRenewed,
     Params,
@@ -29,6 +31,7 @@ from harmony.strategies import (
     ReleaseLease,
     RenewFailed,
     RenewLease,
+    RenewRefused,
     ShutdownRequested,
     StartWorkload,
     StopWorkload,
@@ -37,6 +40,7 @@ from harmony.strategies import (
     WorkloadFenced,
     WorkloadStarted,
     WorkloadStopped,
+    WorkloadUnknown,
 )
 
 from .helpers import Site, actions, kinds
@@ -329,3 +333,118 @@ def test_a_handover_ends_when_the_lease_is_lost_instead_of_released() -> None:
     s.feed(LeaseObservedGone(9), at=1.5)
     s.advance(30.0)
     assert s.times_of(AcquireLease)[1] == 1.2 + AC.params.failed_cooldown
+
+
+# -- refusals: the core decides whether a refused renewal means lost ---------------------------
+
+
+def test_a_refusal_with_nothing_unconfirmed_means_lost() -> None:
+    s = holder(t0=1.0, token=5)
+    s.advance(2.0)
+    read = LeaseRead(9, "b", ours=False)
+    assert kinds(s.feed(RenewRefused(5, "wrong last sequence", read), at=2.1)) == ["FenceWorkload"]
+    assert s.state.lease.revision is None and s.state.lease.seen_holder == "b"
+
+
+def test_a_refusal_caused_by_our_own_timed_out_renewal_is_adopted() -> None:
+    """The 2.0 renewal timed out but landed (rev 6); the 3.0 one (last=5) is refused. The
+    read shows our own value at 6: that is a renewal, with t0 = the send time of the one
+    that timed out (never later than the write)."""
+    s = holder(t0=1.0, token=5)
+    s.advance(2.0)
+    s.feed(RenewFailed("timeout", sent_at=2.0), at=2.6)
+    assert s.state.lease.unconfirmed_since == 2.0
+    s.advance(3.0)
+    cmds = s.feed(RenewRefused(5, "wrong last sequence", LeaseRead(6, "a", ours=True)), at=3.1)
+    assert kinds(cmds) == []
+    lease = s.state.lease
+    assert (lease.revision, lease.t0, lease.token, lease.unconfirmed_since) == (6, 2.0, 5, None)
+    assert "renew-adopted" in [c.kind for c in cmds if isinstance(c, RecordEvent)]
+
+
+def test_a_refusal_after_a_timeout_is_lost_only_when_the_read_shows_someone_else() -> None:
+    s = holder(t0=1.0, token=5)
+    s.advance(2.0)
+    s.feed(RenewFailed("timeout", sent_at=2.0), at=2.6)
+    s.advance(3.0)
+    # Unreadable, or not newer than ours yet: we do not know. Keep the deadline, no fence.
+    assert kinds(s.feed(RenewRefused(5, "refused", None), at=3.1)) == []
+    assert kinds(s.feed(RenewRefused(5, "refused", LeaseRead(5, "a", ours=True)), at=3.2)) == []
+    assert s.state.lease.revision == 5
+    # Another site's (or another incarnation's) value past ours: lost.
+    lost = s.feed(RenewRefused(5, "refused", LeaseRead(8, "a", ours=False)), at=3.3)
+    assert kinds(lost) == ["FenceWorkload"] and s.state.lease.revision is None
+
+
+def test_a_stale_queued_renewal_refused_after_a_newer_one_succeeded_is_ignored() -> None:
+    s = holder(t0=1.0, token=5)
+    s.advance(2.0)
+    s.feed(LeaseRenewed(6, sent_at=2.0), at=2.1)
+    cmds = s.feed(RenewRefused(5, "wrong last sequence", LeaseRead(6, "a", ours=True)), at=2.2)
+    assert kinds(cmds) == [] and s.state.lease.revision == 6
+
+
+def test_a_restarted_lease_actor_fails_its_pending_request_as_unconfirmed() -> None:
+    s = holder(t0=1.0, token=5)
+    assert kinds(s.advance(2.0)) == ["RenewLease"]
+    s.feed(LeaseActorRestarted(), at=2.3)
+    assert s.state.lease.pending is None and s.state.lease.unconfirmed_since == 2.0
+
+
+# -- copies in an unknown state ------------------------------------------------------------------
+
+
+def renewing(s: Site, until: float) -> list[str]:
+    """Advance to `until`, every renewal answered at once; the kinds of what was sent."""
+    sent: list[str] = []
+    while s.decision.wake_at is not None and s.decision.wake_at <= until:
+        cmds = s.feed(Tick(), at=s.decision.wake_at)
+        sent += kinds(cmds)
+        for c in cmds:
+            if isinstance(c, RenewLease):
+                rev = (s.state.lease.revision or 0) + 1
+                sent += kinds(s.feed(LeaseRenewed(rev, sent_at=s.now)))
+    s.now = max(s.now, until)
+    return sent
+
+
+def test_a_failed_probe_on_the_holder_fences_and_hands_over_only_when_confirmed() -> None:
+    s = holder(t0=1.0, token=5)
+    assert kinds(s.feed(WorkloadUnknown("probe failed"), at=1.5)) == ["FenceWorkload"]
+    assert s.state.lease.revision == 5  # kept while the copy may run
+    sent = renewing(s, 4.0)
+    assert "RenewLease" in sent and "ReleaseLease" not in sent
+    cmds = s.feed(WorkloadFenced(), at=4.1)
+    assert kinds(cmds) == ["ReleaseLease"]  # confirmed down: the copy failed, hand over
+    assert s.state.cooldown_until > 4.1
+
+
+def test_a_probe_that_recovers_while_the_lease_is_held_means_running_again() -> None:
+    s = holder(t0=1.0, token=5)
+    s.feed(WorkloadUnknown("probe failed"), at=1.2)
+    s.feed(WorkloadUnknown("fence hook exited with code 1"), at=1.3)  # retry after backoff
+    cmds = s.feed(WorkloadStarted(), at=1.4)  # the probe recovered
+    assert kinds(cmds) == [] and not s.state.driver.unknown and s.state.driver.active
+    assert "copy-recovered" in [c.kind for c in cmds if isinstance(c, RecordEvent)]
+    assert "FenceWorkload" not in kinds(s.advance(3.0))  # the holder's copy: nothing to do
+
+
+def test_a_probe_that_recovers_after_the_lease_was_lost_is_fenced() -> None:
+    s = holder(t0=1.0, token=5)
+    s.feed(WorkloadUnknown("probe failed"), at=1.2)
+    s.feed(WorkloadUnknown("fence hook exited with code 1"), at=1.3)
+    s.feed(LeaseLost("wrong last sequence"), at=1.35)
+    assert kinds(s.feed(WorkloadStarted(), at=1.4)) == ["FenceWorkload"]
+
+
+def test_shutdown_with_a_copy_in_an_unknown_state_never_releases_nor_completes() -> None:
+    s = holder(t0=1.0, token=5)
+    s.feed(ShutdownRequested(), at=1.1)  # -> StopWorkload
+    assert kinds(s.feed(WorkloadUnknown("stop hook timed out"), at=1.5)) == ["FenceWorkload"]
+    s.feed(WorkloadUnknown("fence hook timed out"), at=2.5)
+    sent = renewing(s, 5.0)
+    assert "FenceWorkload" in sent and "ReleaseLease" not in sent  # retried, lease kept
+    assert not s.state.done
+    assert kinds(s.feed(WorkloadFenced(), at=5.1)) == ["ReleaseLease"]
+    s.feed(LeaseReleased(), at=5.2)
+    assert s.state.done
