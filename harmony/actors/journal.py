@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -268,6 +268,30 @@ def append_event(path: Path, event: JournalEvent) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def record_tether_fenced(args: Any, reason: str, **detail: str) -> str | None:
+    """A watcher outside the agent (keeper or hooks watcher) journals that it fenced a copy:
+    `args` carries journal, site, workload, token and incarnation (its command line). Called
+    after the fence; returns why it could not be written, or None."""
+    if not args.journal:
+        return None
+    event = JournalEvent(
+        site=args.site,
+        workload=args.workload,
+        kind="tether-fenced",
+        reason=reason,
+        mono=time.monotonic(),
+        wall=time.time(),
+        token=args.token,
+        incarnation=args.incarnation,
+        detail=detail,
+    )
+    try:
+        append_event(Path(args.journal), event)
+    except OSError as e:
+        return f"cannot append to the journal {args.journal}: {e}"
+    return None
 
 
 def read_journal(path: Path) -> list[JournalEvent]:

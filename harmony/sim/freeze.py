@@ -19,6 +19,7 @@ import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from harmony import procfs
 from harmony.actors.drivers.containment import ProcInfo, scan_marked
 
 AGENT_SIDE = ("harmony.actors.", "harmony/actors/", "harmony.sim.hook_scripts")
@@ -33,12 +34,8 @@ def agent_side(p: ProcInfo) -> bool:
 
 def proc_state(pid: int) -> str:
     """The /proc state letter of `pid` ("" when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return ""
-    return stat[stat.rfind(b")") + 2 :].split()[0].decode()
+    st = procfs.stat(pid)
+    return "" if st is None else st.state
 
 
 def marked(containments: Iterable[str], agent_side_only: bool = False) -> list[int]:

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import msgspec
 
+from harmony import procfs
 from harmony.actors.drivers.containment import CONTAINMENT_ENV, scan_marked
 
 HARMONY_MODULE = "-m harmony.actors."
@@ -206,28 +207,13 @@ def scan_log(lines: Iterable[Line]) -> ScanLog:
 
 
 def _environ(pid: int) -> dict[str, str]:
-    wanted = (CONTAINMENT_ENV, HOOK_ENV, TOKEN_ENV)
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            env = f.read()
-    except OSError:
-        return {}
-    out = {}
-    for item in env.split(b"\0"):
-        key, _, value = item.partition(b"=")
-        if key.decode(errors="replace") in wanted:
-            out[key.decode()] = value.decode(errors="replace")
-    return out
+    return procfs.environ(pid, (CONTAINMENT_ENV, HOOK_ENV, TOKEN_ENV))
 
 
 def _starttime(pid: int) -> int | None:
     """Clock ticks since boot at which the process was forked (/proc/<pid>/stat field 22)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return int(stat[stat.rfind(b")") + 2 :].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
+    st = procfs.stat(pid)
+    return None if st is None else st.start
 
 
 def _common_prefix(ids: list[str]) -> str:

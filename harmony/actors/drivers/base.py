@@ -24,6 +24,7 @@ from typing import Generic, TypeVar
 
 import msgspec
 
+from harmony import procfs
 from harmony.config import HooksDriverConfig, ProcessDriverConfig
 from harmony.guard import DEADLINE_ENV, TOKEN_ENV
 
@@ -286,26 +287,9 @@ def group_members(pgid: int) -> list[int] | None:
     Zombies are left out: an orphaned grandchild is reparented to PID 1 (or to the agent itself
     when it runs as PID 1 in a container), which may never reap it, yet it runs nothing.
     """
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
+    if procfs.pids() is None:
         return None
-    if not entries:
-        return None
-    members = []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue  # gone meanwhile
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            members.append(int(entry))
-    return members
+    return [st.pid for st in procfs.live(exclude=()) if st.pgrp == pgid]
 
 
 def group_alive(pgid: int) -> bool:

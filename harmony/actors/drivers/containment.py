@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from harmony import procfs
+
 from .cgroup import Cgroup
 
 CONTAINMENT_ENV = "HARMONY_CONTAINMENT"
@@ -62,67 +64,26 @@ class ProcInfo:
         return self.state in ("T", "t")
 
 
-def _environ_marker(pid: str) -> str | None:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            env = f.read()
-    except OSError:
-        return None
-    key = CONTAINMENT_ENV.encode() + b"="
-    for item in env.split(b"\0"):
-        if item.startswith(key):
-            return item[len(key) :].decode(errors="replace")
-    return None
-
-
-def _stat(pid: str) -> tuple[int, str] | None:
-    full = _stat_full(pid)
-    return None if full is None else (full[0], full[1])
-
-
-def _stat_full(pid: str | int) -> tuple[int, str, int] | None:
-    """(ppid, state letter, start time in clock ticks since boot) of a process, or None.
-    The start time tells a process from a later one that reuses its pid."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    if len(fields) < 20:
-        return None
-    return int(fields[1]), fields[0].decode(), int(fields[19])
-
-
-def _cmdline(pid: str) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
+def _marker(pid: int | str) -> str | None:
+    return procfs.environ(pid, (CONTAINMENT_ENV,)).get(CONTAINMENT_ENV)
 
 
 def scan_marked(prefix: str = "") -> dict[str, list[ProcInfo]]:
     """Every live (non-zombie) process carrying a containment marker that starts with
     `prefix`, by containment id. One pass over /proc; processes we may not read are missed
     (run the agent and the checker as the same user as the workloads)."""
-    me = str(os.getpid())
+    me = os.getpid()
     out: dict[str, list[ProcInfo]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return out
-    for pid in entries:
-        if not pid.isdigit() or pid == me:
+    for pid in procfs.pids() or []:
+        if pid == me:
             continue
-        marker = _environ_marker(pid)
+        marker = _marker(pid)
         if marker is None or not marker.startswith(prefix):
             continue
-        stat = _stat(pid)
-        if stat is None or stat[1] in ("Z", "X"):
+        st = procfs.stat(pid)
+        if st is None or not st.alive:
             continue
-        out.setdefault(marker, []).append(ProcInfo(int(pid), stat[0], stat[1], _cmdline(pid)))
+        out.setdefault(marker, []).append(ProcInfo(pid, st.ppid, st.state, procfs.cmdline(pid)))
     return out
 
 
@@ -318,29 +279,25 @@ class Containment:
     def _scan(self) -> list[_Scanned]:
         me = os.getpid()
         in_cgroup = set(self.cgroup.procs()) if self.cgroup is not None else set()
-        try:
-            entries = [int(e) for e in os.listdir("/proc") if e.isdigit()]
-        except OSError:
-            entries = []
-        stats: dict[int, tuple[int, str, int]] = {}
+        stats: dict[int, procfs.Stat] = {}
         chosen: set[int] = set()
-        for pid in entries:
+        for pid in procfs.pids() or []:
             if pid == me:
                 continue
-            want = pid in in_cgroup or _environ_marker(str(pid)) == self.id
+            want = pid in in_cgroup or _marker(pid) == self.id
             if want or self.tree_root is not None:
-                stat = _stat_full(pid)
-                if stat is None:
+                st = procfs.stat(pid)
+                if st is None:
                     continue
-                stats[pid] = stat
+                stats[pid] = st
                 if want:
                     chosen.add(pid)
         root = self.tree_root
         # Only the tree of a live member (or of ourselves): a reused pid roots nothing.
         if root is not None and (root == me or root in chosen):
             children: dict[int, list[int]] = {}
-            for pid, (ppid, _, _) in stats.items():
-                children.setdefault(ppid, []).append(pid)
+            for pid, st in stats.items():
+                children.setdefault(st.ppid, []).append(pid)
             stack, visited = [root], {root}
             while stack:
                 for child in children.get(stack.pop(), []):
@@ -350,9 +307,9 @@ class Containment:
                         stack.append(child)
         out = []
         for pid in sorted(chosen):
-            ppid, state, start = stats[pid]
-            if state not in ("Z", "X"):
-                out.append((ProcInfo(pid, ppid, state, _cmdline(str(pid))), start))
+            st = stats[pid]
+            if st.alive:
+                out.append((ProcInfo(pid, st.ppid, st.state, procfs.cmdline(pid)), st.start))
         return out
 
 
@@ -369,8 +326,8 @@ def _send(pid: int, start: int, sig: int) -> bool:
     except OSError:
         fd = -1
     try:
-        stat = _stat_full(pid)
-        if stat is None or stat[2] != start:
+        st = procfs.stat(pid)
+        if st is None or st.start != start:
             return False
         if fd >= 0:
             signal.pidfd_send_signal(fd, sig)

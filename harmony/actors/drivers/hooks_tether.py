@@ -20,9 +20,9 @@ import re
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from harmony import procfs
 from harmony.guard import RELEASED, TOKEN_ENV
 
 from .containment import CONTAINMENT_ENV
@@ -87,58 +87,23 @@ def watch_argv(
 
 # -- the process table -----------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Proc:
-    pid: int
-    ppid: int
-    pgrp: int
-    session: int
-    state: str
-    start: int
-    """Start time in clock ticks since boot: with the pid, it names one process (pids are
-    reused)."""
+Proc = procfs.Stat
 
 
 def proc(pid: int | str) -> Proc | None:
-    """One process from /proc/<pid>/stat; None when gone or a zombie (it runs nothing)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # "pid (comm) state ppid pgrp session ... starttime(22) ...": comm may hold spaces and
-    # parentheses, so fields are counted from its closing one (state is field 3).
-    x = stat[stat.rfind(b")") + 2 :].split()
-    if len(x) < 20 or x[0] in (b"Z", b"X"):
-        return None
-    return Proc(int(pid), int(x[1]), int(x[2]), int(x[3]), x[0].decode(), int(x[19]))
+    """One process; None when gone or a zombie (it runs nothing)."""
+    st = procfs.stat(pid)
+    return st if st is not None and st.alive else None
 
 
 def processes() -> list[Proc]:
     """Every live process we can see (not this one)."""
-    me = os.getpid()
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    found = (proc(e) for e in entries if e.isdigit() and int(e) != me)
-    return [p for p in found if p is not None]
+    return procfs.live()
 
 
 def environ(pid: int) -> dict[str, str]:
     """The environment `pid` was started with ({} when it cannot be read)."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return {}
-    out = {}
-    for item in raw.split(b"\0"):
-        key, sep, value = item.partition(b"=")
-        if sep:
-            out[key.decode(errors="replace")] = value.decode(errors="replace")
-    return out
+    return procfs.environ(pid)
 
 
 def marked(containment: str, token: int, hook: str) -> list[Proc]:

@@ -137,25 +137,11 @@ class Watcher:
 
     def journal(self, reason: str) -> None:
         """Fence first, then record: a journal that cannot be written only costs a line."""
-        if not self.args.journal:
-            return
-        from harmony.actors.journal import JournalEvent, append_event
+        from harmony.actors.journal import record_tether_fenced
 
-        event = JournalEvent(
-            site=self.args.site,
-            workload=self.args.workload,
-            kind="tether-fenced",
-            reason=reason,
-            mono=time.monotonic(),
-            wall=time.time(),
-            token=self.args.token,
-            incarnation=self.args.incarnation,
-            detail={"driver": "hooks"},
-        )
-        try:
-            append_event(Path(self.args.journal), event)
-        except OSError as e:
-            self.say(f"cannot append to the journal {self.args.journal}: {e}")
+        failed = record_tether_fenced(self.args, reason, driver="hooks")
+        if failed:
+            self.say(failed)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

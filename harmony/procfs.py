@@ -1,0 +1,97 @@
+"""The Linux process table, read from /proc: the one place that parses it.
+
+Stdlib only, so the small processes that run outside the agent (keepers, hooks watchers)
+and the simulator's checker read processes the same way the agent does. Every reader
+returns "nothing" for a process that is gone or unreadable: the table changes while it is
+read, and a vanished process is the normal case, not an error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+GONE = ("Z", "X")
+"""States of a process that runs nothing any more (a zombie, or dead)."""
+FROZEN = ("T", "t")
+"""States of a stopped (SIGSTOP) or traced process."""
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One process as /proc/<pid>/stat shows it."""
+
+    pid: int
+    ppid: int
+    pgrp: int
+    session: int
+    state: str
+    """The state letter: R, S, D, T (stopped), t (traced), Z (zombie), ..."""
+    start: int
+    """Start time in clock ticks since boot: with the pid, it names one process (pids are
+    reused)."""
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in GONE
+
+
+def pids() -> list[int] | None:
+    """Every process id in /proc; None when there is no procfs to read."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    return [int(e) for e in entries if e.isdigit()] if entries else None
+
+
+def stat(pid: int | str) -> Stat | None:
+    """The stat line of `pid`, or None when it is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    # "pid (comm) state ppid pgrp session ... starttime(22) ...": comm may hold spaces and
+    # parentheses, so fields are counted from its closing one (state is field 3).
+    x = raw[raw.rfind(b")") + 2 :].split()
+    if len(x) < 20:
+        return None
+    try:
+        return Stat(int(pid), int(x[1]), int(x[2]), int(x[3]), x[0].decode(), int(x[19]))
+    except ValueError:
+        return None
+
+
+def live(exclude: Iterable[int] = ()) -> list[Stat]:
+    """Every live (non-zombie) process we can see, but `exclude` (this one by default too)."""
+    skip = {os.getpid(), *exclude}
+    found = (stat(p) for p in pids() or [] if p not in skip)
+    return [s for s in found if s is not None and s.alive]
+
+
+def environ(pid: int | str, keys: Iterable[str] | None = None) -> dict[str, str]:
+    """The environment `pid` was started with (only `keys`, if given); {} if unreadable."""
+    wanted = None if keys is None else set(keys)
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return {}
+    out = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        name = key.decode(errors="replace")
+        if sep and (wanted is None or name in wanted):
+            out[name] = value.decode(errors="replace")
+    return out
+
+
+def cmdline(pid: int | str) -> str:
+    """The command line of `pid`, arguments joined by spaces ("" if unreadable)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
