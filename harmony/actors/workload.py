@@ -89,10 +89,15 @@ class WorkloadActor(HarmonyActor):
 
     def on_stop_workload(self, msg: StopWorkload) -> None:
         log.info("%s: stop %s", self.path, msg.reason)
+        # stop and fence block this thread for as long as the driver needs (a fence hook may
+        # take its whole timeout), and the driver's own reports wait in the mailbox until
+        # then: the board must not go on saying "running" meanwhile.
+        self.set_state("stopping", last=f"stop: {msg.reason}"[:120])
         self.driver.stop(msg.reason or "requested")
 
     def on_fence_workload(self, msg: FenceWorkload) -> None:
         log.warning("%s: fence %s", self.path, msg.reason)
+        self.set_state("stopping", last=f"fence: {msg.reason}"[:120])
         self.driver.fence(msg.reason or "requested")
 
     def on_get_output(self, msg: GetOutput) -> Output:

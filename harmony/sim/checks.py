@@ -55,10 +55,18 @@ def _evidence(i: Interval, origin: float) -> str:
     return f"{i.site}: {who} from {at(i.start, origin)}{began} to {i.ended_by or 'the end'}"
 
 
+FROZE = {"site": "its whole site was frozen", "frozen": "it was frozen"}
+
+
 def _residual(a: Interval, b: Interval, lo: float, hi: float, bound: float) -> Interval | None:
-    """The copy of the pair that is the documented residual risk, if one is."""
-    for x in (a, b):
-        if x.resumed == "site" and x.acts == 0 and x.end is not None and hi - lo <= bound:
+    """The copy of the pair that is the documented residual risk, if one is: the older copy
+    (the lower token), resumed after it was frozen (its whole site, or scans saw the copy
+    itself stopped: a frozen copy killed by its watcher is briefly seen running as it dies),
+    that never acted again and ended within `bound`."""
+    for x, other in ((a, b), (b, a)):
+        older = x.token is None or other.token is None or x.token < other.token
+        ended = x.end is not None and hi - lo <= bound
+        if x.resumed in ("site", "frozen") and x.acts == 0 and ended and older:
             return x
     return None
 
@@ -91,7 +99,7 @@ def check_absolute(
                         "residual",
                         workload,
                         lo,
-                        f"{late.site}'s copy resumed after its whole site was frozen "
+                        f"{late.site}'s copy resumed after {FROZE[late.resumed]} "
                         f"({late.began_by}) and ended ({late.ended_by}) without acting, "
                         f"while {other.site} was active: {hi - lo:.3f} s ({tokens}; "
                         f"bound {resume_bound:g} s): the documented residual risk, covered "

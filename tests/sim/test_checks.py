@@ -23,7 +23,7 @@ from harmony.sim.scenario import parse_scenario
 from harmony.sim.truth import LedgerRow, build_truth
 from harmony.sim.truthfiles import TruthFiles, truth_files
 
-from .histories import ev, fault, history, rec, run, ticking
+from .histories import ev, fault, history, rec, run, scans, ticking
 
 
 def absolute(events: Sequence[JournalEvent], horizon: float) -> list[Violation]:
@@ -303,3 +303,23 @@ def test_a_history_file_round_trip_keeps_the_check(tmp_path: Path) -> None:
     path = write_history(tmp_path / "history.jsonl", journal)
     checked = evaluate(read_journal(path), SCENARIO, 40, write_records(tmp_path, records))
     assert len(checked.violations) == 1 and checked.intervals["w"][0].procs
+
+
+def test_a_frozen_copy_killed_by_its_watcher_is_a_residual_note_not_an_overlap() -> None:
+    """Seen frozen (T) by the scans, then briefly running as SIGKILL takes it (a dying
+    process is woken to exit), then gone: no act after the freeze, the older token, within
+    the bound: the documented residual, not two active copies."""
+    cid = "a.0123456789.w"
+    records = [*ticking("a", 100, 1.0, 10.0, token=1, end=None)]
+    records += ticking("b", 200, 12.0, 30.0, token=2)
+    seen = {cid: {100: [(0.95, 10.0, "S"), (10.0, 15.0, "T"), (15.0, 15.05, "R")]}}
+    lines = scans({cid: ("a", "w")}, seen, 0, 30)
+    intervals = build_truth(records, lines, [], 30).intervals["w"]
+    violations, residuals = check_absolute(intervals, "w", 30)
+    assert violations == []
+    (note,) = residuals
+    assert "resumed after it was frozen" in note.message and "without acting" in note.message
+    # The same, but it ticked after the thaw: an overlap.
+    acted = [*records, rec(15.02, "a", "tick", 100, 1)]
+    intervals = build_truth(acted, lines, [], 30).intervals["w"]
+    assert [v.checker for v in check_absolute(intervals, "w", 30)[0]] == ["absolute-consistency"]
