@@ -18,6 +18,7 @@ import pytest
 from conftest import pid_alive, wait_until
 
 from harmony.actors.drivers.containment import containment_id, scan_marked
+from harmony.actors.journal import JournalEvent
 from harmony.sim.launch import LocalMesh
 
 from .kit import FAST, Watcher, workload
@@ -76,7 +77,15 @@ def test_a_restarted_agent_fences_what_its_killed_keeper_left_before_any_electio
         mesh.start(["a"], timeout=60, wait_formed=False)
         wait_until(lambda: not pid_alive(sleeper), 15, message="the leftover was not fenced")
 
-        events = [e for e in watch.history() if e.site == "a" and e.mono >= boot]
+        def after_boot() -> list[JournalEvent]:
+            return [e for e in watch.history() if e.site == "a" and e.mono >= boot]
+
+        wait_until(
+            lambda: any(e.kind == "driver-fenced" for e in after_boot()),
+            10,
+            message=lambda: "\n".join(f"{e.kind}: {e.reason}" for e in after_boot()),
+        )
+        events = after_boot()
         fenced = next(e for e in events if e.kind == "driver-fenced")
         assert str(sleeper) in fenced.reason and "sleep" in fenced.reason, fenced.reason
         # Before any election: no lease request of the new incarnation came earlier.
