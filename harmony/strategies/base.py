@@ -153,10 +153,12 @@ class FailoverStrategy(ABC):
         d = state.driver
         if DRIVER_REPORTS.get((d.phase, "unknown")) is None:
             return state
-        kind = "fence-unconfirmed" if d.phase in (Phase.STOPPING, Phase.FENCING) else "copy-unknown"
         retry = 0.0 if not d.fence_attempts else fence_backoff(d.fence_attempts)
         out.append(
-            RecordEvent(kind, f"{reason}: the copy may still run; fencing until it is confirmed")
+            RecordEvent(
+                "fence-unconfirmed",
+                f"{reason}: the copy may still run; fencing until a driver confirms it down",
+            )
         )
         driver = replace(d, phase=Phase.UNKNOWN, doubt=reason, fence_retry_at=now + retry)
         return replace(state, driver=driver)
