@@ -21,6 +21,7 @@ from pathlib import Path
 
 import msgspec
 
+from harmony.actors.drivers.containment import Containment, containment_id
 from harmony.config import (
     NatsConfig,
     SiteConfig,
@@ -309,10 +310,17 @@ class LocalMesh:
             self.sweep()
 
     def sweep(self) -> None:
-        """SIGKILL every process naming the work directory; stop the proxy."""
+        """SIGKILL every process naming the work directory and every process of the sites'
+        workload containments (a copy whose agent and keeper were killed together leaves
+        some), remove their cgroups; stop the proxy."""
         for pid in pids_mentioning(str(self.workdir)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        for site, cfg in self.configs.items():
+            for w in cfg.workloads:
+                box = Containment(containment_id(cfg.data_dir, site, w.name))
+                box.kill()
+                box.remove()
         if self.proxy is not None:
             self.proxy.stop()
 
