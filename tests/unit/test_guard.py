@@ -269,4 +269,5 @@ def test_concurrent_processes_commit_in_token_order(tmp_path: Path) -> None:
     assert len(rejected) >= n  # at least every final stale write
     assert all(r["highest"] > r["token"] for r in rejected)
     assert all(r["highest"] in set(tokens) for r in rejected)  # a token that was committed
-    assert len({pid for _, pid, _ in rows}) > 1
+    # (Which writers get to commit depends on scheduling: a writer that runs a round ahead
+    # may legitimately make every other one stale. The order and the refusals are the point.)
