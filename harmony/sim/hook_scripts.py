@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from harmony import procfs
+
 GRACE = 2.0
 """Seconds between SIGTERM and SIGKILL."""
 GONE_WAIT = 10.0
@@ -51,15 +53,8 @@ def _say(text: str) -> None:
 
 def _starttime(pid: int) -> str:
     """The process's start time (clock ticks since boot): tells a reused pid apart."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return ""
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):
-        return ""  # a zombie runs nothing
-    return fields[19].decode()
+    st = procfs.stat(pid)
+    return str(st.start) if st is not None and st.alive else ""  # a zombie runs nothing
 
 
 def pid_file(d: Path) -> Path:

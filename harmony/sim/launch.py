@@ -21,7 +21,8 @@ from pathlib import Path
 
 import msgspec
 
-from harmony.actors.drivers.containment import Containment, containment_id
+from harmony import procfs
+from harmony.actors.drivers.containment import Containment, containment_id, scan_marked
 from harmony.config import (
     NatsConfig,
     SiteConfig,
@@ -63,30 +64,18 @@ def _ancestors() -> set[int]:
     out, pid = set(), os.getpid()
     while pid > 1 and pid not in out:
         out.add(pid)
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                pid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
+        st = procfs.stat(pid)
+        if st is None:
             break
+        pid = st.ppid
     return out
 
 
 def pids_mentioning(text: str) -> list[int]:
     """Pids of this machine's processes whose command line contains `text` (Linux /proc),
     leaving out this process and its ancestors."""
-    found = []
     mine = _ancestors()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) in mine:
-            continue
-        try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmd:
-            found.append(int(entry.name))
-    return found
+    return [p for p in procfs.pids() or [] if p not in mine and text in procfs.cmdline(p)]
 
 
 @dataclass
@@ -316,10 +305,13 @@ class LocalMesh:
         for pid in pids_mentioning(str(self.workdir)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        marked = scan_marked()  # one pass over /proc for every containment of the mesh
         for site, cfg in self.configs.items():
             for w in cfg.workloads:
                 box = Containment(containment_id(cfg.data_dir, site, w.name))
-                box.kill()
+                held = box.cgroup is not None and box.cgroup.procs()
+                if box.id in marked or held:
+                    box.kill()
                 box.remove()
         if self.proxy is not None:
             self.proxy.stop()
@@ -333,38 +325,24 @@ class LocalMesh:
 
 def alive(pid: int) -> bool:
     """Whether `pid` is a live (non-zombie) process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    st = procfs.stat(pid)
+    return st is not None and st.alive
 
 
 def describe(pid: int) -> str:
     """`pid: command line` for a report."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return str(pid)
-    return f"{pid}: {cmd[:120]}"
+    cmd = procfs.cmdline(pid)
+    return f"{pid}: {cmd[:120]}" if cmd else str(pid)
 
 
 def pids_with_env(entry: str) -> list[int]:
     """Pids of processes whose environment holds `entry` (``NAME=value``): finds workload
     processes, whose command lines do not name the simulation's directory."""
-    me, found = os.getpid(), []
-    needle = entry.encode()
-    for d in os.scandir("/proc"):
-        if not d.name.isdigit() or int(d.name) == me:
-            continue
-        try:
-            with open(f"/proc/{d.name}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
-                    found.append(int(d.name))
-        except OSError:
-            continue
-    return found
+    name, _, value = entry.partition("=")
+    me = os.getpid()
+    return [
+        p for p in procfs.pids() or [] if p != me and procfs.environ(p, (name,)).get(name) == value
+    ]
 
 
 class _NoProc:

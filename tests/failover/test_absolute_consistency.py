@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import pid_alive, wait_until
 
-from harmony.actors.drivers.base import group_alive
-from harmony.actors.drivers.tether_main import others_in_group
+from harmony.actors.drivers.containment import Containment, containment_id
 from harmony.sim.launch import LocalMesh
 from harmony.strategies.timing import worst_case_takeover
 
@@ -115,12 +114,13 @@ def test_paused_primary_agent_cannot_keep_its_workload_running(
     fence. Its workload's tether stops the workload at the fence deadline anyway, before the
     lease can expire, so the standby starts a second copy only after the first is gone."""
     first = watch.wait_runs_on("ledger", {"a"}, 30)["a"]
-    group, old_token = int(first.detail["pid"]), int(first.detail["token"])
-    # The driver reports running once the tether runs; the tether then starts the workload.
+    old_token = int(first.detail["token"])
+    copy = Containment(containment_id(mesh.configs["a"].data_dir, "a", "ledger"))
+    # The driver reports running once the keeper runs; the keeper then starts the workload.
     wait_until(
-        lambda: len(others_in_group(group)) >= 2,
+        lambda: len(copy.members()) >= 2,
         10,
-        message="expected the tether and the workload in its group",
+        message="expected the keeper and the workload in the copy's containment",
     )
     agent = mesh.procs["a"].proc
     assert agent is not None
@@ -128,7 +128,7 @@ def test_paused_primary_agent_cannot_keep_its_workload_running(
     os.killpg(agent.pid, signal.SIGSTOP)
     try:
         wait_until(
-            lambda: not group_alive(group),
+            copy.empty,
             FAST.lease_ttl,
             message="the workload of a paused agent kept running",
         )

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
@@ -33,7 +34,6 @@ from harmony.config import ProcessDriverConfig
 
 from .base import KILL_WAIT, Driver, DriverState, describe_exit
 from .containment import Containment, describe
-from .spawn import resolve
 from .tether import TETHER_FENCED, tether_argv
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,25 @@ MAX_BACKOFF = 10.0
 """Restart delays double after each quick failure, up to this many seconds."""
 HEALTHY_RUN = 10.0
 """A process that ran this long resets the backoff: its next failure is a fresh one."""
+
+
+def resolve(argv0: str, cwd: str | None, env: dict[str, str]) -> str:
+    """The executable `argv0` names, as the kernel would find it; FileNotFoundError if none.
+
+    Needed up front because through the keeper a missing command is only the keeper's exit
+    status, not the clear OSError callers report.
+    """
+    if os.sep in argv0:
+        path = argv0 if os.path.isabs(argv0) else os.path.join(cwd or os.getcwd(), argv0)
+        if os.path.isfile(path):
+            if not os.access(path, os.X_OK):
+                raise PermissionError(13, "Permission denied", argv0)
+            return argv0
+        raise FileNotFoundError(2, "No such file or directory", argv0)
+    found = shutil.which(argv0, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise FileNotFoundError(2, "No such file or directory", argv0)
+    return found
 
 
 class ProcessDriver(Driver[ProcessDriverConfig]):

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from harmony.actors.drivers.base import group_members
 from harmony.actors.drivers.cgroup import Cgroup
 from harmony.actors.drivers.containment import Containment, describe, set_subreaper
 from harmony.actors.drivers.tether import TETHER_FENCED, read_deadline
@@ -25,12 +24,6 @@ from harmony.actors.drivers.tether import TETHER_FENCED, read_deadline
 POLL = 0.25
 """How often the deadline file and the parent pid are read again (a pidfd of the agent and
 SIGCHLD wake the keeper at once where the kernel has them)."""
-
-
-def others_in_group(pgid: int) -> list[int]:
-    """Live members of process group `pgid`, this process excluded."""
-    me = os.getpid()
-    return [pid for pid in group_members(pgid) or [] if pid != me]
 
 
 class Keeper:
