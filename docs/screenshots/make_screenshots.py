@@ -4,19 +4,23 @@
 
 Starts the demo mesh, runs the TUI headless, and saves SVGs (as Textual saves them) here:
 the healthy mesh with a workload's detail, the kill confirmation, and the tree after the
-failover. Every process it starts is stopped at the end.
+failover. Then a second mesh whose site-a cannot run its fence hook: its copy's state stays
+unknown (FENCE UNCONFIRMED) and site-b takes the workload. Every process it starts is
+stopped at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from textual.pilot import Pilot
 
+from harmony.config import FailoverTopologyConfig, HooksDriverConfig, Timings, WorkloadConfig
 from harmony.sim.demo import MESH, demo_mesh
 from harmony.sim.launch import LocalMesh
 from harmony.tui.app import HarmonyApp
@@ -82,9 +86,47 @@ async def shoot(mesh: LocalMesh) -> None:
         app.save_screenshot("tui-failover.svg", str(HERE))
 
 
+def unconfirmed(workdir: Path) -> LocalMesh:
+    """A mesh whose site-a's fence hook always fails ("ipmi unreachable")."""
+    hooks = HooksDriverConfig(
+        start="true",
+        stop="true",
+        fence='if [ "$HARMONY_SITE" = site-a ]; then echo ipmi unreachable; exit 1; fi',
+        timeout=5,
+    )
+    sites = ["site-a", "site-b", "site-c"]
+    w = WorkloadConfig(
+        name="db",
+        strategy="absolute-consistency",
+        driver=hooks,
+        topology=FailoverTopologyConfig(primary=sites[0], standbys=sites[1:]),
+    )
+    return LocalMesh(workdir, mesh="legacy", sites=sites, workloads=[w], timings=Timings())
+
+
+async def shoot_unconfirmed(mesh: LocalMesh) -> None:
+    app = HarmonyApp(MeshFeed(mesh.client_urls(), "legacy"))
+    async with app.run_test(size=SIZE) as pilot:
+
+        def doubted() -> bool:
+            view = app.model.sites.get("site-a")
+            info = view.actor("agent/workload/db") if view else None
+            return bool(info and info.detail.get("doubt")) and runs(app, "site-b", "db")
+
+        await until(pilot, "site-a unconfirmed, site-b running", doubted, 60)
+        await pilot.pause(4)  # let the highlights fade
+        app.mesh_tree.move_cursor(app.mesh_tree.node_for(Key("site-a", "agent/workload/db")))
+        await until(pilot, "output", lambda: ("site-a", "db") in app.outputs, 10)
+        await pilot.pause(0.5)
+        app.save_screenshot("tui-fence-unconfirmed.svg", str(HERE))
+
+
 def main() -> int:
     with demo_mesh(3, None) as mesh:
         asyncio.run(shoot(mesh))
+    with tempfile.TemporaryDirectory(prefix="harmony-shots-") as tmp, unconfirmed(Path(tmp)) as m:
+        m.start(timeout=60)
+        asyncio.run(shoot_unconfirmed(m))
     print(f"screenshots saved in {HERE}")
     return 0
 
