@@ -7,7 +7,7 @@ workloads placed alike (primary a, standbys b, c): `ledger` (absolute-consistenc
 (split-brain-allowed). Before each run `web` is moved (an operator move) onto the site that
 holds `ledger`, and the run injects one fault on that site:
 
-* crash: SIGKILL its agent and its nats-server (the workloads die with the agent);
+* crash: SIGKILL its agent and its nats-server (their keepers fence the copies at once);
 * partition: cut all its routes ({holder} | {the other two}).
 
 then waits for `ledger` to be active elsewhere, restores the site, and waits for the mesh to
@@ -202,7 +202,13 @@ def measure(
         except LookupError:
             pass  # another copy already ran (a reconcile was still settling): no sample
     if kind == "crash":
-        old_stop = t  # the copy died with its agent (pdeathsig)
+        # Its keeper outlives the agent and fences the copy at once, journaling it.
+        fenced = first(
+            events,
+            lambda e: e.workload == "ledger" and e.site == holder and e.kind == "tether-fenced",
+        )
+        out["fence on crash"] = fenced.mono - t
+        old_stop = fenced.mono
     else:
         fenced = first(
             events,

@@ -74,7 +74,8 @@ def active_intervals(events: list[JournalEvent], workload: str) -> list[Interval
     for e in events:
         if e.kind in SITE_DOWN:
             # The agent died (a fault the simulation injected) or came back as a new
-            # incarnation: its workloads died with it (process-driver pdeathsig).
+            # incarnation: the journal cannot say when its copies ended (its keepers fence
+            # them, a new incarnation fences leftovers); this fallback takes that moment.
             close(e.site, e.mono, e.kind)
             continue
         if e.workload != workload:

@@ -58,7 +58,7 @@ def test_primary_site_crash_fails_over_to_the_standby(mesh: LocalMesh, watch: Wa
     old_pid, old_token = int(first.detail["pid"]), int(first.detail["token"])
     killed_at = watch.record_fault("a", "site-killed", "SIGKILL agent and nats-server")
     mesh.kill("a", signal.SIGKILL)
-    # The workload dies with its agent (it cannot be fenced by a dead agent).
+    # Its keeper outlives the agent and fences the copy at once.
     wait_until(lambda: not pid_alive(old_pid), 5, message="workload outlived its agent")
 
     new = watch.wait_runs_on("ledger", {"b"}, BOUND + 10)["b"]
