@@ -45,7 +45,7 @@ from pathlib import Path
 import msgspec
 
 from harmony import procfs
-from harmony.actors.drivers.containment import CONTAINMENT_ENV, scan_marked
+from harmony.actors.drivers.containment import scan_marked
 
 HARMONY_MODULE = "-m harmony.actors."
 """Command lines of the agent's own helpers (the tether): they carry the containment marker
@@ -206,10 +206,6 @@ def scan_log(lines: Iterable[Line]) -> ScanLog:
     return log
 
 
-def _environ(pid: int) -> dict[str, str]:
-    return procfs.environ(pid, (CONTAINMENT_ENV, HOOK_ENV, TOKEN_ENV))
-
-
 def _starttime(pid: int) -> int | None:
     """Clock ticks since boot at which the process was forked (/proc/<pid>/stat field 22)."""
     st = procfs.stat(pid)
@@ -347,7 +343,7 @@ class Scanner:
             lines.append(Watch(time.monotonic(), self.period, self._pidfd, watched))
         prefix = _common_prefix(list(self._ids)) if self._ids else "\0"
         t0 = time.monotonic()
-        found = scan_marked(prefix)
+        found = scan_marked(prefix, (HOOK_ENV, TOKEN_ENV))
         t1 = time.monotonic()
         offset = time.clock_gettime(time.CLOCK_BOOTTIME) - time.monotonic()
         seen: dict[str, list[tuple[int, str]]] = {}
@@ -360,17 +356,21 @@ class Scanner:
                 alive.add((cid, p.pid))
                 cmd = p.cmdline[:CMD_CHARS]
                 if self._known.get((cid, p.pid)) != cmd:
-                    lines.append(self._new(cid, p.pid, cmd, t1, offset))
+                    lines.append(self._new(cid, p.pid, cmd, p.env, t1, offset))
         for gone in [k for k in self._known if k not in alive and k not in self._fds.values()]:
             del self._known[gone]  # unwatched and not seen: a reused pid is a new process
         lines.append(Scan(t0, t1, seen))
         self.scans += 1
         self._write(lines)
 
-    def _new(self, cid: str, pid: int, cmd: str, now: float, offset: float) -> Proc:
+    def _new(
+        self, cid: str, pid: int, cmd: str, env: Mapping[str, str], now: float, offset: float
+    ) -> Proc:
+        # `env` was read in the pass that found the marker: read again, a hook that just
+        # ended (or is in the middle of an exec) would show no environment and pass for the
+        # copy itself, with no token.
         first = (cid, pid) not in self._known
         self._known[(cid, pid)] = cmd
-        env = _environ(pid)
         ticks = _starttime(pid)
         # starttime is CLOCK_BOOTTIME truncated to a tick: a lower bound once shifted.
         born = None if ticks is None else ticks / self._hz - offset - 0.001

@@ -58,6 +58,10 @@ class ProcInfo:
     """The /proc state letter: R, S, D, T (stopped: SIGSTOP), t (traced), ...; zombies are
     never listed."""
     cmdline: str
+    env: dict[str, str] = field(default_factory=dict, compare=False)
+    """The marker and the other variables `scan_marked` was asked for, read in the same pass
+    as the marker: a second read could catch the process gone or in the middle of an exec
+    (an empty environment)."""
 
     @property
     def frozen(self) -> bool:
@@ -68,22 +72,26 @@ def _marker(pid: int | str) -> str | None:
     return procfs.environ(pid, (CONTAINMENT_ENV,)).get(CONTAINMENT_ENV)
 
 
-def scan_marked(prefix: str = "") -> dict[str, list[ProcInfo]]:
+def scan_marked(prefix: str = "", keys: Iterable[str] = ()) -> dict[str, list[ProcInfo]]:
     """Every live (non-zombie) process carrying a containment marker that starts with
-    `prefix`, by containment id. One pass over /proc; processes we may not read are missed
-    (run the agent and the checker as the same user as the workloads)."""
+    `prefix`, by containment id, with the variables `keys` of its environment. One pass over
+    /proc; processes we may not read are missed (run the agent and the checker as the same
+    user as the workloads)."""
     me = os.getpid()
+    wanted = (CONTAINMENT_ENV, *keys)
     out: dict[str, list[ProcInfo]] = {}
     for pid in procfs.pids() or []:
         if pid == me:
             continue
-        marker = _marker(pid)
+        env = procfs.environ(pid, wanted)
+        marker = env.get(CONTAINMENT_ENV)
         if marker is None or not marker.startswith(prefix):
             continue
         st = procfs.stat(pid)
         if st is None or not st.alive:
             continue
-        out.setdefault(marker, []).append(ProcInfo(pid, st.ppid, st.state, procfs.cmdline(pid)))
+        info = ProcInfo(pid, st.ppid, st.state, procfs.cmdline(pid), env)
+        out.setdefault(marker, []).append(info)
     return out
 
 
