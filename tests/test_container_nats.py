@@ -16,6 +16,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from harmony.actors.messages import Ping, Pong
 from harmony.actors.site import SITE_PATH
 from harmony.client import collect_snapshots
+from harmony.mesh import subjects
 from harmony.mesh.connection import MeshConnection
 from harmony.mesh.remote import RemoteRef
 
@@ -80,7 +81,9 @@ def test_agent_runs_against_nats_in_a_container(nats_container: str, tmp_path: P
         snaps = wait_until(lambda: collect_snapshots(conn, "boxed", 1.0), 10)
         assert list(snaps) == ["dock"]
         assert any(a.path == "agent/site" and a.state == "running" for a in snaps["dock"].actors)
-        pong = RemoteRef(conn, "boxed", "dock", SITE_PATH, 5).ask(Ping(text="in a box"))
+        pong = RemoteRef(conn, "boxed", "dock", SITE_PATH, 5, sender=subjects.OPERATOR).ask(
+            Ping(text="in a box")
+        )
         assert pong == Pong(text="in a box", site="dock")
         os.killpg(agent.pid, signal.SIGTERM)
         assert agent.wait(30) == 0

@@ -127,14 +127,23 @@ class RemoteRef:
     """An actor on another site, reached over NATS."""
 
     def __init__(
-        self, conn: MeshConnection, mesh: str, site: str, path: str, default_timeout: float
+        self,
+        conn: MeshConnection,
+        mesh: str,
+        site: str,
+        path: str,
+        default_timeout: float,
+        *,
+        sender: str,
     ) -> None:
+        """`sender`: this site's name, or `subjects.OPERATOR` for an operator's tools; the
+        NATS server refuses a publish whose sender is not the credential's own."""
         self.conn = conn
         self.site = site
         self.path = path
         self.default_timeout = default_timeout
-        self._tell_subject = subjects.actor(mesh, site, subjects.TELL, path)
-        self._ask_subject = subjects.actor(mesh, site, subjects.ASK, path)
+        self._tell_subject = subjects.actor(mesh, site, subjects.TELL, sender, path)
+        self._ask_subject = subjects.actor(mesh, site, subjects.ASK, sender, path)
 
     def tell(self, message: wire.Message) -> None:
         self.conn.tell(self._tell_subject, wire.encode(message))
@@ -192,7 +201,7 @@ class Bridge:
     def ref(self, site: str, path: str) -> LocalRef | RemoteRef:
         if site == self.site:
             return LocalRef(self.directory, path, self.ask_timeout)
-        return RemoteRef(self.conn, self.mesh, site, path, self.ask_timeout)
+        return RemoteRef(self.conn, self.mesh, site, path, self.ask_timeout, sender=self.site)
 
     # -- the loop thread's side: decode, route, never block --------------------------------
     def _target(self, msg: Msg) -> pykka.ActorRef[Any] | None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from harmony.actors.messages import CommandResult, MoveWorkload
+from harmony.mesh import subjects
 from harmony.mesh.remote import RemoteRef
 from harmony.sim import conditions
 from harmony.sim.observe import runners
@@ -230,6 +231,7 @@ class Steps:
             via,
             f"agent/workload/{step.workload}",
             ASK_TIMEOUT,
+            sender=subjects.OPERATOR,
         )
         at = time.monotonic()
         try:

@@ -110,7 +110,8 @@ class MeshFeed:
     def ask(self, site: str, path: str, message: wire.Message, timeout: float) -> Any:
         if self.conn is None or not self.conn.connected:
             raise MeshUnavailable("not connected to NATS")
-        return RemoteRef(self.conn, self.mesh, site, path, timeout).ask(message, timeout)
+        ref = RemoteRef(self.conn, self.mesh, site, path, timeout, sender=subjects.OPERATOR)
+        return ref.ask(message, timeout)
 
     # -- threads that are not the app's: hand over, never block --------------------------
     def _emit(self, update: FeedUpdate) -> None:

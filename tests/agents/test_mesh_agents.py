@@ -30,7 +30,7 @@ pytestmark = pytest.mark.mesh
 
 
 def site_ref(conn: MeshConnection, site: str) -> RemoteRef:
-    return RemoteRef(conn, "t3", site, SITE_PATH, 3.0)
+    return RemoteRef(conn, "t3", site, SITE_PATH, 3.0, sender=subjects.OPERATOR)
 
 
 def test_every_site_answers_a_remote_ask(conn: MeshConnection) -> None:
@@ -69,15 +69,15 @@ def test_probe_of_unknown_site_fails_cleanly(conn: MeshConnection) -> None:
 
 def test_ask_to_unknown_actor_is_an_error(conn: MeshConnection) -> None:
     with pytest.raises(RemoteError) as e:
-        RemoteRef(conn, "t3", "b", "agent/nope", 3.0).ask(Ping())
+        RemoteRef(conn, "t3", "b", "agent/nope", 3.0, sender=subjects.OPERATOR).ask(Ping())
     assert e.value.code == wire.ERR_UNKNOWN_ACTOR
 
 
 def test_malformed_messages_are_rejected_and_the_actor_keeps_working(
     conn: MeshConnection, mesh3: LocalMesh
 ) -> None:
-    ask_subject = subjects.actor("t3", "b", subjects.ASK, SITE_PATH)
-    tell_subject = subjects.actor("t3", "b", subjects.TELL, SITE_PATH)
+    ask_subject = subjects.actor("t3", "b", subjects.ASK, "a", SITE_PATH)
+    tell_subject = subjects.actor("t3", "b", subjects.TELL, "a", SITE_PATH)
     snaps = snapshots(conn, mesh3)
     before = snaps["b"]
     bad_payloads = {

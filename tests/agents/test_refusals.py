@@ -16,7 +16,7 @@ from conftest import pid_alive, wait_until
 from harmony.actors.journal import read_journal
 from harmony.actors.messages import StopWorkload
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, WorkloadConfig
-from harmony.mesh import wire
+from harmony.mesh import subjects, wire
 from harmony.mesh.connection import MeshConnection
 from harmony.mesh.remote import RemoteError, RemoteRef
 from harmony.sim.launch import LaunchError, LocalMesh
@@ -102,7 +102,7 @@ def test_a_stop_with_a_nul_byte_never_reaches_the_run_actor(
     before = wait_until(running, 30, message=lambda: dump(mesh))
     pid = int(before.detail["pid"])
     malformed = snapshots(conn, mesh)["a"].malformed
-    ref = RemoteRef(conn, MESH, "a", RUN, 5.0)
+    ref = RemoteRef(conn, MESH, "a", RUN, 5.0, sender=subjects.OPERATOR)
     for reason in ("x\0y", "line\nbreak", "\x1b[2J"):
         with pytest.raises(RemoteError) as caught:
             ref.ask(StopWorkload(reason=reason))

@@ -9,6 +9,7 @@ import pytest
 from conftest import pid_alive, wait_until
 
 from harmony.actors.messages import CommandResult, DrainSite, FenceWorkload, MoveWorkload
+from harmony.mesh import subjects
 from harmony.mesh.remote import RemoteRef
 from harmony.sim.launch import LocalMesh
 
@@ -36,7 +37,7 @@ def watch(tmp_path: Path) -> Iterator[Watcher]:
 
 
 def ask(watch: Watcher, site: str, path: str, msg: object) -> CommandResult:
-    result = RemoteRef(watch.conn, "op", site, path, 5.0).ask(msg)  # type: ignore[arg-type]
+    result = RemoteRef(watch.conn, "op", site, path, 5.0, sender=subjects.OPERATOR).ask(msg)  # type: ignore[arg-type]
     assert isinstance(result, CommandResult), result
     return result
 

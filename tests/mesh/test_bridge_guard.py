@@ -61,7 +61,7 @@ def site(make_nats_server: Callable[..., Node]) -> Iterator[tuple[Bridge, Seen, 
         bridge = Bridge(server_conn, "m", "a", directory, ask_timeout=5)
         bridge.start()
         assert bridge.wait_ready(10)
-        yield bridge, seen, RemoteRef(client_conn, "m", "a", PATH, 5.0)
+        yield bridge, seen, RemoteRef(client_conn, "m", "a", PATH, 5.0, sender="b")
     finally:
         ref.stop()
         client_conn.close()
@@ -92,7 +92,7 @@ def test_control_characters_and_bad_tokens_never_reach_the_actor(
 
 def test_the_error_reply_says_what_was_wrong(site: tuple[Bridge, Seen, RemoteRef]) -> None:
     _, _, remote = site
-    subject = subjects.actor("m", "a", subjects.ASK, PATH)
+    subject = subjects.actor("m", "a", subjects.ASK, "b", PATH)
     payload = msgspec.msgpack.encode({"t": "StopWorkload", "v": 1, "reason": "x\0y"})
     reply = wire.decode(remote.conn.request(subject, payload, timeout=5))
     assert isinstance(reply, wire.ErrorReply) and reply.code == wire.ERR_MALFORMED

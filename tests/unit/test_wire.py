@@ -62,8 +62,9 @@ def test_new_message_types_join_the_union() -> None:
 
 
 def test_subject_scheme() -> None:
-    s = subjects.actor("prod", "paris", subjects.ASK, "agent/workload/web/lease")
-    assert s == "harmony.prod.paris.ask.agent.workload.web.lease"
+    s = subjects.actor("prod", "paris", subjects.ASK, "lyon", "agent/workload/web/lease")
+    assert s == "harmony.prod.paris.ask.lyon.agent.workload.web.lease"
+    assert subjects.actor_target(s) == ("lyon", "agent/workload/web/lease")
     assert subjects.actor_path(s) == "agent/workload/web/lease"
     with pytest.raises(ValueError):
         subjects.actor_path("harmony.prod.paris.hb")
