@@ -1,9 +1,11 @@
 """Messages of the actor tree that cross the wire (each one is a `wire.Message`).
 
-What an actor acts on (commands, heartbeats) uses `Text` and `Token`: a control character or
-an impossible token makes the whole message malformed, so the bridge answers with an error
-and no actor sees it. Replies that are only displayed (`Output`, `ActorInfo`,
-`CommandResult`, `ProbeResult.error`) are made `printable` instead.
+What an actor acts on (commands, heartbeats) uses `Text`, `Name`, `Token`, `Finite` and
+`Count`: a control character, an overlong string, an impossible token or a NaN makes the whole
+message malformed, so the bridge answers with an error and no actor sees it. Replies that are
+only displayed (`Output`, `ActorInfo`, `CommandResult`, `ProbeResult.error`) are made `shown`
+(printable, cut) instead. Every string, list and map has a bound (see `harmony.mesh.wire`).
+Which sender may send which of these to which actor is `harmony.actors.exports`.
 """
 
 from __future__ import annotations
@@ -12,43 +14,60 @@ from typing import Annotated
 
 import msgspec
 
-from harmony.mesh.wire import Message, Text, Token, printable
+from harmony.mesh.wire import (
+    MAX_ITEMS,
+    Count,
+    Finite,
+    Message,
+    Name,
+    Shown,
+    Text,
+    Token,
+    shown,
+)
 
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
-"""A duration from the wire that an actor waits on: positive and finite."""
+"""A duration from the wire that an actor waits on: positive and finite (an actor clamps it
+further to its own bound, e.g. a probe to the site's ask_timeout)."""
+
+Interval = Annotated[float, msgspec.Meta(gt=0, le=60)]
+"""A peer's heartbeat interval: it decides how long that peer may stay quiet before it is
+called silent, so an hour-long one would hide a dead peer for hours."""
+
+Lines = Annotated[int, msgspec.Meta(ge=0, le=MAX_ITEMS)]
 
 # -- heartbeats and liveness -------------------------------------------------------------
 
 
 class Capacity(Message):
-    cpus: int
-    load1: float
-    mem_available_mb: int
+    cpus: Count
+    load1: Finite
+    mem_available_mb: Count
 
 
 class CopyInfo(Message):
     """A running copy of a workload, as its site announces it in heartbeats."""
 
-    started_wall: float
-    score: float = 0.0
+    started_wall: Finite
+    score: Finite = 0.0
     token: Token | None = None
 
 
 class Heartbeat(Message):
     """Published by each site's SiteActor every `heartbeat_interval` seconds."""
 
-    mesh: Text
-    site: Text
-    seq: int
+    mesh: Name
+    site: Name
+    seq: Count
     incarnation: Text
     """Changes when the agent restarts, so peers can tell a restart from a hiccup."""
-    mono: float
-    wall: float
-    interval: Seconds
+    mono: Finite
+    wall: Finite
+    interval: Interval
     witness: bool = False
     health: Text = "ok"
     capacity: Capacity | None = None
-    copies: dict[Text, CopyInfo] = {}
+    copies: Annotated[dict[Name, CopyInfo], msgspec.Meta(max_length=MAX_ITEMS)] = {}
     """Workload name -> the copy this site runs (split-brain-allowed reconciliation)."""
 
 
@@ -61,25 +80,25 @@ class Ping(Message):
 
 class Pong(Message):
     text: Text
-    site: Text
+    site: Name
 
 
 class ProbePeer(Message):
     """Ask a site actor to ping another site's site actor; answered with `ProbeResult`."""
 
-    target: Text
+    target: Name
     timeout: Seconds = 2.0
 
 
 class ProbeResult(Message):
-    source: Text
-    target: Text
+    source: Name
+    target: Name
     ok: bool
-    rtt_ms: float = 0.0
-    error: str = ""
+    rtt_ms: Finite = 0.0
+    error: Shown = ""
 
     def __post_init__(self) -> None:
-        self.error = printable(self.error)
+        self.error = shown(self.error)
 
 
 class Notice(Message):
@@ -87,12 +106,14 @@ class Notice(Message):
 
     text: Text
     sender: Text = ""
+    """Set by the receiving bridge's export policy to the sender named in the subject (the
+    identity the NATS server vouches for), whatever the message said."""
 
 
 class SendNotice(Message):
     """Ask a site actor to tell `Notice(text)` to the site actor of `target`."""
 
-    target: Text
+    target: Name
     text: Text
 
 
@@ -101,8 +122,8 @@ class GetNotices(Message):
 
 
 class Notices(Message):
-    items: list[Notice]
-    total: int = 0
+    items: Annotated[list[Notice], msgspec.Meta(max_length=MAX_ITEMS)]
+    total: Count = 0
     """How many notices the site actor has received since it started."""
 
 
@@ -110,23 +131,23 @@ class Notices(Message):
 
 
 class ActorInfo(Message):
-    path: str
-    kind: str
-    state: str
-    restarts: int = 0
-    policy: str = ""
-    detail: dict[str, str] = {}
+    path: Shown
+    kind: Shown
+    state: Shown
+    restarts: Count = 0
+    policy: Shown = ""
+    detail: Annotated[dict[Shown, Shown], msgspec.Meta(max_length=MAX_ITEMS)] = {}
 
     def __post_init__(self) -> None:
-        self.path, self.kind = printable(self.path), printable(self.kind)
-        self.state, self.policy = printable(self.state), printable(self.policy)
-        self.detail = {printable(k): printable(v) for k, v in self.detail.items()}
+        self.path, self.kind = shown(self.path), shown(self.kind)
+        self.state, self.policy = shown(self.state), shown(self.policy)
+        self.detail = {shown(k): shown(v) for k, v in self.detail.items()}
 
 
 class PeerInfo(Message):
-    site: Text
+    site: Name
     state: Text
-    last_heartbeat_age: float | None = None
+    last_heartbeat_age: Finite | None = None
     witness: bool = False
 
 
@@ -135,17 +156,20 @@ class SnapshotRequest(Message):
 
 
 class Snapshot(Message):
-    mesh: Text
-    site: Text
+    mesh: Name
+    site: Name
     witness: bool
     incarnation: Text
-    mono: float
-    wall: float
-    actors: list[ActorInfo]
-    peers: list[PeerInfo]
-    malformed: int = 0
-    unknown_actor: int = 0
+    mono: Finite
+    wall: Finite
+    actors: Annotated[list[ActorInfo], msgspec.Meta(max_length=MAX_ITEMS)]
+    peers: Annotated[list[PeerInfo], msgspec.Meta(max_length=MAX_ITEMS)]
+    malformed: Count = 0
+    unknown_actor: Count = 0
     nats_url: Text = ""
+    rejected: Annotated[dict[Text, Count], msgspec.Meta(max_length=100)] = {}
+    """What the wire refused since the agent started, by reason (`malformed`, `not-exported`,
+    `unknown-sender`, `too-large`, `rate-limited`, ...; see `harmony.mesh.remote.WireStats`)."""
 
 
 # -- workload commands (from the workload supervisor, or from an operator over the mesh) ---
@@ -165,24 +189,25 @@ class FenceWorkload(Message):
 
 
 class GetOutput(Message):
-    lines: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 50
+    lines: Lines = 50
 
 
 class Output(Message):
-    lines: list[str]
+    lines: Annotated[list[Shown], msgspec.Meta(max_length=MAX_ITEMS)]
 
     def __post_init__(self) -> None:
-        self.lines = [printable(line) for line in self.lines]
+        self.lines = [shown(line) for line in self.lines[-MAX_ITEMS:]]
 
 
 class MoveWorkload(Message):
     """Operator: move the workload to `target` (a site of its topology). Sent to the
     workload supervisor of the site that runs it; answered with `CommandResult`."""
 
-    target: Text
+    target: Name
     reason: Text = ""
     origin: Text = ""
-    """Empty from an operator; the site that forwarded it, when one site tells the others."""
+    """Empty from an operator; the site that forwarded it, when one site tells the others (the
+    receiving bridge's export policy sets it to the sender named in the subject)."""
 
 
 class DrainSite(Message):
@@ -195,7 +220,7 @@ class CommandResult(Message):
     """The outcome of an operator command, as the receiving site sees it."""
 
     ok: bool
-    detail: str = ""
+    detail: Shown = ""
 
     def __post_init__(self) -> None:
-        self.detail = printable(self.detail)
+        self.detail = shown(self.detail)

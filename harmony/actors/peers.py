@@ -3,6 +3,12 @@
 A peer is *suspect* after `suspect_after` of its heartbeat intervals without a heartbeat, and
 *silent* after `silent_after` (<= 3, so a dead peer is reported within 3 intervals plus one
 tick). Every change goes to the parent (the agent supervisor), which tells the workloads.
+
+Only the sites of this mesh are peers (`exports.mesh_sites`): a heartbeat is dropped, and
+counted in the bridge's `WireStats`, when its subject names another site, when its `site` or
+`mesh` is not the one its subject names, or when it does not decode. (One forged heartbeat
+from an unknown site used to join the peer table, and its announced copies made every
+split-brain-allowed site stop its own.) The NATS server vouches for the subject.
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ from dataclasses import dataclass, field
 from nats.aio.msg import Msg
 
 from harmony.actors.base import HarmonyActor
+from harmony.actors.exports import mesh_sites
 from harmony.actors.messages import CopyInfo, Heartbeat, PeerInfo
 from harmony.mesh import subjects, wire
 from harmony.mesh.connection import Subscription
+from harmony.mesh.remote import Refused
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +89,9 @@ class PeerWatch(HarmonyActor):
         cfg = self.ctx.config
         self.interval = cfg.timings.heartbeat_interval
         self.born = self.ctx.clock.monotonic()
-        expected = {s for w in cfg.workloads for s in (w.topology.primary, *w.topology.standbys)}
+        self.known = mesh_sites(cfg) - {cfg.site}
         self.peers: dict[str, _Peer] = {
-            s: _Peer(UNKNOWN, None, self.interval) for s in sorted(expected - {cfg.site})
+            s: _Peer(UNKNOWN, None, self.interval) for s in sorted(self.known)
         }
         # Heartbeats are absorbed in batches: the loop thread keeps the latest one per site
         # and wakes this actor only for news (a new incarnation, changed copies, a peer not
@@ -105,15 +113,10 @@ class PeerWatch(HarmonyActor):
             self.sub.unsubscribe()
 
     def _on_msg(self, msg: Msg) -> None:
-        """On the loop thread: decode and hand over; never block here."""
+        """On the loop thread: check, decode and hand over; never block here."""
         received = self.ctx.clock.monotonic()
-        try:
-            hb = wire.decode(msg.data)
-        except wire.WireError as e:
-            if self.ctx.bridge is not None:
-                self.ctx.bridge.stats.reject("malformed", msg.subject, str(e))
-            return
-        if not isinstance(hb, Heartbeat) or hb.site == self.ctx.site or hb.mesh != self.ctx.mesh:
+        hb = self._checked(msg)
+        if hb is None:
             return
         news = (hb.incarnation, hb.copies)
         with self._hb_lock:
@@ -123,6 +126,36 @@ class PeerWatch(HarmonyActor):
                 self._told[hb.site] = news
         if urgent:
             self.actor_ref.tell(HeartbeatSeen(hb, received))
+
+    def _checked(self, msg: Msg) -> Heartbeat | None:
+        """The heartbeat of a site of this mesh, sent on its own subject; None otherwise."""
+        parts = msg.subject.split(".")
+        site = parts[2] if len(parts) == 4 else ""
+        if site == self.ctx.site:
+            return None  # our own, echoed back
+        try:
+            return self._heartbeat(site, msg.data)
+        except Refused as e:
+            if self.ctx.bridge is not None:
+                self.ctx.bridge.stats.reject(e.code, msg.subject, e.reason)
+            return None
+
+    def _heartbeat(self, site: str, data: bytes) -> Heartbeat:
+        if len(data) > wire.MAX_FRAME_BYTES:
+            raise Refused(wire.ERR_TOO_LARGE, f"{len(data)} bytes")
+        if site not in self.known:
+            raise Refused(wire.ERR_UNKNOWN_SENDER, f"{site!r} is not a site of this mesh")
+        try:
+            hb = wire.decode(data)
+        except wire.WireError as e:
+            raise Refused(wire.ERR_MALFORMED, str(e)) from None
+        if not isinstance(hb, Heartbeat):
+            raise Refused(wire.ERR_MALFORMED, f"{type(hb).__name__} is not a heartbeat")
+        if hb.site != site or hb.mesh != self.ctx.mesh:
+            raise Refused(
+                wire.ERR_SUBJECT_MISMATCH, f"heartbeat of {hb.mesh}/{hb.site} on this subject"
+            )
+        return hb
 
     def _absorb_latest(self) -> None:
         """Fold in the routine heartbeats the loop kept since the last tick."""
@@ -137,7 +170,7 @@ class PeerWatch(HarmonyActor):
         hb = msg.hb
         peer = self.peers.get(hb.site)
         if peer is None:
-            peer = self.peers[hb.site] = _Peer(UNKNOWN, None, hb.interval)
+            return  # not a site of this mesh: the table never grows (checked on arrival too)
         if peer.last_seen is not None and msg.received < peer.last_seen:
             return  # an older heartbeat than one already folded in from the batch
         restarted = bool(peer.incarnation) and peer.incarnation != hb.incarnation

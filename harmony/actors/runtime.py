@@ -21,12 +21,14 @@ from harmony.actors.agent import ROOT_PATH, AgentSupervisor
 from harmony.actors.base import AgentContext
 from harmony.actors.board import Board, PeerView
 from harmony.actors.clock import Clock, SystemClock
+from harmony.actors.exports import ExportPolicy
 from harmony.actors.journal import Journal
 from harmony.actors.messages import ActorInfo, Snapshot
 from harmony.actors.placement import Drain
 from harmony.actors.timers import Scheduler
 from harmony.config import SiteConfig, kv_replicas
 from harmony.mesh import subjects, wire
+from harmony.mesh.admission import rate_from_env
 from harmony.mesh.connection import MeshConnection, MeshUnavailable
 from harmony.mesh.leases import BucketMismatch, LeaseStore
 from harmony.mesh.remote import ActorDirectory, Bridge
@@ -77,7 +79,15 @@ class Agent:
             self.servers(), f"harmony-{cfg.mesh}-{cfg.site}", on_state=self._conn_state
         ).start()
         self.conn.wait_connected(connect_timeout)
-        self.bridge = Bridge(self.conn, cfg.mesh, cfg.site, self.directory, cfg.timings.ask_timeout)
+        self.bridge = Bridge(
+            self.conn,
+            cfg.mesh,
+            cfg.site,
+            self.directory,
+            cfg.timings.ask_timeout,
+            policy=ExportPolicy(cfg),  # the export list: who reaches which actor with what
+            rate=rate_from_env(),
+        )
         self.bridge.start()
         self.conn.subscribe(subjects.snapshot(cfg.mesh, cfg.site), self._on_snapshot)
         self.conn.subscribe(subjects.snapshot_all(cfg.mesh), self._on_snapshot)
@@ -213,6 +223,7 @@ class Agent:
             malformed=stats.malformed if stats else 0,
             unknown_actor=stats.unknown_actor if stats else 0,
             nats_url=url,
+            rejected=stats.rejected() if stats else {},
         )
 
     def _on_snapshot(self, msg: Msg) -> None:

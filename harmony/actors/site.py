@@ -92,10 +92,22 @@ class SiteActor(HarmonyActor):
         return Pong(text=msg.text, site=self.ctx.site)
 
     def on_probe_peer(self, msg: ProbePeer) -> ProbeResult:
-        """Agent-to-agent reachability: ask the target site's SiteActor over the mesh."""
+        """Agent-to-agent reachability: ask the target site's SiteActor over the mesh.
+
+        Never this site itself: that ask would wait on this very thread, so the site would
+        stall for the whole timeout (and its peers call it silent). The timeout is at most
+        the site's ask_timeout, whatever the asker said: this actor waits that long."""
+        if msg.target == self.ctx.site:
+            return ProbeResult(
+                source=self.ctx.site,
+                target=msg.target,
+                ok=False,
+                error="a site does not probe itself",
+            )
+        timeout = min(msg.timeout, self.ctx.config.timings.ask_timeout)
         t0 = time.perf_counter()
         try:
-            pong = self.ctx.ref(msg.target, SITE_PATH).ask(Ping(text="probe"), timeout=msg.timeout)
+            pong = self.ctx.ref(msg.target, SITE_PATH).ask(Ping(text="probe"), timeout=timeout)
         except Exception as e:
             return ProbeResult(source=self.ctx.site, target=msg.target, ok=False, error=str(e))
         ok = isinstance(pong, Pong) and pong.site == msg.target

@@ -8,6 +8,13 @@ Incoming asks reach the actor as a `RemoteAsk` envelope (see `harmony.actors.bas
 actor runs its handler on its own thread and calls `envelope.reply(result)`, which publishes
 the reply from that thread (written straight to the socket when nothing is queued ahead of
 it; see `harmony.mesh.fastpaths`). The loop thread never waits for an actor.
+
+What reaches an actor is decided here, on the loop thread, before any decoding that can be
+skipped: a frame over `wire.MAX_FRAME_BYTES`, a sender the `WirePolicy` does not know, a
+sender over its rate (`RATE_PER_SENDER`), a path or message type not exported to that sender,
+and anything that does not decode are refused, counted by reason in `WireStats`, and, for an
+ask, answered with an `ErrorReply` naming the reason. The policy comes from the actors layer
+(`harmony.actors.exports`): this module knows no actor or message class.
 """
 
 from __future__ import annotations
@@ -16,14 +23,34 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pykka
 from nats.aio.msg import Msg
 
 from harmony.mesh import subjects, wire
+from harmony.mesh.admission import (
+    RATE_BURST,
+    RATE_PER_SENDER,
+    Refused,
+    SenderBuckets,
+    WirePolicy,
+    WireStats,
+)
 from harmony.mesh.connection import MeshConnection, NoResponders, Subscription
+
+__all__ = [
+    "ActorDirectory",
+    "Bridge",
+    "LocalRef",
+    "Refused",
+    "RemoteAsk",
+    "RemoteError",
+    "RemoteRef",
+    "WirePolicy",
+    "WireStats",
+]
 
 
 class RemoteError(Exception):
@@ -75,24 +102,6 @@ class ActorDirectory:
     def paths(self) -> list[str]:
         with self._lock:
             return sorted(self._refs)
-
-
-@dataclass
-class WireStats:
-    """Counters of what the bridge rejected; visible in the site's snapshot."""
-
-    malformed: int = 0
-    unknown_actor: int = 0
-    _logged: set[str] = field(default_factory=set)
-
-    def reject(self, kind: str, subject: str, reason: str) -> None:
-        if kind == "malformed":
-            self.malformed += 1
-        else:
-            self.unknown_actor += 1
-        if subject not in self._logged and len(self._logged) < 1000:
-            self._logged.add(subject)  # log once per subject: a flood must not flood the log
-            log.warning("rejected %s message on %s: %s", kind, subject, reason)
 
 
 class LocalRef:
@@ -175,12 +184,20 @@ class Bridge:
         site: str,
         directory: ActorDirectory,
         ask_timeout: float = 5.0,
+        *,
+        policy: WirePolicy | None = None,
+        rate: tuple[float, float] | None = (RATE_PER_SENDER, RATE_BURST),
     ) -> None:
+        """`policy`: the export list; None lets every sender reach every actor (tests of the
+        mesh layer only: an agent always has one). `rate`: (per second, burst) per sender,
+        None for no limit."""
         self.conn = conn
         self.mesh = mesh
         self.site = site
         self.directory = directory
         self.ask_timeout = ask_timeout
+        self.policy = policy
+        self.buckets = SenderBuckets(*rate) if rate is not None else None
         self.stats = WireStats()
         self._subs: list[Subscription] = []
 
@@ -203,42 +220,76 @@ class Bridge:
             return LocalRef(self.directory, path, self.ask_timeout)
         return RemoteRef(self.conn, self.mesh, site, path, self.ask_timeout, sender=self.site)
 
-    # -- the loop thread's side: decode, route, never block --------------------------------
-    def _target(self, msg: Msg) -> pykka.ActorRef[Any] | None:
+    # -- the loop thread's side: check, decode, route, never block -------------------------
+    def _admit(self, msg: Msg, many: bool) -> tuple[pykka.ActorRef[Any], list[wire.Message]]:
+        """The actor and what it may see of this frame, or `Refused`. Cheap checks first, so
+        that a flood costs as little as possible before it is refused."""
+        data = msg.data
+        if len(data) > wire.MAX_FRAME_BYTES:
+            raise Refused(
+                wire.ERR_TOO_LARGE, f"{len(data)} bytes, more than {wire.MAX_FRAME_BYTES}"
+            )
         try:
-            path = subjects.actor_path(msg.subject)
+            sender, path = subjects.actor_target(msg.subject)
         except ValueError:
-            return None
-        return self.directory.get(path)
+            raise Refused(wire.ERR_MALFORMED, "not an actor subject") from None
+        kind = ""
+        if self.policy is not None:
+            found = self.policy.sender_kind(sender) if sender != self.site else None
+            if found is None:
+                raise Refused(
+                    wire.ERR_UNKNOWN_SENDER,
+                    f"{sender!r} is neither another site of this mesh nor the operator",
+                )
+            kind = found
+        if self.buckets is not None and not self.buckets.allow(sender):
+            raise Refused(wire.ERR_RATE_LIMITED, f"{sender} sends more than its rate")
+        if self.policy is not None and not self.policy.exported(kind, path):
+            raise Refused(wire.ERR_NOT_EXPORTED, f"{path} is not exported to a {kind}")
+        ref = self.directory.get(path)
+        if ref is None:
+            raise Refused(wire.ERR_UNKNOWN_ACTOR, f"no actor at {path}")
+        try:
+            messages = wire.decode_many(data) if many else [wire.decode(data)]
+        except wire.WireError as e:
+            raise Refused(wire.ERR_MALFORMED, str(e)) from None
+        if self.policy is not None:
+            policy = self.policy
+            messages = [policy.admit(sender, kind, path, m) for m in messages]
+        return ref, messages
+
+    def _checked(self, msg: Msg, many: bool) -> tuple[pykka.ActorRef[Any], list[wire.Message]]:
+        """`_admit`, with any failure counted (an unexpected one as malformed: nothing from
+        the wire may escape the loop thread's callback, or an ask would go unanswered)."""
+        try:
+            return self._admit(msg, many)
+        except Refused as e:
+            self.stats.reject(e.code, msg.subject, e.reason)
+            raise
+        except Exception as e:
+            why = f"{type(e).__name__}: {e}"
+            self.stats.reject(wire.ERR_MALFORMED, msg.subject, why)
+            raise Refused(wire.ERR_MALFORMED, why) from None
 
     def _tell(self, msg: Msg) -> None:
-        ref = self._target(msg)
-        if ref is None:
-            self.stats.reject("unknown-actor", msg.subject, "no such actor")
-            return
         try:
-            messages = wire.decode_many(msg.data)
-        except wire.WireError as e:
-            self.stats.reject("malformed", msg.subject, str(e))
-            return
-        for m in messages:
-            ref.tell(m)
+            ref, messages = self._checked(msg, many=True)
+        except Refused:
+            return  # a tell frame is refused whole, silently: nobody waits for an answer
+        with contextlib.suppress(pykka.ActorDeadError):
+            for m in messages:
+                ref.tell(m)
 
     def _ask(self, msg: Msg) -> None:
         reply_to = msg.reply
-        ref = self._target(msg)
-        if ref is None:
-            self.stats.reject("unknown-actor", msg.subject, "no such actor")
-            self._reply(reply_to, wire.ErrorReply(code=wire.ERR_UNKNOWN_ACTOR, reason=msg.subject))
-            return
         try:
-            message = wire.decode(msg.data)
-        except wire.WireError as e:
-            self.stats.reject("malformed", msg.subject, str(e))
-            self._reply(reply_to, wire.ErrorReply(code=wire.ERR_MALFORMED, reason=str(e)))
+            ref, (message,) = self._checked(msg, many=False)
+        except Refused as e:
+            self._reply(reply_to, wire.ErrorReply(code=e.code, reason=e.reason))
             return
         if not reply_to:
-            ref.tell(message)  # an ask nobody waits for is a tell
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(message)  # an ask nobody waits for is a tell
             return
         try:
             ref.tell(RemoteAsk(message, lambda result: self._reply(reply_to, result)))

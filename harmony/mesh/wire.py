@@ -6,9 +6,11 @@ fields and the schema version; anything else is a `WireError`, never an exceptio
 reaches an actor.
 
 Strings from the wire reach drivers (env, argv), the journal and terminals, so a message is
-malformed when a name, reason or text in it holds a control character (`Text`); tokens must
-be positive 63-bit integers (`Token`). Text that is only shown (replies, journal events) is
-made `printable` instead, so one stray byte never hides a whole reply.
+malformed when a name, reason or text in it holds a control character or is too long (`Text`,
+`Name`); tokens must be positive 63-bit integers (`Token`); numbers are finite and bounded
+(`Finite`, `Count`). Text that is only shown (replies) is made `printable` and cut to
+`SHOWN_MAX` instead (`Shown`), so one stray byte never hides a whole reply. A payload bigger
+than `MAX_FRAME_BYTES` is refused before it is decoded.
 
 Framing: an *ask* payload is one message; a *tell* payload is a msgpack array of messages, so
 that tells queued together travel as one NATS message (see `frame_tells`).
@@ -28,13 +30,41 @@ _CONTROL = r"\x00-\x1f\x7f-\x9f"
 """C0 (NUL, ESC, newline, tab...), DEL and C1 (0x9b is CSI on some terminals)."""
 _CONTROL_RE = re.compile(f"[{_CONTROL}]")
 
-_TEXT_PATTERN = rf"\A[^{_CONTROL}]*\Z"
-Text = Annotated[str, msgspec.Meta(pattern=_TEXT_PATTERN)]
-"""A string without control characters; anything else makes the message malformed. (A NUL in
-a stop reason crashed the hooks driver's run actor, whose restart released the lease.)"""
-
 Token = Annotated[int, msgspec.Meta(gt=0, le=2**63 - 1)]
 """A fencing token (a KV revision): positive, and fits the int64 that resources store."""
+
+TEXT_MAX = 1024
+"""Reasons and notes: a person's sentence, never a document."""
+SHOWN_MAX = 4096
+"""Display-only strings (an output line, an error): longer ones are cut by their sender."""
+
+_TEXT_PATTERN = rf"\A[^{_CONTROL}]{{0,{TEXT_MAX}}}\Z"
+Text = Annotated[str, msgspec.Meta(pattern=_TEXT_PATTERN)]
+"""A string without control characters, at most TEXT_MAX characters; anything else makes the
+message malformed. (A NUL in a stop reason crashed the hooks driver's run actor, whose restart
+released the lease.) Length is part of the pattern so that msgspec reports one reason."""
+
+NAME_PATTERN = r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z"
+"""As `harmony.config.NAME_RE` (sites, workloads, meshes), with \\Z: `$` accepts a newline."""
+Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
+"""A site, mesh or workload name: they become subject tokens, file names and env values."""
+
+Shown = Annotated[str, msgspec.Meta(max_length=SHOWN_MAX)]
+"""Display-only text; the sending side makes it `shown` (printable, cut) when it is built."""
+
+Finite = Annotated[float, msgspec.Meta(ge=-1e15, le=1e15)]
+"""A float that is a number: no NaN, no infinity (comparisons with NaN are always false)."""
+
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+"""A counter or sequence number."""
+
+MAX_ITEMS = 10_000
+"""Lists and maps in a message: far above a real mesh (workloads per site, output lines)."""
+
+MAX_FRAME_BYTES = 640 * 1024
+"""The largest payload the bridge and the heartbeat reader decode. The outbox frames tells up
+to 512 KiB (`outbox.MAX_FRAME_BYTES`), asks and heartbeats are a few hundred bytes, and NATS'
+default max_payload is 1 MiB: a bigger frame is an attack or a bug, refused before decoding."""
 
 
 def printable(text: str) -> str:
@@ -42,6 +72,12 @@ def printable(text: str) -> str:
     if not _CONTROL_RE.search(text):
         return text
     return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", text.expandtabs(4))
+
+
+def shown(text: str, limit: int = SHOWN_MAX) -> str:
+    """`text` made printable and cut to `limit` characters, so that it fits a `Shown` field."""
+    text = printable(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class WireError(Exception):
@@ -82,16 +118,26 @@ class ErrorReply(Message):
     """The reply to an ask that failed; `code` is one of the ERR_* constants."""
 
     code: Text
-    reason: str
+    reason: Shown
 
     def __post_init__(self) -> None:
-        self.reason = printable(self.reason)
+        self.reason = shown(self.reason)
 
 
 ERR_MALFORMED = "malformed"
 ERR_UNKNOWN_ACTOR = "unknown-actor"
 ERR_HANDLER = "handler-error"
 ERR_UNHANDLED = "unhandled-message"
+ERR_NOT_EXPORTED = "not-exported"
+"""The sender may not reach that actor, or not with that message type (the export list)."""
+ERR_UNKNOWN_SENDER = "unknown-sender"
+"""The sender in the subject is neither a site of this mesh nor the operator."""
+ERR_TOO_LARGE = "too-large"
+ERR_RATE_LIMITED = "rate-limited"
+ERR_INVALID = "invalid"
+"""A well-formed message of an exported type whose content is refused (a self-probe)."""
+ERR_SUBJECT_MISMATCH = "subject-mismatch"
+"""A heartbeat whose site or mesh is not the one its subject names."""
 
 
 class _Codec:
@@ -126,9 +172,17 @@ def encode(msg: Message) -> bytes:
 
 def _explain(e: msgspec.DecodeError) -> str:
     """msgspec names the regex; people want to hear what was wrong with the string."""
-    return str(e).replace(
-        f"Expected `str` matching regex {_TEXT_PATTERN!r}",
-        "a control character (C0, DEL or C1) in a string",
+    return (
+        str(e)
+        .replace(
+            f"Expected `str` matching regex {_TEXT_PATTERN!r}",
+            f"a control character (C0, DEL or C1) or more than {TEXT_MAX} characters in a string",
+        )
+        .replace(
+            f"Expected `str` matching regex {NAME_PATTERN!r}",
+            "not a name (letters, digits, '-', '_', at most 63; "
+            "no control character, dot or space)",
+        )
     )
 
 
@@ -138,21 +192,30 @@ def _check_version(msg: Message) -> Message:
     return msg
 
 
-def decode(data: bytes) -> Message:
-    """Decode one message (an ask or a reply)."""
+def _decode(data: bytes, which: int) -> Any:
+    """Whatever goes wrong decoding bytes from the wire is a `WireError`. msgspec raises
+    `UnicodeDecodeError` (not a `DecodeError`) for invalid UTF-8 in a string; it escaped the
+    bridge uncounted and left the ask unanswered. Catch every `Exception`: this is hostile
+    input, and a decoder failure of any kind means the same thing."""
     try:
-        msg = _codec.decoders()[0].decode(data)
+        return _codec.decoders()[which].decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
         raise WireError(_explain(e)) from None
+    except UnicodeDecodeError as e:
+        raise WireError(f"invalid UTF-8 in a string: {e.reason} at byte {e.start}") from None
+    except Exception as e:
+        raise WireError(f"undecodable: {type(e).__name__}: {e}") from None
+
+
+def decode(data: bytes) -> Message:
+    """Decode one message (an ask or a reply)."""
+    msg: Message = _decode(data, 0)
     return _check_version(msg)
 
 
 def decode_many(data: bytes) -> list[Message]:
     """Decode a tell frame: an array of messages."""
-    try:
-        msgs = _codec.decoders()[1].decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise WireError(_explain(e)) from None
+    msgs: list[Message] = _decode(data, 1)
     for m in msgs:
         _check_version(m)
     return list(msgs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import pykka
 import pytest
 from conftest import wait_until
@@ -18,7 +19,7 @@ from harmony.actors.peers import (
     PeerWatch,
     classify,
 )
-from harmony.config import Timings
+from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, Timings, WorkloadConfig
 
 from .actorkit import Kit, make_kit
 
@@ -41,6 +42,13 @@ def kit() -> Iterator[Kit]:
     # Timers must not fire on their own: the test drives CheckPeers itself.
     k = make_kit(timings=Timings(heartbeat_interval=IV, suspect_after=1.5, silent_after=2.5))
     k.ctx.scheduler.stop()
+    # Peers are the sites of this site's workloads' topologies: b, and not zz.
+    w = WorkloadConfig(
+        name="w",
+        driver=ProcessDriverConfig(command=["true"]),
+        topology=FailoverTopologyConfig(primary="a", standbys=["b"]),
+    )
+    k.ctx.config = msgspec.structs.replace(k.ctx.config, workloads=[w])
     yield k
     pykka.ActorRegistry.stop_all()
 
@@ -139,7 +147,8 @@ def test_routine_heartbeats_are_batched_and_news_is_told_at_once(kit: Kit) -> No
     assert actor is not None
 
     def arrive(beat: Heartbeat) -> None:  # what the subscription callback gets
-        actor._on_msg(SimpleNamespace(data=wire.encode(beat), subject="hb"))
+        subject = f"harmony.m.{beat.site}.hb"
+        actor._on_msg(SimpleNamespace(data=wire.encode(beat), subject=subject))
 
     arrive(hb("b"))  # first news: told at once
     sync(watch)
