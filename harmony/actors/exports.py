@@ -7,8 +7,8 @@ policy before anything reaches an actor:
 
     sender kind    a configured site other than this one -> `site`; `_op` -> `operator`;
                    anything else (an unknown name, this site's own name) is refused
-    path           exported to that kind at all? (else `not-exported`, even if no actor is
-                   there: the answer does not tell a stranger which actors exist)
+    path           an actor there? (else `unknown-actor`) exported to that kind at all?
+                   (else `not-exported`)
     message type   exported for that kind at that path? (else `not-exported`)
     content        clamped or refused where it steers the agent (a probe of this site
                    itself, its timeout; the origin of a forwarded move, the sender of a note)

@@ -4,11 +4,16 @@ A peer is *suspect* after `suspect_after` of its heartbeat intervals without a h
 *silent* after `silent_after` (<= 3, so a dead peer is reported within 3 intervals plus one
 tick). Every change goes to the parent (the agent supervisor), which tells the workloads.
 
-Only the sites of this mesh are peers (`exports.mesh_sites`): a heartbeat is dropped, and
-counted in the bridge's `WireStats`, when its subject names another site, when its `site` or
-`mesh` is not the one its subject names, or when it does not decode. (One forged heartbeat
-from an unknown site used to join the peer table, and its announced copies made every
-split-brain-allowed site stop its own.) The NATS server vouches for the subject.
+Peers are the sites this site's configuration names (`exports.mesh_sites`). A heartbeat is
+dropped, and counted in the bridge's `WireStats`, when it does not decode, when its `site` or
+`mesh` is not the one its subject names (the NATS server vouches for the subject), or when its
+site is not a peer. (One forged heartbeat from an unknown site used to join the peer table,
+and its announced copies made every split-brain-allowed site stop its own.)
+
+One exception, because a witness is named in no workload's topology: a site not named in the
+configuration joins as a peer if its heartbeat is a witness's that announces no copies (it
+steers nothing but liveness display), or on a witness itself (which runs nothing); at most
+`MAX_LEARNED` such peers. A mesh roster, when there is one, names every site instead.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ log = logging.getLogger(__name__)
 
 ALIVE, SUSPECT, SILENT, UNKNOWN = "alive", "suspect", "silent", "unknown"
 TICKS_PER_INTERVAL = 5
+MAX_LEARNED = 16
+"""Peers not named in the configuration (witnesses): the table stays bounded."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,8 @@ class PeerWatch(HarmonyActor):
         self._latest: dict[str, tuple[Heartbeat, float]] = {}
         self._told: dict[str, tuple[str, dict[str, CopyInfo]]] = {}
         self._not_alive: set[str] = set(self.peers)
+        self._learned: set[str] = set()
+        """Sites admitted by `_may_learn` (witnesses); read and written under `_hb_lock`."""
         self.sub: Subscription | None = None
         if self.ctx.bridge is not None:
             self.sub = self.ctx.bridge.conn.subscribe(subjects.heartbeats(cfg.mesh), self._on_msg)
@@ -143,8 +152,6 @@ class PeerWatch(HarmonyActor):
     def _heartbeat(self, site: str, data: bytes) -> Heartbeat:
         if len(data) > wire.MAX_FRAME_BYTES:
             raise Refused(wire.ERR_TOO_LARGE, f"{len(data)} bytes")
-        if site not in self.known:
-            raise Refused(wire.ERR_UNKNOWN_SENDER, f"{site!r} is not a site of this mesh")
         try:
             hb = wire.decode(data)
         except wire.WireError as e:
@@ -155,7 +162,21 @@ class PeerWatch(HarmonyActor):
             raise Refused(
                 wire.ERR_SUBJECT_MISMATCH, f"heartbeat of {hb.mesh}/{hb.site} on this subject"
             )
+        if site not in self.known and not self._may_learn(hb):
+            raise Refused(wire.ERR_UNKNOWN_SENDER, f"{site!r} is not a site of this mesh")
         return hb
+
+    def _may_learn(self, hb: Heartbeat) -> bool:
+        """A site the configuration does not name: a witness that claims no copy (or any
+        site, on a witness), while fewer than MAX_LEARNED were admitted."""
+        harmless = (hb.witness and not hb.copies) or self.ctx.config.witness
+        with self._hb_lock:
+            if hb.site in self._learned:
+                return harmless
+            if harmless and len(self._learned) < MAX_LEARNED:
+                self._learned.add(hb.site)
+                return True
+        return False
 
     def _absorb_latest(self) -> None:
         """Fold in the routine heartbeats the loop kept since the last tick."""
@@ -170,7 +191,10 @@ class PeerWatch(HarmonyActor):
         hb = msg.hb
         peer = self.peers.get(hb.site)
         if peer is None:
-            return  # not a site of this mesh: the table never grows (checked on arrival too)
+            with self._hb_lock:
+                if hb.site not in self._learned:
+                    return  # not a peer: the table never grows beyond known + learned
+            peer = self.peers[hb.site] = _Peer(UNKNOWN, None, hb.interval)
         if peer.last_seen is not None and msg.received < peer.last_seen:
             return  # an older heartbeat than one already folded in from the batch
         restarted = bool(peer.incarnation) and peer.incarnation != hb.incarnation
@@ -191,7 +215,8 @@ class PeerWatch(HarmonyActor):
                 # Never heard of: agents start at different speeds, so give a peer a whole
                 # lease TTL to show up before calling it silent (a standby that booted first
                 # must not take over from a primary that is still starting).
-                if now - self.born > max(t.silent_after * peer.interval, t.lease_ttl):
+                waited = now - self.born > max(t.silent_after * peer.interval, t.lease_ttl)
+                if waited and peer.state != SILENT:  # once: not at every tick
                     self._change(site, peer, SILENT, None)
                 continue
             age = now - peer.last_seen

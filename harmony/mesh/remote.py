@@ -244,11 +244,11 @@ class Bridge:
             kind = found
         if self.buckets is not None and not self.buckets.allow(sender):
             raise Refused(wire.ERR_RATE_LIMITED, f"{sender} sends more than its rate")
-        if self.policy is not None and not self.policy.exported(kind, path):
-            raise Refused(wire.ERR_NOT_EXPORTED, f"{path} is not exported to a {kind}")
         ref = self.directory.get(path)
         if ref is None:
             raise Refused(wire.ERR_UNKNOWN_ACTOR, f"no actor at {path}")
+        if self.policy is not None and not self.policy.exported(kind, path):
+            raise Refused(wire.ERR_NOT_EXPORTED, f"{path} is not exported to a {kind}")
         try:
             messages = wire.decode_many(data) if many else [wire.decode(data)]
         except wire.WireError as e:
