@@ -62,7 +62,7 @@ def heartbeat(mesh: str, site: str, **fields: Any) -> m.Heartbeat:
 
 def _junk(rng: random.Random, depth: int = 0) -> Any:
     kinds: list[Callable[[], Any]] = [
-        lambda: rng.randrange(-(2**64), 2**64),
+        lambda: rng.randrange(-(2**63), 2**64),
         lambda: rng.random() * 10 ** rng.randrange(-5, 40),
         lambda: float(rng.choice(["nan", "inf", "-inf"])),
         lambda: None,

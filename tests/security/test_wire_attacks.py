@@ -40,7 +40,7 @@ from harmony.mesh.remote import RemoteError, RemoteRef
 from harmony.sim.launch import LocalMesh
 
 from .wirekit import (
-    MARK,
+    MARKS,
     MESH,
     actor,
     ask_raw,
@@ -74,40 +74,33 @@ def conn(mesh: LocalMesh) -> Iterator[MeshConnection]:
 
 @pytest.fixture(scope="module")
 def settled(mesh: LocalMesh, conn: MeshConnection) -> dict[str, int]:
-    """Every workload runs on a, once; the pids of a's copies (ledger, hooked, sba)."""
+    """Every workload runs on a, once: the pid of each copy, from the process table."""
 
     def running() -> dict[str, int] | None:
         snap = snapshot(conn, "a")
-        pids = {}
-        for w in ("ledger", "hooked", "sba"):
+        for w in MARKS:
             info = actor(snap, f"agent/workload/{w}/run")
-            if info is None or info.state != "running" or not info.detail.get("pid", ""):
+            if info is None or info.state != "running":
                 return None
-            pids[w] = int(info.detail["pid"])
-        return pids if len(copies()) == 1 and len(copies(MARK + 1)) == 1 else None
+        found = {w: copies(mark) for w, mark in MARKS.items()}
+        if any(len(pids) != 1 for pids in found.values()):
+            return None
+        return {w: pids[0] for w, pids in found.items()}
 
     return wait_until(running, 60, message=lambda: dump(mesh))  # type: ignore[no-any-return]
 
 
 def untouched(conn: MeshConnection, settled: dict[str, int], incarnations: dict[str, str]) -> bool:
-    """Same agents, nothing restarted, a's copies the same processes, one copy of each."""
+    """Same agents, nothing restarted, each copy the same one process, running on a only."""
     for site in ("a", "b"):
         snap = snapshot(conn, site)
-        if snap.incarnation != incarnations[site]:
+        if snap.incarnation != incarnations[site] or any(i.restarts for i in snap.actors):
             return False
-        if any(info.restarts for info in snap.actors):
-            return False
-    snap = snapshot(conn, "a")
-    for w, pid in settled.items():
-        info = actor(snap, f"agent/workload/{w}/run")
-        if info is None or info.detail.get("pid") != str(pid) or info.state != "running":
-            return False
-    b = snapshot(conn, "b")
-    for w in settled:
-        info = actor(b, f"agent/workload/{w}/run")
-        if info is None or info.state == "running":
-            return False
-    return len(copies()) == 1 and len(copies(MARK + 1)) == 1
+        for w in MARKS:
+            info = actor(snap, f"agent/workload/{w}/run")
+            if info is None or (info.state == "running") != (site == "a"):
+                return False
+    return all(copies(mark) == [settled[w]] for w, mark in MARKS.items())
 
 
 @pytest.fixture
@@ -138,13 +131,12 @@ def test_start_to_a_standbys_run_actor_is_refused_from_a_site_and_the_operator(
         ref.tell(StartWorkload())  # a tell is refused whole, silently, and counted
     wait_until(lambda: delta(rejected(conn, "b"), before) == {"not-exported": 6}, 10)
     stays(lambda: untouched(conn, settled, baseline), 2.0, "a second copy, or a restart")
-    assert copies() == [settled["ledger"]]
 
 
 def test_a_token_to_a_hooks_run_actor_never_reaches_a_hook(
     mesh: LocalMesh, conn: MeshConnection, settled: dict[str, int], baseline: dict[str, str]
 ) -> None:
-    calls = mesh.workdir / "hooks" / "calls"
+    calls = {site: mesh.workdir / "hooks" / site / "calls" for site in ("a", "b")}
     for site in ("a", "b"):
         for sender in ({"a", "b"} - {site}).pop(), OP:
             ref = RemoteRef(conn, MESH, site, "agent/workload/hooked/run", 3.0, sender=sender)
@@ -156,8 +148,10 @@ def test_a_token_to_a_hooks_run_actor_never_reaches_a_hook(
     )
     assert isinstance(out, Output)
     stays(lambda: untouched(conn, settled, baseline), 1.0, "a restart or a second copy")
-    assert str(2**62) not in calls.read_text()
-    assert all(line.startswith(("start", "stop", "fence")) for line in calls.read_text().split())
+    token = actor(snapshot(conn, "a"), "agent/workload/hooked/run").detail["token"]  # type: ignore[union-attr]
+    starts = [line for line in calls["a"].read_text().splitlines() if line.startswith("start")]
+    assert starts == [f"start token={token}"]  # a's start, with its lease's token, only
+    assert "start" not in calls["b"].read_text()  # b's boot fence only
 
 
 def test_a_stop_with_a_nul_byte_and_60_fences_with_one_change_nothing(
@@ -267,14 +261,15 @@ def test_forged_heartbeats_never_join_the_peer_table_nor_stop_a_copy(
             )
         )
 
+    # A site ignores what comes on its own subject (its own heartbeats, echoed back).
     conn.publish(subjects.heartbeat(MESH, "zz"), beat("zz"))  # unknown: a and b count it
-    conn.publish(subjects.heartbeat(MESH, "zz"), beat("b"))  # b's, on an unknown subject
-    conn.publish(subjects.heartbeat(MESH, "b"), beat("zz"))  # zz's on b's subject: a counts
-    conn.publish(subjects.heartbeat(MESH, "a"), beat("b"))  # b's on a's subject: b counts
+    conn.publish(subjects.heartbeat(MESH, "zz"), beat("b"))  # b's, not on b's subject
+    conn.publish(subjects.heartbeat(MESH, "b"), beat("zz"))  # on b's subject: a counts it
+    conn.publish(subjects.heartbeat(MESH, "a"), beat("b"))  # on a's subject: b counts it
     for i in range(50):  # many names: the table must not grow
         conn.publish(subjects.heartbeat(MESH, f"x{i}"), beat(f"x{i}"))
-    want_a = {"subject-mismatch": 1, "unknown-sender": 52}
-    want_b = {"subject-mismatch": 1, "unknown-sender": 52}
+    want_a = {"subject-mismatch": 2, "unknown-sender": 51}
+    want_b = {"subject-mismatch": 2, "unknown-sender": 51}
     wait_until(lambda: delta(rejected(conn, "a"), before["a"]) == want_a, 10)
     wait_until(lambda: delta(rejected(conn, "b"), before["b"]) == want_b, 10)
     for site in ("a", "b"):
@@ -289,13 +284,15 @@ def test_300_fuzzed_frames_are_all_answered(
     conn: MeshConnection, settled: dict[str, int], baseline: dict[str, str]
 ) -> None:
     """12 of 300 asks were never answered: invalid UTF-8 escaped the decoder uncounted."""
-    from .fuzzkit import mutate, seeds
+    from .fuzzkit import harmful, mutate, seeds
 
     rng = random.Random(9)
     pool = seeds()
     before = rejected(conn, "a")
     for _ in range(300):
         frame = mutate(rng, rng.choice(pool))
+        if harmful(frame, many=False):  # a valid move or stop would be obeyed: not an attack
+            continue
         path = rng.choice([SITE_PATH, "agent", "agent/workload/ledger"])
         reply = ask_raw(conn, "a", rng.choice(["b", OP]), path, frame, timeout=5)
         assert isinstance(reply, wire.Message)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import tomli_w
 
+from harmony import procfs
 from harmony.actors.messages import ActorInfo, Snapshot, SnapshotRequest
 from harmony.config import (
     FailoverTopologyConfig,
@@ -80,12 +81,16 @@ def workloads(hooks: Path) -> list[WorkloadConfig]:
 
 
 def start_mesh(workdir: Path, sites: tuple[str, ...] = ("a", "b")) -> Iterator[LocalMesh]:
-    """A fixture body: the mesh, stopped (and swept) whatever happens."""
-    hooks = workdir / "hooks"
-    hooks.mkdir(parents=True)
-    (hooks / "ctl.sh").write_text(HOOKS.replace("@MARK2@", str(MARK + 2)))
-    (hooks / "ctl.sh").chmod(0o755)
-    m = LocalMesh(workdir, mesh=MESH, sites=sites, timings=FAST, workloads=workloads(hooks))
+    """A fixture body: the mesh, stopped (and swept) whatever happens. Each site has its own
+    hooks directory (`workdir/hooks/<site>`): its pid file and its log of calls."""
+    per_site = {}
+    for site in sites:
+        hooks = workdir / "hooks" / site
+        hooks.mkdir(parents=True)
+        (hooks / "ctl.sh").write_text(HOOKS.replace("@MARK2@", str(MARK + 2)))
+        (hooks / "ctl.sh").chmod(0o755)
+        per_site[site] = workloads(hooks)
+    m = LocalMesh(workdir, mesh=MESH, sites=sites, timings=FAST, site_workloads=per_site)
     try:
         for path in m.write_configs().values():
             data = tomllib.loads(path.read_text())
@@ -101,9 +106,16 @@ def start_mesh(workdir: Path, sites: tuple[str, ...] = ("a", "b")) -> Iterator[L
                     os.kill(pid, signal.SIGKILL)
 
 
+MARKS = {"ledger": MARK, "sba": MARK + 1, "hooked": MARK + 2}
+
+
 def copies(mark: int = MARK) -> list[int]:
-    """The process table's word: live `sleep <mark>` processes."""
-    return [p for p in pids_mentioning(f"sleep {mark}") if alive(p)]
+    """The process table's word: live `sleep <mark>` processes (not their keepers)."""
+    return [
+        p
+        for p in pids_mentioning(f"sleep {mark}")
+        if procfs.cmdline(p).startswith(f"sleep {mark}") and alive(p)
+    ]
 
 
 def snapshot(conn: MeshConnection, site: str, timeout: float = 3.0, mesh: str = MESH) -> Snapshot:
