@@ -46,7 +46,6 @@ PATHS = [
     "agent",
     "agent/workload/ledger",
     "agent/workload/ledger/run",
-    "agent/workload/ledger/lease",
     "agent/peers",
 ]
 
