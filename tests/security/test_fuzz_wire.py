@@ -191,3 +191,61 @@ def snapshot_of(conn: MeshConnection) -> tuple[dict[str, int], str]:
     assert root is not None and root.restarts == 0
     assert all(a.restarts == 0 for a in snap.actors), snap.actors
     return dict(snap.rejected), snap.incarnation
+
+
+def test_a_flooding_sender_is_cut_to_its_rate_and_the_others_are_still_served(
+    agent: LocalMesh,
+) -> None:
+    import threading
+
+    conn = MeshConnection(agent.client_urls(), "flooder").start()
+    op = MeshConnection(agent.client_urls(), "operator").start()
+    try:
+        conn.wait_connected(10)
+        op.wait_connected(10)
+        before, incarnation = snapshot_of(op)
+        ping = wire.encode(Ping(text="op"))
+        op_subject = subjects.actor(MESH, "a", subjects.ASK, subjects.OPERATOR, SITE_PATH)
+        latencies: list[float] = []
+        stop = threading.Event()
+
+        def operator() -> None:  # asks one at a time during the whole flood
+            while not stop.is_set():
+                t = time.monotonic()
+                reply = wire.decode(op.request(op_subject, ping, timeout=5))
+                assert reply == Pong(text="op", site="a"), reply
+                latencies.append(time.monotonic() - t)
+
+        worker = threading.Thread(target=operator, daemon=True)
+        worker.start()
+        flood = subjects.actor(MESH, "a", subjects.TELL, "b", SITE_PATH)
+        frame = wire.frame_tells([wire.encode(Ping(text="flood"))])
+        n = 40_000
+        t0 = time.monotonic()
+        for _ in range(n):
+            conn.publish(flood, frame)
+        done = conn.request(
+            subjects.actor(MESH, "a", subjects.ASK, "b", SITE_PATH), ping, timeout=10
+        )  # the flooder's own ask, after its flood: refused or answered, never lost
+        took = time.monotonic() - t0
+        stop.set()
+        worker.join(10)
+        assert not worker.is_alive()
+        reply = wire.decode(done)
+        assert reply == Pong(text="op", site="a") or (
+            isinstance(reply, wire.ErrorReply) and reply.code == wire.ERR_RATE_LIMITED
+        )
+        admitted_at_most = RATE_BURST + RATE_PER_SENDER * took
+        counted = delta(snapshot_of(op)[0], before)
+        limited = counted.get(wire.ERR_RATE_LIMITED, 0)
+        assert limited >= n - admitted_at_most, (counted, took)
+        assert set(counted) == {wire.ERR_RATE_LIMITED}, counted
+        assert latencies and max(latencies) < 2.0, sorted(latencies)[-5:]
+        assert snapshot_of(op)[1] == incarnation
+        print(
+            f"\nflood of {n} in {took:.2f} s: {counted}; operator asks {len(latencies)}, "
+            f"max {max(latencies) * 1000:.1f} ms"
+        )
+    finally:
+        conn.close()
+        op.close()
