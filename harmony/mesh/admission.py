@@ -120,7 +120,9 @@ class WireStats:
             if first:  # once per (reason, subject): a flood must not flood the log
                 self._logged.add(key)
         if first:
-            log.warning("rejected %s message on %s: %s", kind, wire.printable(key[1]), reason)
+            # Subjects and reasons carry what the sender wrote: never raw into a log.
+            why = wire.shown(reason, 300)
+            log.warning("rejected %s message on %s: %s", kind, wire.printable(key[1]), why)
 
     def rejected(self) -> dict[str, int]:
         with self._lock:
