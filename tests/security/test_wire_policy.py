@@ -217,3 +217,24 @@ def test_rejections_are_counted_by_reason_and_logged_once_per_subject(
     assert stats.rejected() == {"malformed": 3, "not-exported": 1, "unknown-actor": 1}
     assert (stats.malformed, stats.unknown_actor) == (3, 1)
     assert len([r for r in caplog.records if "rejected" in r.getMessage()]) == 3
+
+
+def test_the_site_actor_itself_never_probes_its_own_site() -> None:
+    """Without the bridge's refusal too (a local ask): the answer comes at once."""
+    import time
+
+    import pykka
+    from unit.actorkit import make_kit
+
+    from harmony.actors.site import SITE_PATH, SiteActor
+
+    kit = make_kit()
+    ref = SiteActor.start(kit.ctx, SITE_PATH, None)
+    try:
+        t0 = time.monotonic()
+        result = ref.ask(m.ProbePeer(target="a", timeout=12), timeout=5)
+        assert isinstance(result, m.ProbeResult)
+        assert not result.ok and "does not probe itself" in result.error
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        pykka.ActorRegistry.stop_all()
