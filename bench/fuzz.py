@@ -1,7 +1,7 @@
 """A long fuzz run against one real agent: mutated frames on its ask, tell and heartbeat
 subjects, as fast as this process can send them, then a table.
 
-    python bench/fuzz.py [--frames 300000] [--seed N] [--ask-share 0.05] [--paced]
+    python bench/fuzz.py [--frames 300000] [--seed N] [--ask-share 0.05] [--paced | --flood]
 
 One `harmony agent` (site a of mesh `fuzz`, with its embedded nats-server; b is named in its
 config and never runs) takes frames from every kind of sender: b and the operator (known),
@@ -10,9 +10,11 @@ flips, truncation, invalid UTF-8, wrong field types, random structs, control cha
 nesting, random bytes, oversized frames). Asks are sent one at a time and each must be
 answered; tells and heartbeats are published without waiting.
 
-Unpaced (the default), the known senders go over their rate and part of what they send is
-counted `rate-limited`; `--paced` keeps them under it, and the run then also checks that the
-agent's counters equal the reasons the rules give, reason by reason. The table: frames sent
+Made one at a time, frames leave at the generator's pace (a few thousand a second), under
+the senders' rate limits; `--paced` makes sure of it, and then also checks that the agent's
+counters equal the reasons the rules give, reason by reason. `--flood` makes every frame
+first (tells and heartbeats only) and then publishes them all at once: the agent's own rate
+of refusing, with the known senders far over their rate (`rate-limited`). The table: frames sent
 per second, what the agent counted by reason, asks answered, the agent's RSS before and after,
 and whether it is the same agent with nothing restarted.
 """
@@ -54,7 +56,7 @@ from harmony.config import (
 )
 from harmony.mesh import subjects, wire
 from harmony.mesh.admission import RATE_BURST, RATE_PER_SENDER
-from harmony.mesh.connection import MeshConnection
+from harmony.mesh.connection import MeshConnection, NoResponders
 from harmony.sim.launch import LocalMesh
 
 MESH = "fuzz"
@@ -119,7 +121,16 @@ def attack(
     expected: collections.Counter[str] = collections.Counter()
     per_sender: collections.Counter[str] = collections.Counter()
     unanswered = 0
-    shares = [args.ask_share, (1 - args.ask_share) * 0.6, (1 - args.ask_share) * 0.4]
+    ask_share = 0.0 if args.flood else args.ask_share
+    shares = [ask_share, (1 - ask_share) * 0.6, (1 - ask_share) * 0.4]
+    queued: list[tuple[str, bytes]] = []
+
+    def send(subject: str, frame: bytes) -> None:
+        if args.flood:
+            queued.append((subject, frame))
+        else:
+            conn.publish(subject, frame)
+
     t0 = time.monotonic()
     for i in range(args.frames):
         channel = rng.choices(["ask", "tell", "hb"], shares)[0]
@@ -128,7 +139,7 @@ def attack(
             msg = heartbeat(MESH, rng.choice([site, "b", "zz"]), witness=rng.random() < 0.2)
             frame = oversized(msg) if i % 20_000 == 0 else mutate(rng, msg)
             expected[str(expect_heartbeat(MESH, known, site, frame))] += 1
-            conn.publish(subjects.heartbeat(MESH, site), frame)
+            send(subjects.heartbeat(MESH, site), frame)
             sent[channel] += 1
             continue
         many = channel == "tell"
@@ -150,23 +161,28 @@ def attack(
         expected[str(expect_actor(policy, sender, path, frame, many))] += 1
         subject = subjects.actor(MESH, "a", channel, sender, path)
         if many:
-            conn.publish(subject, frame)
+            send(subject, frame)
         else:
             try:
                 wire.decode(conn.request(subject, frame, timeout=5))
             except TimeoutError:
                 unanswered += 1
         sent[channel] += 1
+    if args.flood:
+        t0 = time.monotonic()
+        for subject, frame in queued:
+            conn.publish(subject, frame)
     elapsed = time.monotonic() - t0
     flush = subjects.actor(MESH, "a", subjects.ASK, subjects.OPERATOR, SITE_PATH)
     deadline = time.monotonic() + 60
-    while True:  # the agent may still be working through what was queued
+    while True:  # the agent may still be working through what was queued, or reconnecting
         try:
             pong = wire.decode(conn.request(flush, wire.encode(Ping(text="end")), timeout=10))
             break
-        except TimeoutError:
+        except (TimeoutError, NoResponders):
             if time.monotonic() > deadline:
                 raise
+            time.sleep(0.2)  # a retry's pace, not a wait for a condition
     drained = time.monotonic() - t0
     last = snapshot(conn)
     rss_after = rss_mb(pid)
@@ -180,12 +196,16 @@ def attack(
     table.add_column("value", justify="right")
     table.add_row("frames sent", f"{sum(sent.values()):,} ({dict(sent)})")
     table.add_row("sending took", f"{elapsed:.1f} s ({sum(sent.values()) / elapsed:,.0f} frames/s)")
-    table.add_row("handled by the agent after", f"{drained:.1f} s")
+    total = sum(sent.values())
+    table.add_row("handled by the agent after", f"{drained:.1f} s ({total / drained:,.0f}/s)")
     for reason, n in sorted(counted.items()):
         table.add_row(f"rejected: {reason}", f"{n:,}")
     want = {k: v for k, v in expected.items() if k != "None"}
     table.add_row("expected by the rules (unpaced: before rate limiting)", str(dict(want)))
     table.add_row("asks unanswered", str(unanswered))
+    log = mesh.procs["a"].log_path.read_text(errors="replace")
+    dropped = log.count("mesh connection disconnected")
+    table.add_row("agent's connection dropped by its server", f"{dropped} time(s)")
     table.add_row("agent RSS before / after", f"{rss_before:.1f} / {rss_after:.1f} MB")
     same = last.incarnation == first.incarnation and all(a.restarts == 0 for a in last.actors)
     table.add_row("same agent, nothing restarted", str(same and mesh.procs["a"].running))
@@ -202,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=300_000)
     p.add_argument("--seed", type=int, default=int(time.time()))
     p.add_argument("--ask-share", type=float, default=0.05)
-    p.add_argument("--paced", action="store_true", help="stay under the per-sender rate")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--paced", action="store_true", help="stay under the per-sender rate")
+    how.add_argument("--flood", action="store_true", help="make every frame, then send at once")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="harmony-fuzz-") as d:
         return run(args, Path(d))
