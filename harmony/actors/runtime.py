@@ -32,6 +32,7 @@ from harmony.mesh.leases import BucketMismatch, LeaseStore
 from harmony.mesh.remote import ActorDirectory, Bridge
 from harmony.mesh.server import EmbeddedServer, ServerSpec
 from harmony.strategies.registry import uses_lease
+from harmony.textsafe import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -190,10 +191,11 @@ class Agent:
         self._done.set()
 
     def _server_event(self, kind: str, detail: str) -> None:
-        log.warning("embedded nats-server %s %s", kind, detail) if kind != "started" else None
+        if kind != "started":
+            log.warning("embedded nats-server %s %s", kind, redact_url(detail))
 
     def _conn_state(self, kind: str, detail: str) -> None:
-        log.info("mesh connection %s %s", kind, detail)
+        log.info("mesh connection %s %s", kind, redact_url(detail))
 
     # ------------------------------------------------------------------ snapshot
     def snapshot(self) -> Snapshot:
@@ -212,7 +214,7 @@ class Agent:
             peers=self.peer_view.read(now),
             malformed=stats.malformed if stats else 0,
             unknown_actor=stats.unknown_actor if stats else 0,
-            nats_url=url,
+            nats_url=redact_url(url),
         )
 
     def _on_snapshot(self, msg: Msg) -> None:
