@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -216,8 +216,9 @@ class Driver(abc.ABC, Generic[ConfigT]):
                 log.debug("on_event traceback", exc_info=True)
 
     def _env(self, extra: dict[str, str], **more: str) -> dict[str, str]:
-        """os.environ + the config's env + the HARMONY_* variables (which nobody overrides)."""
-        env = {**os.environ, **extra}
+        """The allowlisted part of os.environ (`inherited_env`) + the config's env + the
+        HARMONY_* variables (which nobody overrides)."""
+        env = {**inherited_env(os.environ, self.config.pass_env), **extra}
         env["HARMONY_WORKLOAD"] = self.workload
         env["HARMONY_SITE"] = self.site
         env[CONTAINMENT_ENV] = self.containment
@@ -248,6 +249,21 @@ class Driver(abc.ABC, Generic[ConfigT]):
         lost or blocked while the agent is busy, and survives an agent restart.
         """
         return os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+
+# -- environment -----------------------------------------------------------------------------
+
+INHERITED_ENV = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR"})
+"""What a workload inherits from the agent's environment (and every ``LC_*``): enough to run
+a program as the agent's user and locale, nothing that may hold the agent's secrets (NATS
+credentials, cloud tokens of the service manager). The operator adds names with `pass_env`."""
+
+
+def inherited_env(environ: Mapping[str, str], pass_env: Iterable[str] = ()) -> dict[str, str]:
+    """The part of `environ` a workload (or hook) gets: `INHERITED_ENV`, ``LC_*`` and the
+    config's `pass_env` names."""
+    chosen = INHERITED_ENV | set(pass_env)
+    return {k: v for k, v in environ.items() if k in chosen or k.startswith("LC_")}
 
 
 # -- output ----------------------------------------------------------------------------------
