@@ -27,6 +27,7 @@ import msgspec
 from harmony import procfs
 from harmony.config import HooksDriverConfig, ProcessDriverConfig
 from harmony.guard import DEADLINE_ENV, TOKEN_ENV
+from harmony.private_files import open_private_append, private_dir
 
 from .containment import CONTAINMENT_ENV
 from .tether import TetherSpec
@@ -127,7 +128,7 @@ class Driver(abc.ABC, Generic[ConfigT]):
         # only ever held briefly. Order: _op before _lock, never the reverse.
         self._op = threading.RLock()
         self._lock = threading.RLock()
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log_dir)
 
     def deadline_file(self) -> Path | None:
         """The fence deadline file of the current token's copy (None: no tether, no token)."""
@@ -237,7 +238,7 @@ class Driver(abc.ABC, Generic[ConfigT]):
         """Append a harmony line to the log, so runs and hooks can be told apart."""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         try:
-            with open(self.log_path, "a", buffering=1, encoding="utf-8") as f:
+            with os.fdopen(open_private_append(self.log_path), "a", encoding="utf-8") as f:
                 f.write(f"[harmony {stamp}] {text}\n")
         except OSError:
             log.exception("%s: cannot write %s", self.workload, self.log_path)
@@ -248,7 +249,7 @@ class Driver(abc.ABC, Generic[ConfigT]):
         The child writes straight into the file (no pipe through us): its output is never
         lost or blocked while the agent is busy, and survives an agent restart.
         """
-        return os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        return open_private_append(self.log_path)  # 0600: output may hold secrets
 
 
 # -- environment -----------------------------------------------------------------------------
