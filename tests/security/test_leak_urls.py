@@ -168,3 +168,17 @@ def test_tui_banner_hides_the_password() -> None:
             assert PASSWORD not in app.export_screenshot()
 
     asyncio.run(scenario())
+
+
+def test_config_check_hides_the_password(tmp_path: Path) -> None:
+    conf = tmp_path / "a.toml"
+    url = f"nats://{USER}:{PASSWORD}@127.0.0.1:4222"
+    conf.write_text(f'mesh = "m"\nsite = "a"\n[nats]\nmode = "external"\nservers = ["{url}"]\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "harmony.cli", "config", "check", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert PASSWORD not in out.stdout + out.stderr and f"{USER}:***@" in out.stdout, out.stdout
