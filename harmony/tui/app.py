@@ -198,9 +198,13 @@ class HarmonyApp(App[None]):
         try:
             answer = self.feed.ask(site, path, GetOutput(lines=20), self.ask_timeout)
         except Exception as e:
-            tail = OutputTail(error=f"output unavailable: {e}", at=self.clock())
-        else:
-            lines = tuple(answer.lines) if isinstance(answer, Output) else ()
+            tail = OutputTail(error=printable(f"output unavailable: {e}"), at=self.clock())
+        else:  # a workload's output is remote text: no escapes reach the terminal
+            lines = (
+                tuple(printable(line) for line in answer.lines)
+                if isinstance(answer, Output)
+                else ()
+            )
             tail = OutputTail(lines=lines, at=self.clock())
         self.call_from_thread(self._set_output, site, workload, tail)
 
