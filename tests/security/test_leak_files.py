@@ -197,9 +197,14 @@ def test_journal_file_is_private(tmp_path: Path) -> None:
         def wall(self) -> float:
             return 0.0
 
-    j = Journal(tmp_path / "d" / "journal.jsonl", Clock(), "a", "m", "inc", None)  # type: ignore[arg-type]
-    try:
-        j.record("", "k", "r")
-    finally:
-        j.close()
-    assert mode(tmp_path / "d" / "journal.jsonl") == 0o600 and mode(tmp_path / "d") == 0o700
+    old = tmp_path / "old" / "journal.jsonl"  # as an older agent left it: 0644
+    old.parent.mkdir()
+    old.write_text("")
+    os.chmod(old, 0o644)
+    for path in (tmp_path / "d" / "journal.jsonl", old):
+        j = Journal(path, Clock(), "a", "m", "inc", None)  # type: ignore[arg-type]
+        try:
+            j.record("", "k", "r")
+        finally:
+            j.close()
+        assert mode(path) == 0o600 and mode(path.parent) == 0o700

@@ -169,8 +169,6 @@ def test_tui_shows_no_remote_terminal_control(forger: tuple[str, MeshConnection]
                 console = Console(file=io.StringIO(), width=200, force_terminal=True)
                 console.print(detail_renderable(app.model, key, app.clock(), None))
                 assert_clean(console.file.getvalue())  # type: ignore[attr-defined]
-            screen = app.export_screenshot()
-            assert_clean(screen)
-            assert "pwned" not in screen or "\\x1b" in screen  # shown only as harmless text
+            assert_clean(app.export_screenshot())  # the whole screen, event log included
 
     asyncio.run(scenario())
