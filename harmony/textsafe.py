@@ -39,9 +39,25 @@ def redact_url(url: str | Iterable[str]) -> str:
     try:
         if not isinstance(url, str):
             url = ", ".join(str(u) for u in url)
+        if len(url) > REDACT_LIMIT:
+            url = _cut(url)
         return _USERINFO.sub(_redact_one, url)
     except Exception:  # junk: say nothing of it rather than risk showing a secret
         return "<unprintable url>"
+
+
+REDACT_LIMIT = 2048
+"""The matcher backtracks (quadratic on hostile input): a longer text is cut first."""
+
+
+def _cut(text: str) -> str:
+    """`text` cut to `REDACT_LIMIT` at whitespace, which a URL cannot hold: a credential is
+    never cut in two (its first half would no longer look like one, and would show)."""
+    head = text[:REDACT_LIMIT]
+    at = max(head.rfind(" "), head.rfind("\n"), head.rfind("\t"))
+    if at <= 0:
+        return f"<{len(text)} characters, not shown>"
+    return head[:at] + f" …({len(text) - at} characters cut)"
 
 
 def redact_urls(urls: Iterable[str]) -> list[str]:
