@@ -117,7 +117,7 @@ def clean_event(event: JournalEvent) -> JournalEvent:
         site=printable(event.site, NAME_LIMIT),
         workload=printable(event.workload, NAME_LIMIT),
         kind=printable(event.kind, NAME_LIMIT),
-        reason=printable(redact_url(event.reason)),
+        reason=printable(event.reason),
         incarnation=printable(event.incarnation, NAME_LIMIT),
         detail={printable(k, NAME_LIMIT): printable(v) for k, v in event.detail.items()},
     )
