@@ -44,6 +44,7 @@ from harmony.mesh.fastpaths import (
 )
 from harmony.mesh.outbox import _Outbox
 from harmony.mesh.replies import NoResponders, Replies, _Reply
+from harmony.textsafe import redact_url
 
 __all__ = [
     "FAST_PATHS",
@@ -125,7 +126,7 @@ class MeshConnection(Replies):
     def wait_connected(self, timeout: float) -> None:
         if not self._connected.wait(timeout):
             raise MeshUnavailable(
-                f"no NATS server answered within {timeout:g} s (tried {', '.join(self.servers)})"
+                f"no NATS server answered within {timeout:g} s (tried {redact_url(self.servers)})"
             )
 
     @property
@@ -199,8 +200,12 @@ class MeshConnection(Replies):
                 )
             except Exception as e:
                 if attempt == 1 or attempt % 20 == 0:
-                    log.warning("cannot reach NATS at %s: %s (retrying)", self.servers, e)
-                self._state("unreachable", str(e))
+                    log.warning(
+                        "cannot reach NATS at %s: %s (retrying)",
+                        redact_url(self.servers),
+                        redact_url(str(e)),
+                    )
+                self._state("unreachable", redact_url(str(e)))
                 await asyncio.sleep(self._reconnect_wait)
                 continue
             self.nc = nc
@@ -209,13 +214,14 @@ class MeshConnection(Replies):
                 self._ensure_sub(i)
             self._open_gate()
             self._connected.set()
-            self._state("connected", nc.connected_url.netloc if nc.connected_url else "")
+            url = nc.connected_url.netloc if nc.connected_url else ""
+            self._state("connected", redact_url(url))
             if self._outbox.items:  # queued before we were connected
                 self._kick()
             return
 
     async def _on_error(self, e: Exception) -> None:
-        log.debug("nats error: %s", e)
+        log.debug("nats error: %s", redact_url(str(e)))
 
     async def _on_disconnected(self) -> None:
         self._connected.clear()
@@ -226,7 +232,7 @@ class MeshConnection(Replies):
         self._open_gate()
         self._connected.set()
         url = self.nc.connected_url.netloc if self.nc and self.nc.connected_url else ""
-        self._state("reconnected", url)
+        self._state("reconnected", redact_url(url))
         if self._outbox.items:
             self._kick()
 

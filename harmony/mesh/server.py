@@ -40,6 +40,7 @@ from harmony.mesh.server_conf import (
     nats_server_binary,
     render_conf,
 )
+from harmony.private_files import atomic_write, open_private_append, private_dir
 
 __all__ = [
     "EmbeddedServer",
@@ -311,9 +312,9 @@ class EmbeddedServer:
         """Write the config and start the binary. Caller holds `_lock`."""
         spec = self.spec
         binary = self.binary or nats_server_binary()
-        spec.store_dir.mkdir(parents=True, exist_ok=True)
-        spec.conf_file.write_text(render_conf(spec))
-        with open(spec.log_file, "ab") as logf:
+        private_dir(spec.store_dir)  # 0700: the store, its config and log are the site's
+        atomic_write(spec.conf_file, render_conf(spec).encode())
+        with os.fdopen(open_private_append(spec.log_file), "ab") as logf:
             self._log_offset = logf.tell()
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             logf.write(f"=== harmony: starting {binary} at {stamp} ===\n".encode())
