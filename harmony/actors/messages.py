@@ -145,7 +145,7 @@ class ActorInfo(Message):
 
 
 class PeerInfo(Message):
-    site: Name
+    site: Text
     state: Text
     last_heartbeat_age: Finite | None = None
     witness: bool = False
@@ -156,8 +156,11 @@ class SnapshotRequest(Message):
 
 
 class Snapshot(Message):
-    mesh: Name
-    site: Name
+    """Read by operators' tools only (never by an agent): `Text`, not `Name`, for the names,
+    so a reply is shown (safely) rather than dropped for one odd character."""
+
+    mesh: Text
+    site: Text
     witness: bool
     incarnation: Text
     mono: Finite
