@@ -187,9 +187,11 @@ def parse_config(data: bytes | str, source: str | Path = "<string>") -> SiteConf
     )
 
 
-SECURITY_FILES = ("roster.toml", "sites/{site}/identity.toml", "sites/{site}/ca.pem")
-SECURITY_FILES += ("sites/{site}/clients-ca.pem", "sites/{site}/cert.pem")
-SECURITY_FILES += ("sites/{site}/key.pem", "sites/{site}/nkey.seed")
+SECURITY_FILES: tuple[str, ...] = (
+    "roster.toml",
+    *(f"sites/{{site}}/{f}" for f in ("identity.toml", "ca.pem", "clients-ca.pem")),
+    *(f"sites/{{site}}/{f}" for f in ("cert.pem", "key.pem", "nkey.seed")),
+)
 
 
 def check_security_files(sec: SecurityConfig, site: str, source: str | Path) -> None:
@@ -221,7 +223,7 @@ def insecure_problem(cfg: SiteConfig) -> str | None:
     return (
         f"nats.host {exposed[0]!r} is not loopback and there is no [security] section: the "
         "mesh would accept anyone without TLS or credentials. Create keys with `harmony mesh "
-        "init` and set [security] dir = \"<mesh dir>\", or set [security] insecure = true to "
+        'init` and set [security] dir = "<mesh dir>", or set [security] insecure = true to '
         "run without (anyone who reaches the ports can run and stop your workloads)"
     )
 

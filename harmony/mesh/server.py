@@ -138,6 +138,8 @@ class EmbeddedServer:
     backoff_max: float = 5.0
     backoff_reset_after: float = 10.0
     restart_timeout: float = 20.0
+    roster_poll: float = 1.0
+    """How often a secure server's roster file is checked for changes (then: `reload`)."""
     restarts: int = field(default=0, init=False)
     """How many times the supervisor restarted the server."""
 
@@ -148,6 +150,9 @@ class EmbeddedServer:
     _started_at: float = field(default=0.0, init=False, repr=False)
     _log_offset: int = field(default=0, init=False, repr=False)
     _dying: bool = field(default=False, init=False, repr=False)
+    _watcher: threading.Thread | None = field(default=None, init=False, repr=False)
+    reloads: int = field(default=0, init=False)
+    """How many times the configuration was reloaded (roster changes)."""
 
     # -- public ------------------------------------------------------------------------------
 
@@ -197,6 +202,7 @@ class EmbeddedServer:
                 _live.discard(self)
             raise
         self._emit("started", f"pid {self.pid} serving {self.client_url}")
+        self._watch_roster()
         if self.supervise:
             with self._lock:
                 if self._thread is None or not self._thread.is_alive():
@@ -223,10 +229,13 @@ class EmbeddedServer:
                     self._signal_group(signal.SIGKILL)
                     proc.wait()
             thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            watcher = self._watcher
+        for t in (thread, watcher):
+            if t is not None and t is not threading.current_thread():
+                t.join()
         with self._lock:
             self._thread = None
+            self._watcher = None
         with _live_lock:
             _live.discard(self)
 
@@ -241,6 +250,61 @@ class EmbeddedServer:
                 return
             self._signal_group(signal.SIGKILL)
         proc.wait()
+
+    def reload(self) -> bool:
+        """Render the configuration again (rereading the roster) and SIGHUP the server.
+
+        nats-server reloads authorization and TLS on SIGHUP: a user no longer in the roster
+        is disconnected and refused from then on, the others keep their connections. A
+        roster that cannot be read keeps the running configuration (logged, "reload-failed").
+        """
+        with self._lock:
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                return False
+            try:
+                text = render_conf(self.spec)
+            except Exception as e:
+                self._emit("reload-failed", f"keeping the running configuration: {e}")
+                return False
+            tmp = self.spec.conf_file.with_suffix(".conf.tmp")
+            tmp.write_text(text)
+            tmp.replace(self.spec.conf_file)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGHUP)  # setpriv execs: this pid is nats-server
+            self.reloads += 1
+        self._emit("reloaded", f"configuration {self.spec.conf_file}")
+        return True
+
+    def _watch_roster(self) -> None:
+        """A secure server follows its roster file: a change (rotation, a new site or
+        identity) reloads it. Polling, not a signal: SIGHUP to the agent means stop."""
+        sec = self.spec.security
+        with self._lock:
+            if sec is None or (self._watcher is not None and self._watcher.is_alive()):
+                return
+            self._watcher = threading.Thread(
+                target=self._follow,
+                args=(sec.roster_file,),
+                daemon=True,
+                name=f"nats-server-roster[{self.spec.name}]",
+            )
+            self._watcher.start()
+
+    def _follow(self, roster: Path) -> None:
+        def stamp() -> tuple[int, int, int] | None:
+            try:
+                st = roster.stat()
+            except OSError:
+                return None
+            return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+        seen = stamp()
+        while not self._stopping.wait(self.roster_poll):
+            now = stamp()
+            if now != seen and now is not None:
+                seen = now
+                self.reload()
 
     def log_tail(self, lines: int = 40, *, since_last_start: bool = False) -> str:
         """The last `lines` lines of the server's log file."""

@@ -78,6 +78,17 @@ class Identity:
         }
 
 
+def public_key_of(seed_file: Path) -> str:
+    """The nkey public key of a seed file (``U...``)."""
+    import nkeys
+
+    kp = nkeys.from_seed(bytearray(seed_file.read_bytes().strip()))
+    try:
+        return str(kp.public_key.decode())
+    finally:
+        kp.wipe()
+
+
 def load_identity(path: str | Path) -> Identity:
     """The identity in directory `path`; errors name the missing or unreadable file."""
     where = Path(path)
@@ -85,7 +96,9 @@ def load_identity(path: str | Path) -> Identity:
     try:
         info = msgspec.toml.decode(meta.read_bytes(), type=_IdentityFile)
     except OSError as e:
-        raise ConfigError(meta, "", f"cannot read: {e.strerror or e} (not an identity dir?)") from None
+        raise ConfigError(
+            meta, "", f"cannot read: {e.strerror or e} (not an identity dir?)"
+        ) from None
     except msgspec.DecodeError as e:
         raise ConfigError(meta, "", str(e)) from None
     for name in FILES:

@@ -52,7 +52,8 @@ def valid_user_key(key: str) -> bool:
         return False
     if len(raw) != 35 or raw[0] != nkeys.PREFIX_BYTE_USER:
         return False
-    return int.from_bytes(raw[-2:], "little") == nkeys.crc16(bytearray(raw[:-2]))
+    crc: int = nkeys.crc16(bytearray(raw[:-2]))
+    return int.from_bytes(raw[-2:], "little") == crc
 
 
 def _field(msg: str) -> tuple[str, str]:
