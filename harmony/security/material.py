@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,15 +192,19 @@ def read_identity_file(path: Path) -> IdentityFile:
 def init_mesh(
     path: str | Path,
     mesh: str,
-    sites: dict[str, Sequence[str]],
+    sites: Mapping[str, Sequence[str]],
     operators: Sequence[str] = (),
     readers: Sequence[str] = (),
 ) -> MeshDir:
     """Create a mesh directory: both CAs, every site's and identity's material, the roster.
     Refuses a directory that already holds a mesh (or anything else)."""
     root = Path(path)
-    if not NAME_RE.match(mesh):
-        raise MaterialError(f"mesh name {mesh!r} is not a valid name")
+    names = [mesh, *sites, *operators, *readers]
+    for name in names:
+        if not NAME_RE.match(name):
+            raise MaterialError(f"{name!r} is not a valid name (letters, digits, '-', '_')")
+    if len(set(names[1:])) != len(names) - 1:
+        raise MaterialError("a name is given twice (sites and identities share one namespace)")
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise MaterialError(f"{root}: exists and is not an empty directory; refusing to overwrite")
     _mkdir(root)

@@ -9,7 +9,8 @@ for watches, and ``STREAM.CREATE`` for bootstrap (the first site creates the buc
 JetStream refuses to re-create an existing stream with other settings, so this cannot
 reconfigure it). No one may delete, purge or update a stream, nor delete a message.
 
-Operators send tells and asks as ``_op`` and request snapshots; readers only read.
+Operators send tells and asks as ``_op`` and request snapshots; readers only read. A site
+may request snapshots too (its admin watches with ``harmony status --config``), as a reader.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def site_permissions(
     publish = [
         subjects.heartbeat(mesh, site),
         subjects.events(mesh, site),
+        subjects.snapshot(mesh, "*"),  # a site's admin may watch: `harmony status -c site`
         subjects.sent_by(mesh, site, subjects.TELL),
         subjects.sent_by(mesh, site, subjects.ASK),
         *_lease_reads(bucket),
