@@ -42,6 +42,14 @@ class Roster(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     identities: dict[str, IdentityEntry] = {}
 
 
+class _RawRoster(msgspec.Struct, forbid_unknown_fields=True):
+    """The roster before its identities are checked one by one (so an error names one)."""
+
+    mesh: str
+    sites: dict[str, str] = {}
+    identities: dict[str, dict[str, object]] = {}
+
+
 def valid_user_key(key: str) -> bool:
     """Whether `key` is an nkey *user* public key (``U...``, checksum intact)."""
     if not key.startswith("U") or not key.isalnum():
@@ -65,11 +73,19 @@ def _field(msg: str) -> tuple[str, str]:
 
 def parse_roster(data: bytes | str, source: str | Path = "<string>") -> Roster:
     try:
-        roster = msgspec.toml.decode(data, type=Roster)
+        raw = msgspec.toml.decode(data, type=_RawRoster)
     except msgspec.ValidationError as e:
         raise ConfigError(source, *_field(str(e))) from None
     except msgspec.DecodeError as e:
         raise ConfigError(source, "", f"not valid TOML: {e}") from None
+    identities = {}
+    for name, fields in raw.identities.items():
+        try:
+            identities[name] = msgspec.convert(fields, IdentityEntry)
+        except msgspec.ValidationError as e:
+            field, reason = _field(str(e))
+            raise ConfigError(source, f"identities.{name}.{field}".rstrip("."), reason) from None
+    roster = Roster(mesh=raw.mesh, sites=raw.sites, identities=identities)
     check(roster, source)
     return roster
 

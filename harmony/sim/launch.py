@@ -298,6 +298,18 @@ class LocalMesh:
                 raise LaunchError(f"agent {site} not ready within {timeout:g} s:\n{sp.log_tail()}")
             time.sleep(0.05)
 
+    def permission_violations(self) -> list[str]:
+        """Lines of the sites' server logs where a user was refused a subject. Normal
+        operation must have none: each one is an agent (or tool) doing something its
+        permissions do not allow, i.e. a bug in them or in it."""
+        found = []
+        for site in self.configs:
+            for log in sorted((self.workdir / site / "nats").glob("nats-server.log*")):
+                with contextlib.suppress(OSError):
+                    text = log.read_text(errors="replace")
+                    found += [f"{site}: {ln}" for ln in text.splitlines() if "Violation" in ln]
+        return found
+
     def server_pids(self, site: str) -> list[int]:
         conf = str(self.workdir / site / "nats")
         return [p for p in pids_mentioning(conf) if p != (self.procs[site].proc or _NoProc).pid]

@@ -43,7 +43,8 @@ def test_status_prints_every_site_tree(mesh3: LocalMesh) -> None:
 
 def test_status_json_is_machine_readable(mesh3: LocalMesh) -> None:
     url = mesh3.client_urls(["b"])[0]
-    out = harmony("status", "--server", url, "--mesh", "t3", "--json")
+    operator = str(mesh3.mesh_dir / "identities" / "operator")
+    out = harmony("status", "--server", url, "--mesh", "t3", "--json", "--identity", operator)
     assert out.returncode == 0, out.stderr
     snaps = json.loads(out.stdout)
     assert sorted(s["site"] for s in snaps) == ["a", "b", "c"]

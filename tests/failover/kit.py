@@ -72,7 +72,7 @@ class Watcher:
         self.mesh = mesh
         # Watch from the last site first: tests cut off or kill the first one (the primary).
         urls = mesh.client_urls(reversed(list(mesh.configs)))
-        self.conn = MeshConnection(urls, "test-watch").start()
+        self.conn = MeshConnection(urls, "test-watch", identity=mesh.identity).start()
         self.conn.wait_connected(10)
         self.faults: list[JournalEvent] = []
         containments = {
