@@ -279,7 +279,7 @@ def test_only_site_certificates_can_open_a_route(secure: SecureMesh) -> None:
 
 
 def test_monitoring_listens_on_loopback_only_whatever_the_host(tmp_path: Path) -> None:
-    md, servers = start_secure(tmp_path, host="0.0.0.0")
+    _, servers = start_secure(tmp_path, host="0.0.0.0")
     server = servers["a"]
     try:
         server.start(timeout=30)
