@@ -97,6 +97,10 @@ def _q(value: str) -> str:
     return json.dumps(value)
 
 
+ACCOUNT = "HARMONY"
+"""The NATS account of every user of a secure mesh (see `render_conf`)."""
+
+
 @dataclass(frozen=True)
 class ServerSecurity:
     """TLS material of a site's server and where its users come from.
@@ -292,11 +296,14 @@ def render_conf(spec: ServerSpec, users: Sequence[UserPermissions] | None = None
         ident = sec.identity
         users = sec.users() if users is None else users
         lines += ["", *_tls_block("", ident.cert_file, ident.key_file, ident.clients_ca_file)]
-        lines += ["", "# nkey users of the roster; no anonymous user", "authorization {"]
-        lines += ["  users = ["]
+        # One named account, not the global one: nats-server disconnects, on reload, a
+        # connected user that left the roster only when the user was in a named account
+        # (in $G the connection stays). One account: every site shares the lease bucket.
+        lines += ["", "# nkey users of the roster; no anonymous user", "accounts {"]
+        lines += [f"  {ACCOUNT} {{", "    jetstream: enabled", "    users = ["]
         for u in users:
-            lines += _user(u)
-        lines += ["  ]", "}"]
+            lines += ["  " + line for line in _user(u)]
+        lines += ["    ]", "  }", "}"]
     lines += [
         "",
         "jetstream {",
