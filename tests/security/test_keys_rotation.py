@@ -51,7 +51,7 @@ def mesh(tmp_path: Path) -> Iterator[LocalMesh]:
 
 
 async def _connect(url: str, ident: Identity, seed: Path) -> str:
-    """"" when a connection with `ident`'s TLS and the nkey `seed` gets in, else the error."""
+    """ "" when a connection with `ident`'s TLS and the nkey `seed` gets in, else the error."""
     kw: dict[str, Any] = {**ident.connect_kwargs(), "nkeys_seed": str(seed)}
     try:
         nc = await nats.connect(
@@ -98,9 +98,9 @@ def test_rotating_a_running_sites_nkey(mesh: LocalMesh, tmp_path: Path) -> None:
         for site in ("a", "b"):
             site_url = mesh.client_urls([site])[0]
             wait_until(
-                lambda u=site_url: "authorization" in run_async(
-                    _connect(u, ident, old_seed)
-                ).lower(),
+                lambda u=site_url: (
+                    "authorization" in run_async(_connect(u, ident, old_seed)).lower()
+                ),
                 15,
                 message=f"the old seed of b still connects to {site}",
             )
