@@ -64,13 +64,15 @@ async def _connect(url: str, ident: Identity, seed: Path) -> str:
 
 
 def _agent_key(mesh: LocalMesh, site: str) -> str | None:
-    """The nkey the site's agent is connected to its own server with (monitoring /connz)."""
-    port = mesh.configs[site].nats.http_port
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/connz?auth=1", timeout=2) as r:
-        conns = json.load(r)["connections"] or []
-    for c in conns:
-        if c.get("name") == f"harmony-{MESH}-{site}":
-            return str(c.get("authorized_user") or c.get("nkey") or "")
+    """The nkey `site`'s agent is connected with, to whichever server of the mesh it is
+    connected to (after a disconnect it may go to another site's; monitoring /connz)."""
+    for server in mesh.configs:
+        port = mesh.configs[server].nats.http_port
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/connz?auth=1", timeout=2) as r:
+            conns = json.load(r)["connections"] or []
+        for c in conns:
+            if c.get("name") == f"harmony-{MESH}-{site}":
+                return str(c.get("authorized_user") or c.get("nkey") or "")
     return None
 
 
