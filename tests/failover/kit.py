@@ -85,6 +85,8 @@ class Watcher:
     def close(self) -> None:
         self.scanner.stop()
         self.conn.close()
+        # Secure by default: nothing the agents or this watcher did may have been refused.
+        assert self.mesh.permission_violations() == []
 
     def truth(self, name: str) -> tuple[list[Interval], list[str]]:
         """(activity intervals, safety violations) of `name` from ground truth so far."""

@@ -108,3 +108,26 @@ def test_config_check_says_how_a_site_is_protected_and_catches_stale_keys(
     report = check([str(a)])
     assert [p.field for p in report.problems] == ["security.dir"]
     assert "not the key" in report.problems[0].reason
+
+
+def test_a_secure_server_conf_locks_every_port(tmp_path: Path) -> None:
+    from harmony.mesh.server_conf import ServerSpec, render_conf
+
+    md = init_mesh(tmp_path / "mesh", "m", {"a": (), "b": ()}, ["admin"])
+    route = 'routes = ["nats-route://10.0.0.2:6222"]\n'
+    cfg_file = site_toml(
+        tmp_path / "a.toml", "a", host="0.0.0.0", security=route + '[security]\ndir = "mesh"\n'
+    )
+    spec = ServerSpec.from_config(load_config(cfg_file))
+    conf = render_conf(spec)
+    assert f'http: "127.0.0.1:{spec.http_port}"' in conf
+    assert spec.http_url.startswith("http://127.0.0.1:")
+    assert conf.count("verify: true") == 2  # client port and route port
+    assert str(md.site_dir("a") / "clients-ca.pem") in conf  # clients: both CAs
+    cluster = conf[conf.index("cluster {") :]
+    assert str(md.site_dir("a") / "ca.pem") in cluster  # routes: the mesh CA only
+    assert "clients-ca.pem" not in cluster
+    roster = md.roster()
+    for key in [*roster.sites.values(), *(i.nkey for i in roster.identities.values())]:
+        assert f'nkey: "{key}"' in conf
+    assert "no_auth_user" not in conf and "authorization" not in conf
