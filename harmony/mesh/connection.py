@@ -60,6 +60,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def _not_ssl_eof_noise(record: logging.LogRecord) -> bool:
+    """asyncio warns on every TLS connection a server closes ("returning true from
+    eof_received() has no effect when using ssl": nats-py's protocol asks to keep a half-open
+    socket, which TLS cannot). It says nothing about our connection; keep it off the logs."""
+    return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_not_ssl_eof_noise)
+
+
 class MeshUnavailable(Exception):
     """NATS could not be reached (yet); the connection keeps trying in the background."""
 

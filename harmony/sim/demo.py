@@ -130,7 +130,7 @@ def secure_line(mesh: LocalMesh) -> str:
         return "[yellow]mesh is INSECURE: plaintext, anonymous (loopback only)[/]"
     return (
         "[green]mesh is secure: TLS (mutual, mesh CA) + nkeys, per-site permissions[/] — "
-        f"keys in {mesh.mesh_dir}, the TUI connects as operator "
+        f"keys in {mesh.mesh_dir}; this view connects as operator "
         f"{mesh.identity.name!r}"
     )
 

@@ -58,6 +58,7 @@ def test_demo_runs_three_sites_and_leaves_nothing(tmp_path: Path) -> None:
     out = harmony("demo", "--no-tui", "--dir", str(tmp_path), "--duration", "4", timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "mesh 'demo' is up" in out.stdout
+    assert "mesh is secure: TLS (mutual, mesh CA) + nkeys" in out.stdout
     assert "3 site(s) answered" in out.stdout
     for site in ("site-a", "site-b", "site-c"):
         assert site in out.stdout
