@@ -69,6 +69,13 @@ def cmd_agent(args: argparse.Namespace) -> int:
     except ConfigError as e:
         _err(f"invalid configuration: {e}")
         return EXIT_CONFIG
+    from harmony.security.check import security_problems
+
+    keys = security_problems(cfg)  # a stale roster or seed: refused by our own server
+    if keys:
+        for field, reason in keys:
+            _err(f"invalid configuration: {args.config}: {field}: {reason}")
+        return EXIT_CONFIG
     _setup_logging(args.log_level)
     agent = Agent(cfg)
     stop_signal: list[int] = []

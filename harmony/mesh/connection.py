@@ -106,6 +106,7 @@ class MeshConnection(Replies):
         # permissions allow us to subscribe to (None: plaintext and anonymous).
         self.identity = identity
         self._auth: dict[str, Any] = identity.connect_kwargs() if identity else {}
+        self._last_error = ""
         self._on_state = on_state
         self._reconnect_wait = reconnect_wait
         fast = fast_paths_from(fast_paths)
@@ -141,8 +142,11 @@ class MeshConnection(Replies):
 
     def wait_connected(self, timeout: float) -> None:
         if not self._connected.wait(timeout):
+            # A refused credential or certificate is not an unreachable server: say which.
+            why = f"; last error: {self._last_error}" if self._last_error else ""
             raise MeshUnavailable(
-                f"no NATS server answered within {timeout:g} s (tried {', '.join(self.servers)})"
+                f"no NATS server answered within {timeout:g} s "
+                f"(tried {', '.join(self.servers)}){why}"
             )
 
     @property
@@ -216,6 +220,7 @@ class MeshConnection(Replies):
                     **self._auth,
                 )
             except Exception as e:
+                self._last_error = f"{type(e).__name__}: {e}"
                 if attempt == 1 or attempt % 20 == 0:
                     log.warning("cannot reach NATS at %s: %s (retrying)", self.servers, e)
                 self._state("unreachable", str(e))
@@ -234,6 +239,8 @@ class MeshConnection(Replies):
 
     async def _on_error(self, e: Exception) -> None:
         log.debug("nats error: %s", e)
+        if not self._connected.is_set():
+            self._last_error = f"{type(e).__name__}: {e}"
         self._reread_nkey()
 
     def _reread_nkey(self) -> None:

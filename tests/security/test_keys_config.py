@@ -131,3 +131,16 @@ def test_a_secure_server_conf_locks_every_port(tmp_path: Path) -> None:
     for key in [*roster.sites.values(), *(i.nkey for i in roster.identities.values())]:
         assert f'nkey: "{key}"' in conf
     assert "no_auth_user" not in conf and "authorization" not in conf
+
+
+def test_an_agent_whose_seed_is_not_in_the_roster_is_refused_before_it_starts(
+    tmp_path: Path,
+) -> None:
+    md = init_mesh(tmp_path / "mesh", "m", {"a": ()})
+    cfg_file = site_toml(tmp_path / "a.toml", "a", security='[security]\ndir = "mesh"\n')
+    stale = (md.site_dir("a") / "nkey.seed").read_bytes()
+    md.rotate("a")
+    (md.site_dir("a") / "nkey.seed").write_bytes(stale)
+    out = harmony("agent", "--config", str(cfg_file))
+    assert out.returncode == 2, out.stderr
+    assert "is not the key" in out.stderr and "nkey.seed" in out.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
 import ssl
 import urllib.request
@@ -304,3 +305,20 @@ def _non_loopback_address() -> str | None:
     except OSError:
         return None
     return None if addr.startswith("127.") else str(addr)
+
+
+def test_a_refused_credential_is_named_in_the_connection_error(
+    secure: SecureMesh, tmp_path: Path
+) -> None:
+    from harmony.mesh.connection import MeshConnection, MeshUnavailable
+    from harmony.security.material import new_user_seed
+
+    unknown = tmp_path / "unknown"
+    shutil.copytree(secure.ident("admin").dir, unknown)
+    (unknown / "nkey.seed").write_bytes(new_user_seed())
+    conn = MeshConnection([secure.url("a")], "stranger", identity=load_identity(unknown)).start()
+    try:
+        with pytest.raises(MeshUnavailable, match=r"(?i)authorization violation"):
+            conn.wait_connected(3)
+    finally:
+        conn.close()
