@@ -96,6 +96,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
         _err(f"refusing to start: {e}")
         agent.stop()
         return _leave(EXIT_CONFIG)
+    except ConfigError as e:  # found at start, e.g. a data_dir owned by another user
+        _err(f"invalid configuration: {e}")
+        agent.stop()
+        return _leave(EXIT_CONFIG)
     except ServerStartError as e:
         _err(f"embedded nats-server did not start: {e}")
         agent.stop()

@@ -1,6 +1,9 @@
 """Reading the mesh from outside an agent: snapshots of every site's actor tree.
 
-Used by `harmony status`, the demo's live view, the TUI and the tests.
+Used by `harmony status`, the demo's live view, the TUI and the tests. This is also where
+remote data enters a display: every string of a snapshot or journal event is made
+`textsafe.printable` here (and URLs redacted), once, so `harmony status` and the TUI never
+put a remote terminal escape (a title, an OSC 52 clipboard write) on a user's terminal.
 """
 
 from __future__ import annotations
@@ -9,11 +12,12 @@ import time
 
 import msgspec
 
-import harmony.actors.journal  # noqa: F401 - JournalEvent joins the wire union (events decode)
-from harmony.actors.messages import Snapshot, SnapshotRequest
+from harmony.actors.journal import JournalEvent
+from harmony.actors.messages import ActorInfo, PeerInfo, Snapshot, SnapshotRequest
 from harmony.mesh import subjects, wire
 from harmony.mesh.connection import MeshConnection
 from harmony.security.identity import Identity
+from harmony.textsafe import printable, redact_url
 
 
 def mesh_target(
@@ -71,6 +75,7 @@ def collect_snapshots(conn: MeshConnection, mesh: str, timeout: float = 2.0) -> 
         except wire.WireError:
             return
         if isinstance(snap, Snapshot):
+            snap = clean_snapshot(snap)
             snaps[snap.site] = snap
 
     def done(replies: list[bytes]) -> bool:
@@ -79,6 +84,71 @@ def collect_snapshots(conn: MeshConnection, mesh: str, timeout: float = 2.0) -> 
 
     conn.gather(subjects.snapshot_all(mesh), wire.encode(SnapshotRequest()), timeout, done)
     return dict(sorted(snaps.items()))
+
+
+NAME_LIMIT = 128
+"""Names (sites, actor paths, states) are short; a longer one is cut, not wrapped across
+the screen."""
+
+
+def clean_snapshot(snap: Snapshot) -> Snapshot:
+    """`snap` with every string printable and bounded, and its NATS URL redacted: what a
+    display may show of a reply that anyone on the subject could have forged."""
+
+    def name(s: str) -> str:
+        return printable(s, NAME_LIMIT)
+
+    actors = [
+        ActorInfo(
+            path=name(a.path),
+            kind=name(a.kind),
+            state=name(a.state),
+            restarts=a.restarts,
+            policy=printable(a.policy),
+            detail={name(k): printable(v) for k, v in a.detail.items()},
+        )
+        for a in snap.actors
+    ]
+    peers = [
+        PeerInfo(
+            site=name(p.site),
+            state=name(p.state),
+            last_heartbeat_age=p.last_heartbeat_age,
+            witness=p.witness,
+        )
+        for p in snap.peers
+    ]
+    return msgspec.structs.replace(
+        snap,
+        mesh=name(snap.mesh),
+        site=name(snap.site),
+        incarnation=name(snap.incarnation),
+        actors=actors,
+        peers=peers,
+        nats_url=printable(redact_url(snap.nats_url), NAME_LIMIT),
+    )
+
+
+def clean_event(event: JournalEvent) -> JournalEvent:
+    """A journal event from the mesh, made safe to show like `clean_snapshot`."""
+    return msgspec.structs.replace(
+        event,
+        site=printable(event.site, NAME_LIMIT),
+        workload=printable(event.workload, NAME_LIMIT),
+        kind=printable(event.kind, NAME_LIMIT),
+        reason=printable(event.reason),
+        incarnation=printable(event.incarnation, NAME_LIMIT),
+        detail={printable(k, NAME_LIMIT): printable(v) for k, v in event.detail.items()},
+    )
+
+
+def decode_event(raw: bytes) -> JournalEvent | None:
+    """A journal event from the wire, cleaned; None for anything else."""
+    try:
+        event = wire.decode(raw)
+    except wire.WireError:
+        return None
+    return clean_event(event) if isinstance(event, JournalEvent) else None
 
 
 def snapshot_to_builtins(snap: Snapshot) -> object:

@@ -17,6 +17,7 @@ import msgspec
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 """Mesh, site and workload names become NATS subject tokens and file names: keep them plain."""
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class ConfigError(Exception):
@@ -98,6 +99,9 @@ class ProcessDriverConfig(_Base, tag="process", tag_field="kind"):
     restart: Literal["always", "on-failure", "never"] = "on-failure"
     restart_delay: float = 0.5
     env: dict[str, str] = {}
+    pass_env: list[str] = []
+    """Names of the agent's environment variables the workload also gets (see README: a
+    workload's environment is an allowlist, not the agent's whole environment)."""
     cwd: str = ""
 
 
@@ -109,6 +113,8 @@ class HooksDriverConfig(_Base, tag="hooks", tag_field="kind"):
     probe_interval: float = 2.0
     timeout: float = 30.0
     env: dict[str, str] = {}
+    pass_env: list[str] = []
+    """As for `process`: agent environment variables the hooks also get."""
 
 
 DriverConfig = ProcessDriverConfig | HooksDriverConfig
@@ -292,6 +298,9 @@ def validate(cfg: SiteConfig, source: str | Path) -> None:
         seen.add(w.name)
         if isinstance(w.driver, ProcessDriverConfig) and not w.driver.command:
             raise bad(f"{where}.driver.command", "must not be empty")
+        for j, var in enumerate(w.driver.pass_env):
+            if not ENV_NAME_RE.match(var):
+                raise bad(f"{where}.driver.pass_env[{j}]", f"{var!r} is not a variable name")
         sites = [w.topology.primary, *w.topology.standbys]
         for j, site in enumerate(sites):
             if not NAME_RE.match(site):

@@ -24,6 +24,7 @@ from harmony.config import (
 )
 from harmony.security.check import describe as describe_security
 from harmony.security.check import security_problems
+from harmony.textsafe import redact_url
 
 AC = "absolute-consistency"
 
@@ -185,7 +186,7 @@ def _workloads(configs: dict[str, SiteConfig]) -> list[Problem]:
 def summary(path: str, cfg: SiteConfig) -> list[str]:
     """A few lines a person can check the file against."""
     n, t = cfg.nats, cfg.timings
-    where = f"{n.host}:{n.client_port}" if n.mode == "embedded" else ", ".join(n.servers)
+    where = f"{n.host}:{n.client_port}" if n.mode == "embedded" else redact_url(n.servers)
     role = "witness" if cfg.witness else "site"
     lines = [
         f"{path}: ok",

@@ -17,6 +17,7 @@ see `TokenGuard` (and docs/fencing-guard.md).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sqlite3
@@ -39,9 +40,42 @@ T = TypeVar("T")
 def write_deadline(path: Path, deadline: float | str) -> None:
     """Atomically replace the content of `path` (a reader never sees a torn number)."""
     text = deadline if isinstance(deadline, str) else f"{deadline:.6f}"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, (text + "\n").encode())
+
+
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace `path` with `data`, whole or not at all, never following a symlink.
+
+    The data goes to a new temporary file in the same directory, created exclusively
+    (O_EXCL|O_NOFOLLOW: a file or symlink planted at that name makes the open fail, it is
+    never written through), fsynced, then renamed over `path`; a rename replaces a symlink at
+    `path` itself rather than the file it points to. Only its owner may read it (`mode`).
+    Raises OSError (the temporary file is removed).
+    """
+    for _attempt in range(8):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{random.getrandbits(32):08x}.tmp")
+        try:
+            fd = os.open(tmp, _TMP_FLAGS, mode)
+        except FileExistsError:  # planted, or a (very) unlucky collision: another name
+            continue
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return
+    raise FileExistsError(f"no free temporary name next to {path}")
 
 
 def read_deadline(path: Path) -> float | None:

@@ -8,6 +8,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from harmony.actors.messages import ActorInfo, PeerInfo, Snapshot
+from harmony.textsafe import redact_url
 
 STATE_STYLE = {
     "alive": "green",
@@ -52,7 +53,7 @@ def site_tree(snap: Snapshot, view_state: str = "alive") -> Tree:
     head = Text.assemble(("site ", "dim"), (snap.site, "bold cyan"), " ", _state(view_state))
     if snap.witness:
         head.append(" witness", style="magenta")
-    head.append(f"  nats={snap.nats_url}", style="dim")
+    head.append(f"  nats={redact_url(snap.nats_url)}", style="dim")
     if snap.malformed or snap.unknown_actor:
         head.append(
             f"  rejected: {snap.malformed} malformed, {snap.unknown_actor} unknown", "yellow"
@@ -108,15 +109,17 @@ def workloads_table(snaps: dict[str, Snapshot]) -> Table | None:
         t.add_column(col)
     for name in sorted(rows):
         r = rows[name]
-        running = ", ".join(r["running"]) or "[red]nowhere[/]"
+        # Every cell is a Text: a str cell would be parsed as Rich markup, and these strings
+        # come from the wire ("[link=...]" in a workload name must show as itself).
+        running = Text(", ".join(r["running"]) or "nowhere", style="" if r["running"] else "red")
         if len(r["running"]) > 1:
-            running = f"[yellow]{running}[/]"
+            running.stylize("yellow")
         t.add_row(
-            name,
-            r["strategy"][0] if r["strategy"] else "",
+            Text(name),
+            Text(r["strategy"][0] if r["strategy"] else ""),
             running,
-            ", ".join(r["holder"]) or "-",
-            ", ".join(r["left"]) or "-",
+            Text(", ".join(r["holder"]) or "-"),
+            Text(", ".join(r["left"]) or "-"),
         )
     return t
 

@@ -26,6 +26,7 @@ import msgspec
 
 from harmony.actors.clock import Clock
 from harmony.mesh import subjects, wire
+from harmony.private_files import open_private_append, private_dir
 
 if TYPE_CHECKING:  # the tether process appends to journals without loading nats-py
     from harmony.mesh.connection import MeshConnection
@@ -150,8 +151,8 @@ class Journal:
 
     def _open(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            private_dir(self.path.parent)
+            self._fd = open_private_append(self.path)  # 0600, never through a symlink
         except OSError as e:
             self.failures.failed("open", e)  # tried again at the next event
 
@@ -262,7 +263,7 @@ def append_event(path: Path, event: JournalEvent) -> None:
     """Append one event to a journal from another process (the tether): a single O_APPEND
     write of one line, so it never interleaves with the agent's own lines. Raises OSError
     (the caller has already fenced; it reports the failure its own way)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = open_private_append(path)
     try:
         os.write(fd, msgspec.json.encode(event) + b"\n")
         os.fsync(fd)

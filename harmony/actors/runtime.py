@@ -25,14 +25,16 @@ from harmony.actors.journal import Journal
 from harmony.actors.messages import ActorInfo, Snapshot
 from harmony.actors.placement import Drain
 from harmony.actors.timers import Scheduler
-from harmony.config import SiteConfig, kv_replicas
+from harmony.config import ConfigError, SiteConfig, kv_replicas
 from harmony.mesh import subjects, wire
 from harmony.mesh.connection import MeshConnection, MeshUnavailable
 from harmony.mesh.leases import BucketMismatch, LeaseStore
 from harmony.mesh.remote import ActorDirectory, Bridge
 from harmony.mesh.server import EmbeddedServer, ServerSpec
+from harmony.private_files import NotOurs, secure_data_dir
 from harmony.security.identity import Identity, site_identity
 from harmony.strategies.registry import uses_lease
+from harmony.textsafe import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ class Agent:
 
     def start(self, connect_timeout: float = 30.0) -> None:
         cfg = self.config
-        Path(cfg.data_dir).mkdir(parents=True, exist_ok=True)
+        self._secure_data_dir()
         if cfg.nats.mode == "embedded":
             self.server = EmbeddedServer(ServerSpec.from_config(cfg), on_event=self._server_event)
             self.server.start()
@@ -127,6 +129,20 @@ class Agent:
         self.root = AgentSupervisor.start(ctx, ROOT_PATH, None)
         self.bridge.wait_ready(connect_timeout)
         log.info("agent %s/%s up (incarnation %s)", cfg.mesh, cfg.site, self.incarnation)
+
+    def _secure_data_dir(self) -> None:
+        """The data_dir is 0700 and ours before anything is written there; one owned by
+        another user is refused (ConfigError: its owner could plant deadlines or symlinks)."""
+        cfg = self.config
+        try:
+            note = secure_data_dir(cfg.data_dir)
+        except NotOurs as e:
+            raise ConfigError(cfg.source or "<config>", "data_dir", str(e)) from None
+        except OSError as e:
+            why = f"cannot create or secure {cfg.data_dir}: {e.strerror or e}"
+            raise ConfigError(cfg.source or "<config>", "data_dir", why) from None
+        if note:
+            log.warning("%s", note)
 
     def kv_replicas(self) -> int:
         """R3 by default; fewer only when the mesh has fewer servers than that."""
@@ -201,10 +217,11 @@ class Agent:
         self._done.set()
 
     def _server_event(self, kind: str, detail: str) -> None:
-        log.warning("embedded nats-server %s %s", kind, detail) if kind != "started" else None
+        if kind != "started":
+            log.warning("embedded nats-server %s %s", kind, redact_url(detail))
 
     def _conn_state(self, kind: str, detail: str) -> None:
-        log.info("mesh connection %s %s", kind, detail)
+        log.info("mesh connection %s %s", kind, redact_url(detail))
 
     # ------------------------------------------------------------------ snapshot
     def snapshot(self) -> Snapshot:
@@ -223,7 +240,7 @@ class Agent:
             peers=self.peer_view.read(now),
             malformed=stats.malformed if stats else 0,
             unknown_actor=stats.unknown_actor if stats else 0,
-            nats_url=url,
+            nats_url=redact_url(url),
         )
 
     def _on_snapshot(self, msg: Msg) -> None:

@@ -25,6 +25,7 @@ from harmony.actors.messages import (
     StopWorkload,
 )
 from harmony.config import WorkloadConfig
+from harmony.private_files import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class WorkloadActor(HarmonyActor):
     def started(self) -> None:
         ref = self.actor_ref
         log_dir = Path(self.ctx.config.data_dir) / "workloads"
-        log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(log_dir)
         tether = None
         if self.tethered:
             journal = self.ctx.journal

@@ -45,6 +45,7 @@ from harmony.mesh.fastpaths import (
 from harmony.mesh.outbox import _Outbox
 from harmony.mesh.replies import NoResponders, Replies, _Reply
 from harmony.security.identity import Identity, public_key_of
+from harmony.textsafe import redact_url
 
 __all__ = [
     "FAST_PATHS",
@@ -146,7 +147,7 @@ class MeshConnection(Replies):
             why = f"; last error: {self._last_error}" if self._last_error else ""
             raise MeshUnavailable(
                 f"no NATS server answered within {timeout:g} s "
-                f"(tried {', '.join(self.servers)}){why}"
+                f"(tried {redact_url(self.servers)}){why}"
             )
 
     @property
@@ -220,10 +221,14 @@ class MeshConnection(Replies):
                     **self._auth,
                 )
             except Exception as e:
-                self._last_error = f"{type(e).__name__}: {e}"
+                self._last_error = f"{type(e).__name__}: {redact_url(str(e))}"
                 if attempt == 1 or attempt % 20 == 0:
-                    log.warning("cannot reach NATS at %s: %s (retrying)", self.servers, e)
-                self._state("unreachable", str(e))
+                    log.warning(
+                        "cannot reach NATS at %s: %s (retrying)",
+                        redact_url(self.servers),
+                        redact_url(str(e)),
+                    )
+                self._state("unreachable", redact_url(str(e)))
                 await asyncio.sleep(self._reconnect_wait)
                 continue
             self.nc = nc
@@ -232,15 +237,16 @@ class MeshConnection(Replies):
                 self._ensure_sub(i)
             self._open_gate()
             self._connected.set()
-            self._state("connected", nc.connected_url.netloc if nc.connected_url else "")
+            url = nc.connected_url.netloc if nc.connected_url else ""
+            self._state("connected", redact_url(url))
             if self._outbox.items:  # queued before we were connected
                 self._kick()
             return
 
     async def _on_error(self, e: Exception) -> None:
-        log.debug("nats error: %s", e)
+        log.debug("nats error: %s", redact_url(str(e)))
         if not self._connected.is_set():
-            self._last_error = f"{type(e).__name__}: {e}"
+            self._last_error = f"{type(e).__name__}: {redact_url(str(e))}"
         self._reread_nkey()
 
     def _reread_nkey(self) -> None:
@@ -266,7 +272,7 @@ class MeshConnection(Replies):
         self._open_gate()
         self._connected.set()
         url = self.nc.connected_url.netloc if self.nc and self.nc.connected_url else ""
-        self._state("reconnected", url)
+        self._state("reconnected", redact_url(url))
         if self._outbox.items:
             self._kick()
 

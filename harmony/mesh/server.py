@@ -40,6 +40,7 @@ from harmony.mesh.server_conf import (
     nats_server_binary,
     render_conf,
 )
+from harmony.private_files import atomic_write, open_private_append, private_dir
 
 __all__ = [
     "EmbeddedServer",
@@ -267,9 +268,7 @@ class EmbeddedServer:
             except Exception as e:
                 self._emit("reload-failed", f"keeping the running configuration: {e}")
                 return False
-            tmp = self.spec.conf_file.with_suffix(".conf.tmp")
-            tmp.write_text(text)
-            tmp.replace(self.spec.conf_file)
+            atomic_write(self.spec.conf_file, text.encode())
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGHUP)  # setpriv execs: this pid is nats-server
             self.reloads += 1
@@ -375,9 +374,9 @@ class EmbeddedServer:
         """Write the config and start the binary. Caller holds `_lock`."""
         spec = self.spec
         binary = self.binary or nats_server_binary()
-        spec.store_dir.mkdir(parents=True, exist_ok=True)
-        spec.conf_file.write_text(render_conf(spec))
-        with open(spec.log_file, "ab") as logf:
+        private_dir(spec.store_dir)  # 0700: the store, its config and log are the site's
+        atomic_write(spec.conf_file, render_conf(spec).encode())
+        with os.fdopen(open_private_append(spec.log_file), "ab") as logf:
             self._log_offset = logf.tell()
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             logf.write(f"=== harmony: starting {binary} at {stamp} ===\n".encode())

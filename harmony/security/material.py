@@ -18,9 +18,7 @@ whose it is (mesh, name, role, and for a site the hosts its certificate names).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ import nkeys
 import tomli_w
 
 from harmony.config import NAME_RE
+from harmony.guard import atomic_write
 from harmony.security import ca
 from harmony.security.roster import IdentityEntry, Role, Roster, dump_roster, load_roster
 
@@ -51,19 +50,9 @@ class IdentityFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 def _write(path: Path, data: bytes, secret: bool) -> None:
-    """Atomically (a reader never sees half a file) and never through a symlink."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600 if secret else 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Atomically (a server rereading the roster never sees half a file), never through a
+    symlink; keys for their owner only."""
+    atomic_write(path, data, 0o600 if secret else 0o644)
 
 
 def _mkdir(path: Path) -> None:

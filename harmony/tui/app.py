@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -22,6 +23,7 @@ from textual.widgets import Footer, Header, Tree
 
 from harmony.actors.journal import JournalEvent
 from harmony.actors.messages import GetOutput, Output
+from harmony.textsafe import printable
 from harmony.tui import commands, labels
 from harmony.tui.commands import Action, ActionKind, Outcome, SiteControl
 from harmony.tui.feed import ConnectionUpdate, EventUpdate, Feed, FeedUpdate, SnapshotsUpdate
@@ -124,7 +126,7 @@ class HarmonyApp(App[None]):
     def on_mount(self) -> None:
         self.mesh_tree.border_title = "actor tree"
         self.detail_box.border_title = "selected"
-        self.log_pane.border_title = self.log_pane.title_text()
+        self.log_pane.border_title = Text(self.log_pane.title_text())
         self.mesh_tree.focus()
         self.refresh_view()
         self.set_interval(self.tick, self.refresh_view)
@@ -168,7 +170,7 @@ class HarmonyApp(App[None]):
         output = self.outputs.get((key.site, key.workload)) if key and key.workload else None
         self.detail.show(self.model, key, self.clock(), output)
         title = "selected" if key is None else f"{key.site} {key.path or '(site)'}"
-        self.detail_box.border_title = title
+        self.detail_box.border_title = Text(title)  # site names are remote: not markup
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[Key]) -> None:
         self.refresh_detail()
@@ -196,9 +198,13 @@ class HarmonyApp(App[None]):
         try:
             answer = self.feed.ask(site, path, GetOutput(lines=20), self.ask_timeout)
         except Exception as e:
-            tail = OutputTail(error=f"output unavailable: {e}", at=self.clock())
-        else:
-            lines = tuple(answer.lines) if isinstance(answer, Output) else ()
+            tail = OutputTail(error=printable(f"output unavailable: {e}"), at=self.clock())
+        else:  # a workload's output is remote text: no escapes reach the terminal
+            lines = (
+                tuple(printable(line) for line in answer.lines)
+                if isinstance(answer, Output)
+                else ()
+            )
             tail = OutputTail(lines=lines, at=self.clock())
         self.call_from_thread(self._set_output, site, workload, tail)
 
@@ -264,7 +270,7 @@ class HarmonyApp(App[None]):
     def _report(self, action: Action, outcome: Outcome) -> None:
         self.outcomes.append((action, outcome))
         self._journal(action, outcome.text)
-        self.notify(outcome.text, severity=outcome.severity, timeout=8)
+        self.notify(printable(outcome.text), severity=outcome.severity, timeout=8, markup=False)
 
     def _journal(self, action: Action, text: str) -> None:
         """Operator steps go into the event log with the mesh's events (kind tui-…)."""

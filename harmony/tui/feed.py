@@ -19,11 +19,12 @@ from nats.aio.msg import Msg
 
 from harmony.actors.journal import JournalEvent
 from harmony.actors.messages import Snapshot
-from harmony.client import collect_snapshots
+from harmony.client import collect_snapshots, decode_event
 from harmony.mesh import subjects, wire
 from harmony.mesh.connection import MeshConnection, MeshUnavailable
 from harmony.mesh.remote import RemoteRef
 from harmony.security.identity import Identity
+from harmony.textsafe import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class MeshFeed:
 
     def start(self, sink: Sink) -> None:
         self._sink = sink
-        sink(ConnectionUpdate("connecting", ", ".join(self.servers)))
+        sink(ConnectionUpdate("connecting", redact_url(self.servers)))
         self.conn = MeshConnection(
             self.servers, self._name, on_state=self._on_state, identity=self.identity
         ).start()
@@ -125,14 +126,11 @@ class MeshFeed:
 
     def _on_state(self, kind: str, detail: str) -> None:
         state = {"reconnected": "connected"}.get(kind, kind)
-        self._emit(ConnectionUpdate(state, detail))
+        self._emit(ConnectionUpdate(state, redact_url(detail)))
 
     def _on_event(self, msg: Msg) -> None:
-        try:
-            event = wire.decode(msg.data)
-        except wire.WireError:
-            return
-        if isinstance(event, JournalEvent):
+        event = decode_event(msg.data)  # cleaned there, like the snapshots
+        if event is not None:
             self._emit(EventUpdate(event))
 
     def _poll_forever(self) -> None:

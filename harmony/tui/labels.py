@@ -13,6 +13,7 @@ from rich.text import Text
 
 from harmony.actors.journal import JournalEvent
 from harmony.actors.messages import ActorInfo, PeerInfo
+from harmony.textsafe import redact_url
 from harmony.tui.model import PEER_PREFIX, Key, MeshModel, SiteView
 
 HIGHLIGHT_SECONDS = 3.0
@@ -116,7 +117,7 @@ def site_label(view: SiteView, now: float) -> Text:
             f"  no answer for {seconds(now - view.received)}: last known state", style="dim"
         )
     elif view.snapshot is not None and view.snapshot.nats_url:
-        label.append(f"  nats {view.snapshot.nats_url}", style="dim")
+        label.append(f"  nats {redact_url(view.snapshot.nats_url)}", style="dim")
     return label
 
 

@@ -73,8 +73,9 @@ class MoveScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(f"Move {self.workload} from {self.source} to:", classes="title")
-            yield OptionList(*(Option(t, id=t) for t in self.targets))
+            # Text, not str: workload and site names came from the mesh (never markup).
+            yield Static(Text(f"Move {self.workload} from {self.source} to:"), classes="title")
+            yield OptionList(*(Option(Text(t), id=t) for t in self.targets))
             yield Static(Text("Enter picks, Escape cancels.", style="dim"))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:

@@ -16,6 +16,7 @@ from textual.widgets import RichLog, Static, Tree
 from textual.widgets.tree import TreeNode, UnknownNodeID
 
 from harmony.actors.journal import JournalEvent
+from harmony.textsafe import redact_url
 from harmony.tui import labels
 from harmony.tui.model import PEER_PREFIX, Key, MeshModel, matches
 
@@ -145,6 +146,7 @@ def detail_renderable(
             style="dim",
         )
     view = model.sites.get(key.site)
+    # Remote strings go in as Text, never str: a str cell is parsed as Rich markup.
     table = Table.grid(padding=(0, 1))
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
@@ -158,28 +160,28 @@ def detail_renderable(
         if view.received is not None:
             table.add_row("answered", f"{labels.seconds(now - view.received)} ago")
         if view.snapshot is not None:
-            table.add_row("incarnation", view.snapshot.incarnation)
-            table.add_row("nats", view.snapshot.nats_url or "—")
+            table.add_row("incarnation", Text(view.snapshot.incarnation))
+            table.add_row("nats", Text(redact_url(view.snapshot.nats_url) or "—"))
             rejected = f"{view.snapshot.malformed} malformed, {view.snapshot.unknown_actor}"
             table.add_row("rejected", rejected + " unknown-actor")
     elif key.path.startswith(PEER_PREFIX):
         peer = view.peer(key.peer)
         if peer is not None:
-            table.add_row("peer", peer.site)
+            table.add_row("peer", Text(peer.site))
             table.add_row("state", labels.state_text(peer.state))
             table.add_row("heartbeat", f"{labels.seconds(peer.last_heartbeat_age)} ago (then)")
             table.add_row("witness", "yes" if peer.witness else "no")
     else:
         info = view.actor(key.path)
         if info is not None:
-            table.add_row("kind", info.kind)
+            table.add_row("kind", Text(info.kind))
             table.add_row("state", labels.state_text(info.state))
             table.add_row("restarts", str(info.restarts))
             if info.policy:
-                table.add_row("policy", info.policy)
+                table.add_row("policy", Text(info.policy))
             for k, v in sorted(info.detail.items()):
                 if v != "":
-                    table.add_row(k, v)
+                    table.add_row(Text(k), Text(v))
     if not view.answered and model.polls:
         table.add_row("", Text("site not answering: last known values", style="bold yellow"))
     parts: list[RenderableType] = [title, table, Text("")]
@@ -220,7 +222,7 @@ class EventLog(RichLog):
         self.clear()
         for event in model.events_for(site, workload):
             self.write(labels.event_line(event))
-        self.border_title = self.title_text()
+        self.border_title = Text(self.title_text())  # remote site names: never markup
 
     def title_text(self) -> str:
         return (
@@ -241,5 +243,5 @@ class Banner(Static):
             "disconnected": "NATS connection lost — reconnecting… (showing last known state)",
             "unreachable": f"NATS unreachable — retrying… {detail}",
         }.get(state, f"NATS: {state} {detail}")
-        self.update(text)
+        self.update(Text(redact_url(text)))  # Text: the detail is never parsed as markup
         self.add_class("shown")

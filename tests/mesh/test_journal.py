@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -99,8 +100,12 @@ def test_failures_are_counted_now_and_then_not_every_line(
     finally:
         journal.close()
     err = [line for line in capfd.readouterr().err.splitlines() if "journal" in line]
-    assert "write failed: Bad file descriptor (EBADF)" in err[0]
-    assert any("x write EBADF more since the last report" in line for line in err[1:-1]), err
+    # The first failure may be the background fsync of the records before it (it can reach
+    # the closed descriptor before the next write does): either way, EBADF at once.
+    assert re.search(r"(write|fsync) failed: Bad file descriptor \(EBADF\)", err[0]), err
+    assert any("write failed: Bad file descriptor (EBADF)" in line for line in err[:2]), err
+    counted = re.compile(r"\d+ x write EBADF.* more since the last report")
+    assert any(counted.search(line) for line in err[1:-1]), err
     assert "writing works again after" in err[-1]
     assert len(err) < 10, err
     assert [e.kind for e in read_journal(path)] == ["before", "after"]

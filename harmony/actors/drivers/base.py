@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -27,6 +27,7 @@ import msgspec
 from harmony import procfs
 from harmony.config import HooksDriverConfig, ProcessDriverConfig
 from harmony.guard import DEADLINE_ENV, TOKEN_ENV
+from harmony.private_files import open_private_append, private_dir
 
 from .containment import CONTAINMENT_ENV
 from .tether import TetherSpec
@@ -127,7 +128,7 @@ class Driver(abc.ABC, Generic[ConfigT]):
         # only ever held briefly. Order: _op before _lock, never the reverse.
         self._op = threading.RLock()
         self._lock = threading.RLock()
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log_dir)
 
     def deadline_file(self) -> Path | None:
         """The fence deadline file of the current token's copy (None: no tether, no token)."""
@@ -216,8 +217,9 @@ class Driver(abc.ABC, Generic[ConfigT]):
                 log.debug("on_event traceback", exc_info=True)
 
     def _env(self, extra: dict[str, str], **more: str) -> dict[str, str]:
-        """os.environ + the config's env + the HARMONY_* variables (which nobody overrides)."""
-        env = {**os.environ, **extra}
+        """The allowlisted part of os.environ (`inherited_env`) + the config's env + the
+        HARMONY_* variables (which nobody overrides)."""
+        env = {**inherited_env(os.environ, self.config.pass_env), **extra}
         env["HARMONY_WORKLOAD"] = self.workload
         env["HARMONY_SITE"] = self.site
         env[CONTAINMENT_ENV] = self.containment
@@ -236,7 +238,7 @@ class Driver(abc.ABC, Generic[ConfigT]):
         """Append a harmony line to the log, so runs and hooks can be told apart."""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         try:
-            with open(self.log_path, "a", buffering=1, encoding="utf-8") as f:
+            with os.fdopen(open_private_append(self.log_path), "a", encoding="utf-8") as f:
                 f.write(f"[harmony {stamp}] {text}\n")
         except OSError:
             log.exception("%s: cannot write %s", self.workload, self.log_path)
@@ -247,7 +249,22 @@ class Driver(abc.ABC, Generic[ConfigT]):
         The child writes straight into the file (no pipe through us): its output is never
         lost or blocked while the agent is busy, and survives an agent restart.
         """
-        return os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        return open_private_append(self.log_path)  # 0600: output may hold secrets
+
+
+# -- environment -----------------------------------------------------------------------------
+
+INHERITED_ENV = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR"})
+"""What a workload inherits from the agent's environment (and every ``LC_*``): enough to run
+a program as the agent's user and locale, nothing that may hold the agent's secrets (NATS
+credentials, cloud tokens of the service manager). The operator adds names with `pass_env`."""
+
+
+def inherited_env(environ: Mapping[str, str], pass_env: Iterable[str] = ()) -> dict[str, str]:
+    """The part of `environ` a workload (or hook) gets: `INHERITED_ENV`, ``LC_*`` and the
+    config's `pass_env` names."""
+    chosen = INHERITED_ENV | set(pass_env)
+    return {k: v for k, v in environ.items() if k in chosen or k.startswith("LC_")}
 
 
 # -- output ----------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from typing import Any
 
 from harmony.config import HooksDriverConfig
 from harmony.guard import read_deadline
+from harmony.private_files import open_private_append
 
 from .base import Driver, DriverState, log_size, tail_lines
 from .containment import CONTAINMENT_ENV
@@ -389,7 +390,7 @@ class HooksDriver(Driver[HooksDriverConfig]):
         if not lines:
             return
         try:
-            with open(self.log_path, "a", buffering=1, encoding="utf-8") as f:
+            with os.fdopen(open_private_append(self.log_path), "a", encoding="utf-8") as f:
                 f.writelines(line + "\n" for line in lines)
         except OSError:
             log.exception("%s: cannot write %s", self.workload, self.log_path)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harmony.guard import RELEASED, read_deadline, write_deadline
+from harmony.private_files import private_dir
 
 __all__ = [
     "TETHER_FENCED",
@@ -96,7 +97,7 @@ class DeadlineHandoff:
         restarts) are removed: their watchers then fence at once, and no watcher can run a
         copy before this incarnation holds the lease."""
         d = self.spec.deadline_dir
-        d.mkdir(parents=True, exist_ok=True)
+        private_dir(d)
         for f in d.glob("*.deadline"):
             f.unlink(missing_ok=True)
         self.last.clear()
