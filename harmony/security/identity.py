@@ -8,6 +8,7 @@ inbox prefix, because a user may subscribe only to its own inbox subjects.
 
 from __future__ import annotations
 
+import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from harmony.config import ConfigError
 from harmony.security.permissions import identity_inbox, site_inbox
 
 FILES = ("ca.pem", "cert.pem", "key.pem", "nkey.seed")
+SECRETS = ("key.pem", "nkey.seed")
 
 
 class _IdentityFile(msgspec.Struct, frozen=True):
@@ -104,10 +106,13 @@ def load_identity(path: str | Path) -> Identity:
     for name in FILES:
         f = where / name
         try:
-            with open(f, "rb"):
-                pass
+            with open(f, "rb") as opened:
+                mode = os.fstat(opened.fileno()).st_mode
         except OSError as e:
             raise ConfigError(f, "", f"cannot read: {e.strerror or e}") from None
+        if name in SECRETS and mode & 0o077:
+            # Like ssh: a secret others can read is no longer this identity's alone.
+            raise ConfigError(f, "", f"is readable by others (mode {mode & 0o777:o}); chmod 600 it")
     return Identity(info.mesh, info.name, info.role, where)
 
 

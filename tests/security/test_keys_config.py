@@ -144,3 +144,10 @@ def test_an_agent_whose_seed_is_not_in_the_roster_is_refused_before_it_starts(
     out = harmony("agent", "--config", str(cfg_file))
     assert out.returncode == 2, out.stderr
     assert "is not the key" in out.stderr and "nkey.seed" in out.stderr
+
+
+def test_a_key_others_can_read_is_refused(tmp_path: Path) -> None:
+    md = init_mesh(tmp_path / "mesh", "m", {"a": ()}, ["admin"])
+    (md.identity_dir("admin") / "nkey.seed").chmod(0o644)
+    with pytest.raises(ConfigError, match="readable by others"):
+        load_identity(md.identity_dir("admin"))
