@@ -125,3 +125,47 @@ def test_rotating_a_running_sites_nkey(mesh: LocalMesh, tmp_path: Path) -> None:
     finally:
         watch.close()
     assert mesh.permission_violations() == []
+
+
+def test_a_reader_added_to_a_running_mesh_watches_but_cannot_command(mesh: LocalMesh) -> None:
+    import subprocess
+    import sys
+
+    from harmony.actors.messages import Ping
+    from harmony.actors.site import SITE_PATH
+    from harmony.mesh import subjects, wire
+    from harmony.security.identity import load_identity
+
+    md = MeshDir(mesh.mesh_dir)
+    md.add_identity("watcher", "reader")
+    reader_dir = md.identity_dir("watcher")
+    url = mesh.client_urls(["a"])[0]
+
+    def status() -> bool:  # the servers take the new roster within their poll
+        args = ["status", "--server", url, "--mesh", MESH, "--json"]
+        args += ["--identity", str(reader_dir), "--timeout", "2"]
+        out = subprocess.run(
+            [sys.executable, "-m", "harmony", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return out.returncode == 0 and sorted(s["site"] for s in json.loads(out.stdout)) == [
+            "a",
+            "b",
+        ]
+
+    wait_until(status, 30, message="the new reader could not watch the mesh")
+    conn = MeshConnection([url], "reader", identity=load_identity(reader_dir)).start()
+    try:
+        conn.wait_connected(10)
+        ask = subjects.actor(MESH, "b", subjects.ASK, subjects.OPERATOR, SITE_PATH)
+        with pytest.raises(TimeoutError):
+            conn.request(ask, wire.encode(Ping(text="may I?")), timeout=2)
+    finally:
+        conn.close()
+    wait_until(
+        lambda: any(ask in line for line in mesh.permission_violations()),
+        10,
+        message="the server did not refuse the reader's ask",
+    )
