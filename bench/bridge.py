@@ -259,6 +259,7 @@ def main() -> int:
             sites=("a",),
             log_level="warning",
             timings=Timings(heartbeat_interval=1.0),
+            secure=False,  # TLS rows: issue 9 item 6 (the raw floor speaks plaintext)
         )
         local, actor, scheduler = local_site_actor()
         conn: MeshConnection | None = None

@@ -86,12 +86,14 @@ class Bench:
 
     def start(self) -> None:
         self.mesh.start(timeout=90)
-        self.conn = MeshConnection(self.mesh.client_urls(), "bench-failover").start()
+        self.conn = self.mesh.connect("bench-failover")
         self.conn.wait_connected(10)
         # One view per site's server, so a partition never hides the majority from us.
         for s in SITES:
             urls = self.mesh.client_urls([s, *(o for o in SITES if o != s)])
-            self.views.append(MeshConnection(urls, f"bench-view-{s}").start())
+            self.views.append(
+                MeshConnection(urls, f"bench-view-{s}", identity=self.mesh.identity).start()
+            )
 
     def stop(self) -> None:
         for c in [self.conn, *self.views]:

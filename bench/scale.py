@@ -37,7 +37,6 @@ from harmony import interrupts
 from harmony.actors.journal import read_journal
 from harmony.client import collect_snapshots
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, Timings, WorkloadConfig
-from harmony.mesh.connection import MeshConnection
 from harmony.sim.launch import LaunchError, LocalMesh
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -119,7 +118,7 @@ def measure(
             sample.note = f"did not form: {str(e).splitlines()[0]}"
             return sample
         sample.formed_s = time.monotonic() - started
-        conn = MeshConnection(mesh.client_urls(), "bench-scale").start()
+        conn = mesh.connect("bench-scale")
         conn.wait_connected(10)
         time.sleep(settle)  # let the start-up burst (spawning every workload) pass
         agents = {s: p.proc.pid for s, p in mesh.procs.items() if p.proc is not None}

@@ -34,6 +34,7 @@ commands:
   tui      the interactive view of a mesh: live actor tree, events, operator actions
   sim      run chaos simulations: real sites on this machine, faults, checked histories
   demo     start a 3-site mesh on this machine and open the TUI on it
+  mesh     create and change a mesh's keys: CAs, certificates, nkeys, the roster
 
 exit codes: 0 ok, 1 failure, 2 bad usage or config, 3 mesh unreachable, 130 interrupted
 """
@@ -67,6 +68,13 @@ def cmd_agent(args: argparse.Namespace) -> int:
             validate(cfg, args.config)
     except ConfigError as e:
         _err(f"invalid configuration: {e}")
+        return EXIT_CONFIG
+    from harmony.security.check import security_problems
+
+    keys = security_problems(cfg)  # a stale roster or seed: refused by our own server
+    if keys:
+        for field, reason in keys:
+            _err(f"invalid configuration: {args.config}: {field}: {reason}")
         return EXIT_CONFIG
     _setup_logging(args.log_level)
     agent = Agent(cfg)
@@ -143,17 +151,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     import msgspec
     from rich.console import Console
 
-    from harmony.client import collect_snapshots, mesh_target
+    from harmony.client import collect_snapshots, mesh_identity, mesh_target
     from harmony.config import ConfigError
     from harmony.mesh.connection import MeshConnection, MeshUnavailable
     from harmony.render import mesh_view
 
     try:
         mesh, servers = mesh_target(args.config, args.server, args.mesh)
+        identity = mesh_identity(args.config, args.identity)
     except (ConfigError, ValueError) as e:
         _err(str(e))
         return EXIT_CONFIG
-    conn = MeshConnection(servers, "harmony-status").start()
+    conn = MeshConnection(servers, "harmony-status", identity=identity).start()
     try:
         conn.wait_connected(args.timeout)
         snaps = collect_snapshots(conn, mesh, args.timeout)
@@ -171,6 +180,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     silent = {p.site for s in snaps.values() for p in s.peers if p.state == "silent"}
     return EXIT_FAILURE if silent - set(snaps) else EXIT_OK
+
+
+IDENTITY_HELP = (
+    "on a secure mesh: who to connect as, an identity directory (DIR/identities/NAME of "
+    "`harmony mesh init`); default: the site identity of --config"
+)
 
 
 # ---------------------------------------------------------------------------- config
@@ -273,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--server", action="append", help="NATS URL (repeatable), with --mesh")
     s.add_argument("--mesh", help="mesh name, with --server")
     s.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for answers")
+    s.add_argument("--identity", metavar="DIR", help=IDENTITY_HELP)
     s.add_argument("--json", action="store_true", help="print snapshots as JSON")
     s.set_defaults(fn=cmd_status)
 
@@ -288,9 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--duration", type=float, default=0.0, help="stop after N s (0: Ctrl-C)")
     d.set_defaults(fn=cmd_demo)
 
+    from harmony.security.cli import add_mesh_parser
     from harmony.sim.cli import add_sim_parser
     from harmony.tui.cli import add_tui_parser
 
+    add_mesh_parser(sub)
     add_sim_parser(sub)
     add_tui_parser(sub)
     return p

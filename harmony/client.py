@@ -16,6 +16,7 @@ from harmony.actors.journal import JournalEvent
 from harmony.actors.messages import ActorInfo, PeerInfo, Snapshot, SnapshotRequest
 from harmony.mesh import subjects, wire
 from harmony.mesh.connection import MeshConnection
+from harmony.security.identity import Identity
 from harmony.textsafe import printable, redact_url
 
 
@@ -35,6 +36,24 @@ def mesh_target(
     if not (servers and mesh):
         raise ValueError("give --config FILE, or both --server URL and --mesh NAME")
     return mesh, list(servers)
+
+
+def mesh_identity(config: str | None, identity: str | None) -> Identity | None:
+    """Who an operator's tool is on the mesh: `identity` (an identity directory, e.g.
+    ``DIR/identities/admin``), else the site identity of the `config` given (a site may
+    watch: snapshots and events), else nobody (an insecure mesh). Raises ConfigError naming
+    the missing or unreadable file."""
+    from harmony.security.identity import load_identity, site_identity
+
+    if identity:
+        return load_identity(identity)
+    if config:
+        from harmony.config import load_config
+
+        cfg = load_config(config)
+        if cfg.security is not None and cfg.security.dir:
+            return site_identity(cfg.security.dir, cfg.site)
+    return None
 
 
 def expected_sites(snaps: dict[str, Snapshot]) -> set[str]:

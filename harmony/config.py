@@ -54,6 +54,19 @@ class NatsConfig(_Base):
     """Replicas of the lease bucket; 0: min(3, number of servers in the mesh)."""
 
 
+class SecurityConfig(_Base):
+    """``[security]``: the site's trust material (see `harmony mesh init`).
+
+    `dir` is a mesh directory (relative: from the config file's folder) holding at least
+    ``roster.toml`` and ``sites/<site>/``. Without a ``[security]`` section, or with
+    ``insecure = true`` and no `dir`, the site runs plaintext and anonymous: allowed only
+    when `nats.host` is loopback, unless `insecure` says so.
+    """
+
+    dir: str = ""
+    insecure: bool = False
+
+
 class Timings(_Base):
     """All durations are seconds."""
 
@@ -136,6 +149,7 @@ class SiteConfig(_Base):
     timings: Timings = msgspec.field(default_factory=Timings)
     supervision: Supervision = msgspec.field(default_factory=Supervision)
     workloads: list[WorkloadConfig] = []
+    security: SecurityConfig | None = None
     source: str = ""
     """Set by `load_config`: the file this came from (not read from TOML)."""
 
@@ -167,7 +181,68 @@ def parse_config(data: bytes | str, source: str | Path = "<string>") -> SiteConf
     data_dir = Path(cfg.data_dir) if cfg.data_dir else Path("data") / cfg.site
     if not data_dir.is_absolute():
         data_dir = (base / data_dir).resolve()
-    return msgspec.structs.replace(cfg, data_dir=str(data_dir), source=str(source))
+    security = cfg.security
+    if security is not None and security.dir:
+        sec_dir = Path(security.dir)
+        if not sec_dir.is_absolute():
+            sec_dir = (base / sec_dir).resolve()
+        security = msgspec.structs.replace(security, dir=str(sec_dir))
+        check_security_files(security, cfg.site, source)
+    return msgspec.structs.replace(
+        cfg, data_dir=str(data_dir), source=str(source), security=security
+    )
+
+
+SECURITY_FILES: tuple[str, ...] = (
+    "roster.toml",
+    *(f"sites/{{site}}/{f}" for f in ("identity.toml", "ca.pem", "clients-ca.pem")),
+    *(f"sites/{{site}}/{f}" for f in ("cert.pem", "key.pem", "nkey.seed")),
+)
+
+
+def check_security_files(sec: SecurityConfig, site: str, source: str | Path) -> None:
+    """Every file the site's server and connection read must be readable now: say which
+    one is not, rather than fail later inside nats-server or TLS."""
+    for name in SECURITY_FILES:
+        f = Path(sec.dir) / name.format(site=site)
+        try:
+            with open(f, "rb"):
+                pass
+        except OSError as e:
+            raise ConfigError(
+                source, "security.dir", f"{f}: cannot read: {e.strerror or e}"
+            ) from None
+
+
+def insecure_problem(cfg: SiteConfig) -> str | None:
+    """Why this site must not start as configured, or None. A site reachable from other
+    machines without TLS and credentials is anyone's: refuse unless the config says so."""
+    sec = cfg.security
+    if sec is not None and sec.dir:
+        return None
+    if sec is not None and sec.insecure:
+        return None
+    hosts = [cfg.nats.host] if cfg.nats.mode == "embedded" else []
+    exposed = [h for h in hosts if not _is_loopback_host(h)]
+    if not exposed:
+        return None
+    return (
+        f"nats.host {exposed[0]!r} is not loopback and there is no [security] section: the "
+        "mesh would accept anyone without TLS or credentials. Create keys with `harmony mesh "
+        'init` and set [security] dir = "<mesh dir>", or set [security] insecure = true to '
+        "run without (anyone who reaches the ports can run and stop your workloads)"
+    )
+
+
+def _is_loopback_host(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_config(path: str | Path) -> SiteConfig:
@@ -197,6 +272,12 @@ def validate(cfg: SiteConfig, source: str | Path) -> None:
             raise bad(f"nats.{f}", f"{port} is not a TCP port")
     if not 0 <= n.kv_replicas <= 5:
         raise bad("nats.kv_replicas", f"{n.kv_replicas}: must be 0 (automatic) or 1 to 5")
+    sec = cfg.security
+    if sec is not None and not sec.dir and not sec.insecure:
+        raise bad("security.dir", "the mesh directory (`harmony mesh init`), or insecure = true")
+    problem_text = insecure_problem(cfg)
+    if problem_text is not None:
+        raise bad("security", problem_text)
     problem = timing_problem(cfg.timings, any(uses_lease(w.strategy) for w in cfg.workloads))
     if problem is not None:
         raise bad(*problem)

@@ -22,6 +22,8 @@ from harmony.config import (
     kv_replicas,
     load_config,
 )
+from harmony.security.check import describe as describe_security
+from harmony.security.check import security_problems
 from harmony.textsafe import redact_url
 
 AC = "absolute-consistency"
@@ -52,9 +54,14 @@ def check(paths: Sequence[str]) -> Report:
     problems: list[Problem] = []
     for path in paths:
         try:
-            configs[path] = load_config(path)
+            cfg = load_config(path)
         except ConfigError as e:
             problems.append(Problem(e.file, e.field, e.reason))
+            continue
+        found = security_problems(cfg)
+        problems += [Problem(path, field, reason) for field, reason in found]
+        if not found:
+            configs[path] = cfg
     notes: list[str] = []
     if len(configs) > 1:
         problems += cross_check(configs, notes)
@@ -118,6 +125,14 @@ def cross_check(configs: dict[str, SiteConfig], notes: list[str]) -> list[Proble
                 f"timings.{field} differs ({_differs(groups, _num_s)}): allowed, each site's "
                 "own inequality is what keeps it safe"
             )
+    secure = _by_value(configs, lambda c: c.security is not None and bool(c.security.dir))
+    if len(secure) > 1:
+        said = "; ".join(
+            f"{'secure' if v else 'insecure'} in {', '.join(f)}" for v, f in secure.items()
+        )
+        problems.append(
+            Problem("", "security", f"differs: {said}: TLS routes and plaintext ones never meet")
+        )
     problems += _workloads(configs)
     return problems
 
@@ -176,6 +191,7 @@ def summary(path: str, cfg: SiteConfig) -> list[str]:
     lines = [
         f"{path}: ok",
         f"  {role} {cfg.site} of mesh {cfg.mesh}; nats {n.mode} ({where}); data {cfg.data_dir}",
+        f"  {describe_security(cfg)}",
     ]
     for w in cfg.workloads:
         standbys = ", ".join(w.topology.standbys) or "none"

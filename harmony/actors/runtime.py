@@ -34,6 +34,7 @@ from harmony.mesh.leases import BucketMismatch, LeaseStore
 from harmony.mesh.remote import ActorDirectory, Bridge
 from harmony.mesh.server import EmbeddedServer, ServerSpec
 from harmony.private_files import NotOurs, secure_data_dir
+from harmony.security.identity import Identity, site_identity
 from harmony.strategies.registry import uses_lease
 from harmony.textsafe import redact_url
 
@@ -69,7 +70,14 @@ class Agent:
         n = self.config.nats
         if n.mode == "external":
             return list(n.servers)
-        return [f"nats://{n.host}:{n.client_port}", *n.servers]
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(n.host, n.host)
+        host = f"[{host}]" if ":" in host else host
+        return [f"nats://{host}:{n.client_port}", *n.servers]
+
+    def identity(self) -> Identity | None:
+        """The site's credentials on a secure mesh (None: plaintext, anonymous)."""
+        sec = self.config.security
+        return site_identity(sec.dir, self.config.site) if sec is not None and sec.dir else None
 
     def start(self, connect_timeout: float = 30.0) -> None:
         cfg = self.config
@@ -78,7 +86,10 @@ class Agent:
             self.server = EmbeddedServer(ServerSpec.from_config(cfg), on_event=self._server_event)
             self.server.start()
         self.conn = MeshConnection(
-            self.servers(), f"harmony-{cfg.mesh}-{cfg.site}", on_state=self._conn_state
+            self.servers(),
+            f"harmony-{cfg.mesh}-{cfg.site}",
+            on_state=self._conn_state,
+            identity=self.identity(),
         ).start()
         self.conn.wait_connected(connect_timeout)
         self.bridge = Bridge(

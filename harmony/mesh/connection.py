@@ -44,6 +44,7 @@ from harmony.mesh.fastpaths import (
 )
 from harmony.mesh.outbox import _Outbox
 from harmony.mesh.replies import NoResponders, Replies, _Reply
+from harmony.security.identity import Identity, public_key_of
 from harmony.textsafe import redact_url
 
 __all__ = [
@@ -58,6 +59,16 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def _not_ssl_eof_noise(record: logging.LogRecord) -> bool:
+    """asyncio warns on every TLS connection a server closes ("returning true from
+    eof_received() has no effect when using ssl": nats-py's protocol asks to keep a half-open
+    socket, which TLS cannot). It says nothing about our connection; keep it off the logs."""
+    return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_not_ssl_eof_noise)
 
 
 class MeshUnavailable(Exception):
@@ -88,9 +99,15 @@ class MeshConnection(Replies):
         on_state: Callable[[str, str], None] | None = None,
         reconnect_wait: float = 0.25,
         fast_paths: str | Iterable[str] | None = None,
+        identity: Identity | None = None,
     ) -> None:
         self.servers = list(servers)
         self.name = name
+        # Who we are to a secure mesh: TLS context, nkey seed, and the inbox prefix our
+        # permissions allow us to subscribe to (None: plaintext and anonymous).
+        self.identity = identity
+        self._auth: dict[str, Any] = identity.connect_kwargs() if identity else {}
+        self._last_error = ""
         self._on_state = on_state
         self._reconnect_wait = reconnect_wait
         fast = fast_paths_from(fast_paths)
@@ -108,7 +125,8 @@ class MeshConnection(Replies):
         self._subs: list[tuple[str, Callable[[Msg], None], str]] = []
         self._live_subs: dict[int, Any] = {}
         self._handles: list[Subscription] = []
-        self._inbox = f"_INBOX.{secrets.token_hex(8)}"
+        prefix = identity.inbox_prefix if identity else "_INBOX"
+        self._inbox = f"{prefix}.{secrets.token_hex(8)}"
         self._pending: dict[str, _Reply] = {}
         self._collectors: dict[str, Callable[[bytes], None]] = {}
         self._tokens = itertools.count(1)  # next() is atomic: any thread may take one
@@ -125,8 +143,11 @@ class MeshConnection(Replies):
 
     def wait_connected(self, timeout: float) -> None:
         if not self._connected.wait(timeout):
+            # A refused credential or certificate is not an unreachable server: say which.
+            why = f"; last error: {self._last_error}" if self._last_error else ""
             raise MeshUnavailable(
-                f"no NATS server answered within {timeout:g} s (tried {redact_url(self.servers)})"
+                f"no NATS server answered within {timeout:g} s "
+                f"(tried {redact_url(self.servers)}){why}"
             )
 
     @property
@@ -197,8 +218,10 @@ class MeshConnection(Replies):
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
                     closed_cb=self._on_closed,
+                    **self._auth,
                 )
             except Exception as e:
+                self._last_error = f"{type(e).__name__}: {redact_url(str(e))}"
                 if attempt == 1 or attempt % 20 == 0:
                     log.warning(
                         "cannot reach NATS at %s: %s (retrying)",
@@ -222,8 +245,25 @@ class MeshConnection(Replies):
 
     async def _on_error(self, e: Exception) -> None:
         log.debug("nats error: %s", redact_url(str(e)))
+        if not self._connected.is_set():
+            self._last_error = f"{type(e).__name__}: {redact_url(str(e))}"
+        self._reread_nkey()
+
+    def _reread_nkey(self) -> None:
+        """nats-py rereads the seed file to sign but keeps the public key it read at connect;
+        after a rotation it would present the old key with the new signature forever. Take
+        the key from the file again before each reconnect attempt."""
+        if self.identity is None or self.nc is None:
+            return
+        try:
+            key = public_key_of(self.identity.seed_file)
+        except Exception as e:  # mid-rotation or unreadable: keep what we have, say so
+            log.warning("cannot read nkey seed %s: %s", self.identity.seed_file, e)
+            return
+        self.nc._public_nkey = key
 
     async def _on_disconnected(self) -> None:
+        self._reread_nkey()
         self._connected.clear()
         self._close_gate()
         self._state("disconnected")

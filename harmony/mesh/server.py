@@ -33,6 +33,7 @@ from harmony.mesh.monitor import (
     jetstream_ready,
     wait_jetstream_ready,
 )
+from harmony.mesh.reload import RosterReload
 from harmony.mesh.server_conf import (
     ServerSpec,
     ServerStartError,
@@ -120,7 +121,7 @@ def _tied_to_parent(cmd: list[str]) -> list[str]:
 
 
 @dataclass(eq=False)
-class EmbeddedServer:
+class EmbeddedServer(RosterReload):
     """One nats-server child process, supervised.
 
     `start` writes the configuration, launches the server in its own process group and waits
@@ -139,6 +140,8 @@ class EmbeddedServer:
     backoff_max: float = 5.0
     backoff_reset_after: float = 10.0
     restart_timeout: float = 20.0
+    roster_poll: float = 1.0
+    """How often a secure server's roster file is checked for changes (then: `reload`)."""
     restarts: int = field(default=0, init=False)
     """How many times the supervisor restarted the server."""
 
@@ -149,6 +152,9 @@ class EmbeddedServer:
     _started_at: float = field(default=0.0, init=False, repr=False)
     _log_offset: int = field(default=0, init=False, repr=False)
     _dying: bool = field(default=False, init=False, repr=False)
+    _watcher: threading.Thread | None = field(default=None, init=False, repr=False)
+    reloads: int = field(default=0, init=False)
+    """How many times the configuration was reloaded (roster changes)."""
 
     # -- public ------------------------------------------------------------------------------
 
@@ -198,6 +204,7 @@ class EmbeddedServer:
                 _live.discard(self)
             raise
         self._emit("started", f"pid {self.pid} serving {self.client_url}")
+        self._watch_roster()
         if self.supervise:
             with self._lock:
                 if self._thread is None or not self._thread.is_alive():
@@ -224,10 +231,13 @@ class EmbeddedServer:
                     self._signal_group(signal.SIGKILL)
                     proc.wait()
             thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            watcher = self._watcher
+        for t in (thread, watcher):
+            if t is not None and t is not threading.current_thread():
+                t.join()
         with self._lock:
             self._thread = None
+            self._watcher = None
         with _live_lock:
             _live.discard(self)
 

@@ -1,5 +1,11 @@
 """The embedded nats-server's configuration: `ServerSpec` and the rendered config text.
 
+A secure server (`ServerSpec.security`) requires mutual TLS and an nkey on its client port
+(users and their permissions from the mesh's roster: `harmony.security.permissions`), mutual
+TLS on its route port with the mesh CA only (a route is authorised by its site certificate),
+and has no anonymous user. Monitoring listens on loopback whatever `host` says: it is
+unauthenticated and shows every connection and subject.
+
 The server runs JetStream with ``sync_interval: always`` (the default periodic fsync lost
 acknowledged writes in an independent analysis), ``no_advertise`` on loopback (otherwise the
 servers gossip the machine's external address), and a cluster block only when it has routes
@@ -20,6 +26,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from harmony.config import NAME_RE, SiteConfig
+from harmony.security.identity import Identity, site_identity
+from harmony.security.permissions import UserPermissions, lease_scope, mesh_users
+from harmony.security.roster import load_roster
 
 _SIZE_RE = re.compile(r"^[0-9]+(?:[KMGT]B?)?$", re.IGNORECASE)
 
@@ -74,6 +83,11 @@ def _connect_host(host: str) -> str:
     return host
 
 
+def _monitor_host(host: str) -> str:
+    """Where monitoring listens: loopback, of the family of `host`."""
+    return "::1" if ":" in host and host != "::" and _is_loopback(host) else "127.0.0.1"
+
+
 def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -81,6 +95,49 @@ def _hostport(host: str, port: int) -> str:
 def _q(value: str) -> str:
     """A nats-server config string literal (JSON string syntax is accepted by its parser)."""
     return json.dumps(value)
+
+
+ACCOUNT = "HARMONY"
+"""The NATS account of every user of a secure mesh (see `render_conf`)."""
+
+
+@dataclass(frozen=True)
+class ServerSecurity:
+    """TLS material of a site's server and where its users come from.
+
+    `leases` says which lease keys each site may write, as this site's configuration knows
+    the workloads ({site: workloads}); the roster is read on every render, so a reload after
+    a roster change (rotation, a new site) picks it up.
+    """
+
+    identity: Identity
+    roster_file: Path
+    bucket: str
+    leases: dict[str, tuple[str, ...]]
+
+    def users(self) -> list[UserPermissions]:
+        return mesh_users(load_roster(self.roster_file), self.bucket, self.leases)
+
+
+def server_security(cfg: SiteConfig) -> ServerSecurity | None:
+    """The security of `cfg`'s embedded server, or None when it runs without (insecure)."""
+    from harmony.mesh.leases import bucket_name
+    from harmony.strategies.registry import uses_lease
+
+    sec = cfg.security
+    if sec is None or not sec.dir:
+        return None
+    scope = lease_scope(
+        (w.name, [w.topology.primary, *w.topology.standbys])
+        for w in cfg.workloads
+        if uses_lease(w.strategy)
+    )
+    return ServerSecurity(
+        identity=site_identity(sec.dir, cfg.site),
+        roster_file=Path(sec.dir) / "roster.toml",
+        bucket=bucket_name(cfg.mesh),
+        leases=scope,
+    )
 
 
 @dataclass(frozen=True)
@@ -106,6 +163,8 @@ class ServerSpec:
     """JetStream file store limit, a nats size such as "512M" or "1G"."""
     extra_conf: str = ""
     """Raw configuration appended at top level, for settings this class does not model."""
+    security: ServerSecurity | None = None
+    """TLS and nkey users; None: plaintext and anonymous (loopback meshes that opted out)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "routes", tuple(self.routes))
@@ -145,6 +204,7 @@ class ServerSpec:
             store_dir=cfg.data_path / "nats",
             cluster_advertise=n.cluster_advertise,
             max_store=n.jetstream_max_store,
+            security=server_security(cfg),
         )
 
     @property
@@ -158,7 +218,8 @@ class ServerSpec:
 
     @property
     def http_url(self) -> str:
-        return f"http://{_hostport(_connect_host(self.host), self.http_port)}"
+        """Monitoring is on loopback only (see `render_conf`)."""
+        return f"http://{_hostport(_monitor_host(self.host), self.http_port)}"
 
     @property
     def conf_file(self) -> Path:
@@ -193,13 +254,57 @@ class ServerSpec:
         return bool(self.effective_routes)
 
 
-def render_conf(spec: ServerSpec) -> str:
-    """The nats-server configuration text for `spec`."""
+def _tls_block(indent: str, cert: Path, key: Path, ca: Path) -> list[str]:
+    return [
+        f"{indent}tls {{",
+        f"{indent}  cert_file: {_q(str(cert))}",
+        f"{indent}  key_file: {_q(str(key))}",
+        f"{indent}  ca_file: {_q(str(ca))}",
+        f"{indent}  # mutual: a peer without a certificate of the mesh is refused",
+        f"{indent}  verify: true",
+        f"{indent}  timeout: 3",
+        f"{indent}}}",
+    ]
+
+
+def _user(u: UserPermissions) -> list[str]:
+    def allow(items: tuple[str, ...]) -> str:
+        return "{allow: [" + ", ".join(_q(i) for i in items) + "]}"
+
+    responses = ", allow_responses: true" if u.allow_responses else ""
+    return [
+        f"    # {u.role} {u.name}",
+        f"    {{nkey: {_q(u.nkey)}, permissions: {{",
+        f"      publish: {allow(u.publish)},",
+        f"      subscribe: {allow(u.subscribe)}{responses}",
+        "    }}",
+    ]
+
+
+def render_conf(spec: ServerSpec, users: Sequence[UserPermissions] | None = None) -> str:
+    """The nats-server configuration text for `spec`; a secure spec's `users` are read from
+    its roster unless given."""
+    sec = spec.security
     lines = [
         "# Generated by harmony.mesh.server; edits are overwritten on every start.",
         f"server_name: {_q(spec.name)}",
         f"listen: {_q(_hostport(spec.host, spec.client_port))}",
-        f"http: {_q(_hostport(spec.host, spec.http_port))}",
+        "# monitoring is unauthenticated: loopback only, whatever the client host",
+        f"http: {_q(_hostport(_monitor_host(spec.host), spec.http_port))}",
+    ]
+    if sec is not None:
+        ident = sec.identity
+        users = sec.users() if users is None else users
+        lines += ["", *_tls_block("", ident.cert_file, ident.key_file, ident.clients_ca_file)]
+        # One named account, not the global one: nats-server disconnects, on reload, a
+        # connected user that left the roster only when the user was in a named account
+        # (in $G the connection stays). One account: every site shares the lease bucket.
+        lines += ["", "# nkey users of the roster; no anonymous user", "accounts {"]
+        lines += [f"  {ACCOUNT} {{", "    jetstream: enabled", "    users = ["]
+        for u in users:
+            lines += ["  " + line for line in _user(u)]
+        lines += ["    ]", "  }", "}"]
+    lines += [
         "",
         "jetstream {",
         f"  store_dir: {_q(str(spec.store_dir))}",
@@ -215,6 +320,10 @@ def render_conf(spec: ServerSpec) -> str:
             f"  name: {_q(spec.cluster_name)}",
             f"  listen: {_q(_hostport(spec.host, spec.cluster_port))}",
         ]
+        if sec is not None:
+            ident = sec.identity
+            lines.append("  # a route is authorised by a site certificate of the mesh CA")
+            lines += _tls_block("  ", ident.cert_file, ident.key_file, ident.ca_file)
         if _is_loopback(spec.host):
             lines.append("  # loopback mesh: never gossip this machine's external address")
             lines.append("  no_advertise: true")

@@ -43,6 +43,7 @@ from harmony.config import (
     ProcessDriverConfig,
     WorkloadConfig,
 )
+from harmony.security.identity import Identity
 from harmony.sim import disk
 from harmony.sim.freeze import Frozen, freeze, thaw
 from harmony.sim.launch import LocalMesh, alive, describe, pids_mentioning, pids_with_env
@@ -60,6 +61,7 @@ class Backend(Protocol):
     def start(self, timeout: float) -> None: ...
     def stop(self) -> None: ...
     def client_url(self, site: str) -> str: ...
+    def identity(self) -> Identity | None: ...
     def http_url(self, site: str) -> str: ...
     def journal(self, site: str) -> Path: ...
     def log_tail(self, site: str, n: int = 20) -> str: ...
@@ -248,6 +250,10 @@ class ProcessBackend:
 
     def client_url(self, site: str) -> str:
         return self.mesh.client_urls([site])[0]
+
+    def identity(self) -> Identity | None:
+        """The operator identity the observer connects as (None: an insecure mesh)."""
+        return self.mesh.identity
 
     def http_url(self, site: str) -> str:
         return f"http://127.0.0.1:{self.mesh.configs[site].nats.http_port}"

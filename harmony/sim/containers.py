@@ -32,11 +32,16 @@ from typing import Any
 import msgspec
 
 from harmony.config import NatsConfig, SiteConfig
+from harmony.mesh.leases import bucket_name
 from harmony.mesh.ports import free_ports
 from harmony.mesh.server import nats_server_binary
+from harmony.mesh.server_conf import ACCOUNT, _user
+from harmony.security.permissions import UserPermissions, lease_scope, mesh_users
+from harmony.security.roster import load_roster
 from harmony.sim.backend import ProcessBackend
 from harmony.sim.launch import LaunchError, LocalMesh, SiteProcess
 from harmony.sim.scenario import Delay, Drop, Freeze, Partition, Scenario, Step
+from harmony.strategies.registry import uses_lease
 
 LABEL = "harmony-sim"
 
@@ -108,13 +113,41 @@ def build_image(tag: str | None = None) -> str:
         client.close()
 
 
-def server_conf(site: str, mesh: str, others: Sequence[str]) -> str:
+MATERIAL = "/etc/harmony"
+"""Where a container sees its site's directory of the mesh (mounted read-only)."""
+
+
+def server_conf(
+    site: str, mesh: str, others: Sequence[str], users: Sequence[UserPermissions] | None = None
+) -> str:
+    """A container's nats-server conf; with `users` (a secure mesh), TLS on both ports
+    (routes: the mesh CA; each certificate names ``n-<site>``) and the roster's nkey users.
+    Monitoring listens on every interface of the container, but its port is published on
+    the host's loopback only."""
     routes = "\n".join(f'    "nats-route://n-{o}:6222"' for o in others)
+
+    def tls(indent: str, ca: str) -> str:
+        return (
+            f'{indent}tls {{\n{indent}  cert_file: "{MATERIAL}/cert.pem"\n'
+            f'{indent}  key_file: "{MATERIAL}/key.pem"\n{indent}  ca_file: "{MATERIAL}/{ca}"\n'
+            f"{indent}  verify: true\n{indent}  timeout: 3\n{indent}}}\n"
+        )
+
+    secure = ""
+    route_tls = ""
+    if users is not None:
+        lines = [f"accounts {{\n  {ACCOUNT} {{\n    jetstream: enabled\n    users = ["]
+        lines += ["  " + line for u in users for line in _user(u)]
+        lines += ["    ]\n  }\n}\n"]
+        secure = tls("", "clients-ca.pem") + "\n".join(lines)
+        route_tls = tls("  ", "ca.pem")
     return (
         f'server_name: "{site}"\nlisten: "0.0.0.0:4222"\nhttp: "0.0.0.0:8222"\n'
-        'jetstream {\n  store_dir: "/data"\n  sync_interval: always\n}\n'
+        + secure
+        + 'jetstream {\n  store_dir: "/data"\n  sync_interval: always\n}\n'
         f'cluster {{\n  name: "{mesh}"\n  listen: "0.0.0.0:6222"\n'
-        "  # gossip must never open a route around the per-pair networks\n"
+        + route_tls
+        + "  # gossip must never open a route around the per-pair networks\n"
         f'  advertise: "127.0.0.1:1"\n  routes: [\n{routes}\n  ]\n}}\n'
     )
 
@@ -131,6 +164,7 @@ class _ExternalMesh(LocalMesh):
 
         names = [*self.sites, *self.witnesses]
         paths = {}
+        security = self._make_keys(names)
         for s in names:
             client, _http = self.ports[s]
             cfg = SiteConfig(
@@ -146,10 +180,13 @@ class _ExternalMesh(LocalMesh):
                 timings=self.timings_for(s),
                 supervision=self.supervision,
                 workloads=self.workloads_for(s),
+                security=security,
             )
             path = self.workdir / f"{s}.toml"
             data = msgspec.to_builtins(cfg)
             data.pop("source", None)
+            if data.get("security") is None:
+                data.pop("security", None)
             path.write_text(f"# site {s}, NATS in a container\n" + tomli_w.dumps(data))
             self.configs[s] = load_config(path)
             self.procs[s] = SiteProcess(
@@ -164,6 +201,21 @@ class _ExternalMesh(LocalMesh):
 
     def server_pids(self, site: str) -> list[int]:
         return []
+
+    def cert_hosts(self, site: str) -> list[str]:
+        return [f"n-{site}"]  # the route host on the per-pair networks
+
+    def users(self, site: str) -> list[UserPermissions] | None:
+        """The nkey users of `site`'s server (None: an insecure mesh)."""
+        if self.identity is None:
+            return None
+        scope = lease_scope(
+            (w.name, [w.topology.primary, *w.topology.standbys])
+            for w in self.workloads_for(site)
+            if uses_lease(w.strategy)
+        )
+        roster = load_roster(self.mesh_dir / "roster.toml")
+        return mesh_users(roster, bucket_name(self.mesh), scope)
 
 
 class ContainerBackend(ProcessBackend):
@@ -200,7 +252,6 @@ class ContainerBackend(ProcessBackend):
     # -- lifecycle -----------------------------------------------------------------------
     def start(self, timeout: float) -> None:
         from testcontainers.core.config import testcontainers_config
-        from testcontainers.core.container import DockerContainer
 
         os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
         testcontainers_config.ryuk_disabled = True
@@ -213,18 +264,10 @@ class ContainerBackend(ProcessBackend):
                     self.networks[frozenset((a, b))] = self.docker.networks.create(
                         f"hsim-{self.tag}-{a}-{b}", driver="bridge", labels=labels
                     )
+        if not self.ext.procs:  # the keys exist before the servers that use them
+            self.ext.write_configs()
         for s in self.names:
-            conf = self.workdir / f"{s}-nats.conf"
-            conf.write_text(server_conf(s, self.mesh.mesh, [o for o in self.names if o != s]))
-            client, http = self.ext.ports[s]
-            c = (
-                DockerContainer(image)
-                .with_command("-c /etc/nats.conf")
-                .with_bind_ports(4222, client)
-                .with_bind_ports(8222, http)
-                .with_volume_mapping(str(conf), "/etc/nats.conf", "ro")
-                .with_kwargs(labels=labels)
-            )
+            c = self._container(image, s, labels)
             c.start()
             self.containers[s] = c.get_wrapped_container()
             for pair, net in self.networks.items():
@@ -234,12 +277,34 @@ class ContainerBackend(ProcessBackend):
         self.prepare()
         self.mesh.start(self.normal_sites(), timeout=timeout)
 
+    def _container(self, image: str, site: str, labels: dict[str, str]) -> Any:
+        from testcontainers.core.container import DockerContainer
+
+        conf = self.workdir / f"{site}-nats.conf"
+        others = [o for o in self.names if o != site]
+        conf.write_text(server_conf(site, self.mesh.mesh, others, self.ext.users(site)))
+        client, http = self.ext.ports[site]
+        c = (
+            DockerContainer(image)
+            .with_command("-c /etc/nats.conf")
+            .with_volume_mapping(str(conf), "/etc/nats.conf", "ro")
+            .with_kwargs(labels=labels)
+        )
+        # Published on the host's loopback only (monitoring is unauthenticated): docker-py
+        # takes (ip, port), testcontainers' with_bind_ports only a port.
+        ports: dict[str, Any] = c.ports
+        ports.update({"4222": ("127.0.0.1", client), "8222": ("127.0.0.1", http)})
+        if self.ext.identity is not None:
+            c = c.with_volume_mapping(str(self.ext.mesh_dir / "sites" / site), MATERIAL, "ro")
+        return c
+
     def _wait_servers(self, timeout: float) -> None:
         from harmony.mesh.server import wait_jetstream_ready
 
+        secure = self.ext.identity is not None  # no one may make a test bucket there
         wait_jetstream_ready(
             [self.http_url(s) for s in self.names],
-            client_urls=[self.client_url(s) for s in self.names],
+            client_urls=[] if secure else [self.client_url(s) for s in self.names],
             replicas=min(3, len(self.names)),
             timeout=timeout,
         )

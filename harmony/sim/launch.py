@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -25,6 +26,7 @@ from harmony import procfs
 from harmony.actors.drivers.containment import Containment, containment_id, scan_marked
 from harmony.config import (
     NatsConfig,
+    SecurityConfig,
     SiteConfig,
     Supervision,
     Timings,
@@ -32,7 +34,15 @@ from harmony.config import (
     load_config,
 )
 from harmony.mesh.ports import free_ports
+from harmony.security.identity import Identity, load_identity
+from harmony.security.material import init_mesh
 from harmony.sim.proxy import FaultProxy
+
+if TYPE_CHECKING:
+    from harmony.mesh.connection import MeshConnection
+
+OPERATOR_ID = "operator"
+"""The identity LocalMesh's own tools (observer, launch, demo) connect as."""
 
 
 class LaunchError(RuntimeError):
@@ -95,12 +105,46 @@ class LocalMesh:
     proxied: bool = False
     """Route every NATS route through a `FaultProxy` link, so tests can cut and heal them."""
     python: str = sys.executable
+    secure: bool = True
+    """Generate a mesh directory per run (CAs, each site's certificate and nkey, an operator
+    identity) and run every server with TLS and permissions. False: plaintext loopback."""
     procs: dict[str, SiteProcess] = field(default_factory=dict, init=False)
     proxy: FaultProxy | None = field(default=None, init=False)
     configs: dict[str, SiteConfig] = field(default_factory=dict, init=False)
+    identity: Identity | None = field(default=None, init=False)
+    """The operator identity of this mesh's own connections (None when not `secure`)."""
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir).resolve()
+
+    @property
+    def mesh_dir(self) -> Path:
+        return self.workdir / "mesh"
+
+    def _make_keys(self, names: Sequence[str]) -> SecurityConfig | None:
+        """The mesh's trust material, once per work directory (a restart reuses it)."""
+        if not self.secure:
+            return None
+        if not (self.mesh_dir / "roster.toml").exists():
+            hosts = {s: self.cert_hosts(s) for s in names}
+            init_mesh(self.mesh_dir, self.mesh, hosts, operators=[OPERATOR_ID])
+        self.identity = load_identity(self.mesh_dir / "identities" / OPERATOR_ID)
+        return SecurityConfig(dir=str(self.mesh_dir))
+
+    def cert_hosts(self, site: str) -> list[str]:
+        """Names a site's certificate holds besides loopback (its servers' route hosts)."""
+        return []
+
+    def connect(self, name: str, sites: Iterable[str] | None = None) -> MeshConnection:
+        """A started connection to the sites' servers, as this mesh's operator."""
+        from harmony.mesh.connection import MeshConnection
+
+        return MeshConnection(self.client_urls(sites), name, identity=self.identity).start()
+
+    def identity_of(self, name: str) -> Identity:
+        """The identity directory `name` of this mesh (a site or an identity)."""
+        where = self.mesh_dir / ("sites" if name in self.configs else "identities") / name
+        return load_identity(where)
 
     # ------------------------------------------------------------------ configuration
     def workloads_for(self, site: str) -> list[WorkloadConfig]:
@@ -124,6 +168,7 @@ class LocalMesh:
             for (a, b), port in link_ports.items():
                 self.proxy.add(a, b, port, plan[b][1])
         paths = {}
+        security = self._make_keys(names)
         for s in names:
             client, cluster, http = plan[s]
             if self.proxied:
@@ -148,10 +193,13 @@ class LocalMesh:
                 timings=self.timings_for(s),
                 supervision=self.supervision,
                 workloads=self.workloads_for(s),
+                security=security,
             )
             path = self.workdir / f"{s}.toml"
             data = msgspec.to_builtins(cfg)
             data.pop("source", None)
+            if data.get("security") is None:
+                data.pop("security", None)
             import tomli_w
 
             path.write_text(
@@ -189,10 +237,9 @@ class LocalMesh:
     def wait_formed(self, timeout: float = 60.0) -> None:
         """Wait until every running site sees every other one alive (routes + heartbeats)."""
         from harmony.client import wait_formed
-        from harmony.mesh.connection import MeshConnection
 
         running = {s for s, p in self.procs.items() if p.running}
-        conn = MeshConnection(self.client_urls(running), "harmony-launch").start()
+        conn = self.connect("harmony-launch", running)
         try:
             conn.wait_connected(timeout)
             if not wait_formed(conn, self.mesh, running, timeout):
@@ -255,6 +302,18 @@ class LocalMesh:
             if time.monotonic() > deadline:
                 raise LaunchError(f"agent {site} not ready within {timeout:g} s:\n{sp.log_tail()}")
             time.sleep(0.05)
+
+    def permission_violations(self) -> list[str]:
+        """Lines of the sites' server logs where a user was refused a subject. Normal
+        operation must have none: each one is an agent (or tool) doing something its
+        permissions do not allow, i.e. a bug in them or in it."""
+        found = []
+        for site in self.configs:
+            for log in sorted((self.workdir / site / "nats").glob("nats-server.log*")):
+                with contextlib.suppress(OSError):
+                    text = log.read_text(errors="replace")
+                    found += [f"{site}: {ln}" for ln in text.splitlines() if "Violation" in ln]
+        return found
 
     def server_pids(self, site: str) -> list[int]:
         conf = str(self.workdir / site / "nats")

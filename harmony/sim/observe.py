@@ -16,16 +16,25 @@ from collections.abc import Callable, Sequence
 from harmony.actors.messages import Snapshot, SnapshotRequest
 from harmony.mesh import subjects, wire
 from harmony.mesh.connection import MeshConnection
+from harmony.security.identity import Identity
 
 
 class Observer:
     def __init__(
-        self, mesh: str, sites: Sequence[str], url_of: Callable[[str], str], period: float = 0.3
+        self,
+        mesh: str,
+        sites: Sequence[str],
+        url_of: Callable[[str], str],
+        period: float = 0.3,
+        identity: Identity | None = None,
     ) -> None:
         self.mesh = mesh
         self.sites = list(sites)
         self.period = period
-        self.conns = {s: MeshConnection([url_of(s)], f"harmony-sim-{s}").start() for s in sites}
+        self.conns = {
+            s: MeshConnection([url_of(s)], f"harmony-sim-{s}", identity=identity).start()
+            for s in sites
+        }
         self._latest: dict[str, tuple[float, Snapshot]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()

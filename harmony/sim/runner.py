@@ -214,7 +214,10 @@ class Simulation:
             self.scanner = start_scanner(self.workdir, self.backend.containments())
             self.backend.start(self.start_timeout)
             self.observer = Observer(
-                self.scenario.mesh_name, self.scenario.all_sites, self.backend.client_url
+                self.scenario.mesh_name,
+                self.scenario.all_sites,
+                self.backend.client_url,
+                identity=self.backend.identity(),
             ).start()
             self.view.snapshots = self.observer.snapshots
             placement = self.wait(self._placement, 30, "lease stream placement")

@@ -21,6 +21,12 @@ def add_tui_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     t.add_argument("--server", action="append", help="NATS URL (repeatable), with --mesh")
     t.add_argument("--mesh", help="mesh name, with --server")
     t.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
+    t.add_argument(
+        "--identity",
+        metavar="DIR",
+        help="on a secure mesh: an identity directory (DIR/identities/NAME); actions need "
+        "an operator's. Default: the site identity of --config (watch only)",
+    )
     t.set_defaults(fn=cmd_tui)
     demo = sub.choices.get("demo")
     if demo is not None:
@@ -33,18 +39,19 @@ def add_tui_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
 def cmd_tui(args: argparse.Namespace) -> int:
     import sys
 
-    from harmony.client import mesh_target
+    from harmony.client import mesh_identity, mesh_target
     from harmony.config import ConfigError
     from harmony.tui.app import HarmonyApp, route_logging
     from harmony.tui.feed import MeshFeed
 
     try:
         mesh, servers = mesh_target(args.config, args.server, args.mesh)
+        identity = mesh_identity(args.config, args.identity)
     except (ConfigError, ValueError) as e:
         print(f"harmony: {e}", file=sys.stderr)
         return EXIT_CONFIG
     route_logging()
-    HarmonyApp(MeshFeed(servers, mesh, interval=args.interval)).run()
+    HarmonyApp(MeshFeed(servers, mesh, interval=args.interval, identity=identity)).run()
     return EXIT_OK
 
 

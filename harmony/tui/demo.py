@@ -22,7 +22,7 @@ def tui_view(mesh: LocalMesh, duration: float) -> None:
     route_logging()
     # Through the last site first: killing site-a (the ledger's primary) then shows the
     # failover without also cutting the TUI's own connection (killing the last one does).
-    feed = MeshFeed(mesh.client_urls(reversed(list(mesh.configs))), MESH)
+    feed = MeshFeed(mesh.client_urls(reversed(list(mesh.configs))), MESH, identity=mesh.identity)
     app = HarmonyApp(feed, control=SiteControl(kill=mesh.kill, restart=restart_in(mesh)))
     if duration:
         app.call_later(lambda: app.set_timer(duration, app.exit))

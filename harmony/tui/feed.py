@@ -23,6 +23,7 @@ from harmony.client import collect_snapshots, decode_event
 from harmony.mesh import subjects, wire
 from harmony.mesh.connection import MeshConnection, MeshUnavailable
 from harmony.mesh.remote import RemoteRef
+from harmony.security.identity import Identity
 from harmony.textsafe import redact_url
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,10 @@ class MeshFeed:
         interval: float = 1.0,
         snapshot_timeout: float = 1.0,
         name: str = "harmony-tui",
+        identity: Identity | None = None,
     ) -> None:
         self.mesh = mesh
+        self.identity = identity
         self.servers = list(servers)
         self.interval = interval
         self.snapshot_timeout = snapshot_timeout
@@ -96,7 +99,9 @@ class MeshFeed:
     def start(self, sink: Sink) -> None:
         self._sink = sink
         sink(ConnectionUpdate("connecting", redact_url(self.servers)))
-        self.conn = MeshConnection(self.servers, self._name, on_state=self._on_state).start()
+        self.conn = MeshConnection(
+            self.servers, self._name, on_state=self._on_state, identity=self.identity
+        ).start()
         self.conn.subscribe(subjects.all_events(self.mesh), self._on_event)
         self._thread = threading.Thread(target=self._poll_forever, name="tui-poll", daemon=True)
         self._thread.start()

@@ -36,11 +36,14 @@ def mesh3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
         yield mesh
     finally:
         mesh.stop()
+    # Secure by default: what the agents and the tests' operator did must all be allowed.
+    assert mesh.identity is not None
+    assert mesh.permission_violations() == []
 
 
 @pytest.fixture
 def conn(mesh3: LocalMesh) -> Iterator[MeshConnection]:
-    c = MeshConnection(mesh3.client_urls(), "test-client").start()
+    c = mesh3.connect("test-client")
     try:
         c.wait_connected(10)
         yield c

@@ -43,7 +43,8 @@ def test_status_prints_every_site_tree(mesh3: LocalMesh) -> None:
 
 def test_status_json_is_machine_readable(mesh3: LocalMesh) -> None:
     url = mesh3.client_urls(["b"])[0]
-    out = harmony("status", "--server", url, "--mesh", "t3", "--json")
+    operator = str(mesh3.mesh_dir / "identities" / "operator")
+    out = harmony("status", "--server", url, "--mesh", "t3", "--json", "--identity", operator)
     assert out.returncode == 0, out.stderr
     snaps = json.loads(out.stdout)
     assert sorted(s["site"] for s in snaps) == ["a", "b", "c"]
@@ -57,6 +58,7 @@ def test_demo_runs_three_sites_and_leaves_nothing(tmp_path: Path) -> None:
     out = harmony("demo", "--no-tui", "--dir", str(tmp_path), "--duration", "4", timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "mesh 'demo' is up" in out.stdout
+    assert "mesh is secure: TLS (mutual, mesh CA) + nkeys" in out.stdout
     assert "3 site(s) answered" in out.stdout
     for site in ("site-a", "site-b", "site-c"):
         assert site in out.stdout

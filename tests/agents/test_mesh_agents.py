@@ -76,8 +76,9 @@ def test_ask_to_unknown_actor_is_an_error(conn: MeshConnection) -> None:
 def test_malformed_messages_are_rejected_and_the_actor_keeps_working(
     conn: MeshConnection, mesh3: LocalMesh
 ) -> None:
-    ask_subject = subjects.actor("t3", "b", subjects.ASK, "a", SITE_PATH)
-    tell_subject = subjects.actor("t3", "b", subjects.TELL, "a", SITE_PATH)
+    # As the operator: the test's credential may send only as `_op` (a secure mesh).
+    ask_subject = subjects.actor("t3", "b", subjects.ASK, subjects.OPERATOR, SITE_PATH)
+    tell_subject = subjects.actor("t3", "b", subjects.TELL, subjects.OPERATOR, SITE_PATH)
     snaps = snapshots(conn, mesh3)
     before = snaps["b"]
     bad_payloads = {

@@ -68,7 +68,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
 
 @pytest.fixture
 def conn(mesh: LocalMesh) -> Iterator[MeshConnection]:
-    c = MeshConnection(mesh.client_urls(["a", "w"]), "test-client").start()
+    c = mesh.connect("test-client", ["a", "w"])
     try:
         c.wait_connected(10)
         yield c

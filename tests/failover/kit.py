@@ -72,7 +72,7 @@ class Watcher:
         self.mesh = mesh
         # Watch from the last site first: tests cut off or kill the first one (the primary).
         urls = mesh.client_urls(reversed(list(mesh.configs)))
-        self.conn = MeshConnection(urls, "test-watch").start()
+        self.conn = MeshConnection(urls, "test-watch", identity=mesh.identity).start()
         self.conn.wait_connected(10)
         self.faults: list[JournalEvent] = []
         containments = {
@@ -85,6 +85,8 @@ class Watcher:
     def close(self) -> None:
         self.scanner.stop()
         self.conn.close()
+        # Secure by default: nothing the agents or this watcher did may have been refused.
+        assert self.mesh.permission_violations() == []
 
     def truth(self, name: str) -> tuple[list[Interval], list[str]]:
         """(activity intervals, safety violations) of `name` from ground truth so far."""

@@ -26,7 +26,9 @@ SIZE = (160, 50)
 
 def live_app(mesh: LocalMesh, control: SiteControl | None = None) -> HarmonyApp:
     # The TUI connects to b first: the kill test kills site c, not the TUI's own server.
-    feed = MeshFeed(mesh.client_urls(["b", "a", "c"]), mesh.mesh, interval=0.5)
+    feed = MeshFeed(
+        mesh.client_urls(["b", "a", "c"]), mesh.mesh, interval=0.5, identity=mesh.identity
+    )
     return HarmonyApp(feed, control=control)
 
 

@@ -1,0 +1,147 @@
+"""What each user of a mesh may publish and subscribe to: pure, from the roster.
+
+The server enforces these; the receiving side trusts them. A site publishes only under its
+own name (heartbeats, events, actor subjects whose `<from>` is itself) and replies only to
+requests it received (``allow_responses``: no ``_INBOX.>`` publish, so no forged replies to
+someone else's request). It writes only the lease keys of workloads whose topology names
+it, and of JetStream only what a lease client needs on the lease stream: reads, consumers
+for watches, and ``STREAM.CREATE`` for bootstrap (the first site creates the bucket;
+JetStream refuses to re-create an existing stream with other settings, so this cannot
+reconfigure it). No one may delete, purge or update a stream, nor delete a message.
+
+Operators send tells and asks as ``_op`` and request snapshots; readers only read. A site
+may request snapshots too (its admin watches with ``harmony status --config``), as a reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from harmony.mesh import subjects  # a stdlib-only leaf: the one definition of the scheme
+from harmony.security.roster import Roster
+
+
+@dataclass(frozen=True)
+class UserPermissions:
+    """One entry of the server's authorization block."""
+
+    name: str
+    """The site or identity (for humans: comments in the server config)."""
+    role: str
+    """"site", "operator" or "reader"."""
+    nkey: str
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    allow_responses: bool
+
+
+def site_inbox(mesh: str, site: str) -> str:
+    """The inbox prefix of a site's connection (its replies and JetStream deliveries)."""
+    return f"_INBOX.{mesh}.{site}"
+
+
+def identity_inbox(mesh: str, name: str) -> str:
+    return f"_INBOX.{mesh}.{subjects.OPERATOR}.{name}"
+
+
+def lease_key(bucket: str, workload: str) -> str:
+    return f"$KV.{bucket}.{workload}"
+
+
+def _lease_reads(bucket: str) -> list[str]:
+    stream = f"KV_{bucket}"
+    return [
+        "$JS.API.INFO",
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}.>",
+    ]
+
+
+def _lease_client(bucket: str) -> list[str]:
+    """What an agent's LeaseStore needs beyond reads: bootstrap and watches."""
+    stream = f"KV_{bucket}"
+    return [
+        f"$JS.API.STREAM.CREATE.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.>",
+        f"$JS.API.CONSUMER.DELETE.{stream}.*",
+        f"$JS.API.CONSUMER.INFO.{stream}.*",
+        f"$JS.FC.{stream}.>",
+        f"$JS.ACK.{stream}.>",
+    ]
+
+
+def site_permissions(
+    mesh: str, bucket: str, site: str, nkey: str, lease_workloads: Iterable[str]
+) -> UserPermissions:
+    """A site: its own subjects, its lease keys (`lease_workloads`) in the lease `bucket`
+    (`harmony.mesh.leases.bucket_name`), the lease stream."""
+    publish = [
+        subjects.heartbeat(mesh, site),
+        subjects.events(mesh, site),
+        subjects.snapshot(mesh, "*"),  # a site's admin may watch: `harmony status -c site`
+        subjects.sent_by(mesh, site, subjects.TELL),
+        subjects.sent_by(mesh, site, subjects.ASK),
+        *_lease_reads(bucket),
+        *_lease_client(bucket),
+        *(lease_key(bucket, w) for w in sorted(set(lease_workloads))),
+    ]
+    subscribe = [
+        subjects.actor_wildcard(mesh, site, subjects.TELL),
+        subjects.actor_wildcard(mesh, site, subjects.ASK),
+        subjects.snapshot(mesh, site),
+        subjects.snapshot_all(mesh),
+        subjects.heartbeats(mesh),
+        f"{site_inbox(mesh, site)}.>",
+    ]
+    return UserPermissions(site, "site", nkey, tuple(publish), tuple(subscribe), True)
+
+
+def identity_permissions(
+    mesh: str, bucket: str, name: str, nkey: str, role: str
+) -> UserPermissions:
+    """An operator (commands, snapshots, lease reads) or a reader (the same without commands)."""
+    publish = [subjects.snapshot(mesh, "*")]
+    if role == "operator":
+        publish[:0] = [
+            subjects.sent_by(mesh, subjects.OPERATOR, subjects.TELL),
+            subjects.sent_by(mesh, subjects.OPERATOR, subjects.ASK),
+        ]
+    elif role != "reader":
+        raise ValueError(f"unknown role {role!r}")
+    publish += _lease_reads(bucket)
+    subscribe = [
+        subjects.all_events(mesh),
+        subjects.heartbeats(mesh),
+        f"{identity_inbox(mesh, name)}.>",
+    ]
+    return UserPermissions(name, role, nkey, tuple(publish), tuple(subscribe), False)
+
+
+def lease_scope(workloads: Iterable[tuple[str, Sequence[str]]]) -> dict[str, tuple[str, ...]]:
+    """{site: workloads whose lease it may write} from (workload, topology sites) pairs."""
+    scope: dict[str, set[str]] = {}
+    for workload, sites in workloads:
+        for site in sites:
+            scope.setdefault(site, set()).add(workload)
+    return {site: tuple(sorted(ws)) for site, ws in scope.items()}
+
+
+def mesh_users(
+    roster: Roster, bucket: str, leases: Mapping[str, Sequence[str]]
+) -> list[UserPermissions]:
+    """Every user of the roster. `leases`: {site: workloads whose lease key it may write},
+    as this server knows them (from its site's configuration; see `lease_scope`)."""
+    mesh = roster.mesh
+    users = [
+        site_permissions(mesh, bucket, site, key, leases.get(site, ()))
+        for site, key in sorted(roster.sites.items())
+    ]
+    users += [
+        identity_permissions(mesh, bucket, name, entry.nkey, entry.role)
+        for name, entry in sorted(roster.identities.items())
+    ]
+    return users
