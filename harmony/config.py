@@ -193,8 +193,10 @@ def parse_config(data: bytes | str, source: str | Path = "<string>") -> SiteConf
     )
 
 
+ROSTER_FILE = "roster.toml"
+"""The mesh directory's roster (see `harmony.security.roster`)."""
 SECURITY_FILES: tuple[str, ...] = (
-    "roster.toml",
+    ROSTER_FILE,
     *(f"sites/{{site}}/{f}" for f in ("identity.toml", "ca.pem", "clients-ca.pem")),
     *(f"sites/{{site}}/{f}" for f in ("cert.pem", "key.pem", "nkey.seed")),
 )

@@ -20,14 +20,17 @@ makes (moving it to the supervisor would make the run actor wholly local).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import msgspec
 
 from harmony.actors import messages as m
-from harmony.config import SiteConfig
+from harmony.config import ROSTER_FILE, ConfigError, SiteConfig
 from harmony.mesh import subjects, wire
 from harmony.mesh.remote import Refused
+from harmony.security.roster import load_roster
 
 SITE = "site"
 """The sender kind of another configured site of this mesh."""
@@ -65,12 +68,16 @@ EXPORTS: tuple[tuple[str, Mapping[str, MessageTypes]], ...] = (
 
 
 def mesh_sites(cfg: SiteConfig) -> frozenset[str]:
-    """The sites this site knows to be of its mesh: itself and every site of its workloads'
-    topologies. (A witness's configuration names no other site; a roster of the mesh, when
-    there is one, belongs here too.)"""
+    """The sites this site knows to be of its mesh: itself, every site of its workloads'
+    topologies and, on a secure mesh, every site of the roster (witnesses included: their
+    configurations name no other site)."""
     sites = {cfg.site}
     for w in cfg.workloads:
         sites.update((w.topology.primary, *w.topology.standbys))
+    sec = cfg.security
+    if sec is not None and sec.dir:
+        with contextlib.suppress(ConfigError):  # the agent refuses it elsewhere
+            sites.update(load_roster(Path(sec.dir) / ROSTER_FILE).sites)
     return frozenset(sites)
 
 

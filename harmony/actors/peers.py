@@ -143,6 +143,8 @@ class PeerWatch(HarmonyActor):
         if site == self.ctx.site:
             return None  # our own, echoed back
         try:
+            if wire.relayed(msg.headers, msg.reply):
+                raise Refused(wire.ERR_RELAYED, "headers or a $JS reply: relayed, not sent")
             return self._heartbeat(site, msg.data)
         except Refused as e:
             if self.ctx.bridge is not None:

@@ -25,6 +25,7 @@ import concurrent.futures
 import contextlib
 import itertools
 import logging
+import re
 import secrets
 import threading
 from collections.abc import Awaitable, Callable, Iterable
@@ -58,6 +59,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_REFUSAL = re.compile(r"(?i)authori[sz]ation|permission|certificate|handshake|tls")
 T = TypeVar("T")
 
 
@@ -221,7 +223,7 @@ class MeshConnection(Replies):
                     **self._auth,
                 )
             except Exception as e:
-                self._last_error = f"{type(e).__name__}: {redact_url(str(e))}"
+                self._note_error(e)
                 if attempt == 1 or attempt % 20 == 0:
                     log.warning(
                         "cannot reach NATS at %s: %s (retrying)",
@@ -246,8 +248,15 @@ class MeshConnection(Replies):
     async def _on_error(self, e: Exception) -> None:
         log.debug("nats error: %s", redact_url(str(e)))
         if not self._connected.is_set():
-            self._last_error = f"{type(e).__name__}: {redact_url(str(e))}"
+            self._note_error(e)
         self._reread_nkey()
+
+    def _note_error(self, e: Exception) -> None:
+        """Keep the error that says most: a refusal (the server named the reason) is not
+        replaced by the connection reset that often follows it in the next attempt."""
+        text = f"{type(e).__name__}: {redact_url(str(e))}"
+        if not _REFUSAL.search(self._last_error) or _REFUSAL.search(text):
+            self._last_error = text
 
     def _reread_nkey(self) -> None:
         """nats-py rereads the seed file to sign but keeps the public key it read at connect;

@@ -225,6 +225,8 @@ class Bridge:
         """The actor and what it may see of this frame, or `Refused`. Cheap checks first, so
         that a flood costs as little as possible before it is refused."""
         data = msg.data
+        if wire.relayed(msg.headers, msg.reply):
+            raise Refused(wire.ERR_RELAYED, "headers or a $JS reply: relayed, not sent")
         if len(data) > wire.MAX_FRAME_BYTES:
             raise Refused(
                 wire.ERR_TOO_LARGE, f"{len(data)} bytes, more than {wire.MAX_FRAME_BYTES}"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from harmony.config import NAME_RE, SiteConfig
+from harmony.config import NAME_RE, ROSTER_FILE, SiteConfig
 from harmony.security.identity import Identity, site_identity
 from harmony.security.permissions import UserPermissions, lease_scope, mesh_users
 from harmony.security.roster import load_roster
@@ -134,7 +134,7 @@ def server_security(cfg: SiteConfig) -> ServerSecurity | None:
     )
     return ServerSecurity(
         identity=site_identity(sec.dir, cfg.site),
-        roster_file=Path(sec.dir) / "roster.toml",
+        roster_file=Path(sec.dir) / ROSTER_FILE,
         bucket=bucket_name(cfg.mesh),
         leases=scope,
     )

@@ -138,6 +138,17 @@ ERR_INVALID = "invalid"
 """A well-formed message of an exported type whose content is refused (a self-probe)."""
 ERR_SUBJECT_MISMATCH = "subject-mismatch"
 """A heartbeat whose site or mesh is not the one its subject names."""
+ERR_RELAYED = "relayed"
+"""A message JetStream published for someone else: an API answer or a stored message sent to
+the reply or deliver subject its requester chose. Permissions cannot stop that (JetStream
+answers wherever it is asked to), so the sender in such a subject proves nothing."""
+
+
+def relayed(headers: dict[str, str] | None, reply: str) -> bool:
+    """Whether a message on one of our subjects came from JetStream, not from its sender:
+    our own frames never carry headers, JetStream's stored messages and consumer deliveries
+    do (``Nats-*``) or come with a ``$JS.`` reply subject."""
+    return bool(headers) or reply.startswith("$JS.")
 
 
 class _Codec:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harmony.config import ConfigError, SiteConfig
+from harmony.config import ROSTER_FILE, ConfigError, SiteConfig
 from harmony.security.identity import public_key_of, site_identity
 from harmony.security.roster import load_roster
 
@@ -19,7 +19,7 @@ def security_problems(cfg: SiteConfig) -> list[tuple[str, str]]:
     sec = cfg.security
     if sec is None or not sec.dir:
         return []
-    roster_file = Path(sec.dir) / "roster.toml"
+    roster_file = Path(sec.dir) / ROSTER_FILE
     try:
         roster = load_roster(roster_file)
         ident = site_identity(sec.dir, cfg.site)

@@ -27,7 +27,7 @@ import msgspec
 import nkeys
 import tomli_w
 
-from harmony.config import NAME_RE
+from harmony.config import NAME_RE, ROSTER_FILE
 from harmony.guard import atomic_write
 from harmony.security import ca
 from harmony.security.roster import IdentityEntry, Role, Roster, dump_roster, load_roster
@@ -80,7 +80,7 @@ class MeshDir:
 
     @property
     def roster_file(self) -> Path:
-        return self.path / "roster.toml"
+        return self.path / ROSTER_FILE
 
     def site_dir(self, site: str) -> Path:
         return self.path / "sites" / site

@@ -25,10 +25,11 @@ import msgspec
 import nkeys
 import tomli_w
 
-from harmony.config import NAME_RE, ConfigError
+from harmony.config import NAME_RE, ROSTER_FILE, ConfigError
 
 Role = Literal["operator", "reader"]
 ROLES: tuple[Role, ...] = ("operator", "reader")
+__all__ = ["ROSTER_FILE", "Roster", "dump_roster", "load_roster", "parse_roster"]
 
 
 class IdentityEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

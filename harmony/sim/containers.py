@@ -31,7 +31,7 @@ from typing import Any
 
 import msgspec
 
-from harmony.config import NatsConfig, SiteConfig
+from harmony.config import ROSTER_FILE, NatsConfig, SiteConfig
 from harmony.mesh.leases import bucket_name
 from harmony.mesh.ports import free_ports
 from harmony.mesh.server import nats_server_binary
@@ -214,7 +214,7 @@ class _ExternalMesh(LocalMesh):
             for w in self.workloads_for(site)
             if uses_lease(w.strategy)
         )
-        roster = load_roster(self.mesh_dir / "roster.toml")
+        roster = load_roster(self.mesh_dir / ROSTER_FILE)
         return mesh_users(roster, bucket_name(self.mesh), scope)
 
 

@@ -25,6 +25,7 @@ import msgspec
 from harmony import procfs
 from harmony.actors.drivers.containment import Containment, containment_id, scan_marked
 from harmony.config import (
+    ROSTER_FILE,
     NatsConfig,
     SecurityConfig,
     SiteConfig,
@@ -125,7 +126,7 @@ class LocalMesh:
         """The mesh's trust material, once per work directory (a restart reuses it)."""
         if not self.secure:
             return None
-        if not (self.mesh_dir / "roster.toml").exists():
+        if not (self.mesh_dir / ROSTER_FILE).exists():
             hosts = {s: self.cert_hosts(s) for s in names}
             init_mesh(self.mesh_dir, self.mesh, hosts, operators=[OPERATOR_ID])
         self.identity = load_identity(self.mesh_dir / "identities" / OPERATOR_ID)

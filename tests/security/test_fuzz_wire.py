@@ -67,6 +67,9 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
         sites=("a",),
         timings=FAST,
         workloads=[ledger],
+        # The agent's own checks, as behind a server that lets everything through (the
+        # secure server's refusals come first: tests/security/test_attack_table.py).
+        secure=False,
     )
     try:
         m.start(timeout=60)

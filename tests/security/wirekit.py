@@ -90,7 +90,12 @@ def start_mesh(workdir: Path, sites: tuple[str, ...] = ("a", "b")) -> Iterator[L
         (hooks / "ctl.sh").write_text(HOOKS.replace("@MARK2@", str(MARK + 2)))
         (hooks / "ctl.sh").chmod(0o755)
         per_site[site] = workloads(hooks)
-    m = LocalMesh(workdir, mesh=MESH, sites=sites, timings=FAST, site_workloads=per_site)
+    # Plaintext: these attack the agent's own checks (the bridge, the peers), as behind a
+    # server that lets everything through; a secure server refuses most of them first
+    # (tests/security/test_attack_table.py replays the table against one).
+    m = LocalMesh(
+        workdir, mesh=MESH, sites=sites, timings=FAST, site_workloads=per_site, secure=False
+    )
     try:
         for path in m.write_configs().values():
             data = tomllib.loads(path.read_text())
