@@ -14,8 +14,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import nats
 import pytest
-from conftest import wait_until
+from conftest import run_async, wait_until
 from drivers.helpers import stays
 
 from harmony.actors.messages import (
@@ -299,3 +300,41 @@ def test_300_fuzzed_frames_are_all_answered(
     after = rejected(conn, "a")
     assert sum(delta(after, before).values()) > 0
     stays(lambda: untouched(conn, settled, baseline), 1.0, "a restart or a lost copy")
+
+
+def test_frames_that_jetstream_relayed_are_refused_as_such(
+    mesh: LocalMesh, conn: MeshConnection, settled: dict[str, int], baseline: dict[str, str]
+) -> None:
+    """JetStream publishes wherever its requester says (an API answer to any reply subject,
+    a push consumer to any deliver subject), so a site allowed to use the lease stream
+    could have a stored message land on b's subjects under any sender's name. Our frames
+    never carry headers nor a `$JS.` reply; such a frame is refused as `relayed` before it
+    counts against the sender it names. (The server of this version delivered nothing in
+    our tries: a consumer aimed at an agent's subject stayed unbound, and it refuses a
+    client's publish with a `$JS.ACK` reply itself; this is the second line.)"""
+    before = rejected(conn, "b")
+    frame = wire.encode(Notice(text="relayed", sender="x"))
+    tell = subjects.actor(MESH, "b", subjects.TELL, "a", SITE_PATH)
+    ask = subjects.actor(MESH, "b", subjects.ASK, OP, SITE_PATH)
+    heartbeat = subjects.heartbeat(MESH, "a")
+
+    async def relay() -> None:
+        nc = await nats.connect(mesh.client_urls())
+        try:
+            stored = {"Nats-Stream": "KV_x", "Nats-Sequence": "5"}
+            await nc.publish(tell, frame, headers=stored)
+            await nc.publish(ask, frame, headers=stored)
+            await nc.publish(heartbeat, b"\x80", headers=stored)
+            await nc.flush()
+        finally:
+            await nc.close()
+
+    run_async(relay())
+    wait_until(
+        lambda: delta(rejected(conn, "b"), before) == {"relayed": 3},
+        10,
+        message=lambda: f"counted: {delta(rejected(conn, 'b'), before)}",
+    )
+    notes = RemoteRef(conn, MESH, "b", SITE_PATH, 3.0, sender=OP).ask(GetNotices())
+    assert isinstance(notes, Notices)
+    assert all(n.text != "relayed" for n in notes.items)
