@@ -26,6 +26,7 @@ import contextlib
 import itertools
 import logging
 import secrets
+import ssl
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -44,6 +45,7 @@ from harmony.mesh.fastpaths import (
 )
 from harmony.mesh.outbox import _Outbox
 from harmony.mesh.replies import NoResponders, Replies, _Reply
+from harmony.mesh.tls import install_tls
 
 __all__ = [
     "FAST_PATHS",
@@ -87,8 +89,14 @@ class MeshConnection(Replies):
         on_state: Callable[[str, str], None] | None = None,
         reconnect_wait: float = 0.25,
         fast_paths: str | Iterable[str] | None = None,
+        tls: ssl.SSLContext | None = None,
+        tls_hostname: str | None = None,
     ) -> None:
         self.servers = list(servers)
+        # TLS for every server (mutual when `tls` holds a client certificate); `tls_hostname`
+        # is the name to verify when it is not the URL's host.
+        self._tls = tls
+        self._tls_hostname = tls_hostname
         self.name = name
         self._on_state = on_state
         self._reconnect_wait = reconnect_wait
@@ -102,7 +110,9 @@ class MeshConnection(Replies):
         self._closed = False
         self._outbox = _Outbox()
         self._wake: asyncio.Event | None = None
-        self._wlock = threading.Lock()
+        # Reentrant: under TLS a write through nats-py takes it in the transport wrapper and
+        # again in the TLS layer (`harmony.mesh.tls`).
+        self._wlock = threading.RLock()
         self._gate: _Gate | None = None
         self._subs: list[tuple[str, Callable[[Msg], None], str]] = []
         self._live_subs: dict[int, Any] = {}
@@ -181,6 +191,8 @@ class MeshConnection(Replies):
         while not self._closed:
             attempt += 1
             nc = _RawDispatchClient() if self._dispatch_fast else Client()
+            if self._tls is not None and self._write_fast:
+                install_tls(nc, self._wlock)  # False: nats-py's TLS, without direct writes
             try:
                 await nc.connect(
                     servers=self.servers,
@@ -196,6 +208,8 @@ class MeshConnection(Replies):
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
                     closed_cb=self._on_closed,
+                    tls=self._tls,
+                    tls_hostname=self._tls_hostname,
                 )
             except Exception as e:
                 if attempt == 1 or attempt % 20 == 0:
