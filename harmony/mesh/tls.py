@@ -62,7 +62,7 @@ class TlsTransport(asyncio.Transport):
         self.lock = lock
         self.context = context
         self.app = app
-        self.broken: BaseException | None = None
+        self.broken: Exception | None = None
         self._closing = False
         # Called (lock held) before any encrypted bytes go to `raw`: the write gate sets it to
         # flush the rest of a partial direct write first.
@@ -253,6 +253,10 @@ class _TlsProtocol(asyncio.Protocol):
         return self.tls.app.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # We abort the TCP stream on a TLS error (a bad record, an alert such as "certificate
+        # required"): the reader must see that error, not a clean EOF, or nats-py would take
+        # a refused handshake for a connection.
+        exc = exc or self.tls.broken
         if not self.handshake.done():
             self.handshake.set_exception(exc or ConnectionResetError("closed during TLS handshake"))
         if self.established:
