@@ -23,7 +23,6 @@ from conftest import Node, wait_until
 from nats.aio.msg import Msg
 
 from harmony.mesh import tls as mesh_tls
-from harmony.mesh import wire
 from harmony.mesh.connection import MeshConnection, MeshUnavailable
 from harmony.mesh.tls import TlsTransport
 
@@ -195,8 +194,10 @@ def test_threads_encrypt_while_the_loop_decrypts(
     wait_until(
         lambda: sum(map(len, at_peer.values())) >= total and len(at_hub) >= n * 4,
         60,
-        message=lambda: f"peer got {sum(map(len, at_peer.values()))} of {total}, "
-        f"hub {len(at_hub)} of {n * 4}; states {states}",
+        message=lambda: (
+            f"peer got {sum(map(len, at_peer.values()))} of {total}, "
+            f"hub {len(at_hub)} of {n * 4}; states {states}"
+        ),
     )
     assert not errors
     assert all(at_peer[f"s{j}"] == list(range(n)) for j in range(k))
