@@ -226,15 +226,18 @@ def start_site(spec: dict[str, Any]) -> tuple[subprocess.Popen[str], dict[str, A
     raise SystemExit("the remote site process did not become ready within 60 s")
 
 
-def stop_site(proc: subprocess.Popen[str]) -> None:
-    """Closing its stdin ends it; a site that hangs is killed."""
-    if proc.stdin is not None:
-        proc.stdin.close()
+def stop_site(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """Closing its stdin ends it (a site that hangs is killed); returns its publish stats."""
     try:
-        proc.wait(15)
+        out, _ = proc.communicate(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+        return {}
+    for line in out.splitlines():
+        if line.startswith("stats "):
+            return dict(json.loads(line[len("stats ") :]))
+    return {}
 
 
 def measure_round(
@@ -290,6 +293,7 @@ def main() -> int:
         servers: list[EmbeddedServer] = []
         conns: list[MeshConnection] = []
         site: subprocess.Popen[str] | None = None
+        site_stats: dict[str, Any] = {}
         floor: NatsPyFloor | None = None
         local, _directory, actor, scheduler = site_actor()
         try:
@@ -331,7 +335,7 @@ def main() -> int:
             for conn in conns:
                 conn.close()
             if site is not None:
-                stop_site(site)
+                site_stats = stop_site(site)
             for server in reversed(servers):
                 server.stop()
     summary = summarize(rounds)
@@ -340,7 +344,8 @@ def main() -> int:
     console.print(
         f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}; "
         f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
-        f"fast paths here {fast}, at the site {site_fast}; publishes here: {stats}"
+        f"fast paths here {fast}, at the site {site_fast}; publishes here: {stats}, "
+        f"at the site: {site_stats}"
     )
     if args.json is not None:
         args.json.write_text(
@@ -351,6 +356,8 @@ def main() -> int:
                     "load": [load_before, load_after],
                     "fast_paths": fast,
                     "site_fast_paths": site_fast,
+                    "stats": stats,
+                    "site_stats": site_stats,
                     "rounds": rounds,
                     "summary": summary,
                 },

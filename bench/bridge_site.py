@@ -170,6 +170,7 @@ def serve(spec: dict[str, Any]) -> int:
         floor.start()
         print("ready " + json.dumps({c.name: sorted(c.fast_paths) for c in conns}), flush=True)
         sys.stdin.read()  # until the benchmark closes our stdin (or dies)
+        print("stats " + json.dumps({c.name: c.stats for c in conns}), flush=True)
     finally:
         floor.stop()
         for conn in conns:

@@ -92,6 +92,8 @@ class MeshConnection(Replies):
         tls: ssl.SSLContext | None = None,
         tls_hostname: str | None = None,
     ) -> None:
+        if tls is not None and not isinstance(tls, ssl.SSLContext):
+            raise TypeError(f"MeshConnection tls must be an ssl.SSLContext, not {type(tls)!r}")
         self.servers = list(servers)
         # TLS for every server (mutual when `tls` holds a client certificate); `tls_hostname`
         # is the name to verify when it is not the URL's host.

@@ -203,7 +203,10 @@ class FastWrites:
         if type(transport) is not TcpTransport or transport._io_writer is None:
             return
         stream = transport._io_writer.transport
-        if not isinstance(stream, TlsTransport) and stream.get_extra_info("sslcontext"):
+        if not isinstance(stream, TlsTransport) and (
+            stream.get_extra_info("sslcontext") is not None
+            or stream.get_extra_info("ssl_object") is not None
+        ):
             return
         if stream.is_closing():
             return
