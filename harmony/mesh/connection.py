@@ -13,7 +13,9 @@ building on the one below (plain method calls, no layer in between on the hot pa
   with bursts of tells framed as one NATS message;
 - `harmony.mesh.fastpaths` (`FastWrites`): what relies on nats-py's internals, switched by
   ``HARMONY_MESH_FAST_PATHS``: direct writes to the socket from any thread, and
-  subscription callbacks called from nats-py's reader (`_RawDispatchClient`).
+  subscription callbacks called from nats-py's reader (`_RawDispatchClient`);
+- `harmony.mesh.tls`: with ``tls=`` and the ``write`` fast path, TLS run by an SSL object
+  used only under the write lock, so that direct writes work under TLS too.
 
 The public names of all of them are importable from here.
 """

@@ -11,6 +11,16 @@ several threads one at a time, never at once; the lock is the "one at a time". T
 is held until the encrypted bytes are in the socket (or queued for it), so records reach the
 server in the order they were sealed, which TLS requires (each record has a sequence number).
 
+Why it is safe: (1) the SSL object and its two BIOs are touched only with the lock held:
+`_TlsProtocol.start` and `data_received` (handshake, decrypt), `TlsTransport.write` and
+`close`, and the gate's direct write (`FastWrites._write_now`, which calls `encrypt_locked`
+inside its own critical section). (2) Sealed records leave in one critical section with their
+sealing: into the socket, into the loop transport's buffer, or into the gate's carry, which
+`before_raw_write` flushes ahead of anything sealed later. (3) Records sealed but not sent
+(the socket failed) poison the session: the connection is dropped and nats-py reconnects with
+a new one. tests/mesh/test_fast_tls.py hammers one session from many threads while it
+decrypts a flood the other way.
+
 Installed only with the ``write`` fast path (`install_tls`), and only when nats-py's internals
 are what we expect; otherwise nats-py's own TLS runs (and direct writes are off under TLS).
 """
