@@ -296,3 +296,50 @@ def test_unexpected_nats_py_falls_back_to_its_own_tls(
     wait_until(lambda: len(seen) >= 200, 10)
     assert seen == list(range(200))
     assert a.stats["direct"] == 0
+
+
+class _BrokenSocket:
+    """Stands in for the gate's socket: the kernel refuses the next write (EPIPE)."""
+
+    def send(self, data: bytes) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_sealed_but_unsent_write_drops_the_session_and_the_connection_recovers(
+    make_nats_server: Callable[..., Node], connect: Factory, fast: str
+) -> None:
+    """Records sealed but not sent put the TLS session ahead of the stream: it must never be
+    used again. The connection drops it, reconnects with a new session, and direct writes
+    work again on that one."""
+    if fast != "all":
+        pytest.skip("direct writes only")
+    node = make_nats_server()
+    states: list[str] = []
+    sender = connect(node, "sender", on_state=lambda kind, _d: states.append(kind))
+    receiver = connect(node, "receiver")
+    got: list[bytes] = []
+    assert receiver.subscribe("r", lambda m: got.append(m.data)).ready.wait(10)
+    assert receiver.subscribe("e", lambda m: receiver.publish(m.reply, m.data)).ready.wait(10)
+    gate = sender._gate
+    assert gate is not None and gate.tls is not None
+    old_session = gate.tls
+    real_sock, gate.sock = gate.sock, _BrokenSocket()  # type: ignore[assignment]
+    try:
+        sender.publish("r", b"lost-or-late")  # sealed, then the send fails
+    finally:
+        real_sock.close()
+    assert old_session.broken is not None
+    wait_until(lambda: "reconnected" in states, 30, message=lambda: f"states {states}")
+    wait_until(
+        lambda: sender._gate is not None and sender._gate.tls is not old_session,
+        10,
+        message="no new TLS session",
+    )
+    before = sender.stats["direct"]
+    assert sender.request("e", b"again", timeout=5) == b"again"
+    sender.publish("r", b"after")
+    wait_until(lambda: b"after" in got, 10, message=lambda: f"got {got}")
+    assert sender.stats["direct"] > before
