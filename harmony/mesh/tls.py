@@ -190,10 +190,15 @@ class TlsTransport(asyncio.Transport):
 class _TlsProtocol(asyncio.Protocol):
     """The raw TCP transport's protocol: handshake, then decrypt and hand over to `app`."""
 
-    def __init__(self, tls: TlsTransport, handshake: asyncio.Future[None]) -> None:
+    def __init__(
+        self, tls: TlsTransport, handshake: asyncio.Future[None], bare: asyncio.BaseProtocol
+    ) -> None:
         self.tls = tls
         self.handshake = handshake
         self.established = False
+        # The protocol of the plain stream before TLS: until the handshake is done, nats-py
+        # still holds that stream's writer, and waits on it (`wait_closed`) after a failure.
+        self.bare = bare
 
     def start(self) -> None:
         with self.tls.lock:
@@ -273,6 +278,8 @@ class _TlsProtocol(asyncio.Protocol):
             self.handshake.set_exception(exc or ConnectionResetError("closed during TLS handshake"))
         if self.established:
             self.tls.app.connection_lost(exc)
+        else:
+            self.bare.connection_lost(exc)
 
     def pause_writing(self) -> None:
         if self.established:
@@ -295,7 +302,7 @@ async def _connect_tls(
     writer = transport._io_writer
     # uvloop's transports are not `asyncio.Transport` subclasses: check what we use.
     stream = writer.transport if writer is not None else None
-    needs = ("set_protocol", "write", "abort", "is_closing", "get_write_buffer_size")
+    needs = ("set_protocol", "get_protocol", "write", "abort", "is_closing")
     if stream is None or not all(hasattr(stream, a) for a in needs) or stream.is_closing():
         await TcpTransport.connect_tls(transport, uri, ssl_context, buffer_size, connect_timeout)
         return
@@ -307,7 +314,7 @@ async def _connect_tls(
     reader = asyncio.StreamReader()  # as nats-py's connect_tls does
     app = asyncio.StreamReaderProtocol(reader)
     tls = TlsTransport(raw, sslobj, incoming, outgoing, lock, ssl_context, app)
-    proto = _TlsProtocol(tls, loop.create_future())
+    proto = _TlsProtocol(tls, loop.create_future(), raw.get_protocol())
     raw.set_protocol(proto)
     try:
         proto.start()

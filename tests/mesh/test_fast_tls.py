@@ -10,6 +10,7 @@ would drop us), refused connections, and the fallback to nats-py's TLS.
 
 from __future__ import annotations
 
+import logging
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -259,17 +260,36 @@ def test_a_client_without_certificate_is_refused(
 
 
 def test_tls_hostname_names_the_server_to_verify(
-    make_nats_server: Callable[..., Node], tls_files: TlsFiles, connect: Factory, fast: str
+    make_nats_server: Callable[..., Node],
+    tls_files: TlsFiles,
+    connect: Factory,
+    fast: str,
+    caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
 ) -> None:
     """A server whose certificate names only ``nats.test``: refused when reached as
-    127.0.0.1, accepted with ``tls_hostname="nats.test"``."""
+    127.0.0.1 (and tried again and again: a failed handshake must not hang the connection
+    loop), accepted with ``tls_hostname="nats.test"``."""
+    if fast == "none":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="nats-py: after a failed first TLS handshake its connect() waits "
+                "forever for the pre-TLS stream to close (wait_closed); our TLS layer closes it",
+            )
+        )
     node = make_nats_server(extra_conf=tls_files.server_conf("named"))
+    caplog.set_level(logging.DEBUG, logger="harmony.mesh.connection")
     conn = MeshConnection(
         [node.client_url], "wrong", tls=tls_files.client_context(), fast_paths=fast
     ).start()
+
+    def failures() -> int:
+        return sum("CERTIFICATE_VERIFY_FAILED" in r.getMessage() for r in caplog.records)
+
     try:
-        with pytest.raises(MeshUnavailable):
-            conn.wait_connected(3)
+        wait_until(lambda: failures() >= 3, 15, message=lambda: f"{failures()} attempts")
+        assert not conn.connected
     finally:
         conn.close()
     good = connect(node, "good", tls_hostname="nats.test")
