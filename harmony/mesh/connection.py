@@ -47,7 +47,7 @@ from harmony.mesh.fastpaths import (
 )
 from harmony.mesh.outbox import _Outbox
 from harmony.mesh.replies import NoResponders, Replies, _Reply
-from harmony.mesh.tls import install_tls
+from harmony.mesh.tls import install_tls, require_tls
 
 __all__ = [
     "FAST_PATHS",
@@ -198,6 +198,10 @@ class MeshConnection(Replies):
             if self._tls is not None and self._write_fast:
                 install_tls(nc, self._wlock)  # False: nats-py's TLS, without direct writes
             try:
+                if self._tls is not None and not require_tls(nc):
+                    raise MeshUnavailable(
+                        "this nats-py cannot be made to refuse a server without TLS"
+                    )
                 await nc.connect(
                     servers=self.servers,
                     name=self.name,

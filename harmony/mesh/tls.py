@@ -360,3 +360,27 @@ def install_tls(nc: Client, lock: Any) -> bool:
 
     nc._connect_to_server = connect_to_server  # type: ignore[method-assign]
     return True
+
+
+def require_tls(nc: Client) -> bool:
+    """Make `nc` upgrade every connection to TLS, whatever the server's INFO says.
+
+    nats-py starts TLS only when the server's INFO (sent in the clear) says
+    ``tls_required``: a server without TLS, or anyone in the path who rewrites INFO, would
+    get a client configured for TLS to talk in the clear. A client given a TLS context
+    must refuse that; with ``tls_required`` forced, the handshake fails instead. False if
+    this nats-py's `_process_info` is not the one we know (the caller must then refuse).
+    """
+    original = getattr(nc, "_process_info", None)
+    if original is None:
+        return False
+    if list(inspect.signature(original).parameters) != ["info", "initial_connection"]:
+        return False
+
+    async def process_info(info: dict[str, Any], initial_connection: bool = False) -> None:
+        if initial_connection:
+            info["tls_required"] = True
+        await original(info, initial_connection)
+
+    nc._process_info = process_info  # type: ignore[method-assign]
+    return True

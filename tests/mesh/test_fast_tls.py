@@ -259,6 +259,24 @@ def test_a_client_without_certificate_is_refused(
         conn.close()
 
 
+def test_a_tls_client_refuses_a_server_without_tls(
+    make_nats_server: Callable[..., Node], tls_files: TlsFiles, fast: str
+) -> None:
+    """No downgrade: nats-py would start TLS only if the server's INFO (sent in the clear)
+    asks for it. A client given a TLS context never talks in the clear, even to a server
+    that offers no TLS (or to someone in the path who rewrote INFO)."""
+    plain = make_nats_server(extra_conf="")
+    conn = MeshConnection(
+        [plain.client_url], "strict", tls=tls_files.client_context(), fast_paths=fast
+    ).start()
+    try:
+        with pytest.raises(MeshUnavailable):
+            conn.wait_connected(3)
+        assert conn.nc is None or not conn.nc.is_connected
+    finally:
+        conn.close()
+
+
 def test_tls_hostname_names_the_server_to_verify(
     make_nats_server: Callable[..., Node],
     tls_files: TlsFiles,
