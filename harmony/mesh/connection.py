@@ -198,6 +198,8 @@ class MeshConnection(Replies):
             if self._tls is not None and self._write_fast:
                 install_tls(nc, self._wlock)  # False: nats-py's TLS, without direct writes
             try:
+                # Not a fast path: with TLS configured, a server offering none is refused
+                # in every mode (nats-py alone would follow it into plaintext).
                 if self._tls is not None and not require_tls(nc):
                     raise MeshUnavailable(
                         "this nats-py cannot be made to refuse a server without TLS"
