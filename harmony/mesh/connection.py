@@ -195,8 +195,10 @@ class MeshConnection(Replies):
         while not self._closed:
             attempt += 1
             nc = _RawDispatchClient() if self._dispatch_fast else Client()
-            if self._tls is not None and self._write_fast:
-                install_tls(nc, self._wlock)  # False: nats-py's TLS, without direct writes
+            if self._tls is not None:
+                # Our TLS layer with the write fast path, else nats-py's (fixed to retry after
+                # a failed handshake); False: nats-py's TLS as it is, without direct writes.
+                install_tls(nc, self._wlock if self._write_fast else None)
             try:
                 # Not a fast path: with TLS configured, a server offering none is refused
                 # in every mode (nats-py alone would follow it into plaintext).

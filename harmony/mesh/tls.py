@@ -341,11 +341,14 @@ def tls_supported() -> bool:
     return hasattr(fresh, "_io_writer") and hasattr(fresh, "_io_reader")
 
 
-def install_tls(nc: Client, lock: Any) -> bool:
-    """Make `nc`'s TCP transports use `TlsTransport` (sharing `lock`); False if unsupported.
+def install_tls(nc: Client, lock: Any | None) -> bool:
+    """Give `nc`'s TCP transports our `connect_tls`; False if this nats-py is not as expected.
 
-    nats-py creates its `TcpTransport` in `_connect_to_server`; we shadow that method on this
-    client object to give each new transport our `connect_tls` (an instance attribute).
+    With a `lock`, TLS runs through `TlsTransport` (direct writes under that lock). Without
+    one (no ``write`` fast path), nats-py's own TLS runs, wrapped only to close the pre-TLS
+    stream when its handshake fails (`_nats_connect_tls`). nats-py creates its `TcpTransport`
+    in `_connect_to_server`; we shadow that method on this client object to set `connect_tls`
+    on each new transport (an instance attribute).
     """
     if not tls_supported():
         return False
@@ -355,11 +358,45 @@ def install_tls(nc: Client, lock: Any) -> bool:
         await original(s)
         t = nc._transport
         if type(t) is TcpTransport and not getattr(t, _INSTALLED, False):
-            t.connect_tls = functools.partial(_connect_tls, t, lock)  # type: ignore[method-assign]
+            connect = (
+                functools.partial(_connect_tls, t, lock)
+                if lock is not None
+                else functools.partial(_nats_connect_tls, t)
+            )
+            t.connect_tls = connect  # type: ignore[method-assign]
             setattr(t, _INSTALLED, True)
 
     nc._connect_to_server = connect_to_server  # type: ignore[method-assign]
     return True
+
+
+async def _nats_connect_tls(
+    transport: TcpTransport,
+    uri: str | ParseResult,
+    ssl_context: ssl.SSLContext,
+    buffer_size: int,
+    connect_timeout: int,
+) -> None:
+    """nats-py's `connect_tls`, with one fix: when the handshake fails, the plain stream's
+    protocol hears that the stream is gone.
+
+    nats-py keeps that stream's writer until the handshake succeeds and, after a failed first
+    connect, waits for it to close (`wait_closed`, no timeout); but the TLS upgrade took the
+    stream's protocol away, so nothing ever tells it, and the connect loop hangs for good.
+    """
+    writer = transport._io_writer
+    stream = writer.transport if writer is not None else None
+    bare = stream.get_protocol() if stream is not None and hasattr(stream, "get_protocol") else None
+    try:
+        await TcpTransport.connect_tls(transport, uri, ssl_context, buffer_size, connect_timeout)
+    except Exception as e:
+        if stream is not None and transport._io_writer is writer:
+            with contextlib.suppress(Exception):
+                stream.abort()
+            if isinstance(bare, asyncio.Protocol):
+                with contextlib.suppress(Exception):
+                    bare.connection_lost(e)
+        raise
 
 
 def require_tls(nc: Client) -> bool:

@@ -283,19 +283,10 @@ def test_tls_hostname_names_the_server_to_verify(
     connect: Factory,
     fast: str,
     caplog: pytest.LogCaptureFixture,
-    request: pytest.FixtureRequest,
 ) -> None:
     """A server whose certificate names only ``nats.test``: refused when reached as
     127.0.0.1 (and tried again and again: a failed handshake must not hang the connection
     loop), accepted with ``tls_hostname="nats.test"``."""
-    if fast == "none":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="nats-py: after a failed first TLS handshake its connect() waits "
-                "forever for the pre-TLS stream to close (wait_closed); our TLS layer closes it",
-            )
-        )
     node = make_nats_server(extra_conf=tls_files.server_conf("named"))
     caplog.set_level(logging.DEBUG, logger="harmony.mesh.connection")
     conn = MeshConnection(
