@@ -21,8 +21,10 @@ sealing: into the socket, into the loop transport's buffer, or into the gate's c
 a new one. tests/mesh/test_fast_tls.py hammers one session from many threads while it
 decrypts a flood the other way.
 
-Installed only with the ``write`` fast path (`install_tls`), and only when nats-py's internals
-are what we expect; otherwise nats-py's own TLS runs (and direct writes are off under TLS).
+Used only with the ``write`` fast path (`install_tls` with a lock), and only when nats-py's
+internals are what we expect; otherwise nats-py's own TLS runs (direct writes are off under
+TLS). Two fixes of nats-py's TLS apply in every mode: `require_tls` (never follow a server
+into plaintext) and `_nats_connect_tls` (retry after a failed first handshake).
 """
 
 from __future__ import annotations
