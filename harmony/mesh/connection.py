@@ -15,7 +15,8 @@ building on the one below (plain method calls, no layer in between on the hot pa
   ``HARMONY_MESH_FAST_PATHS``: direct writes to the socket from any thread, and
   subscription callbacks called from nats-py's reader (`_RawDispatchClient`);
 - `harmony.mesh.tls`: with ``tls=`` and the ``write`` fast path, TLS run by an SSL object
-  used only under the write lock, so that direct writes work under TLS too.
+  used only under the write lock, so that direct writes work under TLS too; hooked into
+  nats-py by `harmony.mesh.tls_hooks`, which also makes TLS required when configured.
 
 The public names of all of them are importable from here.
 """
@@ -47,7 +48,7 @@ from harmony.mesh.fastpaths import (
 )
 from harmony.mesh.outbox import _Outbox
 from harmony.mesh.replies import NoResponders, Replies, _Reply
-from harmony.mesh.tls import install_tls, require_tls
+from harmony.mesh.tls_hooks import install_tls, require_tls
 
 __all__ = [
     "FAST_PATHS",

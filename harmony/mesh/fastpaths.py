@@ -27,8 +27,8 @@ With no fast path (``HARMONY_MESH_FAST_PATHS=none``) only nats-py's public API i
 safe fallback if a nats-py upgrade changes what these paths rely on. They also switch
 themselves off where they do not apply (WebSocket, TLS by nats-py's own transport, an
 unexpected nats-py). Under TLS two fixes of nats-py's own behaviour apply in every mode
-(`harmony.mesh.tls`): TLS is required whatever the server's INFO says, and a failed first
-handshake is retried; they are checked against nats-py's internals the same way.
+(`harmony.mesh.tls_hooks`): TLS is required whatever the server's INFO says, and a failed
+first handshake is retried; they check nats-py's internals the same way.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import trustme
 from conftest import Node, wait_until
 from nats.aio.msg import Msg
 
-from harmony.mesh import tls as mesh_tls
+from harmony.mesh import tls_hooks
 from harmony.mesh.connection import MeshConnection, MeshUnavailable
 from harmony.mesh.tls import TlsTransport
 
@@ -311,7 +311,7 @@ def test_unexpected_nats_py_falls_back_to_its_own_tls(
 ) -> None:
     """If nats-py's internals are not what the TLS layer expects, nats-py's TLS runs and
     publishes go through the loop: slower, still correct."""
-    monkeypatch.setattr(mesh_tls, "tls_supported", lambda: False)
+    monkeypatch.setattr(tls_hooks, "tls_supported", lambda: False)
     node = make_nats_server()
     a = connect(node, "a", fast_paths="all")
     b = connect(node, "b", fast_paths="all")
