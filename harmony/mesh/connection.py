@@ -13,7 +13,10 @@ building on the one below (plain method calls, no layer in between on the hot pa
   with bursts of tells framed as one NATS message;
 - `harmony.mesh.fastpaths` (`FastWrites`): what relies on nats-py's internals, switched by
   ``HARMONY_MESH_FAST_PATHS``: direct writes to the socket from any thread, and
-  subscription callbacks called from nats-py's reader (`_RawDispatchClient`).
+  subscription callbacks called from nats-py's reader (`_RawDispatchClient`);
+- `harmony.mesh.tls`: with ``tls=`` and the ``write`` fast path, TLS run by an SSL object
+  used only under the write lock, so that direct writes work under TLS too; hooked into
+  nats-py by `harmony.mesh.tls_hooks`, which also makes TLS required when configured.
 
 The public names of all of them are importable from here.
 """
@@ -27,6 +30,7 @@ import itertools
 import logging
 import re
 import secrets
+import ssl
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -45,6 +49,7 @@ from harmony.mesh.fastpaths import (
 )
 from harmony.mesh.outbox import _Outbox
 from harmony.mesh.replies import NoResponders, Replies, _Reply
+from harmony.mesh.tls_hooks import install_tls, require_tls
 from harmony.security.identity import Identity, public_key_of
 from harmony.textsafe import redact_url
 
@@ -102,13 +107,25 @@ class MeshConnection(Replies):
         reconnect_wait: float = 0.25,
         fast_paths: str | Iterable[str] | None = None,
         identity: Identity | None = None,
+        tls: ssl.SSLContext | None = None,
+        tls_hostname: str | None = None,
     ) -> None:
+        if tls is not None and not isinstance(tls, ssl.SSLContext):
+            raise TypeError(f"MeshConnection tls must be an ssl.SSLContext, not {type(tls)!r}")
         self.servers = list(servers)
+        # TLS for every server (mutual when `tls` holds a client certificate); `tls_hostname`
+        # is the name to verify when it is not the URL's host.
+        self._tls = tls
+        self._tls_hostname = tls_hostname
         self.name = name
         # Who we are to a secure mesh: TLS context, nkey seed, and the inbox prefix our
         # permissions allow us to subscribe to (None: plaintext and anonymous).
         self.identity = identity
         self._auth: dict[str, Any] = identity.connect_kwargs() if identity else {}
+        if tls is None:  # an identity brings its own: mutual TLS with the mesh's CAs
+            self._tls = self._auth.pop("tls", None)
+        else:
+            self._auth.pop("tls", None)
         self._last_error = ""
         self._on_state = on_state
         self._reconnect_wait = reconnect_wait
@@ -122,7 +139,9 @@ class MeshConnection(Replies):
         self._closed = False
         self._outbox = _Outbox()
         self._wake: asyncio.Event | None = None
-        self._wlock = threading.Lock()
+        # Reentrant: under TLS a write through nats-py takes it in the transport wrapper and
+        # again in the TLS layer (`harmony.mesh.tls`).
+        self._wlock = threading.RLock()
         self._gate: _Gate | None = None
         self._subs: list[tuple[str, Callable[[Msg], None], str]] = []
         self._live_subs: dict[int, Any] = {}
@@ -205,7 +224,17 @@ class MeshConnection(Replies):
         while not self._closed:
             attempt += 1
             nc = _RawDispatchClient() if self._dispatch_fast else Client()
+            if self._tls is not None:
+                # Our TLS layer with the write fast path, else nats-py's (fixed to retry after
+                # a failed handshake); False: nats-py's TLS as it is, without direct writes.
+                install_tls(nc, self._wlock if self._write_fast else None)
             try:
+                # Not a fast path: with TLS configured, a server offering none is refused
+                # in every mode (nats-py alone would follow it into plaintext).
+                if self._tls is not None and not require_tls(nc):
+                    raise MeshUnavailable(
+                        "this nats-py cannot be made to refuse a server without TLS"
+                    )
                 await nc.connect(
                     servers=self.servers,
                     name=self.name,
@@ -220,6 +249,8 @@ class MeshConnection(Replies):
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
                     closed_cb=self._on_closed,
+                    tls=self._tls,
+                    tls_hostname=self._tls_hostname,
                     **self._auth,
                 )
             except Exception as e:

@@ -25,7 +25,10 @@ public API when those are not what we expect, or when ``HARMONY_MESH_FAST_PATHS`
 
 With no fast path (``HARMONY_MESH_FAST_PATHS=none``) only nats-py's public API is used: the
 safe fallback if a nats-py upgrade changes what these paths rely on. They also switch
-themselves off where they do not apply (TLS, WebSocket, an unexpected nats-py).
+themselves off where they do not apply (WebSocket, TLS by nats-py's own transport, an
+unexpected nats-py). Under TLS two fixes of nats-py's own behaviour apply in every mode
+(`harmony.mesh.tls_hooks`): TLS is required whatever the server's INFO says, and a failed
+first handshake is retried; they check nats-py's internals the same way.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from nats.aio.client import Client
 from nats.aio.transport import TcpTransport
+
+from harmony.mesh.tls import TlsTransport
 
 if TYPE_CHECKING:
     from harmony.mesh.outbox import _Outbox
@@ -133,6 +138,9 @@ class _Gate:
 
     nats-py keeps one `TcpTransport` object across reconnects and gives it a new stream
     each time, so a gate stands for one stream (`writer`), not for the transport object.
+
+    Under TLS, `stream` (what takes plaintext) is our `TlsTransport` and `raw` the TCP
+    transport under it; the carry then holds sealed records, which go to `raw` as they are.
     """
 
     def __init__(self, transport: TcpTransport, max_payload: int) -> None:
@@ -141,7 +149,9 @@ class _Gate:
         self.transport = transport
         self.writer = writer
         self.stream = writer.transport  # the uvloop/asyncio transport under nats-py's
-        fd = self.stream.get_extra_info("socket").fileno()
+        self.tls = self.stream if isinstance(self.stream, TlsTransport) else None
+        self.raw = self.tls.raw if self.tls is not None else self.stream
+        fd = self.raw.get_extra_info("socket").fileno()
         self.sock = socket.socket(fileno=os.dup(fd))
         self.sock.setblocking(False)
         self.carry: list[bytes] = []
@@ -156,8 +166,8 @@ class _Gate:
         """On the loop, with the lock held: hand the rest of a partial direct write to the
         stream, which buffers it until the socket drains."""
         if self.carry:
-            if self.open and not self.stream.is_closing():
-                self.stream.writelines(self.carry)
+            if self.open and not self.raw.is_closing():
+                self.raw.writelines(self.carry)
             self.carry.clear()
 
     def close_locked(self) -> None:
@@ -165,6 +175,8 @@ class _Gate:
             self.open = False
             self.carry.clear()
             self.sock.close()
+            if self.tls is not None and self.tls.before_raw_write == self.flush_carry_locked:
+                self.tls.before_raw_write = None
 
 
 class FastWrites:
@@ -176,7 +188,7 @@ class FastWrites:
     loop: asyncio.AbstractEventLoop
     nc: Client | None
     _write_fast: bool
-    _wlock: threading.Lock
+    _wlock: threading.RLock
     _gate: _Gate | None
     _outbox: _Outbox
     stats: dict[str, int]
@@ -188,11 +200,17 @@ class FastWrites:
         if not self._write_fast or nc is None:
             return
         transport = nc._transport
-        # Plain TCP only: TLS and WebSocket transports frame the bytes themselves.
+        # TCP, plain or under our own TLS layer: nats-py's TLS and WebSocket transports frame
+        # the bytes themselves, out of our reach.
         if type(transport) is not TcpTransport or transport._io_writer is None:
             return
         stream = transport._io_writer.transport
-        if stream.get_extra_info("sslcontext") is not None or stream.is_closing():
+        if not isinstance(stream, TlsTransport) and (
+            stream.get_extra_info("sslcontext") is not None
+            or stream.get_extra_info("ssl_object") is not None
+        ):
+            return
+        if stream.is_closing():
             return
         try:
             self._wrap_transport(transport)
@@ -202,6 +220,8 @@ class FastWrites:
             return
         with self._wlock:
             self._gate = gate
+            if gate.tls is not None:
+                gate.tls.before_raw_write = gate.flush_carry_locked
 
     def _wrap_transport(self, transport: TcpTransport) -> None:
         """Make nats-py's writes to `transport` take the write lock (once per object).
@@ -299,11 +319,24 @@ class FastWrites:
         try:
             if ob.items or ob.moving or not self._gate_clear_locked(gate):
                 return False
+            if gate.tls is not None:
+                try:
+                    data = gate.tls.encrypt_locked(data)
+                except ConnectionError:
+                    return False
             try:
                 sent = gate.sock.send(data)
             except BlockingIOError:  # the socket buffer is full: the loop will write it all
                 sent = 0
-            except OSError:  # the connection broke: nothing was written; queue it instead
+            except OSError as e:  # the connection broke: nothing was written; queue it instead
+                if gate.tls is not None:
+                    # Sealed but not sent: the session's record numbers are ahead of the
+                    # stream now, so it must not be used again; drop it (nats-py reconnects).
+                    gate.tls.broken = e
+                    gate.close_locked()
+                    self._gate = None
+                    with contextlib.suppress(RuntimeError):
+                        self.loop.call_soon_threadsafe(gate.tls.fail, e)
                 return False
             self.stats["direct"] += 1
             if sent < len(data):
