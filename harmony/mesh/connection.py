@@ -385,8 +385,12 @@ class MeshConnection(Replies):
             return
         self._live_subs[index] = sub
         # A PING round trip: once the server answers it has processed our SUB, so `ready`
-        # means what it says (a publish from another connection will reach us).
+        # means what it says (a publish from another connection will reach us). Twice:
+        # nats-py writes its PING straight to the transport while the SUB may still wait in
+        # its pending queue (seen once in 40 runs); by the first PONG the flusher has
+        # written the SUB, and the second PING goes out behind it.
         try:
+            await self.nc.flush(timeout=5)
             await self.nc.flush(timeout=5)
         except Exception as e:  # disconnected meanwhile: nats-py resubscribes on reconnect
             log.debug("flush after subscribing to %s: %s", subject, e)
