@@ -148,7 +148,8 @@ def test_routine_heartbeats_are_batched_and_news_is_told_at_once(kit: Kit) -> No
 
     def arrive(beat: Heartbeat) -> None:  # what the subscription callback gets
         subject = f"harmony.m.{beat.site}.hb"
-        actor._on_msg(SimpleNamespace(data=wire.encode(beat), subject=subject, headers=None, reply=""))
+        msg = SimpleNamespace(data=wire.encode(beat), subject=subject, headers=None, reply="")
+        actor._on_msg(msg)
 
     arrive(hb("b"))  # first news: told at once
     sync(watch)
