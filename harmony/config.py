@@ -225,7 +225,7 @@ def insecure_problem(cfg: SiteConfig) -> str | None:
     if sec is not None and sec.insecure:
         return None
     hosts = [cfg.nats.host] if cfg.nats.mode == "embedded" else []
-    exposed = [h for h in hosts if not _is_loopback_host(h)]
+    exposed = [h for h in hosts if not is_loopback_host(h)]
     if not exposed:
         return None
     return (
@@ -236,7 +236,8 @@ def insecure_problem(cfg: SiteConfig) -> str | None:
     )
 
 
-def _is_loopback_host(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` names this machine's loopback only (what may run without TLS)."""
     import ipaddress
 
     if host.lower() == "localhost":

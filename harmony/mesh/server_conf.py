@@ -14,7 +14,6 @@ to peers (nats-server refuses clustered JetStream without routes).
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from harmony.config import NAME_RE, ROSTER_FILE, SiteConfig
+from harmony.config import NAME_RE, ROSTER_FILE, SiteConfig, is_loopback_host
 from harmony.security.identity import Identity, site_identity
 from harmony.security.permissions import UserPermissions, lease_scope, mesh_users
 from harmony.security.roster import load_roster
@@ -65,15 +64,6 @@ def nats_server_binary() -> Path:
     )
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _connect_host(host: str) -> str:
     """The address to reach a server that listens on `host` (wildcards mean this machine)."""
     if host in ("", "0.0.0.0"):
@@ -85,7 +75,7 @@ def _connect_host(host: str) -> str:
 
 def _monitor_host(host: str) -> str:
     """Where monitoring listens: loopback, of the family of `host`."""
-    return "::1" if ":" in host and host != "::" and _is_loopback(host) else "127.0.0.1"
+    return "::1" if ":" in host and host != "::" and is_loopback_host(host) else "127.0.0.1"
 
 
 def _hostport(host: str, port: int) -> str:
@@ -234,7 +224,7 @@ class ServerSpec:
         """`routes` without the ones that point at this server itself."""
         here = _connect_host(self.host)
         hosts = {self.host, here}
-        if _is_loopback(here):
+        if is_loopback_host(here):
             hosts |= {"localhost", "127.0.0.1", "::1"}
         own = {(h.lower(), self.cluster_port) for h in hosts}
         kept = []
@@ -324,7 +314,7 @@ def render_conf(spec: ServerSpec, users: Sequence[UserPermissions] | None = None
             ident = sec.identity
             lines.append("  # a route is authorised by a site certificate of the mesh CA")
             lines += _tls_block("  ", ident.cert_file, ident.key_file, ident.ca_file)
-        if _is_loopback(spec.host):
+        if is_loopback_host(spec.host):
             lines.append("  # loopback mesh: never gossip this machine's external address")
             lines.append("  no_advertise: true")
         if spec.cluster_advertise:

@@ -100,17 +100,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
                     os.kill(pid, signal.SIGKILL)
 
 
-def _connect(mesh: LocalMesh, name: str | None) -> MeshConnection:
-    identity = None if name is None else mesh.identity_of(name)
-    conn = MeshConnection(mesh.client_urls(), f"attacker-{name}", identity=identity).start()
-    conn.wait_connected(15)
-    return conn
+def _connect(mesh: LocalMesh, name: str) -> MeshConnection:
+    identity = mesh.identity_of(name)
+    return MeshConnection(mesh.client_urls(), f"attacker-{name}", identity=identity).start()
 
 
-@pytest.fixture(scope="module")
-def op(mesh: LocalMesh) -> Iterator[MeshConnection]:
-    """The mesh's own operator: the observer of every row."""
-    conn = mesh.connect("observer")
+def _connection(conn: MeshConnection) -> Iterator[MeshConnection]:
     try:
         conn.wait_connected(15)
         yield conn
@@ -119,21 +114,20 @@ def op(mesh: LocalMesh) -> Iterator[MeshConnection]:
 
 
 @pytest.fixture(scope="module")
+def op(mesh: LocalMesh) -> Iterator[MeshConnection]:
+    """The mesh's own operator: the observer of every row."""
+    yield from _connection(mesh.connect("observer"))
+
+
+@pytest.fixture(scope="module")
 def impostor(mesh: LocalMesh) -> Iterator[MeshConnection]:
-    conn = _connect(mesh, "a")
-    try:
-        yield conn
-    finally:
-        conn.close()
+    """Site a's own credentials."""
+    yield from _connection(_connect(mesh, "a"))
 
 
 @pytest.fixture(scope="module")
 def reader(mesh: LocalMesh) -> Iterator[MeshConnection]:
-    conn = _connect(mesh, "watch")
-    try:
-        yield conn
-    finally:
-        conn.close()
+    yield from _connection(_connect(mesh, "watch"))
 
 
 @pytest.fixture(scope="module")
