@@ -67,6 +67,10 @@ class SecurityConfig(_Base):
     insecure: bool = False
 
 
+MAX_HEARTBEAT_INTERVAL = 60.0
+"""The slowest heartbeat a peer accepts (`harmony.actors.messages.Interval`)."""
+
+
 class Timings(_Base):
     """All durations are seconds."""
 
@@ -327,6 +331,11 @@ def timing_problem(t: Timings, lease: bool) -> tuple[str, str] | None:
                 return field, "must be >= 0"
         elif value <= 0:
             return field, "must be > 0"
+    if t.heartbeat_interval > MAX_HEARTBEAT_INTERVAL:
+        return "timings.heartbeat_interval", (
+            f"must be <= {MAX_HEARTBEAT_INTERVAL:g} s (peers refuse a slower heartbeat: it "
+            "would hide a dead site for that long)"
+        )
     if not t.suspect_after < t.silent_after:
         return "timings.silent_after", "must be greater than timings.suspect_after"
     if t.silent_after > 3:

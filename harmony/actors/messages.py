@@ -14,6 +14,7 @@ from typing import Annotated
 
 import msgspec
 
+from harmony.config import MAX_HEARTBEAT_INTERVAL
 from harmony.mesh.wire import (
     MAX_ITEMS,
     Count,
@@ -30,7 +31,7 @@ Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
 """A duration from the wire that an actor waits on: positive and finite (an actor clamps it
 further to its own bound, e.g. a probe to the site's ask_timeout)."""
 
-Interval = Annotated[float, msgspec.Meta(gt=0, le=60)]
+Interval = Annotated[float, msgspec.Meta(gt=0, le=MAX_HEARTBEAT_INTERVAL)]
 """A peer's heartbeat interval: it decides how long that peer may stay quiet before it is
 called silent, so an hour-long one would hide a dead peer for hours."""
 

@@ -73,6 +73,12 @@ BAD = [
         "must be > 0",
     ),
     ("heartbeat_interval = 0.25", "silent_after = 4.0", "timings.silent_after", "<= 3"),
+    (
+        "heartbeat_interval = 0.25",
+        "heartbeat_interval = 61.0",
+        "timings.heartbeat_interval",
+        "peers refuse a slower heartbeat",
+    ),
     ("client_port = 4300", "client_port = 70000", "nats.client_port", "not a TCP port"),
     ("client_port = 4300", "kv_replicas = 7", "nats.kv_replicas", "0 (automatic) or 1 to 5"),
     ("heartbeat_interval = 0.25", "clock_skew = -0.1", "timings.clock_skew", "must be >= 0"),
