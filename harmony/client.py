@@ -151,6 +151,14 @@ def decode_event(raw: bytes) -> JournalEvent | None:
     return clean_event(event) if isinstance(event, JournalEvent) else None
 
 
+def rejected_summary(snap: Snapshot) -> str:
+    """What a site's bridge refused, by reason ("" when nothing): "3 malformed, 1 relayed".
+    Older agents report only the two counters they had."""
+    old = {"malformed": snap.malformed, "unknown-actor": snap.unknown_actor}
+    counts = dict(snap.rejected) or old
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()) if n)
+
+
 def snapshot_to_builtins(snap: Snapshot) -> object:
     return msgspec.to_builtins(snap)
 

@@ -8,6 +8,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from harmony.actors.messages import ActorInfo, PeerInfo, Snapshot
+from harmony.client import rejected_summary
 from harmony.textsafe import redact_url
 
 STATE_STYLE = {
@@ -54,10 +55,9 @@ def site_tree(snap: Snapshot, view_state: str = "alive") -> Tree:
     if snap.witness:
         head.append(" witness", style="magenta")
     head.append(f"  nats={redact_url(snap.nats_url)}", style="dim")
-    if snap.malformed or snap.unknown_actor:
-        head.append(
-            f"  rejected: {snap.malformed} malformed, {snap.unknown_actor} unknown", "yellow"
-        )
+    rejected = rejected_summary(snap)
+    if rejected:
+        head.append(f"  rejected: {rejected}", "yellow")
     tree = Tree(head)
     nodes: dict[str, Tree] = {}
     for info in sorted(snap.actors, key=lambda a: a.path):

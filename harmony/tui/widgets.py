@@ -16,6 +16,7 @@ from textual.widgets import RichLog, Static, Tree
 from textual.widgets.tree import TreeNode, UnknownNodeID
 
 from harmony.actors.journal import JournalEvent
+from harmony.client import rejected_summary
 from harmony.textsafe import redact_url
 from harmony.tui import labels
 from harmony.tui.model import PEER_PREFIX, Key, MeshModel, matches
@@ -162,8 +163,7 @@ def detail_renderable(
         if view.snapshot is not None:
             table.add_row("incarnation", Text(view.snapshot.incarnation))
             table.add_row("nats", Text(redact_url(view.snapshot.nats_url) or "—"))
-            rejected = f"{view.snapshot.malformed} malformed, {view.snapshot.unknown_actor}"
-            table.add_row("rejected", rejected + " unknown-actor")
+            table.add_row("rejected", rejected_summary(view.snapshot) or "none")
     elif key.path.startswith(PEER_PREFIX):
         peer = view.peer(key.peer)
         if peer is not None:

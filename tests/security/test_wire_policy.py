@@ -238,3 +238,18 @@ def test_the_site_actor_itself_never_probes_its_own_site() -> None:
         assert time.monotonic() - t0 < 1.0
     finally:
         pykka.ActorRegistry.stop_all()
+
+
+def test_status_and_the_tui_show_refusals_by_reason() -> None:
+    from harmony.actors.messages import Snapshot
+    from harmony.client import rejected_summary
+
+    def snap(**kw: object) -> Snapshot:
+        base = {"mesh": "m", "site": "a", "witness": False, "incarnation": "i"}
+        return Snapshot(**base, mono=1.0, wall=1.0, actors=[], peers=[], **kw)  # type: ignore[arg-type]
+
+    assert rejected_summary(snap(rejected={"relayed": 1, "malformed": 3})) == (
+        "3 malformed, 1 relayed"
+    )
+    assert rejected_summary(snap(malformed=2)) == "2 malformed"  # an older agent
+    assert rejected_summary(snap()) == ""
