@@ -49,7 +49,7 @@ def runs(app: HarmonyApp, site: str, workload: str) -> bool:
 
 async def shoot(mesh: LocalMesh) -> None:
     # The TUI connects through site-c: killing site-a must not cut the TUI off.
-    feed = MeshFeed(mesh.client_urls(["site-c", "site-b"]), MESH)
+    feed = MeshFeed(mesh.client_urls(["site-c", "site-b"]), MESH, identity=mesh.identity)
     app = HarmonyApp(feed, control=SiteControl(kill=mesh.kill, restart=restart_in(mesh)))
     async with app.run_test(size=SIZE) as pilot:
         tree = app.mesh_tree
@@ -105,7 +105,7 @@ def unconfirmed(workdir: Path) -> LocalMesh:
 
 
 async def shoot_unconfirmed(mesh: LocalMesh) -> None:
-    app = HarmonyApp(MeshFeed(mesh.client_urls(), "legacy"))
+    app = HarmonyApp(MeshFeed(mesh.client_urls(), "legacy", identity=mesh.identity))
     async with app.run_test(size=SIZE) as pilot:
 
         def doubted() -> bool:
