@@ -68,16 +68,6 @@ _REFUSAL = re.compile(r"(?i)authori[sz]ation|permission|certificate|handshake|tl
 T = TypeVar("T")
 
 
-def _not_ssl_eof_noise(record: logging.LogRecord) -> bool:
-    """asyncio warns on every TLS connection a server closes ("returning true from
-    eof_received() has no effect when using ssl": nats-py's protocol asks to keep a half-open
-    socket, which TLS cannot). It says nothing about our connection; keep it off the logs."""
-    return "eof_received() has no effect when using ssl" not in record.getMessage()
-
-
-logging.getLogger("asyncio").addFilter(_not_ssl_eof_noise)
-
-
 class MeshUnavailable(Exception):
     """NATS could not be reached (yet); the connection keeps trying in the background."""
 
@@ -113,19 +103,16 @@ class MeshConnection(Replies):
         if tls is not None and not isinstance(tls, ssl.SSLContext):
             raise TypeError(f"MeshConnection tls must be an ssl.SSLContext, not {type(tls)!r}")
         self.servers = list(servers)
-        # TLS for every server (mutual when `tls` holds a client certificate); `tls_hostname`
-        # is the name to verify when it is not the URL's host.
-        self._tls = tls
-        self._tls_hostname = tls_hostname
         self.name = name
         # Who we are to a secure mesh: TLS context, nkey seed, and the inbox prefix our
         # permissions allow us to subscribe to (None: plaintext and anonymous).
         self.identity = identity
         self._auth: dict[str, Any] = identity.connect_kwargs() if identity else {}
-        if tls is None:  # an identity brings its own: mutual TLS with the mesh's CAs
-            self._tls = self._auth.pop("tls", None)
-        else:
-            self._auth.pop("tls", None)
+        # TLS for every server (mutual when it holds a client certificate): `tls` if given,
+        # else the identity's; `tls_hostname` is the name to verify when not the URL's host.
+        own_tls = self._auth.pop("tls", None)
+        self._tls = tls if tls is not None else own_tls
+        self._tls_hostname = tls_hostname
         self._last_error = ""
         self._on_state = on_state
         self._reconnect_wait = reconnect_wait

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import logging
 import ssl
 from typing import Any
 from urllib.parse import ParseResult
@@ -23,6 +24,16 @@ from nats.aio.transport import TcpTransport
 from harmony.mesh.tls import connect_tls_layer
 
 _INSTALLED = "_harmony_tls"
+
+
+def _not_ssl_eof_noise(record: logging.LogRecord) -> bool:
+    """asyncio warns on every TLS connection a server closes ("returning true from
+    eof_received() has no effect when using ssl": nats-py's protocol asks to keep a half-open
+    socket, which TLS cannot). It says nothing about our connection; keep it off the logs."""
+    return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_not_ssl_eof_noise)
 
 
 def tls_supported() -> bool:
