@@ -20,6 +20,7 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
+from harmony import interrupts
 from harmony.config import FailoverTopologyConfig, HooksDriverConfig, Timings, WorkloadConfig
 from harmony.sim.demo import MESH, demo_mesh
 from harmony.sim.launch import LocalMesh
@@ -122,6 +123,7 @@ async def shoot_unconfirmed(mesh: LocalMesh) -> None:
 
 
 def main() -> int:
+    interrupts.install()  # SIGTERM too: the meshes' `with` blocks stop every process
     with demo_mesh(3, None) as mesh:
         asyncio.run(shoot(mesh))
     with tempfile.TemporaryDirectory(prefix="harmony-shots-") as tmp, unconfirmed(Path(tmp)) as m:
