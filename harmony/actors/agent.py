@@ -16,9 +16,9 @@ import pykka
 
 from harmony.actors.messages import CommandResult, DrainSite
 from harmony.actors.peers import PeerChanged, PeerCopies, PeerWatch
-from harmony.actors.placement import Drain, MoveAway, WorkloadSupervisor
 from harmony.actors.site import SiteActor
 from harmony.actors.supervision import ChildFactory, Supervisor
+from harmony.actors.workload_supervisor import Drain, MoveAway, WorkloadSupervisor
 from harmony.config import WorkloadConfig
 
 log = logging.getLogger(__name__)

@@ -52,7 +52,8 @@ EXPORTS: tuple[tuple[str, Mapping[str, MessageTypes]], ...] = (
         },
     ),
     # A workload's supervisor: operator commands; a site of the workload's topology
-    # forwards an operator's move (placement.py) so that every site prefers the new target.
+    # forwards an operator's move (workload_supervisor.py) so that every site prefers the
+    # new target.
     (
         "agent/workload/*",
         {

@@ -24,8 +24,8 @@ from harmony.actors.clock import Clock, SystemClock
 from harmony.actors.exports import ExportPolicy
 from harmony.actors.journal import Journal
 from harmony.actors.messages import ActorInfo, Snapshot
-from harmony.actors.placement import Drain
 from harmony.actors.timers import Scheduler
+from harmony.actors.workload_supervisor import Drain
 from harmony.config import ConfigError, SiteConfig, kv_replicas
 from harmony.mesh import subjects, wire
 from harmony.mesh.admission import rate_from_env

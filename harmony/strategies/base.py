@@ -17,11 +17,11 @@ from typing import ClassVar
 from harmony.strategies import events as ev
 from harmony.strategies.commands import (
     Command,
-    FenceWorkload,
+    FenceCopy,
     Promote,
     RecordEvent,
-    StartWorkload,
-    StopWorkload,
+    StartCopy,
+    StopCopy,
 )
 from harmony.strategies.params import Params
 from harmony.strategies.state import Decision, DriverView, Peer, WorkloadState
@@ -213,19 +213,19 @@ class FailoverStrategy(ABC):
         d = state.driver
         cmd: Command
         if act is Act.START_ACTIVE and token is not None:
-            cmd = StartWorkload(token, why)
+            cmd = StartCopy(token, why)
             d = DriverView(Phase.STARTING, active=True, token=token, started_at=now)
         elif act is Act.PROMOTE and token is not None:
             cmd = Promote(token, why)
             d = replace(d, active=True, token=token)
         elif act in (Act.START, Act.START_PASSIVE):
-            cmd = StartWorkload(None, why, passive=act is Act.START_PASSIVE)
+            cmd = StartCopy(None, why, passive=act is Act.START_PASSIVE)
             d = DriverView(Phase.STARTING, started_at=now)
         elif act is Act.STOP:
-            cmd = StopWorkload(why)
+            cmd = StopCopy(why)
             d = replace(d, phase=Phase.STOPPING)
         elif act is Act.FENCE:
-            cmd = FenceWorkload(why)
+            cmd = FenceCopy(why)
             attempts = d.fence_attempts + 1 if d.unknown else 0
             d = replace(d, phase=Phase.FENCING, fence_attempts=attempts)
         else:

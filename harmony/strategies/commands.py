@@ -12,7 +12,7 @@ from harmony.strategies.events import Copy
 
 
 @dataclass(frozen=True, slots=True)
-class StartWorkload:
+class StartCopy:
     """Start a copy. `token`: the fencing token (AbsoluteConsistency), None without a lease.
 
     `passive`: a warm standby copy that must not act as the active one until `Promote`.
@@ -32,14 +32,14 @@ class Promote:
 
 
 @dataclass(frozen=True, slots=True)
-class StopWorkload:
+class StopCopy:
     """Graceful stop (SIGTERM, then SIGKILL after stop_grace). No deadline attached."""
 
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
-class FenceWorkload:
+class FenceCopy:
     """Stop now, for safety: must be complete within stop_grace (+ the slack in check_timings)."""
 
     reason: str
@@ -102,10 +102,10 @@ class RecordDivergence:
 
 
 Command = (
-    StartWorkload
+    StartCopy
     | Promote
-    | StopWorkload
-    | FenceWorkload
+    | StopCopy
+    | FenceCopy
     | AcquireLease
     | RenewLease
     | ReleaseLease

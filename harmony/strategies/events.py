@@ -156,7 +156,7 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class WorkloadStarted:
-    """The copy is up (after `StartWorkload`)."""
+    """The copy is up (after `StartCopy`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,12 +166,12 @@ class WorkloadPromoted:
 
 @dataclass(frozen=True, slots=True)
 class WorkloadStopped:
-    """The copy is down after `StopWorkload` (or was stopped from outside)."""
+    """The copy is down after `StopCopy` (or was stopped from outside)."""
 
 
 @dataclass(frozen=True, slots=True)
 class WorkloadFenced:
-    """The copy is down after `FenceWorkload` (stopped, killed, or the fence hook ran)."""
+    """The copy is down after `FenceCopy` (stopped, killed, or the fence hook ran)."""
 
 
 @dataclass(frozen=True, slots=True)

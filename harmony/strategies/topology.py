@@ -1,4 +1,4 @@
-"""Placement: which sites may run a workload, in order of preference.
+"""Failover topology: which sites may run a workload, in order of preference.
 
 `FailoverTopology` is the first topology: a primary site plus ordered standbys. Strategies only
 ask it three questions: is a site in it, what is its rank, and who comes before it.

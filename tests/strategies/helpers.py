@@ -10,7 +10,7 @@ from harmony.strategies import (
     Event,
     FailoverStrategy,
     FailoverTopology,
-    FenceWorkload,
+    FenceCopy,
     RecordDivergence,
     RecordEvent,
     Tick,
@@ -39,7 +39,7 @@ class Site:
         self.boot: list[Command] = list(self.decision.commands)
         self.log: list[Command] = list(self.decision.commands)
         self.timeline: list[tuple[float, Command]] = [(now, c) for c in self.decision.commands]
-        if boot_fenced and any(isinstance(c, FenceWorkload) for c in self.boot):
+        if boot_fenced and any(isinstance(c, FenceCopy) for c in self.boot):
             # What an earlier incarnation left is gone: the driver confirms the boot fence.
             self.feed(WorkloadFenced())
 

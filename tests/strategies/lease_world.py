@@ -30,7 +30,7 @@ from harmony.strategies import (
     Command,
     Event,
     FailoverTopology,
-    FenceWorkload,
+    FenceCopy,
     LeaseAcquired,
     LeaseActorRestarted,
     LeaseRead,
@@ -45,8 +45,8 @@ from harmony.strategies import (
     RenewFailed,
     RenewLease,
     RenewRefused,
-    StartWorkload,
-    StopWorkload,
+    StartCopy,
+    StopCopy,
     Tick,
     WatchLease,
     WorkloadExited,
@@ -180,7 +180,7 @@ class World:
         for cmd in commands:
             assert cmd.reason, f"{cmd} has no reason"
             proc = node.proc
-            if isinstance(cmd, StartWorkload):
+            if isinstance(cmd, StartCopy):
                 assert proc is None, f"{node.name}: start while a copy exists"
                 node.proc = Proc(cmd.token)
                 if cmd.token is not None:
@@ -189,12 +189,12 @@ class World:
                 assert proc is not None and proc.phase == "running" and not proc.active
                 proc.token = cmd.token
                 self.activated(node.name, cmd.token)
-            elif isinstance(cmd, StopWorkload):
+            elif isinstance(cmd, StopCopy):
                 if proc is None:
                     node.confirm = WorkloadStopped()
                 else:
                     proc.phase, proc.down_by = "stopping", self.now + self.slow_stop
-            elif isinstance(cmd, FenceWorkload):
+            elif isinstance(cmd, FenceCopy):
                 if proc is None:
                     node.confirm = WorkloadFenced()  # e.g. the boot fence: nothing was left
                 else:  # a leftover of an earlier incarnation is this driver's now

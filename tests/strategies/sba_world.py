@@ -16,7 +16,7 @@ from harmony.strategies import (
     Copy,
     Event,
     FailoverTopology,
-    FenceWorkload,
+    FenceCopy,
     Params,
     PeerAlive,
     PeerCopiesSeen,
@@ -25,8 +25,8 @@ from harmony.strategies import (
     ReleaseLease,
     RenewLease,
     SplitBrainAllowed,
-    StartWorkload,
-    StopWorkload,
+    StartCopy,
+    StopCopy,
     Tick,
     WatchLease,
     WorkloadExited,
@@ -85,15 +85,15 @@ class SbaWorld:
         for cmd in commands:
             assert cmd.reason
             assert not isinstance(
-                cmd, AcquireLease | RenewLease | ReleaseLease | WatchLease | FenceWorkload | Promote
+                cmd, AcquireLease | RenewLease | ReleaseLease | WatchLease | FenceCopy | Promote
             ), f"SplitBrainAllowed never uses {cmd}"
-            if isinstance(cmd, StartWorkload):
+            if isinstance(cmd, StartCopy):
                 assert node.proc is None and cmd.token is None and not cmd.passive
                 self.starts += 1
                 score = float((self.names.index(node.name) * 7 + self.starts * 3) % 4)
                 node.proc = Proc(self.now, score)
                 acted = True
-            elif isinstance(cmd, StopWorkload):
+            elif isinstance(cmd, StopCopy):
                 assert node.proc is not None
                 node.proc.phase = "stopping"
                 acted = True

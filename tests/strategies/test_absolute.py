@@ -12,7 +12,7 @@ from harmony.strategies import (
     AcquireFailed,
     AcquireLease,
     FailoverTopology,
-    FenceWorkload,
+    FenceCopy,
     LeaseAcquired,
     LeaseActorRestarted,
     LeaseLost,
@@ -33,8 +33,8 @@ from harmony.strategies import (
     RenewLease,
     RenewRefused,
     ShutdownRequested,
-    StartWorkload,
-    StopWorkload,
+    StartCopy,
+    StopCopy,
     Tick,
     WorkloadExited,
     WorkloadFenced,
@@ -57,14 +57,14 @@ def holder(
         s.feed(PeerSilent("a"), at=t0)
     s.feed(LeaseObservedGone(None), at=t0)
     assert kinds(s.decision.commands) == ["AcquireLease"]
-    assert kinds(s.feed(LeaseAcquired(token, sent_at=t0), at=t0 + 0.01)) == ["StartWorkload"]
+    assert kinds(s.feed(LeaseAcquired(token, sent_at=t0), at=t0 + 0.01)) == ["StartCopy"]
     s.feed(WorkloadStarted(), at=t0 + 0.1)
     return s
 
 
 def test_boot_watches_the_lease_and_fences_what_an_earlier_incarnation_left() -> None:
     s = Site(AC, "a", boot_fenced=False)
-    assert kinds(s.boot) == ["WatchLease", "FenceWorkload"]
+    assert kinds(s.boot) == ["WatchLease", "FenceCopy"]
     assert s.state.driver.unknown
     # Until the fence is confirmed the site takes no part in an election.
     assert kinds(s.feed(LeaseObservedGone(None), at=1.0)) == []
@@ -74,7 +74,7 @@ def test_boot_watches_the_lease_and_fences_what_an_earlier_incarnation_left() ->
 
 def test_boot_only_watches_the_lease_once_the_boot_fence_is_confirmed() -> None:
     s = Site(AC, "a")
-    assert kinds(s.log) == ["WatchLease", "FenceWorkload"]
+    assert kinds(s.log) == ["WatchLease", "FenceCopy"]
     assert s.decision.wake_at is None
     assert actions(s.advance(100.0)) == []
 
@@ -83,7 +83,7 @@ def test_primary_takes_a_gone_lease_at_once_and_starts_with_the_token() -> None:
     s = Site(AC, "a")
     assert actions(s.feed(LeaseObservedGone(17), at=1.0)) == [AcquireLease(17, s.log[-1].reason)]
     cmds = actions(s.feed(LeaseAcquired(18, sent_at=1.0), at=1.2))
-    assert len(cmds) == 1 and isinstance(cmds[0], StartWorkload) and cmds[0].token == 18
+    assert len(cmds) == 1 and isinstance(cmds[0], StartCopy) and cmds[0].token == 18
     assert s.decision.wake_at == 2.0  # first renewal, renew_interval after the send
 
 
@@ -111,7 +111,7 @@ def test_silence_alone_never_starts_anything() -> None:
     s.feed(LeaseObservedHeld("a", 4), at=0.5)
     s.feed(PeerSilent("a"), at=1.0)
     assert set(kinds(s.advance(1000.0))) == {"WatchLease"}  # re-reads, nothing else
-    assert all(not isinstance(c, StartWorkload | AcquireLease) for c in s.log)
+    assert all(not isinstance(c, StartCopy | AcquireLease) for c in s.log)
 
 
 def test_a_lease_not_renewed_for_a_whole_ttl_is_read_again() -> None:
@@ -140,7 +140,7 @@ def test_holder_that_cannot_renew_fences_exactly_at_t0_plus_ttl_minus_margin() -
     attempts = 0
     while s.now < 6.5 - 1e-9:
         cmds = s.advance(min(s.decision.wake_at or 6.5, 6.5 - 1e-9))
-        assert not any(isinstance(c, FenceWorkload) for c in cmds)
+        assert not any(isinstance(c, FenceCopy) for c in cmds)
         for c in cmds:
             if isinstance(c, RenewLease):
                 attempts += 1
@@ -149,7 +149,7 @@ def test_holder_that_cannot_renew_fences_exactly_at_t0_plus_ttl_minus_margin() -
             break
     assert attempts == 5  # at 2, 3, 4, 5 and 6: several tries before the deadline
     assert s.decision.wake_at == 6.5
-    fence = [c for c in s.advance(6.5) if isinstance(c, FenceWorkload)]
+    fence = [c for c in s.advance(6.5) if isinstance(c, FenceCopy)]
     assert len(fence) == 1 and "no renewal since t0=1.000" in fence[0].reason
     assert not s.state.lease.valid(6.5, AC.params.fence_offset)
 
@@ -160,10 +160,10 @@ def test_a_late_successful_renewal_restarts_here_without_failover() -> None:
         s.advance(t)
         s.feed(RenewFailed("timeout"))
     s.advance(6.0)  # renewal sent at 6.0, answered after the fence deadline 6.5
-    assert kinds(s.advance(6.5)) == ["FenceWorkload"]
+    assert kinds(s.advance(6.5)) == ["FenceCopy"]
     assert kinds(s.feed(LeaseRenewed(9, sent_at=6.0), at=6.6)) == []  # still fencing
     cmds = actions(s.feed(WorkloadFenced(), at=6.9))
-    assert len(cmds) == 1 and isinstance(cmds[0], StartWorkload)
+    assert len(cmds) == 1 and isinstance(cmds[0], StartCopy)
     # A new copy after a fence gets the renewal's revision: no earlier copy had that token.
     assert cmds[0].token == 9
 
@@ -171,7 +171,7 @@ def test_a_late_successful_renewal_restarts_here_without_failover() -> None:
 def test_lease_lost_fences_at_once_and_rereads_the_lease() -> None:
     s = holder()
     cmds = s.feed(LeaseLost("wrong last sequence"), at=2.5)
-    assert kinds(cmds) == ["FenceWorkload", "WatchLease"]
+    assert kinds(cmds) == ["FenceCopy", "WatchLease"]
     assert s.state.lease.revision is None
 
 
@@ -179,7 +179,7 @@ def test_lease_seen_held_by_another_site_at_a_newer_revision_fences() -> None:
     s = holder(token=5)
     assert kinds(s.feed(LeaseObservedHeld("a", 6), at=1.5)) == []  # our own echo
     assert kinds(s.feed(LeaseObservedHeld("b", 4), at=1.6)) == []  # older: stale read
-    assert kinds(s.feed(LeaseObservedHeld("b", 9), at=1.7)) == ["FenceWorkload"]
+    assert kinds(s.feed(LeaseObservedHeld("b", 9), at=1.7)) == ["FenceCopy"]
 
 
 def test_lease_seen_gone_after_our_revision_fences_but_a_stale_absent_read_does_not() -> None:
@@ -187,12 +187,12 @@ def test_lease_seen_gone_after_our_revision_fences_but_a_stale_absent_read_does_
     assert kinds(s.feed(LeaseObservedGone(None), at=1.5)) == []
     assert kinds(s.feed(LeaseObservedGone(3), at=1.6)) == []
     # fence the copy; the lease is free and we are the primary: take it again (CAS decides)
-    assert kinds(s.feed(LeaseObservedGone(8), at=1.7)) == ["FenceWorkload", "AcquireLease"]
+    assert kinds(s.feed(LeaseObservedGone(8), at=1.7)) == ["FenceCopy", "AcquireLease"]
 
 
 def test_graceful_shutdown_stops_then_releases_while_still_renewing() -> None:
     s = holder()
-    assert kinds(s.feed(ShutdownRequested(), at=1.5)) == ["StopWorkload"]
+    assert kinds(s.feed(ShutdownRequested(), at=1.5)) == ["StopCopy"]
     assert kinds(s.advance(2.0)) == ["RenewLease"]  # a slow stop keeps the lease alive
     s.feed(LeaseRenewed(6, sent_at=2.0))
     cmds = s.feed(WorkloadStopped(), at=2.5)
@@ -234,7 +234,7 @@ def test_no_failback_by_default_the_standby_keeps_the_lease() -> None:
     rev = 5
     for t in range(2, 200):
         for c in s.advance(float(t)):
-            assert not isinstance(c, StopWorkload | ReleaseLease | FenceWorkload)
+            assert not isinstance(c, StopCopy | ReleaseLease | FenceCopy)
             if isinstance(c, RenewLease):
                 rev += 2
                 s.feed(LeaseRenewed(rev, sent_at=float(t)))
@@ -252,7 +252,7 @@ def test_failback_option_hands_the_lease_back_once_the_primary_stayed_alive() ->
             if isinstance(c, RenewLease):
                 rev += 2
                 s.feed(LeaseRenewed(rev, sent_at=t))
-            if isinstance(c, StopWorkload):
+            if isinstance(c, StopCopy):
                 stop_at = s.now
     assert stop_at == 6.5  # alive since 1.5, failback_after 5
     assert kinds(s.feed(WorkloadStopped(), at=7.1)) == ["ReleaseLease"]
@@ -265,7 +265,7 @@ def test_warm_standby_runs_a_passive_copy_and_is_promoted_with_the_token() -> No
     topo = FailoverTopology.of("a", "b", warm=True)
     s = Site(AC, "b", topo)
     s.feed(LeaseObservedHeld("a", 3), at=0.1)
-    start = [c for c in s.log if isinstance(c, StartWorkload)]
+    start = [c for c in s.log if isinstance(c, StartCopy)]
     assert len(start) == 1 and start[0].passive and start[0].token is None
     s.feed(WorkloadStarted(), at=0.5)
     s.feed(PeerSilent("a"), at=1.0)
@@ -273,9 +273,9 @@ def test_warm_standby_runs_a_passive_copy_and_is_promoted_with_the_token() -> No
     cmds = actions(s.feed(LeaseAcquired(7, sent_at=9.0), at=9.1))
     assert cmds == [Promote(7, cmds[0].reason)] if cmds else False
     s.feed(LeaseLost("moved"), at=10.0)
-    assert isinstance(actions(s.log)[-2], FenceWorkload)
+    assert isinstance(actions(s.log)[-2], FenceCopy)
     cmds = actions(s.feed(WorkloadFenced(), at=10.5))
-    assert len(cmds) == 1 and isinstance(cmds[0], StartWorkload) and cmds[0].passive
+    assert len(cmds) == 1 and isinstance(cmds[0], StartCopy) and cmds[0].passive
 
 
 def test_repeated_ticks_and_duplicate_events_send_nothing_twice() -> None:
@@ -342,7 +342,7 @@ def test_a_refusal_with_nothing_unconfirmed_means_lost() -> None:
     s = holder(t0=1.0, token=5)
     s.advance(2.0)
     read = LeaseRead(9, "b", ours=False)
-    assert kinds(s.feed(RenewRefused(5, "wrong last sequence", read), at=2.1)) == ["FenceWorkload"]
+    assert kinds(s.feed(RenewRefused(5, "wrong last sequence", read), at=2.1)) == ["FenceCopy"]
     assert s.state.lease.revision is None and s.state.lease.seen_holder == "b"
 
 
@@ -373,7 +373,7 @@ def test_a_refusal_after_a_timeout_is_lost_only_when_the_read_shows_someone_else
     assert s.state.lease.revision == 5
     # Another site's (or another incarnation's) value past ours: lost.
     lost = s.feed(RenewRefused(5, "refused", LeaseRead(8, "a", ours=False)), at=3.3)
-    assert kinds(lost) == ["FenceWorkload"] and s.state.lease.revision is None
+    assert kinds(lost) == ["FenceCopy"] and s.state.lease.revision is None
 
 
 def test_a_stale_queued_renewal_refused_after_a_newer_one_succeeded_is_ignored() -> None:
@@ -410,7 +410,7 @@ def renewing(s: Site, until: float) -> list[str]:
 
 def test_a_failed_probe_on_the_holder_fences_and_hands_over_only_when_confirmed() -> None:
     s = holder(t0=1.0, token=5)
-    assert kinds(s.feed(WorkloadUnknown("probe failed"), at=1.5)) == ["FenceWorkload"]
+    assert kinds(s.feed(WorkloadUnknown("probe failed"), at=1.5)) == ["FenceCopy"]
     assert s.state.lease.revision == 5  # kept while the copy may run
     sent = renewing(s, 4.0)
     assert "RenewLease" in sent and "ReleaseLease" not in sent
@@ -426,7 +426,7 @@ def test_a_probe_that_recovers_while_the_lease_is_held_means_running_again() -> 
     cmds = s.feed(WorkloadStarted(), at=1.4)  # the probe recovered
     assert kinds(cmds) == [] and not s.state.driver.unknown and s.state.driver.active
     assert "copy-recovered" in [c.kind for c in cmds if isinstance(c, RecordEvent)]
-    assert "FenceWorkload" not in kinds(s.advance(3.0))  # the holder's copy: nothing to do
+    assert "FenceCopy" not in kinds(s.advance(3.0))  # the holder's copy: nothing to do
 
 
 def test_a_probe_that_recovers_after_the_lease_was_lost_is_fenced() -> None:
@@ -434,16 +434,16 @@ def test_a_probe_that_recovers_after_the_lease_was_lost_is_fenced() -> None:
     s.feed(WorkloadUnknown("probe failed"), at=1.2)
     s.feed(WorkloadUnknown("fence hook exited with code 1"), at=1.3)
     s.feed(LeaseLost("wrong last sequence"), at=1.35)
-    assert kinds(s.feed(WorkloadStarted(), at=1.4)) == ["FenceWorkload"]
+    assert kinds(s.feed(WorkloadStarted(), at=1.4)) == ["FenceCopy"]
 
 
 def test_shutdown_with_a_copy_in_an_unknown_state_never_releases_nor_completes() -> None:
     s = holder(t0=1.0, token=5)
-    s.feed(ShutdownRequested(), at=1.1)  # -> StopWorkload
-    assert kinds(s.feed(WorkloadUnknown("stop hook timed out"), at=1.5)) == ["FenceWorkload"]
+    s.feed(ShutdownRequested(), at=1.1)  # -> StopCopy
+    assert kinds(s.feed(WorkloadUnknown("stop hook timed out"), at=1.5)) == ["FenceCopy"]
     s.feed(WorkloadUnknown("fence hook timed out"), at=2.5)
     sent = renewing(s, 5.0)
-    assert "FenceWorkload" in sent and "ReleaseLease" not in sent  # retried, lease kept
+    assert "FenceCopy" in sent and "ReleaseLease" not in sent  # retried, lease kept
     assert not s.state.done
     assert kinds(s.feed(WorkloadFenced(), at=5.1)) == ["ReleaseLease"]
     s.feed(LeaseReleased(), at=5.2)

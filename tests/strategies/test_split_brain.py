@@ -16,8 +16,8 @@ from harmony.strategies import (
     RecordDivergence,
     ShutdownRequested,
     SplitBrainAllowed,
-    StartWorkload,
-    StopWorkload,
+    StartCopy,
+    StopCopy,
     WorkloadExited,
     WorkloadStarted,
     WorkloadStopped,
@@ -32,7 +32,7 @@ def running(site: str, at: float, strategy: SplitBrainAllowed = SBA, *peers_sile
     s = Site(strategy, site, now=at)
     s.feed_all(PeerSilent(p) for p in peers_silent)
     s.feed(PeerCopiesSeen(()))
-    assert kinds(s.log) == ["StartWorkload"]
+    assert kinds(s.log) == ["StartCopy"]
     s.feed(WorkloadStarted())
     return s
 
@@ -41,13 +41,13 @@ def test_primary_starts_once_it_has_seen_the_copies_of_the_mesh() -> None:
     s = Site(SBA, "a")
     assert s.log == [] and s.decision.wake_at == 2.0
     cmds = actions(s.feed(PeerCopiesSeen(()), at=0.3))
-    assert len(cmds) == 1 and isinstance(cmds[0], StartWorkload) and cmds[0].token is None
+    assert len(cmds) == 1 and isinstance(cmds[0], StartCopy) and cmds[0].token is None
 
 
 def test_primary_starts_after_sync_grace_without_any_view() -> None:
     s = Site(SBA, "a")
     assert kinds(s.advance(1.99)) == []
-    assert kinds(s.advance(2.0)) == ["StartWorkload"]
+    assert kinds(s.advance(2.0)) == ["StartCopy"]
 
 
 def test_primary_that_boots_while_a_replacement_runs_does_not_start() -> None:
@@ -74,7 +74,7 @@ def test_the_first_live_site_in_topology_order_runs_it(
     s = Site(SBA, site)
     s.feed(PeerCopiesSeen((Copy("a", 0.0),)), at=0.1)
     s.feed_all(events)
-    assert kinds(s.log) == (["StartWorkload"] if starts else [])
+    assert kinds(s.log) == (["StartCopy"] if starts else [])
     assert s.decision.wake_at is None  # nothing to wait for either way
 
 
@@ -97,11 +97,11 @@ def test_on_heal_the_policy_stops_exactly_the_loser(policy: str, loser: str, win
         s.feed(PeerCopiesSeen(copies))
     lost, won = (a, b) if loser == "a" else (b, a)
     assert kinds(won.log[2:]) == []
-    assert kinds(lost.log[2:]) == ["StopWorkload"]
+    assert kinds(lost.log[2:]) == ["StopCopy"]
     div = [c for c in lost.log if isinstance(c, RecordDivergence)]
     assert len(div) == 1 and div[0].winner.site == winner and div[0].policy == policy
     assert [c.site for c in div[0].losers] == [loser]
-    stop = next(c for c in lost.log if isinstance(c, StopWorkload))
+    stop = next(c for c in lost.log if isinstance(c, StopCopy))
     assert f"{winner} survives" in stop.reason
 
 
@@ -113,18 +113,18 @@ def test_a_loser_does_not_restart_while_the_winner_runs_even_as_primary() -> Non
     a.feed(WorkloadStopped(), at=21.0)
     a.feed(PeerCopiesSeen((Copy("b", 10.0),)))
     assert kinds(a.advance(100.0)) == []
-    assert kinds(a.feed(PeerSilent("b"), at=101.0)) == ["StartWorkload"]  # winner gone
+    assert kinds(a.feed(PeerSilent("b"), at=101.0)) == ["StartCopy"]  # winner gone
 
 
 def test_a_copy_seen_only_on_a_silent_site_does_not_count() -> None:
     s = Site(SBA, "b")
     s.feed(PeerCopiesSeen((Copy("a", 0.0),)), at=0.1)
-    assert kinds(s.feed(PeerSilent("a"), at=3.0)) == ["StartWorkload"]
+    assert kinds(s.feed(PeerSilent("a"), at=3.0)) == ["StartCopy"]
 
 
 def test_shutdown_stops_the_copy_and_finishes() -> None:
     s = running("a", 0.0)
-    assert kinds(s.feed(ShutdownRequested(), at=1.0)) == ["StopWorkload"]
+    assert kinds(s.feed(ShutdownRequested(), at=1.0)) == ["StopCopy"]
     s.feed(WorkloadStopped(), at=1.5)
     assert s.state.done and s.decision.wake_at is None
     assert s.feed(PeerSilent("b")) == []
@@ -134,7 +134,7 @@ def test_a_failed_copy_is_restarted_after_the_cooldown() -> None:
     s = running("a", 0.0)
     assert kinds(s.feed(WorkloadExited(code=2), at=1.0)) == []
     assert s.decision.wake_at == 11.0
-    assert kinds(s.advance(11.0)) == ["StartWorkload"]
+    assert kinds(s.advance(11.0)) == ["StartCopy"]
 
 
 def test_lease_events_are_ignored() -> None:

@@ -37,7 +37,7 @@ from harmony.strategies import (
     Copy,
     Decision,
     FailoverTopology,
-    FenceWorkload,
+    FenceCopy,
     LeaseActorRestarted,
     MoveRequested,
     Params,
@@ -52,8 +52,8 @@ from harmony.strategies import (
     ReleaseLease,
     RenewLease,
     ShutdownRequested,
-    StartWorkload,
-    StopWorkload,
+    StartCopy,
+    StopCopy,
     Tick,
     WatchLease,
     WorkloadExited,
@@ -191,14 +191,14 @@ class WorkloadSupervisor(Supervisor):
         """Carry one command out. The driver is told first and the journal second: a journal
         that cannot be written (disk full) never delays or skips a fence."""
         token = self.decision.state.driver.token if self.decision else None
-        if isinstance(cmd, StartWorkload | Promote):
+        if isinstance(cmd, StartCopy | Promote):
             self.tell_child("run", m.StartWorkload(token=cmd.token, reason=cmd.reason))
             kind = "promote" if isinstance(cmd, Promote) else "start"
             self.ctx.record(self.name, kind, cmd.reason, cmd.token)
-        elif isinstance(cmd, StopWorkload):
+        elif isinstance(cmd, StopCopy):
             self.tell_child("run", m.StopWorkload(reason=cmd.reason))
             self.ctx.record(self.name, "stop", cmd.reason, token)
-        elif isinstance(cmd, FenceWorkload):
+        elif isinstance(cmd, FenceCopy):
             self.tell_child("run", m.FenceWorkload(reason=cmd.reason))
             self.ctx.record(self.name, "fence", cmd.reason, token)
         elif isinstance(cmd, LEASE_COMMANDS):
