@@ -5,7 +5,7 @@ One bucket per mesh (``harmony-<mesh>-leases``), one key per exclusive workload.
 write; with limit markers, watchers see the expiry as a marker entry. The KV revision of a
 successful write is the fencing token: stream sequences only grow.
 
-What bites (see DESIGN.md): reads may be stale, so only a successful CAS proves anything;
+What bites (see docs/design.md): reads may be stale, so only a successful CAS proves anything;
 `update(last=None)` behaves like create, so we always pass `last`; nats-py's `create()` does
 not step over a MaxAge marker, so `acquire` does that itself with `update(last=<marker>)`.
 

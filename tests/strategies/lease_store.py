@@ -1,4 +1,4 @@
-"""One lease key in a NATS JetStream KV bucket, as DESIGN.md describes it, in memory.
+"""One lease key in a NATS JetStream KV bucket, as docs/design.md describes it, in memory.
 
 ``create`` succeeds only on an absent key; ``update(last=rev)`` is CAS on the key's last
 revision, whoever wrote it (it does not check ownership); revisions come from one stream
