@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from harmony import procfs
-from harmony.guard import RELEASED, TOKEN_ENV
+from harmony.guard import TOKEN_ENV
 
 from .containment import CONTAINMENT_ENV
 
@@ -45,21 +45,6 @@ def clean_text(text: str) -> str:
 
 def watch_marker(deadline_dir: Path) -> str:
     return os.path.abspath(deadline_dir)
-
-
-def read_state(path: Path) -> float | str | None:
-    """A deadline file as the watcher needs it: the deadline, `RELEASED`, or None (missing,
-    unreadable, garbage). `harmony.guard.read_deadline` folds released into None."""
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    if text == RELEASED:
-        return RELEASED
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 def watch_argv(
