@@ -4,7 +4,8 @@ A `hooks` copy is the user's (a systemd unit, a VM, a remote service): the agent
 its processes, only run its hooks. So a tokened copy of an absolute-consistency workload gets
 a *watcher* (`hooks_watch`), a small process outside the agent that runs the fence hook when
 the copy's fence deadline passes or the agent dies. This module is what the driver and the
-watcher share; it is stdlib-only (plus `harmony.guard`), so the watcher stays light.
+watcher share; it is stdlib-only (plus `harmony.guard`, `procfs` and `tether`'s argument
+helpers), so the watcher stays light.
 
 The watcher does not carry ``HARMONY_CONTAINMENT``: a containment scan (the simulator's ground
 truth, a restarted agent's search for leftovers) would count it as a process of the copy. It
@@ -26,6 +27,7 @@ from harmony import procfs
 from harmony.guard import TOKEN_ENV
 
 from .containment import CONTAINMENT_ENV
+from .tether import tether_args
 
 WATCH_ENV = "HARMONY_HOOKS_WATCH"
 """Marks a watcher process; the value is its workload's deadline directory (absolute)."""
@@ -64,8 +66,8 @@ def watch_argv(
     """The argv of a watcher that fences with the shell command `command`."""
     argv = [sys.executable, "-m", "harmony.actors.drivers.hooks_watch"]
     argv += ["--deadline-file", str(deadline_file), "--timeout", f"{timeout:g}"]
-    argv += ["--grace", f"{grace:g}", "--journal", str(journal or ""), "--site", site]
-    argv += ["--workload", workload, "--incarnation", incarnation, "--token", str(token)]
+    argv += tether_args(grace, journal, site=site, workload=workload, incarnation=incarnation)
+    argv += ["--token", str(token)]
     argv += ["--containment", containment, "--agent-pid", str(agent_pid)]
     return [*argv, "--", command]
 

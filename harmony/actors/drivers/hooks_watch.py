@@ -39,7 +39,7 @@ from harmony.actors.drivers.hooks_tether import (
     kill_all,
     marked,
 )
-from harmony.actors.drivers.tether import TETHER_FENCED
+from harmony.actors.drivers.tether import TETHER_FENCED, add_tether_args
 from harmony.guard import RELEASED, read_deadline_state
 
 POLL = 0.1
@@ -150,11 +150,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--deadline-file", required=True, metavar="FILE")
     p.add_argument("--timeout", type=float, default=30.0, help="per fence attempt, seconds")
-    p.add_argument("--grace", type=float, default=1.5, help="SIGTERM to SIGKILL, seconds")
-    p.add_argument("--journal", default="", help="site journal for the tether-fenced event")
-    p.add_argument("--site", default="")
-    p.add_argument("--workload", default="")
-    p.add_argument("--incarnation", default="")
+    add_tether_args(p)
     p.add_argument("--token", type=int, required=True)
     p.add_argument("--containment", default="", help="the copy's HARMONY_CONTAINMENT id")
     p.add_argument("--agent-pid", type=int, default=None, help="default: the parent")
