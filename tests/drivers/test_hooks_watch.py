@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
+from harmony import procfs
 from harmony.actors.drivers import DriverState, TetherSpec
 from harmony.actors.drivers.containment import CONTAINMENT_ENV, containment_id
-from harmony.actors.drivers.hooks_tether import environ, find_watchers
+from harmony.actors.drivers.hooks_tether import find_watchers
 from harmony.actors.journal import JournalEvent, read_journal
 from harmony.config import HooksDriverConfig
 from harmony.guard import RELEASED, write_deadline
@@ -87,7 +88,7 @@ def test_watcher_lives_with_the_copy_and_goes_on_a_confirmed_stop(
     offer(tether_spec, 3, 60)
     assert start(b, 3) is S.RUNNING and runbook.alive()
     (watcher,) = watcher_pids(tether_spec)
-    env = environ(watcher)
+    env = procfs.environ(watcher)
     assert CONTAINMENT_ENV not in env, "a containment scan must not count the watcher"
     assert env["HARMONY_HOOK"] == "fence" and env["HARMONY_FENCING_TOKEN"] == "3"
     assert os.getsid(watcher) == watcher, "the watcher runs in its own session"

@@ -74,44 +74,28 @@ def watch_argv(
 
 # -- the process table -----------------------------------------------------------------------
 
-Proc = procfs.Stat
 
-
-def proc(pid: int | str) -> Proc | None:
-    """One process; None when gone or a zombie (it runs nothing)."""
-    st = procfs.stat(pid)
-    return st if st is not None and st.alive else None
-
-
-def processes() -> list[Proc]:
-    """Every live process we can see (not this one)."""
-    return procfs.live()
-
-
-def environ(pid: int) -> dict[str, str]:
-    """The environment `pid` was started with ({} when it cannot be read)."""
-    return procfs.environ(pid)
-
-
-def marked(containment: str, token: int, hook: str) -> list[Proc]:
+def marked(containment: str, token: int, hook: str) -> list[procfs.Stat]:
     """Processes run by `hook` of the copy with `token` (and whatever they started that kept
     the environment): they carry the containment id, the token and HARMONY_HOOK."""
     want = {CONTAINMENT_ENV: containment, TOKEN_ENV: str(token), HOOK_ENV: hook}
     out = []
-    for p in processes():
-        env = environ(p.pid)
+    for p in procfs.live():
+        env = procfs.environ(p.pid, want)
         if all(env.get(k) == v for k, v in want.items()):
             out.append(p)
     return out
 
 
-def find_watchers(deadline_dir: Path) -> list[Proc]:
+def find_watchers(deadline_dir: Path) -> list[procfs.Stat]:
     """The live watchers of the workload whose deadlines live in `deadline_dir`."""
     marker = watch_marker(deadline_dir)
-    return [p for p in processes() if environ(p.pid).get(WATCH_ENV) == marker]
+    return [
+        p for p in procfs.live() if procfs.environ(p.pid, (WATCH_ENV,)).get(WATCH_ENV) == marker
+    ]
 
 
-def kill_all(procs: list[Proc], wait: float = KILL_WAIT) -> list[int]:
+def kill_all(procs: list[procfs.Stat], wait: float = KILL_WAIT) -> list[int]:
     """SIGKILL these processes (and their process groups); the pids still alive after `wait`
     (uninterruptible sleep), [] when all went."""
     mine = os.getpgrp()
@@ -129,10 +113,10 @@ def kill_all(procs: list[Proc], wait: float = KILL_WAIT) -> list[int]:
         time.sleep(0.01)
 
 
-def _same(p: Proc) -> bool:
-    """`p` still runs (the same process, not a reuse of its pid)."""
-    now = proc(p.pid)
-    return now is not None and now.start == p.start
+def _same(p: procfs.Stat) -> bool:
+    """`p` still runs (the same process, not a reuse of its pid, and not a zombie)."""
+    now = procfs.stat(p.pid)
+    return now is not None and now.alive and now.start == p.start
 
 
 def end_watchers(deadline_dir: Path) -> list[int]:
@@ -143,5 +127,5 @@ def end_watchers(deadline_dir: Path) -> list[int]:
     if not watchers:
         return []
     sessions = {w.pid for w in watchers if w.session == w.pid}
-    members = [p for p in processes() if p.session in sessions]
+    members = [p for p in procfs.live() if p.session in sessions]
     return kill_all(watchers + [p for p in members if p not in watchers])
