@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from harmony import procfs
@@ -152,8 +153,8 @@ def test_a_later_start_ends_older_watchers(
     assert start(second, 9) is S.RUNNING
     assert not pid_alive(old)
     (new,) = watcher_pids(tether_spec)
-    assert b"--token" in (cmd := Path(f"/proc/{new}/cmdline").read_bytes().split(b"\0"))
-    assert cmd[cmd.index(b"--token") + 1] == b"9"
+    assert "--token" in (cmd := psutil.Process(new).cmdline())
+    assert cmd[cmd.index("--token") + 1] == "9"
     copy = runbook.pid
     offer(tether_spec, 5, -1.0)  # token 5's deadline runs out: nobody may fence token 9
     stays(lambda: runbook.pid == copy and runbook.alive(), 1.0, "token 9's copy was fenced")
@@ -223,7 +224,8 @@ def test_frozen_agent_is_fenced_by_its_watcher_at_the_deadline(
     wait_until(runbook.alive, 15, "the agent started the copy")
     wait_until(lambda: watcher_pids(tether_spec), 10, "a watcher")
     proc.send_signal(signal.SIGSTOP)
-    wait_until(lambda: Path(f"/proc/{proc.pid}/stat").read_text().split()[2] == "T", 5, "frozen")
+    stopped = psutil.Process(proc.pid)
+    wait_until(lambda: stopped.status() == psutil.STATUS_STOPPED, 5, "frozen")
     last = float(tether_spec.deadline_file(11).read_text())  # nobody renews it any more
 
     wait_until(lambda: not runbook.alive(), 15, "the watcher fenced the frozen agent's copy")
