@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 from rich.console import Console
 from rich.table import Table
 
@@ -71,11 +72,8 @@ def snapshot(conn: MeshConnection) -> Snapshot:
 
 
 def rss_mb(pid: int) -> float:
-    """Resident set of `pid` in MiB (VmRSS of /proc/<pid>/status)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident set of `pid` in MiB."""
+    return psutil.Process(pid).memory_info().rss / 2**20
 
 
 def run(args: argparse.Namespace, workdir: Path) -> int:

@@ -33,13 +33,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from harmony import interrupts
 from harmony.actors.journal import read_journal
 from harmony.client import collect_snapshots
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, Timings, WorkloadConfig
 from harmony.sim.launch import LaunchError, LocalMesh
-
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -62,24 +62,20 @@ class Sample:
     note: str = ""
 
 
-def cpu_ticks(pid: int) -> int:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` so far (0 when it is gone)."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            parts = f.read().rsplit(")", 1)[1].split()
-        return int(parts[11]) + int(parts[12])
-    except (OSError, IndexError, ValueError):
-        return 0
+        t = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return t.user + t.system
 
 
 def rss_mb(pid: int) -> float:
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except psutil.Error:
+        return 0.0
 
 
 def workloads_for(sites: list[str], per_site: int) -> list[WorkloadConfig]:
@@ -124,7 +120,7 @@ def measure(
         agents = {s: p.proc.pid for s, p in mesh.procs.items() if p.proc is not None}
         servers = {s: mesh.server_pids(s) for s in sites}
         server_pids = [pid for pids in servers.values() for pid in pids]
-        before = {pid: cpu_ticks(pid) for pid in [*agents.values(), *server_pids]}
+        before = {pid: cpu_seconds(pid) for pid in [*agents.values(), *server_pids]}
         t0 = time.monotonic()
         limit = timings.suspect_after * timings.heartbeat_interval
         while time.monotonic() - t0 < window:
@@ -152,11 +148,11 @@ def measure(
             and a.state == "running"
         )
         for pid in agents.values():
-            sample.agent_cpu.append(100 * (cpu_ticks(pid) - before[pid]) / TICK / elapsed)
+            sample.agent_cpu.append(100 * (cpu_seconds(pid) - before[pid]) / elapsed)
             sample.agent_rss.append(rss_mb(pid))
         for pids in servers.values():
             for pid in pids:
-                sample.server_cpu.append(100 * (cpu_ticks(pid) - before[pid]) / TICK / elapsed)
+                sample.server_cpu.append(100 * (cpu_seconds(pid) - before[pid]) / elapsed)
                 sample.server_rss.append(rss_mb(pid))
         sample.load = os.getloadavg()
         sample.healthy = sample.bad_views == 0 and sample.max_hb_age < limit

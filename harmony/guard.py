@@ -78,18 +78,25 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     raise FileExistsError(f"no free temporary name next to {path}")
 
 
-def read_deadline(path: Path) -> float | None:
-    """The monotonic deadline in `path`; None when missing, unreadable or released."""
+def read_deadline_state(path: Path) -> float | str | None:
+    """A deadline file: the monotonic deadline, `RELEASED`, or None (missing, unreadable,
+    garbage). The hooks watcher needs released apart: it then leaves without fencing."""
     try:
         text = path.read_text().strip()
     except OSError:
         return None
     if text == RELEASED:
-        return None
+        return RELEASED
     try:
         return float(text)
     except ValueError:
         return None
+
+
+def read_deadline(path: Path) -> float | None:
+    """The monotonic deadline in `path`; None when missing, unreadable or released."""
+    state = read_deadline_state(path)
+    return state if isinstance(state, float) else None
 
 
 def deadline_passed(path: Path | str | None = None, now: float | None = None) -> bool:

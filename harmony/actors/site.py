@@ -7,6 +7,8 @@ import os
 import time
 from dataclasses import dataclass
 
+import psutil
+
 from harmony.actors.base import HarmonyActor
 from harmony.actors.messages import (
     Capacity,
@@ -35,15 +37,10 @@ def read_capacity() -> Capacity:
         load1 = os.getloadavg()[0]
     except OSError:
         load1 = 0.0
-    mem = 0
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    mem = int(line.split()[1]) // 1024
-                    break
+        mem = psutil.virtual_memory().available // 2**20
     except OSError:
-        pass
+        mem = 0
     return Capacity(cpus=os.cpu_count() or 1, load1=round(load1, 2), mem_available_mb=mem)
 
 

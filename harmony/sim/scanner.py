@@ -22,7 +22,8 @@ A thread scans every `period` seconds and appends JSON lines to one file (``kind
 
 Cost: one /proc pass reads the environ of every process of the machine, about 20 us each:
 2.5-5 ms of CPU per pass with 130-150 processes on the 2-core development host (printed by
-tests/sim/test_scanner.py), i.e. 3-5 % of one core at the default 10 passes a second.
+tests/sim/test_scanner.py), i.e. 3-5 % of one core at the default 10 passes a second;
+through psutil it would be 1.7-3.4x that (measured: see `harmony.procfs`).
 Exits are exact (pidfds) and births are read from /proc, so the period mostly bounds how
 soon a frozen process is noticed.
 

@@ -40,6 +40,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from harmony import procfs
 from harmony.actors.journal import JournalEvent
 from harmony.sim.history import Interval
 from harmony.sim.records import Record
@@ -91,7 +92,7 @@ def _t(t: float, origin: float) -> str:
 
 
 def _running(state: str) -> bool:
-    return state not in ("T", "t")
+    return state not in procfs.FROZEN
 
 
 def scan_pieces(life: Life, log: ScanLog, origin: float = 0.0) -> list[Piece]:

@@ -18,11 +18,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
+from harmony import procfs
 from harmony.actors.drivers import DriverState, TetherSpec
 from harmony.actors.drivers.containment import CONTAINMENT_ENV, containment_id
-from harmony.actors.drivers.hooks_tether import environ, find_watchers
+from harmony.actors.drivers.hooks_tether import find_watchers
 from harmony.actors.journal import JournalEvent, read_journal
 from harmony.config import HooksDriverConfig
 from harmony.guard import RELEASED, write_deadline
@@ -87,7 +89,7 @@ def test_watcher_lives_with_the_copy_and_goes_on_a_confirmed_stop(
     offer(tether_spec, 3, 60)
     assert start(b, 3) is S.RUNNING and runbook.alive()
     (watcher,) = watcher_pids(tether_spec)
-    env = environ(watcher)
+    env = procfs.environ(watcher)
     assert CONTAINMENT_ENV not in env, "a containment scan must not count the watcher"
     assert env["HARMONY_HOOK"] == "fence" and env["HARMONY_FENCING_TOKEN"] == "3"
     assert os.getsid(watcher) == watcher, "the watcher runs in its own session"
@@ -151,8 +153,8 @@ def test_a_later_start_ends_older_watchers(
     assert start(second, 9) is S.RUNNING
     assert not pid_alive(old)
     (new,) = watcher_pids(tether_spec)
-    assert b"--token" in (cmd := Path(f"/proc/{new}/cmdline").read_bytes().split(b"\0"))
-    assert cmd[cmd.index(b"--token") + 1] == b"9"
+    assert "--token" in (cmd := psutil.Process(new).cmdline())
+    assert cmd[cmd.index("--token") + 1] == "9"
     copy = runbook.pid
     offer(tether_spec, 5, -1.0)  # token 5's deadline runs out: nobody may fence token 9
     stays(lambda: runbook.pid == copy and runbook.alive(), 1.0, "token 9's copy was fenced")
@@ -222,7 +224,8 @@ def test_frozen_agent_is_fenced_by_its_watcher_at_the_deadline(
     wait_until(runbook.alive, 15, "the agent started the copy")
     wait_until(lambda: watcher_pids(tether_spec), 10, "a watcher")
     proc.send_signal(signal.SIGSTOP)
-    wait_until(lambda: Path(f"/proc/{proc.pid}/stat").read_text().split()[2] == "T", 5, "frozen")
+    stopped = psutil.Process(proc.pid)
+    wait_until(lambda: stopped.status() == psutil.STATUS_STOPPED, 5, "frozen")
     last = float(tether_spec.deadline_file(11).read_text())  # nobody renews it any more
 
     wait_until(lambda: not runbook.alive(), 15, "the watcher fenced the frozen agent's copy")

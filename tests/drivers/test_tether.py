@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from harmony.actors.drivers import DriverState, TetherSpec
@@ -196,8 +197,8 @@ def test_a_start_without_a_token_runs_under_a_keeper_without_a_deadline(
     b.driver.start(None)
     pid = b.driver.pid
     assert pid is not None
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    assert b"harmony.actors.drivers.tether_main" in argv and b"--deadline-file" not in argv
+    argv = psutil.Process(pid).cmdline()
+    assert "harmony.actors.drivers.tether_main" in argv and "--deadline-file" not in argv
     wait_until(lambda: out.exists() and out.read_text().strip(), 5, "env written")
     assert out.read_text().strip() == "deadline="
     b.driver.stop("done")

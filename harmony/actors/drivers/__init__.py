@@ -6,9 +6,7 @@ it only through the :class:`Driver` methods and the :class:`DriverEvent` callbac
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 from harmony.config import DriverConfig, HooksDriverConfig, ProcessDriverConfig
 
@@ -29,27 +27,14 @@ __all__ = [
 ]
 
 
-def make_driver(
-    config: DriverConfig,
-    *,
-    workload: str,
-    site: str,
-    log_dir: Path,
-    on_event: EventCallback,
-    monotonic: Callable[[], float] = time.monotonic,
-    stop_grace: float = 2.0,
-    containment: str = "",
-    tether: TetherSpec | None = None,
-) -> ProcessDriver | HooksDriver:
+def make_driver(config: DriverConfig, **options: Any) -> ProcessDriver | HooksDriver:
     """The driver for this config (the config's ``kind`` tag chose its type).
 
-    `containment`: the id every process of the workload carries (`containment_id`).
-    `tether`: every start with a token gets a watcher outside the agent, so the copy is
-    fenced at its fence deadline even when the agent cannot do it.
+    `options` are the driver's own keyword arguments, declared once in `Driver`: workload,
+    site, log_dir, on_event, and optionally monotonic, stop_grace, containment and tether.
     """
-    rest = (log_dir, on_event, monotonic, stop_grace)
     if isinstance(config, ProcessDriverConfig):
-        return ProcessDriver(workload, site, config, *rest, containment=containment, tether=tether)
+        return ProcessDriver(config=config, **options)
     if isinstance(config, HooksDriverConfig):
-        return HooksDriver(workload, site, config, *rest, containment=containment, tether=tether)
+        return HooksDriver(config=config, **options)
     raise TypeError(f"no driver for config type {type(config).__name__}")

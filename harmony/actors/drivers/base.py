@@ -178,6 +178,27 @@ class Driver(abc.ABC, Generic[ConfigT]):
     def close(self) -> None:
         """Stop background threads (and whatever the driver itself runs). Idempotent."""
 
+    def _active(self) -> str:
+        """What makes a start now a no-op ("already running (pid 12)"), "" when nothing."""
+        return ""
+
+    def _start_refused(self, token: int | None) -> bool:
+        """True (logged) when `start(token)` must do nothing: the driver is closed, or its
+        copy is already active (`_active`). Called with `_lock` held."""
+        if self._closed:
+            log.warning("%s: start(%s) ignored: driver closed", self.workload, token)
+            return True
+        active = self._active()
+        if active:
+            log.info(
+                "%s: start(token=%s) ignored: already %s, token %s",
+                self.workload,
+                token,
+                active,
+                self._token,
+            )
+        return bool(active)
+
     def output_tail(self, n: int = 50) -> list[str]:
         """The last ``n`` lines of the workload's log file (all runs, with harmony markers)."""
         return tail_lines(self.log_path, n)

@@ -65,7 +65,7 @@ class ProcInfo:
 
     @property
     def frozen(self) -> bool:
-        return self.state in ("T", "t")
+        return self.state in procfs.FROZEN
 
 
 def _marker(pid: int | str) -> str | None:

@@ -78,22 +78,15 @@ class HooksDriver(Driver[HooksDriverConfig]):
         self._watchers: list[subprocess.Popen[bytes]] = []
         """Watchers this instance started: kept only to reap them once they exit."""
 
+    def _active(self) -> str:
+        return str(self._state) if self._state in (S.RUNNING, S.STARTING) else ""
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self, token: int | None) -> None:
         with self._op:
             with self._lock:
-                if self._closed:
-                    log.warning("%s: start(%s) ignored: driver closed", self.workload, token)
-                    return
-                if self._state in (S.RUNNING, S.STARTING):
-                    log.info(
-                        "%s: start(token=%s) ignored: already %s (token %s)",
-                        self.workload,
-                        token,
-                        self._state,
-                        self._token,
-                    )
+                if self._start_refused(token):
                     return
                 self._token = token
             self._stop_prober()

@@ -4,7 +4,8 @@ A `hooks` copy is the user's (a systemd unit, a VM, a remote service): the agent
 its processes, only run its hooks. So a tokened copy of an absolute-consistency workload gets
 a *watcher* (`hooks_watch`), a small process outside the agent that runs the fence hook when
 the copy's fence deadline passes or the agent dies. This module is what the driver and the
-watcher share; it is stdlib-only (plus `harmony.guard`), so the watcher stays light.
+watcher share; it is stdlib-only (plus `harmony.guard`, `procfs` and `tether`'s argument
+helpers), so the watcher stays light.
 
 The watcher does not carry ``HARMONY_CONTAINMENT``: a containment scan (the simulator's ground
 truth, a restarted agent's search for leftovers) would count it as a process of the copy. It
@@ -23,9 +24,10 @@ import time
 from pathlib import Path
 
 from harmony import procfs
-from harmony.guard import RELEASED, TOKEN_ENV
+from harmony.guard import TOKEN_ENV
 
 from .containment import CONTAINMENT_ENV
+from .tether import tether_args
 
 WATCH_ENV = "HARMONY_HOOKS_WATCH"
 """Marks a watcher process; the value is its workload's deadline directory (absolute)."""
@@ -47,21 +49,6 @@ def watch_marker(deadline_dir: Path) -> str:
     return os.path.abspath(deadline_dir)
 
 
-def read_state(path: Path) -> float | str | None:
-    """A deadline file as the watcher needs it: the deadline, `RELEASED`, or None (missing,
-    unreadable, garbage). `harmony.guard.read_deadline` folds released into None."""
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    if text == RELEASED:
-        return RELEASED
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
 def watch_argv(
     command: str,
     deadline_file: Path,
@@ -79,52 +66,36 @@ def watch_argv(
     """The argv of a watcher that fences with the shell command `command`."""
     argv = [sys.executable, "-m", "harmony.actors.drivers.hooks_watch"]
     argv += ["--deadline-file", str(deadline_file), "--timeout", f"{timeout:g}"]
-    argv += ["--grace", f"{grace:g}", "--journal", str(journal or ""), "--site", site]
-    argv += ["--workload", workload, "--incarnation", incarnation, "--token", str(token)]
+    argv += tether_args(grace, journal, site=site, workload=workload, incarnation=incarnation)
+    argv += ["--token", str(token)]
     argv += ["--containment", containment, "--agent-pid", str(agent_pid)]
     return [*argv, "--", command]
 
 
 # -- the process table -----------------------------------------------------------------------
 
-Proc = procfs.Stat
 
-
-def proc(pid: int | str) -> Proc | None:
-    """One process; None when gone or a zombie (it runs nothing)."""
-    st = procfs.stat(pid)
-    return st if st is not None and st.alive else None
-
-
-def processes() -> list[Proc]:
-    """Every live process we can see (not this one)."""
-    return procfs.live()
-
-
-def environ(pid: int) -> dict[str, str]:
-    """The environment `pid` was started with ({} when it cannot be read)."""
-    return procfs.environ(pid)
-
-
-def marked(containment: str, token: int, hook: str) -> list[Proc]:
+def marked(containment: str, token: int, hook: str) -> list[procfs.Stat]:
     """Processes run by `hook` of the copy with `token` (and whatever they started that kept
     the environment): they carry the containment id, the token and HARMONY_HOOK."""
     want = {CONTAINMENT_ENV: containment, TOKEN_ENV: str(token), HOOK_ENV: hook}
     out = []
-    for p in processes():
-        env = environ(p.pid)
+    for p in procfs.live():
+        env = procfs.environ(p.pid, want)
         if all(env.get(k) == v for k, v in want.items()):
             out.append(p)
     return out
 
 
-def find_watchers(deadline_dir: Path) -> list[Proc]:
+def find_watchers(deadline_dir: Path) -> list[procfs.Stat]:
     """The live watchers of the workload whose deadlines live in `deadline_dir`."""
     marker = watch_marker(deadline_dir)
-    return [p for p in processes() if environ(p.pid).get(WATCH_ENV) == marker]
+    return [
+        p for p in procfs.live() if procfs.environ(p.pid, (WATCH_ENV,)).get(WATCH_ENV) == marker
+    ]
 
 
-def kill_all(procs: list[Proc], wait: float = KILL_WAIT) -> list[int]:
+def kill_all(procs: list[procfs.Stat], wait: float = KILL_WAIT) -> list[int]:
     """SIGKILL these processes (and their process groups); the pids still alive after `wait`
     (uninterruptible sleep), [] when all went."""
     mine = os.getpgrp()
@@ -142,10 +113,10 @@ def kill_all(procs: list[Proc], wait: float = KILL_WAIT) -> list[int]:
         time.sleep(0.01)
 
 
-def _same(p: Proc) -> bool:
-    """`p` still runs (the same process, not a reuse of its pid)."""
-    now = proc(p.pid)
-    return now is not None and now.start == p.start
+def _same(p: procfs.Stat) -> bool:
+    """`p` still runs (the same process, not a reuse of its pid, and not a zombie)."""
+    now = procfs.stat(p.pid)
+    return now is not None and now.alive and now.start == p.start
 
 
 def end_watchers(deadline_dir: Path) -> list[int]:
@@ -156,5 +127,5 @@ def end_watchers(deadline_dir: Path) -> list[int]:
     if not watchers:
         return []
     sessions = {w.pid for w in watchers if w.session == w.pid}
-    members = [p for p in processes() if p.session in sessions]
+    members = [p for p in procfs.live() if p.session in sessions]
     return kill_all(watchers + [p for p in members if p not in watchers])

@@ -38,10 +38,9 @@ from harmony.actors.drivers.hooks_tether import (
     clean_text,
     kill_all,
     marked,
-    read_state,
 )
-from harmony.actors.drivers.tether import TETHER_FENCED
-from harmony.guard import RELEASED
+from harmony.actors.drivers.tether import TETHER_FENCED, add_tether_args
+from harmony.guard import RELEASED, read_deadline_state
 
 POLL = 0.1
 """How often the deadline file and the parent are checked: the delay of a fence on agent death."""
@@ -67,7 +66,7 @@ class Watcher:
             signal.signal(sig, lambda *_: None)
         deadline: float | None = None
         while True:
-            state = read_state(self.deadline_file)
+            state = read_deadline_state(self.deadline_file)
             if state == RELEASED:
                 self.say(f"token {self.args.token} released: the agent confirmed the copy stopped")
                 return 0
@@ -130,10 +129,10 @@ class Watcher:
     def released_within(self, pause: float) -> bool:
         end = time.monotonic() + pause
         while time.monotonic() < end:
-            if read_state(self.deadline_file) == RELEASED:
+            if read_deadline_state(self.deadline_file) == RELEASED:
                 return True
             time.sleep(min(POLL, max(0.0, end - time.monotonic())))
-        return read_state(self.deadline_file) == RELEASED
+        return read_deadline_state(self.deadline_file) == RELEASED
 
     def journal(self, reason: str) -> None:
         """Fence first, then record: a journal that cannot be written only costs a line."""
@@ -151,11 +150,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--deadline-file", required=True, metavar="FILE")
     p.add_argument("--timeout", type=float, default=30.0, help="per fence attempt, seconds")
-    p.add_argument("--grace", type=float, default=1.5, help="SIGTERM to SIGKILL, seconds")
-    p.add_argument("--journal", default="", help="site journal for the tether-fenced event")
-    p.add_argument("--site", default="")
-    p.add_argument("--workload", default="")
-    p.add_argument("--incarnation", default="")
+    add_tether_args(p)
     p.add_argument("--token", type=int, required=True)
     p.add_argument("--containment", default="", help="the copy's HARMONY_CONTAINMENT id")
     p.add_argument("--agent-pid", type=int, default=None, help="default: the parent")

@@ -92,22 +92,15 @@ class ProcessDriver(Driver[ProcessDriverConfig]):
             self._box = Containment(self.containment)
         return self._box
 
+    def _active(self) -> str:
+        return f"running (pid {self._proc.pid})" if self._proc is not None else ""
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self, token: int | None) -> None:
         with self._op:
             with self._lock:
-                if self._closed:
-                    log.warning("%s: start(%s) ignored: driver closed", self.workload, token)
-                    return
-                if self._proc is not None:
-                    log.info(
-                        "%s: start(token=%s) ignored: already running (pid %s, token %s)",
-                        self.workload,
-                        token,
-                        self._proc.pid,
-                        self._token,
-                    )
+                if self._start_refused(token):
                     return
                 self._gen += 1  # a pending restart is replaced by this explicit start
                 self._cancel_timer()

@@ -33,6 +33,7 @@ keeper lets COMMAND answer and mirrors it); SIGKILL ends it like any member.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -45,8 +46,10 @@ __all__ = [
     "TETHER_FENCED",
     "DeadlineHandoff",
     "TetherSpec",
+    "add_tether_args",
     "deadline_dir",
     "read_deadline",
+    "tether_args",
     "tether_argv",
     "write_deadline",
 ]
@@ -122,6 +125,27 @@ class DeadlineHandoff:
         write_deadline(self.spec.deadline_file(token), RELEASED)
 
 
+def add_tether_args(parser: argparse.ArgumentParser) -> None:
+    """The arguments of both tether processes (the keeper, `tether_main`, and the hooks
+    watcher, `hooks_watch`) that say how to fence and how to record it: the SIGTERM-to-SIGKILL
+    grace, and the journal and names of the `tether-fenced` event. `tether_args` writes them."""
+    parser.add_argument("--grace", type=float, default=1.5, help="SIGTERM to SIGKILL, seconds")
+    parser.add_argument("--journal", default="", help="site journal for the tether-fenced event")
+    parser.add_argument("--site", default="")
+    parser.add_argument("--workload", default="")
+    parser.add_argument("--incarnation", default="")
+
+
+def tether_args(
+    grace: float, journal: Path | None, *, site: str, workload: str, incarnation: str
+) -> list[str]:
+    """The arguments `add_tether_args` reads, for the argv of a keeper or a watcher."""
+    argv = ["--grace", f"{grace:g}"]
+    if journal is not None:
+        argv += ["--journal", str(journal)]
+    return [*argv, "--site", site, "--workload", workload, "--incarnation", incarnation]
+
+
 def tether_argv(
     command: list[str],
     *,
@@ -141,16 +165,13 @@ def tether_argv(
     keeper itself stays in the agent's, where ``-m harmony...`` is importable)."""
     argv = [sys.executable, "-m", "harmony.actors.drivers.tether_main"]
     argv += ["--containment", containment, "--agent-pid", str(agent_pid)]
-    argv += ["--grace", f"{grace:g}"]
+    argv += tether_args(grace, journal, site=site, workload=workload, incarnation=incarnation)
     if cgroup is not None:
         argv += ["--cgroup", str(cgroup)]
     if cwd:
         argv += ["--cwd", cwd]
     if deadline_file is not None:
         argv += ["--deadline-file", str(deadline_file)]
-    if journal is not None:
-        argv += ["--journal", str(journal)]
-    argv += ["--site", site, "--workload", workload, "--incarnation", incarnation]
     if token is not None:
         argv += ["--token", str(token)]
     return [*argv, "--", *command]

@@ -19,7 +19,7 @@ from types import FrameType
 
 from harmony.actors.drivers.cgroup import Cgroup
 from harmony.actors.drivers.containment import Containment, describe, set_subreaper
-from harmony.actors.drivers.tether import TETHER_FENCED, read_deadline
+from harmony.actors.drivers.tether import TETHER_FENCED, add_tether_args, read_deadline
 
 POLL = 0.25
 """How often the deadline file and the parent pid are read again (a pidfd of the agent and
@@ -187,11 +187,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--cgroup", default="", metavar="DIR", help="cgroup v2 directory to enter")
     p.add_argument("--cwd", default="", metavar="DIR", help="COMMAND's working directory")
     p.add_argument("--deadline-file", default="", metavar="FILE", help="fence deadline")
-    p.add_argument("--grace", type=float, default=1.5, help="SIGTERM to SIGKILL, seconds")
-    p.add_argument("--journal", default="", help="site journal for the tether-fenced event")
-    p.add_argument("--site", default="")
-    p.add_argument("--workload", default="")
-    p.add_argument("--incarnation", default="")
+    add_tether_args(p)
     p.add_argument("--token", type=int, default=None)
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARG...]")
     args = p.parse_args(argv)
