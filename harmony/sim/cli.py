@@ -83,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harmony.sim.randomized import RandomSchedule
     from harmony.sim.report import print_report, write_html
     from harmony.sim.runner import run_scenario, under_ci, unrunnable
-    from harmony.sim.scenario import ScenarioError, load_scenario
+    from harmony.sim.scenario_file import ScenarioError, load_scenario
 
     console = Console()
     try:
@@ -172,7 +172,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from harmony.sim.checks import evaluate
     from harmony.sim.report import print_report, write_html
     from harmony.sim.result import SimResult
-    from harmony.sim.scenario import ScenarioError, load_scenario
+    from harmony.sim.scenario_file import ScenarioError, load_scenario
     from harmony.sim.truthfiles import truth_files
 
     console = Console()

@@ -9,7 +9,8 @@ import msgspec
 import pytest
 
 from harmony.sim.randomized import RandomSchedule
-from harmony.sim.scenario import WaitUntil, load_scenario, parse_scenario
+from harmony.sim.scenario import WaitUntil
+from harmony.sim.scenario_file import load_scenario, parse_scenario
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 

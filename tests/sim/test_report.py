@@ -12,7 +12,7 @@ from harmony.sim.checks import evaluate
 from harmony.sim.live import LiveView, step_label
 from harmony.sim.report import print_report, render_html
 from harmony.sim.result import SimResult
-from harmony.sim.scenario import parse_scenario
+from harmony.sim.scenario_file import parse_scenario
 from harmony.sim.truthfiles import TruthFiles
 
 from .histories import fault, history, rec, run, ticking

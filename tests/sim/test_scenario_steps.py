@@ -18,11 +18,10 @@ from harmony.sim.scenario import (
     Freeze,
     Move,
     Partition,
-    ScenarioError,
     Thaw,
     Unflag,
-    parse_scenario,
 )
+from harmony.sim.scenario_file import ScenarioError, parse_scenario
 
 HEAD = 'name = "t"\nsites = ["a", "b", "c"]\n'
 PROCESS = '[[workloads]]\nname = "ledger"\nprimary = "a"\nstandbys = ["b", "c"]\n'
