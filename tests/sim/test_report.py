@@ -28,20 +28,7 @@ SCENARIO = parse_scenario(
 
 def result(events: list[JournalEvent], truth: TruthFiles | None, tmp_path: Path) -> SimResult:
     c = evaluate(events, SCENARIO, 30, truth)
-    return SimResult(
-        SCENARIO,
-        tmp_path,
-        tmp_path / "h.jsonl",
-        events,
-        c.violations,
-        c.recoveries,
-        0,
-        30,
-        c.expected,
-        residuals=c.residuals,
-        intervals=c.intervals,
-        sources=c.sources,
-    )
+    return SimResult.checked(SCENARIO, tmp_path, tmp_path / "h.jsonl", events, c, 0, 30)
 
 
 def result_with_overlap(tmp_path: Path) -> SimResult:
