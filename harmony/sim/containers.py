@@ -49,12 +49,13 @@ def unavailable_reason(scenario: Scenario, steps: Sequence[Step] | None) -> str:
     if scenario.data_dir_size:
         return "data_dir_size (a tmpfs per site) needs --backend processes"
     for step in steps if steps is not None else scenario.steps:
-        if isinstance(step, Partition) and step.one_way:
-            return "a one-way partition needs the fault proxy (--backend processes)"
-        if isinstance(step, Delay | Drop):
-            return f"{type(step).__name__.lower()} needs the fault proxy (--backend processes)"
-        if isinstance(step, Freeze) and step.what == "site":
-            return "freezing a whole site needs its nats-server as a local process"
+        match step:
+            case Partition(one_way=True):
+                return "a one-way partition needs the fault proxy (--backend processes)"
+            case Delay() | Drop():
+                return f"{type(step).__name__.lower()} needs the fault proxy (--backend processes)"
+            case Freeze(what="site"):
+                return "freezing a whole site needs its nats-server as a local process"
     try:
         import docker
 
