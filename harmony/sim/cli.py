@@ -16,10 +16,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harmony import interrupts
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from harmony.sim.scenario import Scenario
+
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+BACKENDS = ("processes", "containers")
+"""Where the sites' servers run (see `harmony.sim.runner.make_backend`)."""
 
 
 def add_sim_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,7 +45,7 @@ def add_sim_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     r.add_argument("--seed", type=int, help="random mode: draw the faults from this seed")
     r.add_argument("--duration", type=float, help="random mode: seconds of faults to draw")
     r.add_argument("--report", help="write an HTML report here")
-    r.add_argument("--backend", choices=("processes", "containers"), default="processes")
+    r.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0])
     r.add_argument("--dir", help="work directory (default: a new temporary one, kept)")
     r.add_argument("--no-live", action="store_true", help="plain lines instead of a live view")
     r.add_argument("--log-level", default="info", help="the agents' log level")
@@ -60,7 +68,7 @@ def add_sim_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     su.add_argument("--soak", default="", help="the scenario random mode draws on")
     su.add_argument("--seed", type=int, default=0, help="seed of the soak")
     su.add_argument("--duration", type=float, default=0.0, help="soak seconds (0: none)")
-    su.add_argument("--backend", choices=("processes", "containers"), default="processes")
+    su.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0])
     su.set_defaults(fn=cmd_suite)
     p.set_defaults(fn=lambda _a: (p.print_help(), EXIT_USAGE)[1])
 
@@ -83,13 +91,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harmony.sim.randomized import RandomSchedule
     from harmony.sim.report import print_report, write_html
     from harmony.sim.runner import run_scenario, under_ci, unrunnable
-    from harmony.sim.scenario import ScenarioError, load_scenario
 
     console = Console()
-    try:
-        scenario = load_scenario(args.file)
-    except ScenarioError as e:
-        console.print(f"[red]bad scenario:[/] {e}", highlight=False)
+    scenario = _load(args.file, console)
+    if scenario is None:
         return EXIT_USAGE
     if (args.seed is None) != (args.duration is None):
         console.print("[red]random mode needs both --seed and --duration[/]")
@@ -172,14 +177,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from harmony.sim.checks import evaluate
     from harmony.sim.report import print_report, write_html
     from harmony.sim.result import SimResult
-    from harmony.sim.scenario import ScenarioError, load_scenario
     from harmony.sim.truthfiles import truth_files
 
     console = Console()
-    try:
-        scenario = load_scenario(args.scenario)
-    except ScenarioError as e:
-        console.print(f"[red]bad scenario:[/] {e}", highlight=False)
+    scenario = _load(args.scenario, console)
+    if scenario is None:
         return EXIT_USAGE
     path = Path(args.history)
     if not path.is_file():
@@ -190,24 +192,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     horizon = ends[-1] if ends else max((e.mono for e in events), default=time.monotonic())
     checked = evaluate(events, scenario, horizon, truth_files(path.parent))
     start = min((e.mono for e in events), default=horizon)
-    result = SimResult(
-        scenario,
-        path.parent,
-        path,
-        events,
-        checked.violations,
-        checked.recoveries,
-        start,
-        horizon,
-        checked.expected,
-        residuals=checked.residuals,
-        intervals=checked.intervals,
-        sources=checked.sources,
-    )
+    result = SimResult.checked(scenario, path.parent, path, events, checked, start, horizon)
     print_report(result, console)
     if args.report:
         console.print(f"report: {write_html(result, Path(args.report))}")
     return EXIT_OK if result.ok else EXIT_VIOLATION
+
+
+def _load(file: str, console: Console) -> Scenario | None:
+    """The scenario in `file`, or None once the reason it was refused is printed."""
+    from harmony.sim.scenario_file import ScenarioError, load_scenario
+
+    try:
+        return load_scenario(file)
+    except ScenarioError as e:
+        console.print(f"[red]bad scenario:[/] {e}", highlight=False)
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

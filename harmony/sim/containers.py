@@ -29,9 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from harmony.config import ROSTER_FILE, NatsConfig, SiteConfig
+from harmony.config import ROSTER_FILE, NatsConfig
 from harmony.mesh.leases import bucket_name
 from harmony.mesh.ports import free_ports
 from harmony.mesh.server import nats_server_binary
@@ -39,7 +37,7 @@ from harmony.mesh.server_conf import ACCOUNT, _user
 from harmony.security.permissions import UserPermissions, lease_scope, mesh_users
 from harmony.security.roster import load_roster
 from harmony.sim.backend import ProcessBackend
-from harmony.sim.launch import LaunchError, LocalMesh, SiteProcess
+from harmony.sim.launch import LaunchError, LocalMesh
 from harmony.sim.scenario import Delay, Drop, Freeze, Partition, Scenario, Step
 from harmony.strategies.registry import uses_lease
 
@@ -51,12 +49,13 @@ def unavailable_reason(scenario: Scenario, steps: Sequence[Step] | None) -> str:
     if scenario.data_dir_size:
         return "data_dir_size (a tmpfs per site) needs --backend processes"
     for step in steps if steps is not None else scenario.steps:
-        if isinstance(step, Partition) and step.one_way:
-            return "a one-way partition needs the fault proxy (--backend processes)"
-        if isinstance(step, Delay | Drop):
-            return f"{type(step).__name__.lower()} needs the fault proxy (--backend processes)"
-        if isinstance(step, Freeze) and step.what == "site":
-            return "freezing a whole site needs its nats-server as a local process"
+        match step:
+            case Partition(one_way=True):
+                return "a one-way partition needs the fault proxy (--backend processes)"
+            case Delay() | Drop():
+                return f"{type(step).__name__.lower()} needs the fault proxy (--backend processes)"
+            case Freeze(what="site"):
+                return "freezing a whole site needs its nats-server as a local process"
     try:
         import docker
 
@@ -157,43 +156,18 @@ class _ExternalMesh(LocalMesh):
 
     ports: dict[str, tuple[int, int]]
 
-    def write_configs(self) -> dict[str, Path]:
-        import tomli_w
+    note = " (NATS in a container)"
 
-        from harmony.config import load_config
-
-        names = [*self.sites, *self.witnesses]
-        paths = {}
-        security = self._make_keys(names)
-        for s in names:
-            client, _http = self.ports[s]
-            cfg = SiteConfig(
-                mesh=self.mesh,
-                site=s,
-                data_dir=str(self.workdir / s),
-                witness=s in self.witnesses,
-                nats=NatsConfig(
-                    mode="external",
-                    servers=[f"nats://127.0.0.1:{client}"],
-                    kv_replicas=min(3, len(names)),
-                ),
-                timings=self.timings_for(s),
-                supervision=self.supervision,
-                workloads=self.workloads_for(s),
-                security=security,
+    def nats_configs(self, names: Sequence[str]) -> dict[str, NatsConfig]:
+        """External NATS: each agent uses its own site's container's published port."""
+        return {
+            s: NatsConfig(
+                mode="external",
+                servers=[f"nats://127.0.0.1:{self.ports[s][0]}"],
+                kv_replicas=min(3, len(names)),
             )
-            path = self.workdir / f"{s}.toml"
-            data = msgspec.to_builtins(cfg)
-            data.pop("source", None)
-            if data.get("security") is None:
-                data.pop("security", None)
-            path.write_text(f"# site {s}, NATS in a container\n" + tomli_w.dumps(data))
-            self.configs[s] = load_config(path)
-            self.procs[s] = SiteProcess(
-                s, path, self.workdir / f"{s}.log", self.workdir / f"{s}.ready"
-            )
-            paths[s] = path
-        return paths
+            for s in names
+        }
 
     def client_urls(self, sites: Any = None) -> list[str]:
         chosen = list(sites) if sites is not None else list(self.configs)

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from harmony import procfs
 from harmony.actors.drivers.containment import Containment, containment_id, scan_marked
 from harmony.config import (
@@ -32,12 +30,11 @@ from harmony.config import (
     Supervision,
     Timings,
     WorkloadConfig,
-    load_config,
 )
-from harmony.mesh.ports import free_ports
 from harmony.security.identity import Identity, load_identity
 from harmony.security.material import init_mesh
 from harmony.sim.proxy import FaultProxy
+from harmony.sim.site_configs import loopback_nats, write_site_config
 
 if TYPE_CHECKING:
     from harmony.mesh.connection import MeshConnection
@@ -115,6 +112,9 @@ class LocalMesh:
     identity: Identity | None = field(default=None, init=False)
     """The operator identity of this mesh's own connections (None when not `secure`)."""
 
+    note = ""
+    """Said after the header of each site's config file (what is special about this mesh)."""
+
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir).resolve()
 
@@ -156,62 +156,41 @@ class LocalMesh:
     def timings_for(self, site: str) -> Timings:
         return self.site_timings.get(site, self.timings)
 
+    def nats_configs(self, names: Sequence[str]) -> dict[str, NatsConfig]:
+        """Each site's NATS settings (embedded servers on loopback; routes through a new
+        `FaultProxy` when `proxied`)."""
+        nats, links = loopback_nats(names, self.proxied)
+        if self.proxied:
+            self.proxy = FaultProxy()
+            for (a, b), (port, target) in links.items():
+                self.proxy.add(a, b, port, target)
+        return nats
+
     def write_configs(self) -> dict[str, Path]:
         """Pick free ports and write one TOML file per site into the work directory."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         names = [*self.sites, *self.witnesses]
-        pairs = [(a, b) for a in names for b in names if a != b] if self.proxied else []
-        ports = free_ports(3 * len(names) + len(pairs))
-        plan = {s: ports[3 * i : 3 * i + 3] for i, s in enumerate(names)}
-        link_ports = dict(zip(pairs, ports[3 * len(names) :], strict=True))
-        if self.proxied:
-            self.proxy = FaultProxy()
-            for (a, b), port in link_ports.items():
-                self.proxy.add(a, b, port, plan[b][1])
-        paths = {}
+        nats = self.nats_configs(names)
         security = self._make_keys(names)
         for s in names:
-            client, cluster, http = plan[s]
-            if self.proxied:
-                routes = [f"nats-route://127.0.0.1:{link_ports[(s, o)]}" for o in names if o != s]
-            else:
-                routes = [f"nats-route://127.0.0.1:{plan[o][1]}" for o in names if o != s]
-            others = [f"nats://127.0.0.1:{plan[o][0]}" for o in names if o != s]
             cfg = SiteConfig(
                 mesh=self.mesh,
                 site=s,
                 data_dir=str(self.workdir / s),
                 witness=s in self.witnesses,
-                nats=NatsConfig(
-                    client_port=client,
-                    cluster_port=cluster,
-                    http_port=http,
-                    routes=routes,
-                    servers=others,
-                    # Gossip must never open a direct route around the proxy links.
-                    cluster_advertise="127.0.0.1:1" if self.proxied else "",
-                ),
+                nats=nats[s],
                 timings=self.timings_for(s),
                 supervision=self.supervision,
                 workloads=self.workloads_for(s),
                 security=security,
             )
             path = self.workdir / f"{s}.toml"
-            data = msgspec.to_builtins(cfg)
-            data.pop("source", None)
-            if data.get("security") is None:
-                data.pop("security", None)
-            import tomli_w
-
-            path.write_text(
-                f"# site {s} of mesh {self.mesh}, written by harmony.sim.launch\n"
-                + tomli_w.dumps(data)
+            header = f"site {s} of mesh {self.mesh}, written by harmony.sim.launch{self.note}"
+            self.configs[s] = write_site_config(path, cfg, header)
+            self.procs[s] = SiteProcess(
+                s, path, self.workdir / f"{s}.log", self.workdir / f"{s}.ready"
             )
-            self.configs[s] = load_config(path)
-            log = self.workdir / f"{s}.log"
-            self.procs[s] = SiteProcess(s, path, log, self.workdir / f"{s}.ready")
-            paths[s] = path
-        return paths
+        return {s: self.procs[s].config_path for s in names}
 
     def client_urls(self, sites: Iterable[str] | None = None) -> list[str]:
         chosen = list(sites) if sites is not None else list(self.configs)

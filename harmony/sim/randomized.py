@@ -16,6 +16,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from typing import cast
 
 import msgspec
@@ -69,7 +71,7 @@ class RandomSchedule:
         hold = round(rng.uniform(sc.random.hold_min, sc.random.hold_max), 1)
         pause_before = round(rng.uniform(1.0, 5.0), 1)
         victim = rng.choice(list(sc.sites))
-        inject, undo = _fault(sc, kind, rng, victim, hold)
+        inject, undo = _fault(sc, kind, rng, victim)
         self.rounds += 1
         steps = [_with_after(inject[0], pause_before), *inject[1:]]
         if undo:
@@ -88,7 +90,7 @@ class RandomSchedule:
         rng = random.Random(0)
         out: list[Step] = []
         for kind in self.kinds:
-            inject, undo = _fault(self.scenario, kind, rng, self.scenario.sites[0], 1.0)
+            inject, undo = _fault(self.scenario, kind, rng, self.scenario.sites[0])
             out += [*inject, *undo]
         return out
 
@@ -97,48 +99,40 @@ def _with_after(step: Step, after: float) -> Step:
     return msgspec.structs.replace(step, after=after)
 
 
-def _fault(
-    sc: Scenario, kind: str, rng: random.Random, victim: str, hold: float
-) -> tuple[list[Step], list[Step]]:
-    """(steps that inject the fault, steps that undo it after the hold)."""
-    every = list(sc.all_sites)
-    others = [s for s in every if s != victim]
-    if kind == "minority-partition":
-        return [Partition(groups=[[victim], others])], [Heal()]
-    if kind == "one-way":
-        return [Partition(groups=[[victim], others], one_way=True)], [Heal()]
-    if kind == "bridge" and len(others) >= 2:
-        a, b = rng.sample(every, 2)
-        return [Partition(groups=[[a], [b]], note="the others bridge")], [Heal()]
-    if kind == "kill":
-        return [Kill(site=victim)], [Restart(site=victim)]
-    if kind == "agent-kill":
-        return [Kill(site=victim, what="agent")], [Restart(site=victim)]
-    if kind == "kill-server":
-        return [Kill(site=victim, what="server")], []
-    if kind == "kill-leader":
-        return [Kill(site="@leader", what="server")], []
-    if kind == "pause":
-        return [Pause(site=victim)], [Resume(site=victim)]
-    if kind == "freeze-site":
-        return [Freeze(site=victim, what="site")], [Thaw(site=victim)]
-    if kind == "freeze-agent+tether":
-        return [Freeze(site=victim, what="agent+tether")], [Thaw(site=victim)]
-    if kind == "delay":
-        return [Delay(seconds=round(rng.uniform(0.05, 0.5), 2))], [Heal()]
-    if kind == "drop":
-        return [Drop(probability=round(rng.uniform(0.01, 0.1), 3))], [Heal()]
-    if kind in HOOK_FAULTS:
-        return _hook_fault(sc, kind.removeprefix("hook-"), rng)
-    other = rng.choice(others)
-    down, up = round(rng.uniform(0.5, 2.0), 1), round(rng.uniform(0.5, 2.0), 1)
-    flap = Flap(links=[[victim, other]], times=rng.randint(3, 6), down=down, up=up)
-    return [flap], []
+Fault = tuple[list[Step], list[Step]]
+"""(steps that inject a fault, steps that undo it after the hold)"""
 
 
-def _hook_fault(sc: Scenario, flag: str, rng: random.Random) -> tuple[list[Step], list[Step]]:
+@dataclass(frozen=True)
+class _Pick:
+    """What a round's fault is drawn with: the scenario, the generator, the victim."""
+
+    sc: Scenario
+    rng: random.Random
+    victim: str
+
+    @property
+    def others(self) -> list[str]:
+        return [s for s in self.sc.all_sites if s != self.victim]
+
+
+def _bridge(p: _Pick) -> Fault:
+    """Two sites cut from each other, the others bridging them (a flap with too few)."""
+    if len(p.others) < 2:
+        return _flap(p)
+    a, b = p.rng.sample(list(p.sc.all_sites), 2)
+    return [Partition(groups=[[a], [b]], note="the others bridge")], [Heal()]
+
+
+def _flap(p: _Pick) -> Fault:
+    other = p.rng.choice(p.others)
+    down, up = round(p.rng.uniform(0.5, 2.0), 1), round(p.rng.uniform(0.5, 2.0), 1)
+    return [Flap(links=[[p.victim, other]], times=p.rng.randint(3, 6), down=down, up=up)], []
+
+
+def _hook_fault(p: _Pick, flag: str) -> Fault:
     """A hook that misbehaves where it hurts: on the holder, during what needs it."""
-    spec = rng.choice([w for w in sc.workloads if w.driver == "hooks"])
+    spec = p.rng.choice([w for w in p.sc.workloads if w.driver == "hooks"])
     holder, name = f"@runner:{spec.name}", cast(FlagName, flag)
     clear = Unflag(site="@all", flag=name)
     if flag == "probe-fail":
@@ -148,5 +142,34 @@ def _hook_fault(sc: Scenario, flag: str, rng: random.Random) -> tuple[list[Step]
     if flag == "fence-hang":
         cut = Partition(groups=[[holder], ["@rest"]])
         return [Flag(site=holder, flag=name), cut], [Heal(), clear]
-    target = rng.choice([spec.primary, *spec.standbys])
+    target = p.rng.choice([spec.primary, *spec.standbys])
     return [Flag(site=target, flag=name), Move(workload=spec.name, to=target)], [clear]
+
+
+FAULTS: dict[str, Callable[[_Pick], Fault]] = {
+    "minority-partition": lambda p: ([Partition(groups=[[p.victim], p.others])], [Heal()]),
+    "one-way": lambda p: ([Partition(groups=[[p.victim], p.others], one_way=True)], [Heal()]),
+    "bridge": _bridge,
+    "kill": lambda p: ([Kill(site=p.victim)], [Restart(site=p.victim)]),
+    "kill-server": lambda p: ([Kill(site=p.victim, what="server")], []),
+    "kill-leader": lambda p: ([Kill(site="@leader", what="server")], []),
+    "pause": lambda p: ([Pause(site=p.victim)], [Resume(site=p.victim)]),
+    "delay": lambda p: ([Delay(seconds=round(p.rng.uniform(0.05, 0.5), 2))], [Heal()]),
+    "drop": lambda p: ([Drop(probability=round(p.rng.uniform(0.01, 0.1), 3))], [Heal()]),
+    "flap": _flap,
+    "agent-kill": lambda p: ([Kill(site=p.victim, what="agent")], [Restart(site=p.victim)]),
+    "freeze-site": lambda p: ([Freeze(site=p.victim, what="site")], [Thaw(site=p.victim)]),
+    "freeze-agent+tether": lambda p: (
+        [Freeze(site=p.victim, what="agent+tether")],
+        [Thaw(site=p.victim)],
+    ),
+    **{k: partial(_hook_fault, flag=k.removeprefix("hook-")) for k in HOOK_FAULTS},
+}
+"""How each kind of `scenario.FAULT_KINDS` is drawn (a test holds the two equal)."""
+
+
+def _fault(sc: Scenario, kind: str, rng: random.Random, victim: str) -> Fault:
+    draw = FAULTS.get(kind)
+    if draw is None:
+        raise ValueError(f"no way to draw a fault of kind {kind!r}")
+    return draw(_Pick(sc, rng, victim))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harmony.actors.journal import JournalEvent
-from harmony.sim.checks import JOURNAL_ONLY, Recovery, Violation
+from harmony.sim.checks import JOURNAL_ONLY, Evaluation, Recovery, Violation
 from harmony.sim.history import Interval
 from harmony.sim.scenario import Scenario
 
@@ -34,6 +35,36 @@ class SimResult:
     """workload -> what the checks counted as active (None: the journal's view)"""
     sources: dict[str, str] = field(default_factory=dict)
     """workload -> what its checks rest on ("records + scans", ..., or journal only)"""
+
+    @classmethod
+    def checked(
+        cls,
+        scenario: Scenario,
+        workdir: Path,
+        history_path: Path,
+        events: list[JournalEvent],
+        found: Evaluation,
+        started: float,
+        ended: float,
+        **run: Any,
+    ) -> SimResult:
+        """The result of checking `events` (what `checks.evaluate` found), with what `run`
+        adds of the run itself (seed, interrupted, error, leftovers)."""
+        return cls(
+            scenario,
+            workdir,
+            history_path,
+            events,
+            found.violations,
+            found.recoveries,
+            started,
+            ended,
+            expected=found.expected,
+            residuals=found.residuals,
+            intervals=found.intervals,
+            sources=found.sources,
+            **run,
+        )
 
     @property
     def ok(self) -> bool:

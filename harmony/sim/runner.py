@@ -121,19 +121,14 @@ class Simulation:
         history = write_history(self.workdir / "history.jsonl", events)
         truth = truth_files(self.workdir)
         checked = evaluate(events, self.scenario, ended, truth, require_truth=True)
-        return SimResult(
+        return SimResult.checked(
             self.scenario,
             self.workdir,
             history,
             events,
-            checked.violations,
-            checked.recoveries,
+            checked,
             started,
             ended,
-            expected=checked.expected,
-            residuals=checked.residuals,
-            intervals=checked.intervals,
-            sources=checked.sources,
             seed=self.seed,
             interrupted=interrupted,
             error=error,

@@ -1,9 +1,9 @@
-"""Scenario files: a mesh (sites, witnesses, workloads, timings) and a timeline of faults.
+"""Scenarios: a mesh (sites, witnesses, workloads, timings) and a timeline of faults.
 
 A scenario is TOML decoded by msgspec into the typed structs below, so a typo is refused
-before any process starts: `load_scenario` raises `ScenarioError` naming the file, the field
-(dotted path) and, where it can be found, the TOML line. Each step of the timeline is one
-table of ``[[steps]]`` whose ``do`` key selects the kind of step (a tagged union).
+before any process starts (`harmony.sim.scenario_file` reads a file and names the field
+and line of a problem). Each step of the timeline is one table of ``[[steps]]`` whose
+``do`` key selects the kind of step (a tagged union).
 
 Process facts and flag files the steps rely on are described in `harmony.sim.backend`;
 the checks of what the types cannot say are in `harmony.sim.validation`.
@@ -15,8 +15,6 @@ the mesh is up and every workload runs where it should); without ``at`` a step r
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Literal, get_args
 
 import msgspec
@@ -27,15 +25,6 @@ SIGNALS = ("KILL", "TERM", "INT")
 FlagName = Literal["probe-fail", "stop-fail", "fence-hang", "start-fail"]
 FLAGS: tuple[str, ...] = get_args(FlagName)
 """Flag files the `hooks` scripts of `harmony.sim.hook_scripts` obey (see there)."""
-
-
-class ScenarioError(Exception):
-    """A scenario file the simulation refuses to run; nothing was started."""
-
-    def __init__(self, file: str | Path, field: str, reason: str, line: int | None = None) -> None:
-        self.file, self.field, self.reason, self.line = str(file), field, reason, line
-        where = f"{self.file}:{line}" if line else self.file
-        super().__init__(f"{where}: {field}: {reason}" if field else f"{where}: {reason}")
 
 
 class _S(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -121,6 +110,13 @@ class _Step(_S, kw_only=True):
     """This fault's own recovery bound (seconds), instead of `checks.recovery_bound`."""
 
 
+class SiteStep(_Step, kw_only=True):
+    """A step on one site: its name, ``@leader`` or ``@runner:<workload>`` (resolved when
+    the step runs)."""
+
+    site: str
+
+
 class Partition(_Step, tag="partition", tag_field="do", kw_only=True):
     """Sites in different groups cannot reach each other; unlisted sites reach everyone (a
     bridge). With `one_way`, only traffic from the first group to the others is cut. A
@@ -146,59 +142,51 @@ class Flap(_Step, tag="flap", tag_field="do", kw_only=True):
     up: float = 1.0
 
 
-class Kill(_Step, tag="kill", tag_field="do", kw_only=True):
+class Kill(SiteStep, tag="kill", tag_field="do", kw_only=True):
     """Kill a site's agent process group (its server dies with it; its workloads' tethers
     live outside the group and fence at their deadline), its nats-server only, or both."""
 
-    site: str
     what: Literal["agent", "server", "both"] = "both"
     signal: str = "KILL"
 
 
-class Restart(_Step, tag="restart", tag_field="do", kw_only=True):
+class Restart(SiteStep, tag="restart", tag_field="do", kw_only=True):
     """Start a killed site again (agent and its nats-server) and wait until it is ready."""
 
-    site: str
 
-
-class Pause(_Step, tag="pause", tag_field="do", kw_only=True):
+class Pause(SiteStep, tag="pause", tag_field="do", kw_only=True):
     """SIGSTOP the agent's process group: a frozen agent, like a very long GC pause."""
 
-    site: str
+
+class Resume(SiteStep, tag="resume", tag_field="do", kw_only=True):
+    """SIGCONT the agent's process group (what `pause` stopped)."""
 
 
-class Resume(_Step, tag="resume", tag_field="do", kw_only=True):
-    site: str
-
-
-class Freeze(_Step, tag="freeze", tag_field="do", kw_only=True):
+class Freeze(SiteStep, tag="freeze", tag_field="do", kw_only=True):
     """SIGSTOP processes of a site: `site` every one (agent group, nats-server, every
     process of its workloads' containments: a paused VM); `agent+tether` the agent group
     and the harmony processes of the containments (tethers, keepers, watchers, hooks) but
     not the workload; `agent` the agent group only (like `pause`)."""
 
-    site: str
     what: Literal["site", "agent+tether", "agent"] = "site"
 
 
-class Thaw(_Step, tag="thaw", tag_field="do", kw_only=True):
+class Thaw(SiteStep, tag="thaw", tag_field="do", kw_only=True):
     """SIGCONT what `freeze` stopped on that site (and anything of it found since)."""
 
-    site: str
 
-
-class Flag(_Step, tag="flag", tag_field="do", kw_only=True):
+class Flag(SiteStep, tag="flag", tag_field="do", kw_only=True):
     """Create a flag file the site's hook scripts obey; removed after `hold` seconds
-    (without blocking the timeline) or, without `hold`, by an `unflag` step or the end."""
+    (without blocking the timeline) or, without `hold`, by an `unflag` step or the end.
+    Its `site` may also be ``@all`` (every site)."""
 
-    site: str
-    """A site, ``@runner:<workload>``, or ``@all`` (every site)."""
     flag: FlagName
     hold: float | None = None
 
 
-class Unflag(_Step, tag="unflag", tag_field="do", kw_only=True):
-    site: str
+class Unflag(SiteStep, tag="unflag", tag_field="do", kw_only=True):
+    """Remove a flag file (`site` may be ``@all``)."""
+
     flag: FlagName
 
 
@@ -212,14 +200,12 @@ class Move(_Step, tag="move", tag_field="do", kw_only=True):
     via: str = ""
 
 
-class FillDisk(_Step, tag="fill-disk", tag_field="do", kw_only=True):
+class FillDisk(SiteStep, tag="fill-disk", tag_field="do", kw_only=True):
     """Fill the site's data_dir file system (a tmpfs of `data_dir_size`) until ENOSPC."""
 
-    site: str
 
-
-class FreeDisk(_Step, tag="free-disk", tag_field="do", kw_only=True):
-    site: str
+class FreeDisk(SiteStep, tag="free-disk", tag_field="do", kw_only=True):
+    """Remove the file `fill-disk` wrote."""
 
 
 class Delay(_Step, tag="delay", tag_field="do", kw_only=True):
@@ -335,41 +321,3 @@ SIM_TIMINGS = Timings(
     stop_grace=0.5,
     ask_timeout=3.0,
 )
-
-
-# ---------------------------------------------------------------------------------- loading
-def load_scenario(path: str | Path) -> Scenario:
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise ScenarioError(p, "", f"cannot read: {e.strerror or e}") from None
-    return parse_scenario(text, p)
-
-
-def parse_scenario(text: str, source: str | Path = "<string>") -> Scenario:
-    from harmony.sim.validation import split_error, toml_line
-
-    try:
-        sc = msgspec.toml.decode(text, type=Scenario)
-    except msgspec.ValidationError as e:
-        field, reason = split_error(str(e))
-        raise ScenarioError(source, field, reason, toml_line(text, field)) from None
-    except msgspec.DecodeError as e:
-        m = re.search(r"line (\d+)", str(e))
-        raise ScenarioError(
-            source, "", f"not valid TOML: {e}", int(m.group(1)) if m else None
-        ) from None
-    sc = msgspec.structs.replace(sc, source=str(source))
-    problem = validate(sc)
-    if problem is not None:
-        field, reason = problem
-        raise ScenarioError(source, field, reason, toml_line(text, field))
-    return sc
-
-
-def validate(sc: Scenario) -> tuple[str, str] | None:
-    """Checks the types cannot express: (field, reason) of the first problem, or None."""
-    from harmony.sim.validation import first_problem
-
-    return first_problem(sc)

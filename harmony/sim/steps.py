@@ -11,37 +11,19 @@ import re
 import signal
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Never, NoReturn, Protocol, TypeVar
 
+from harmony.actors.journal import JournalEvent
 from harmony.actors.messages import CommandResult, MoveWorkload
 from harmony.mesh import subjects
 from harmony.mesh.remote import RemoteRef
-from harmony.sim import conditions
-from harmony.sim.observe import runners
-from harmony.sim.scenario import (
-    Delay,
-    Drop,
-    FillDisk,
-    Flag,
-    Flap,
-    FreeDisk,
-    Freeze,
-    Heal,
-    Kill,
-    Move,
-    Partition,
-    Pause,
-    Restart,
-    Resume,
-    Step,
-    Thaw,
-    Unflag,
-    WaitUntil,
-)
-from harmony.sim.world import link_pairs, partition_cuts
+from harmony.sim import conditions, scenario
+from harmony.sim.backend import Backend
+from harmony.sim.observe import Observer, runners
+from harmony.sim.scenario import Scenario, Step
+from harmony.sim.world import World, link_pairs, partition_cuts
 
-if TYPE_CHECKING:
-    from harmony.sim.runner import Simulation
+T = TypeVar("T")
 
 MOVE_REASON = "operator (harmony sim)"
 ASK_TIMEOUT = 5.0
@@ -51,10 +33,29 @@ class StepError(RuntimeError):
     """A step could not be carried out (e.g. no stream leader to kill)."""
 
 
+class Run(Protocol):
+    """What a step needs of the run it belongs to (`runner.Simulation` is one): the steps
+    act on its backend and world and record through it, never owning the run."""
+
+    scenario: Scenario
+    backend: Backend
+    world: World
+    observer: Observer | None
+    start_timeout: float
+
+    def fault(
+        self, kind: str, site: str, reason: str, at: float | None = None, **detail: str
+    ) -> None: ...
+    def note(self, kind: str, workload: str, reason: str, **detail: str) -> JournalEvent: ...
+    def resolve(self, ref: str) -> str: ...
+    def sleep(self, seconds: float) -> None: ...
+    def wait(self, cond: Callable[[], T], timeout: float, what: str) -> T | None: ...
+
+
 class Steps:
     """Runs steps for one `Simulation`; holds what is due later (a flag's `hold`)."""
 
-    def __init__(self, sim: Simulation) -> None:
+    def __init__(self, sim: Run) -> None:
         self.sim = sim
         self.later: list[tuple[float, Callable[[], None]]] = []
 
@@ -72,88 +73,113 @@ class Steps:
 
     def execute(self, step: Step) -> bool:
         """Carry out `step`; False when it did not do what it says (a failed wait, a
-        refused move). Raises `StepError` when it cannot be attempted at all."""
-        sim, b, w = self.sim, self.sim.backend, self.sim.world
-        names = sim.scenario.all_sites
-        if isinstance(step, Partition):
-            groups = self._groups(step.groups)
-            w.cut = partition_cuts(groups, step.one_way)
-            label = " | ".join("{" + ", ".join(g) + "}" for g in groups)
-            at = time.monotonic()
-            b.set_cuts(w.cut)
-            sim.fault("partition", "", label + (" one-way" if step.one_way else ""), at)
-        elif isinstance(step, Heal):
-            at = time.monotonic()
-            if step.links:
-                pairs = link_pairs(step.links, names)
-                w.cut -= pairs
-                b.set_cuts(w.cut)
-                b.set_delay(pairs, 0.0)
-                b.set_drop(pairs, 0.0)
-            else:
-                w.cut.clear()
-                b.heal_all()
-            sim.fault("heal", "", links_label(step.links) or "all links", at)
-        elif isinstance(step, Flap):
-            self._flap(step)
-        elif isinstance(step, Kill):
-            site = sim.resolve(step.site)
-            sig = getattr(signal, "SIG" + step.signal.upper().removeprefix("SIG"))
-            at = time.monotonic()
-            b.kill(site, step.what, sig)
-            if step.what == "server":
-                sim.fault("server-killed", site, f"nats-server SIG{step.signal}", at)
-            else:
-                w.down.add(site)
-                w.paused.discard(site)
-                sim.fault("site-killed", site, f"{step.what} SIG{step.signal}", at)
-        elif isinstance(step, Restart):
-            site = sim.resolve(step.site)
-            w.down.discard(site)
-            sim.fault("site-restarted", site, "agent and nats-server")
-            b.restart(site, sim.start_timeout)
-        elif isinstance(step, Pause):
-            site = sim.resolve(step.site)
-            at = time.monotonic()
-            b.pause(site)
-            w.paused.add(site)
-            sim.fault("paused", site, "SIGSTOP agent", at)
-        elif isinstance(step, Resume):
-            site = sim.resolve(step.site)
-            w.paused.discard(site)
-            at = time.monotonic()
-            b.resume(site)
-            sim.fault("resumed", site, "SIGCONT agent", at)
-        elif isinstance(step, Freeze | Thaw):
-            self._freeze(step)
-        elif isinstance(step, Flag | Unflag):
-            self._flag(step)
-        elif isinstance(step, Move):
-            return self._move(step)
-        elif isinstance(step, FillDisk):
-            at = time.monotonic()
-            n = b.fill_disk(step.site)
-            sim.fault("disk-filled", step.site, f"data_dir full ({n} bytes written)", at)
-        elif isinstance(step, FreeDisk):
-            b.free_disk(step.site)
-            sim.fault("disk-freed", step.site, "fill file removed")
-        elif isinstance(step, Delay):
-            pairs = link_pairs(step.links, names, step.one_way)
-            at = time.monotonic()
-            b.set_delay(pairs, step.seconds)
-            where = links_label(step.links) or "all"
-            sim.fault("delay", "", f"{step.seconds:g} s on {where}", at)
-        elif isinstance(step, Drop):
-            pairs = link_pairs(step.links, names, step.one_way)
-            at = time.monotonic()
-            b.set_drop(pairs, step.probability)
-            where = links_label(step.links) or "all"
-            sim.fault("drop", "", f"p={step.probability:g} on {where}", at)
-        elif isinstance(step, WaitUntil):
-            return self._wait_step(step)
+        refused move). Raises `StepError` when it cannot be attempted at all, or when
+        there is no way to carry out its kind (never skipped)."""
+        match step:
+            case scenario.Partition():
+                self._partition(step)
+            case scenario.Heal():
+                self._heal(step)
+            case scenario.Flap():
+                self._flap(step)
+            case scenario.Kill():
+                self._kill(step)
+            case scenario.Restart():
+                site = self.sim.resolve(step.site)
+                self.sim.world.down.discard(site)
+                self.sim.fault("site-restarted", site, "agent and nats-server")
+                self.sim.backend.restart(site, self.sim.start_timeout)
+            case scenario.Pause() | scenario.Resume():
+                self._pause(step)
+            case scenario.Freeze() | scenario.Thaw():
+                self._freeze(step)
+            case scenario.Flag() | scenario.Unflag():
+                self._flag(step)
+            case scenario.Move():
+                return self._move(step)
+            case scenario.FillDisk() | scenario.FreeDisk():
+                self._disk(step)
+            case scenario.Delay() | scenario.Drop():
+                self._degrade(step)
+            case scenario.WaitUntil():
+                return self._wait_step(step)
+            case _:
+                _unknown(step)
         return True
 
-    # ------------------------------------------------------------------ the longer ones
+    # ------------------------------------------------------------------ one per kind
+    def _partition(self, step: scenario.Partition) -> None:
+        groups = self._groups(step.groups)
+        self.sim.world.cut = partition_cuts(groups, step.one_way)
+        label = " | ".join("{" + ", ".join(g) + "}" for g in groups)
+        at = time.monotonic()
+        self.sim.backend.set_cuts(self.sim.world.cut)
+        self.sim.fault("partition", "", label + (" one-way" if step.one_way else ""), at)
+
+    def _heal(self, step: scenario.Heal) -> None:
+        sim, b, w = self.sim, self.sim.backend, self.sim.world
+        at = time.monotonic()
+        if step.links:
+            pairs = link_pairs(step.links, sim.scenario.all_sites)
+            w.cut -= pairs
+            b.set_cuts(w.cut)
+            b.set_delay(pairs, 0.0)
+            b.set_drop(pairs, 0.0)
+        else:
+            w.cut.clear()
+            b.heal_all()
+        sim.fault("heal", "", links_label(step.links) or "all links", at)
+
+    def _kill(self, step: scenario.Kill) -> None:
+        sim, w = self.sim, self.sim.world
+        site = sim.resolve(step.site)
+        sig = getattr(signal, "SIG" + step.signal.upper().removeprefix("SIG"))
+        at = time.monotonic()
+        sim.backend.kill(site, step.what, sig)
+        if step.what == "server":
+            sim.fault("server-killed", site, f"nats-server SIG{step.signal}", at)
+        else:
+            w.down.add(site)
+            w.paused.discard(site)
+            sim.fault("site-killed", site, f"{step.what} SIG{step.signal}", at)
+
+    def _pause(self, step: scenario.Pause | scenario.Resume) -> None:
+        sim = self.sim
+        site = sim.resolve(step.site)
+        if isinstance(step, scenario.Pause):
+            at = time.monotonic()
+            sim.backend.pause(site)
+            sim.world.paused.add(site)
+            sim.fault("paused", site, "SIGSTOP agent", at)
+            return
+        sim.world.paused.discard(site)
+        at = time.monotonic()
+        sim.backend.resume(site)
+        sim.fault("resumed", site, "SIGCONT agent", at)
+
+    def _disk(self, step: scenario.FillDisk | scenario.FreeDisk) -> None:
+        sim = self.sim
+        if isinstance(step, scenario.FillDisk):
+            at = time.monotonic()
+            n = sim.backend.fill_disk(step.site)
+            sim.fault("disk-filled", step.site, f"data_dir full ({n} bytes written)", at)
+            return
+        sim.backend.free_disk(step.site)
+        sim.fault("disk-freed", step.site, "fill file removed")
+
+    def _degrade(self, step: scenario.Delay | scenario.Drop) -> None:
+        """A delay or a drop on `step.links` (all links when none are named)."""
+        sim = self.sim
+        pairs = link_pairs(step.links, sim.scenario.all_sites, step.one_way)
+        where = links_label(step.links) or "all"
+        at = time.monotonic()
+        if isinstance(step, scenario.Delay):
+            sim.backend.set_delay(pairs, step.seconds)
+            sim.fault("delay", "", f"{step.seconds:g} s on {where}", at)
+        else:
+            sim.backend.set_drop(pairs, step.probability)
+            sim.fault("drop", "", f"p={step.probability:g} on {where}", at)
+
     def _groups(self, groups: Sequence[Sequence[str]]) -> list[list[str]]:
         """Site references resolved; ``@rest``: every site no other group names."""
         sim = self.sim
@@ -164,7 +190,7 @@ class Steps:
         rest = [s for s in sim.scenario.all_sites if s not in named]
         return [rest if list(g) == ["@rest"] else r for g, r in zip(groups, out, strict=True)]
 
-    def _flap(self, step: Flap) -> None:
+    def _flap(self, step: scenario.Flap) -> None:
         sim, w = self.sim, self.sim.world
         pairs = link_pairs(step.links, sim.scenario.all_sites)
         for n in range(step.times):
@@ -180,10 +206,10 @@ class Steps:
             if n + 1 < step.times:
                 sim.sleep(step.up)
 
-    def _freeze(self, step: Freeze | Thaw) -> None:
+    def _freeze(self, step: scenario.Freeze | scenario.Thaw) -> None:
         sim = self.sim
         site = sim.resolve(step.site)
-        if isinstance(step, Freeze):
+        if isinstance(step, scenario.Freeze):
             at = time.monotonic()
             n = sim.backend.freeze(site, step.what)
             sim.world.paused.add(site)
@@ -197,11 +223,11 @@ class Steps:
         sim.backend.thaw(site)
         sim.fault("site-thawed", site, f"SIGCONT {what}".strip(), at, what=what)
 
-    def _flag(self, step: Flag | Unflag) -> None:
+    def _flag(self, step: scenario.Flag | scenario.Unflag) -> None:
         """One event per site whose flag changed (``@all`` names every site)."""
         sim = self.sim
         sites = list(sim.scenario.sites) if step.site == "@all" else [sim.resolve(step.site)]
-        if isinstance(step, Unflag):
+        if isinstance(step, scenario.Unflag):
             self._clear(sites, step.flag, "")
             return
         hold = step.hold
@@ -218,7 +244,7 @@ class Steps:
             if self.sim.backend.set_flag(site, flag, False):
                 self.sim.fault("flag-cleared", site, flag + why, flag=flag)
 
-    def _move(self, step: Move) -> bool:
+    def _move(self, step: scenario.Move) -> bool:
         sim = self.sim
         observer = sim.observer
         assert observer is not None
@@ -255,7 +281,7 @@ class Steps:
                 return site
         raise StepError(f"move {workload} to @next: every site of its topology runs it or is down")
 
-    def _wait_step(self, step: WaitUntil) -> bool:
+    def _wait_step(self, step: scenario.WaitUntil) -> bool:
         sim = self.sim
         assert sim.observer is not None
         obs, what = sim.observer, conditions.describe(step)
@@ -270,6 +296,11 @@ class Steps:
         state = conditions.state_line(obs.snapshots(), sim.scenario.workloads)
         sim.note("wait-failed", step.workload, f"not within {step.timeout:g} s: {what} ({state})")
         return False
+
+
+def _unknown(step: Never) -> NoReturn:
+    """Typed `Never`: mypy fails where a kind of `Step` has no case above."""
+    raise StepError(f"no way to carry out a step of kind {type(step).__name__}")
 
 
 def links_label(links: Sequence[Sequence[str]]) -> str:

@@ -19,7 +19,7 @@ from harmony.sim.randomized import RandomSchedule
 from harmony.sim.report import print_report, write_html
 from harmony.sim.result import SimResult
 from harmony.sim.runner import run_scenario, under_ci, unrunnable
-from harmony.sim.scenario import ScenarioError, load_scenario
+from harmony.sim.scenario_file import ScenarioError, load_scenario
 
 
 @dataclass

@@ -1,41 +1,20 @@
 """What a scenario's types cannot say: site references, safe timings, sensible steps.
 
 `first_problem` returns the (dotted field, reason) of the first problem, which
-`scenario.parse_scenario` turns into a `ScenarioError` naming the file and the TOML line.
+`scenario_file.parse_scenario` turns into a `ScenarioError` naming the file and the TOML line.
 Nothing here starts a process: a refused scenario has cost nothing.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Never
 
 import msgspec
 
 from harmony.config import NAME_RE, timing_problem, uses_lease
-from harmony.sim.scenario import (
-    FAULT_KINDS,
-    HOOK_FAULTS,
-    SIGNALS,
-    Delay,
-    Drop,
-    FillDisk,
-    Flag,
-    Flap,
-    FreeDisk,
-    Freeze,
-    Heal,
-    Kill,
-    Move,
-    Partition,
-    Pause,
-    Restart,
-    Resume,
-    Scenario,
-    Step,
-    Thaw,
-    Unflag,
-    WaitUntil,
-)
+from harmony.sim import scenario
+from harmony.sim.scenario import FAULT_KINDS, HOOK_FAULTS, SIGNALS, Scenario, Step
 
 Problem = tuple[str, str] | None
 SIZE_RE = re.compile(r"^[1-9][0-9]*[KMG]?$")
@@ -140,66 +119,128 @@ def _steps(sc: Scenario) -> Problem:
 
 
 def check_step(sc: Scenario, step: Step) -> Problem:
-    names = set(sc.all_sites)
-    workloads = {w.name for w in sc.workloads}
-
-    def site_ref(s: str) -> bool:
-        return s in names or s == "@leader" or s.removeprefix("@runner:") in workloads
-
+    """The first problem of one step: its timing, then what its kind needs."""
     if step.at is not None and step.at < 0:
         return "at", "must be >= 0"
     if step.after < 0:
         return "after", "must be >= 0"
     if step.bound is not None and step.bound < 0:
         return "bound", "must be >= 0"
-    if isinstance(step, Partition):
-        listed = [s for g in step.groups for s in g]
-        if len(step.groups) < 2:
-            return "groups", "a partition needs at least two groups"
-        bad = [s for s in listed if not site_ref(s) and s != "@rest"]
-        if bad:
-            return "groups", f"unknown sites {bad}"
-        if len(set(listed)) != len(listed):
-            return "groups", "a site is in two groups"
-        if "@rest" in listed and ["@rest"] not in step.groups:
-            return "groups", '"@rest" must be a group of its own: ["@rest"]'
-    if isinstance(step, Heal | Flap | Delay | Drop):
-        for j, link in enumerate(step.links):
-            if len(link) != 2 or link[0] == link[1] or not set(link) <= names:
+    return _check_kind(_Refs(sc), step)
+
+
+class _Refs:
+    """The names a step may refer to in one scenario."""
+
+    def __init__(self, sc: Scenario) -> None:
+        self.sc = sc
+        self.sites = set(sc.all_sites)
+        self.workloads = {w.name for w in sc.workloads}
+
+    def site(self, s: str) -> bool:
+        """A site, ``@leader`` or ``@runner:<workload>``."""
+        return s in self.sites or s == "@leader" or s.removeprefix("@runner:") in self.workloads
+
+    def links(self, links: list[list[str]]) -> Problem:
+        for j, link in enumerate(links):
+            if len(link) != 2 or link[0] == link[1] or not set(link) <= self.sites:
                 return f"links[{j}]", f"{link} is not a pair of two different known sites"
-    if isinstance(step, Flap) and (step.times < 1 or step.down <= 0 or step.up <= 0):
-        return "times", "times >= 1, down > 0 and up > 0"
-    single = Kill | Restart | Pause | Resume | Freeze | Thaw | FillDisk | FreeDisk
-    if isinstance(step, single) and not site_ref(step.site):
+        return None
+
+    def on_site(self, step: scenario.SiteStep) -> Problem:
+        if self.site(step.site):
+            return None
         return "site", f"{step.site!r} is not a site, @leader or @runner:<workload>"
-    if isinstance(step, Flag | Unflag) and not (site_ref(step.site) or step.site == "@all"):
-        return "site", f"{step.site!r} is not a site, @all, @leader or @runner:<workload>"
-    if isinstance(step, Kill) and step.signal.upper().removeprefix("SIG") not in SIGNALS:
-        return "signal", f"{step.signal!r}: one of {', '.join(SIGNALS)}"
-    if isinstance(step, Flag | Unflag) and not sc.uses_hooks:
-        return "flag", 'flags are read by hook scripts: no workload has driver = "hooks"'
-    if isinstance(step, Flag) and step.hold is not None and step.hold <= 0:
-        return "hold", "must be > 0 (leave it out to keep the flag until an unflag step)"
-    if isinstance(step, FillDisk | FreeDisk) and step.site not in sc.data_dir_size:
-        return "site", f"{step.site!r} has no data_dir_size: its data_dir is no small tmpfs"
-    if isinstance(step, Move):
-        if step.workload not in workloads:
-            return "workload", f"unknown workload {step.workload!r}"
-        spec = next(w for w in sc.workloads if w.name == step.workload)
-        if step.to not in {spec.primary, *spec.standbys, "@next"}:
-            return "to", f"{step.to!r} is not a site of {step.workload}'s topology (or @next)"
-        if step.via and not site_ref(step.via):
-            return "via", f"{step.via!r} is not a site, @leader or @runner:<workload>"
-    if isinstance(step, Delay) and step.seconds < 0:
-        return "seconds", "must be >= 0"
-    if isinstance(step, Drop) and not 0 <= step.probability <= 1:
-        return "probability", "must be between 0 and 1"
-    if isinstance(step, WaitUntil):
-        return _check_wait(sc, step, names, workloads)
+
+
+def _check_kind(refs: _Refs, step: Step) -> Problem:
+    """One case per kind of step; a kind without one is refused, never passed."""
+    sc = refs.sc
+    match step:
+        case scenario.Partition():
+            return _check_partition(refs, step)
+        case scenario.Heal():
+            return refs.links(step.links)
+        case scenario.Flap():
+            bad = step.times < 1 or step.down <= 0 or step.up <= 0
+            return refs.links(step.links) or _when(bad, "times", "times >= 1, down > 0 and up > 0")
+        case scenario.Delay():
+            return refs.links(step.links) or _when(step.seconds < 0, "seconds", "must be >= 0")
+        case scenario.Drop():
+            bad = not 0 <= step.probability <= 1
+            return refs.links(step.links) or _when(bad, "probability", "must be between 0 and 1")
+        case scenario.Kill():
+            bad = step.signal.upper().removeprefix("SIG") not in SIGNALS
+            why = f"{step.signal!r}: one of {', '.join(SIGNALS)}"
+            return refs.on_site(step) or _when(bad, "signal", why)
+        case (
+            scenario.Restart()
+            | scenario.Pause()
+            | scenario.Resume()
+            | scenario.Freeze()
+            | scenario.Thaw()
+        ):
+            return refs.on_site(step)
+        case scenario.FillDisk() | scenario.FreeDisk():
+            bad = step.site not in sc.data_dir_size
+            why = f"{step.site!r} has no data_dir_size: its data_dir is no small tmpfs"
+            return refs.on_site(step) or _when(bad, "site", why)
+        case scenario.Flag() | scenario.Unflag():
+            return _check_flag(refs, step)
+        case scenario.Move():
+            return _check_move(refs, step)
+        case scenario.WaitUntil():
+            return _check_wait(refs, step)
+        case _:
+            return _no_checks(step)
+
+
+def _no_checks(step: Never) -> Problem:
+    """Typed `Never`: mypy fails where a kind of `Step` has no case above."""
+    return "do", f"no checks for steps of kind {type(step).__name__}"
+
+
+def _when(bad: bool, field: str, reason: str) -> Problem:
+    return (field, reason) if bad else None
+
+
+def _check_partition(refs: _Refs, step: scenario.Partition) -> Problem:
+    listed = [s for g in step.groups for s in g]
+    if len(step.groups) < 2:
+        return "groups", "a partition needs at least two groups"
+    bad = [s for s in listed if not refs.site(s) and s != "@rest"]
+    if bad:
+        return "groups", f"unknown sites {bad}"
+    if len(set(listed)) != len(listed):
+        return "groups", "a site is in two groups"
+    if "@rest" in listed and ["@rest"] not in step.groups:
+        return "groups", '"@rest" must be a group of its own: ["@rest"]'
     return None
 
 
-def _check_wait(sc: Scenario, step: WaitUntil, names: set[str], workloads: set[str]) -> Problem:
+def _check_flag(refs: _Refs, step: scenario.Flag | scenario.Unflag) -> Problem:
+    if not (refs.site(step.site) or step.site == "@all"):
+        return "site", f"{step.site!r} is not a site, @all, @leader or @runner:<workload>"
+    if not refs.sc.uses_hooks:
+        return "flag", 'flags are read by hook scripts: no workload has driver = "hooks"'
+    if isinstance(step, scenario.Flag) and step.hold is not None and step.hold <= 0:
+        return "hold", "must be > 0 (leave it out to keep the flag until an unflag step)"
+    return None
+
+
+def _check_move(refs: _Refs, step: scenario.Move) -> Problem:
+    if step.workload not in refs.workloads:
+        return "workload", f"unknown workload {step.workload!r}"
+    spec = next(w for w in refs.sc.workloads if w.name == step.workload)
+    if step.to not in {spec.primary, *spec.standbys, "@next"}:
+        return "to", f"{step.to!r} is not a site of {step.workload}'s topology (or @next)"
+    if step.via and not refs.site(step.via):
+        return "via", f"{step.via!r} is not a site, @leader or @runner:<workload>"
+    return None
+
+
+def _check_wait(refs: _Refs, step: scenario.WaitUntil) -> Problem:
+    sc, names, workloads = refs.sc, refs.sites, refs.workloads
     if step.workload and step.workload not in workloads:
         return "workload", f"unknown workload {step.workload!r}"
     if (step.running_on is not None or step.copies is not None) and not step.workload:
@@ -215,46 +256,3 @@ def _check_wait(sc: Scenario, step: WaitUntil, names: set[str], workloads: set[s
     if step.timeout <= 0:
         return "timeout", "must be > 0"
     return None
-
-
-def split_error(msg: str) -> tuple[str, str]:
-    """msgspec's "reason - at `$.a.b[0]`" as (field, reason)."""
-    m = re.search(r" - at `\$\.?(.*)`$", msg)
-    unknown = re.search(r"unknown field `([^`]*)`", msg)
-    field = m.group(1) if m else ""
-    if unknown:
-        field = f"{field}.{unknown.group(1)}" if field else unknown.group(1)
-    return field or "(top level)", msg[: m.start()] if m else msg
-
-
-def toml_line(text: str, field: str) -> int | None:
-    """Best effort: the 1-based line of `field` (``steps[2].groups[0]``) in the TOML text.
-
-    Each ``name[i]`` segment that is an array of tables moves to the i-th ``[[name]]``
-    header; a plain key moves to its first ``key =`` line (or ``[key]`` header) after that,
-    within the current table. None when nothing matched.
-    """
-    lines = text.splitlines()
-    pos, found = 0, None
-    for part in field.split("."):
-        m = re.fullmatch(r"([A-Za-z0-9_-]+)(?:\[(\d+)\])?(?:\[\d+\])*", part)
-        if not m:
-            break
-        key, index = m.group(1), m.group(2)
-        header = re.compile(rf"^\s*\[\[\s*{re.escape(key)}\s*\]\]")
-        hits = [i for i, line in enumerate(lines) if i >= pos and header.match(line)]
-        if index is not None and hits:
-            if int(index) >= len(hits):
-                break
-            pos = found = hits[int(index)]
-            continue
-        assign = re.compile(rf"^\s*({re.escape(key)}\s*=|\[\s*{re.escape(key)}\s*\])")
-        for i in range(pos, len(lines)):
-            if assign.match(lines[i]):
-                pos = found = i
-                break
-            if i > pos and lines[i].lstrip().startswith("["):
-                break
-        else:
-            break
-    return None if found is None else found + 1

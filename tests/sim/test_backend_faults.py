@@ -16,7 +16,7 @@ from harmony.sim.backend import ProcessBackend, hook_dir, pids_with_env, sim_mar
 from harmony.sim.freeze import agent_side, proc_state
 from harmony.sim.launch import pids_mentioning
 from harmony.sim.runner import under_ci
-from harmony.sim.scenario import parse_scenario
+from harmony.sim.scenario_file import parse_scenario
 
 pytestmark = pytest.mark.mesh
 

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from harmony.sim.result import SimResult
 from harmony.sim.runner import run_scenario
-from harmony.sim.scenario import load_scenario
+from harmony.sim.scenario_file import load_scenario
 
 from .test_run import LIBRARY, assert_nothing_left
 

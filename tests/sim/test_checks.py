@@ -19,7 +19,7 @@ from harmony.sim.checks import (
 )
 from harmony.sim.history import Interval, active_intervals, write_history
 from harmony.sim.records import Record, append_record, open_records
-from harmony.sim.scenario import parse_scenario
+from harmony.sim.scenario_file import parse_scenario
 from harmony.sim.truth import LedgerRow, build_truth
 from harmony.sim.truthfiles import TruthFiles, truth_files
 

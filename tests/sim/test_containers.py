@@ -14,7 +14,7 @@ from rich.console import Console
 
 from harmony.sim.containers import LABEL
 from harmony.sim.runner import run_scenario
-from harmony.sim.scenario import load_scenario
+from harmony.sim.scenario_file import load_scenario
 
 pytestmark = [pytest.mark.mesh, pytest.mark.docker]
 

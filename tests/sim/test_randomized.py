@@ -8,8 +8,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from harmony.sim.randomized import RandomSchedule
-from harmony.sim.scenario import WaitUntil, load_scenario, parse_scenario
+from harmony.sim.randomized import FAULTS, RandomSchedule
+from harmony.sim.scenario import FAULT_KINDS, WaitUntil
+from harmony.sim.scenario_file import load_scenario, parse_scenario
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -67,3 +68,12 @@ def test_new_kinds_are_drawn() -> None:
     freezes = {getattr(s, "what", "") for s in steps if type(s).__name__ == "Freeze"}
     assert freezes == {"site", "agent+tether"}
     assert {getattr(s, "what", "") for s in steps if type(s).__name__ == "Kill"} >= {"agent"}
+
+
+def test_every_kind_of_fault_has_one_way_to_be_drawn_and_no_other_is_drawn() -> None:
+    assert set(FAULTS) == set(FAULT_KINDS)
+    sc = parse_scenario('name = "t"\nsites = ["a", "b", "c"]\nrandom.faults = ["kill"]\n')
+    schedule = RandomSchedule(sc, 1, 10)
+    schedule.kinds = ["no-such-fault"]  # validation refuses it in a file; code must too
+    with pytest.raises(ValueError, match="no-such-fault"):
+        schedule.next_round()

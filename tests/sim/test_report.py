@@ -12,7 +12,7 @@ from harmony.sim.checks import evaluate
 from harmony.sim.live import LiveView, step_label
 from harmony.sim.report import print_report, render_html
 from harmony.sim.result import SimResult
-from harmony.sim.scenario import parse_scenario
+from harmony.sim.scenario_file import parse_scenario
 from harmony.sim.truthfiles import TruthFiles
 
 from .histories import fault, history, rec, run, ticking
@@ -28,20 +28,7 @@ SCENARIO = parse_scenario(
 
 def result(events: list[JournalEvent], truth: TruthFiles | None, tmp_path: Path) -> SimResult:
     c = evaluate(events, SCENARIO, 30, truth)
-    return SimResult(
-        SCENARIO,
-        tmp_path,
-        tmp_path / "h.jsonl",
-        events,
-        c.violations,
-        c.recoveries,
-        0,
-        30,
-        c.expected,
-        residuals=c.residuals,
-        intervals=c.intervals,
-        sources=c.sources,
-    )
+    return SimResult.checked(SCENARIO, tmp_path, tmp_path / "h.jsonl", events, c, 0, 30)
 
 
 def result_with_overlap(tmp_path: Path) -> SimResult:

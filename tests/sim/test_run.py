@@ -24,7 +24,7 @@ from harmony.sim.launch import pids_mentioning
 from harmony.sim.randomized import RandomSchedule
 from harmony.sim.report import write_html
 from harmony.sim.runner import Simulation, run_scenario
-from harmony.sim.scenario import load_scenario, parse_scenario
+from harmony.sim.scenario_file import load_scenario, parse_scenario
 
 pytestmark = pytest.mark.mesh
 

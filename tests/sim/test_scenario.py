@@ -8,7 +8,8 @@ import msgspec
 import pytest
 
 from harmony.sim.randomized import RandomSchedule
-from harmony.sim.scenario import Kill, Partition, ScenarioError, load_scenario, parse_scenario
+from harmony.sim.scenario import Kill, Partition
+from harmony.sim.scenario_file import ScenarioError, load_scenario, parse_scenario
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 HEAD = 'name = "t"\nsites = ["a", "b", "c"]\n'
@@ -87,10 +88,10 @@ def test_random_mode_same_seed_same_rounds() -> None:
 
 
 def test_a_drawn_schedule_is_a_valid_scenario() -> None:
-    from harmony.sim.scenario import validate
+    from harmony.sim.validation import first_problem
 
     for name in ("witness-loss", "soak", "probe-fails-on-holder"):
         sc = load_scenario(LIBRARY / f"{name}.toml")
         for seed in range(20):
             steps = RandomSchedule(sc, seed, 120).preview(8)
-            assert validate(msgspec.structs.replace(sc, steps=steps)) is None, (name, seed)
+            assert first_problem(msgspec.structs.replace(sc, steps=steps)) is None, (name, seed)

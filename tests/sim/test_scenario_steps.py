@@ -18,11 +18,12 @@ from harmony.sim.scenario import (
     Freeze,
     Move,
     Partition,
-    ScenarioError,
+    SiteStep,
     Thaw,
     Unflag,
-    parse_scenario,
 )
+from harmony.sim.scenario_file import ScenarioError, parse_scenario
+from harmony.sim.validation import check_step
 
 HEAD = 'name = "t"\nsites = ["a", "b", "c"]\n'
 PROCESS = '[[workloads]]\nname = "ledger"\nprimary = "a"\nstandbys = ["b", "c"]\n'
@@ -184,3 +185,21 @@ def test_a_refusal_names_both_lease_ttl_values(code: int | None, log: str, probl
 
     found = refusal_problem(code, log, 8.0, 4.0)
     assert (problem in found) if problem else found == "", found
+
+
+class Unknown(SiteStep, tag="unknown", tag_field="do", kw_only=True):
+    """A kind of step that neither the checks nor the executor know."""
+
+
+def test_a_kind_of_step_without_checks_is_refused() -> None:
+    sc = parse_scenario(HEAD + PROCESS)
+    problem = check_step(sc, Unknown(site="a"))  # type: ignore[arg-type]
+    assert problem == ("do", "no checks for steps of kind Unknown")
+
+
+def test_a_kind_of_step_nobody_can_carry_out_is_an_error_not_a_skip() -> None:
+    from harmony.sim.steps import StepError, Steps
+
+    # The executor must refuse before touching the run: no run is needed to show it.
+    with pytest.raises(StepError, match="kind Unknown"):
+        Steps(None).execute(Unknown(site="a"))  # type: ignore[arg-type]

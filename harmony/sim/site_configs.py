@@ -1,0 +1,61 @@
+"""The config files of a local mesh's sites: their NATS ports and routes, and the writing.
+
+`LocalMesh` (embedded servers routed on loopback, optionally through the fault proxy) and
+the containers backend (external servers in Docker) differ only in each site's NATS
+settings; both write a site's file with `write_site_config`, so that the two read alike
+and a change to the file format is made once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+import tomli_w
+
+from harmony.config import NatsConfig, SiteConfig, load_config
+from harmony.mesh.ports import free_ports
+
+Link = tuple[str, str]
+"""(from site, to site): one direction of a route through the fault proxy."""
+
+
+def write_site_config(path: Path, cfg: SiteConfig, header: str) -> SiteConfig:
+    """Write `cfg` as TOML under a comment `header`; returns the file as the agent will
+    load it (so a config the loader refuses fails here, before anything starts)."""
+    data = msgspec.to_builtins(cfg)
+    data.pop("source", None)
+    if data.get("security") is None:
+        data.pop("security", None)
+    path.write_text(f"# {header}\n" + tomli_w.dumps(data))
+    return load_config(path)
+
+
+def loopback_nats(
+    names: Sequence[str], proxied: bool
+) -> tuple[dict[str, NatsConfig], dict[Link, tuple[int, int]]]:
+    """Each site's embedded-server settings on loopback, on free ports, and, when
+    `proxied`, the proxy links every route goes through: (a, b) -> (the port a's route
+    dials, b's cluster port)."""
+    pairs = [(a, b) for a in names for b in names if a != b] if proxied else []
+    ports = free_ports(3 * len(names) + len(pairs))
+    plan = {s: ports[3 * i : 3 * i + 3] for i, s in enumerate(names)}
+    link_ports = dict(zip(pairs, ports[3 * len(names) :], strict=True))
+    nats = {}
+    for s in names:
+        client, cluster, http = plan[s]
+        if proxied:
+            routes = [f"nats-route://127.0.0.1:{link_ports[(s, o)]}" for o in names if o != s]
+        else:
+            routes = [f"nats-route://127.0.0.1:{plan[o][1]}" for o in names if o != s]
+        nats[s] = NatsConfig(
+            client_port=client,
+            cluster_port=cluster,
+            http_port=http,
+            routes=routes,
+            servers=[f"nats://127.0.0.1:{plan[o][0]}" for o in names if o != s],
+            # Gossip must never open a direct route around the proxy links.
+            cluster_advertise="127.0.0.1:1" if proxied else "",
+        )
+    return nats, {(a, b): (port, plan[b][1]) for (a, b), port in link_ports.items()}
