@@ -15,6 +15,15 @@ from typing import Literal
 
 import msgspec
 
+from harmony.strategies.names import (
+    DEFAULT_RECONCILE,
+    DEFAULT_STRATEGY,
+    RECONCILE_POLICIES,
+    STRATEGY_NAMES,
+    ReconcilePolicy,
+    StrategyName,
+)
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 """Mesh, site and workload names become NATS subject tokens and file names: keep them plain."""
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -131,16 +140,13 @@ class FailoverTopologyConfig(_Base, tag="failover", tag_field="kind"):
 
 TopologyConfig = FailoverTopologyConfig
 
-STRATEGIES = ("absolute-consistency", "split-brain-allowed")
-RECONCILE_POLICIES = ("keep-original", "keep-replacement", "best-score")
-
 
 class WorkloadConfig(_Base):
     name: str
     driver: DriverConfig
     topology: TopologyConfig
-    strategy: Literal["absolute-consistency", "split-brain-allowed"] = "absolute-consistency"
-    reconcile: Literal["keep-original", "keep-replacement", "best-score"] = "keep-original"
+    strategy: StrategyName = DEFAULT_STRATEGY
+    reconcile: ReconcilePolicy = DEFAULT_RECONCILE
 
 
 class SiteConfig(_Base):
@@ -162,13 +168,21 @@ class SiteConfig(_Base):
         return Path(self.data_dir)
 
 
+NAMED: dict[str, tuple[str, ...]] = {"strategy": STRATEGY_NAMES, "reconcile": RECONCILE_POLICIES}
+"""Fields that hold one of a list of names: a refusal says which names are valid."""
+
+
 def _field_of(msg: str) -> tuple[str, str]:
     """Split msgspec's "reason - at `$.a.b[0]`" into (field, reason)."""
     m = re.search(r" - at `\$\.?(.*)`$", msg)
     if not m:
         unknown = re.search(r"unknown field `([^`]*)`", msg)
         return (unknown.group(1) if unknown else "", msg)
-    return m.group(1) or "(top level)", msg[: m.start()]
+    field, reason = m.group(1) or "(top level)", msg[: m.start()]
+    names = NAMED.get(field.rsplit(".", 1)[-1])
+    if names is not None and reason.startswith("Invalid enum value"):
+        reason += f"; valid: {', '.join(names)}"
+    return field, reason
 
 
 def parse_config(data: bytes | str, source: str | Path = "<string>") -> SiteConfig:

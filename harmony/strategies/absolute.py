@@ -54,6 +54,7 @@ class AbsoluteConsistency(FailoverStrategy):
     """Lease-fenced failover. Refuses unsafe timings unless ``check=False`` (tests only)."""
 
     name = "absolute-consistency"
+    abbreviation = "AC"
     uses_lease = True
 
     def __init__(self, params: Params | None = None, *, check: bool = True, **timing: Any):

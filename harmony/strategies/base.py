@@ -23,6 +23,7 @@ from harmony.strategies.commands import (
     StartCopy,
     StopCopy,
 )
+from harmony.strategies.names import StrategyName
 from harmony.strategies.params import Params
 from harmony.strategies.state import Decision, DriverView, Peer, WorkloadState
 from harmony.strategies.tables import DRIVER_REPORTS, FENCE_RETRY, Act, PeerStatus, Phase
@@ -41,7 +42,9 @@ _REPORTS: dict[type, str] = {
 class FailoverStrategy(ABC):
     """One failover strategy, configured by `Params`; holds no per-site state itself."""
 
-    name: ClassVar[str]
+    name: ClassVar[StrategyName]
+    abbreviation: ClassVar[str]
+    """A short name for narrow displays (the TUI's tree)."""
     uses_lease: ClassVar[bool] = False
     """The workload runs under a lease (and so its tokened copies under a tether)."""
     announces_copies: ClassVar[bool] = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
-from harmony.strategies.tables import RECONCILE_POLICIES
+from harmony.strategies.names import DEFAULT_RECONCILE, RECONCILE_POLICIES, ReconcilePolicy
 from harmony.strategies.timing import (
     RECOMMENDED_FENCE_MARGIN,
     RECOMMENDED_LEASE_TTL,
@@ -53,7 +53,7 @@ class Params:
     sync_grace: float = 2.0
     failback: bool = False
     failback_after: float = 30.0
-    reconcile: str = "keep-original"
+    reconcile: ReconcilePolicy = DEFAULT_RECONCILE
 
     def __post_init__(self) -> None:
         if self.reconcile not in RECONCILE_POLICIES:

@@ -35,6 +35,7 @@ class SplitBrainAllowed(FailoverStrategy):
     """Availability first: replacements on silence, a named reconcile policy on heal."""
 
     name = "split-brain-allowed"
+    abbreviation = "SBA"
     announces_copies = True
 
     def _absorb(

@@ -10,17 +10,20 @@ import pytest
 from harmony.strategies import (
     RECONCILE_POLICIES,
     STRATEGY_NAMES,
-    AbsoluteConsistency,
-    Copy,
     FailoverTopology,
     Params,
-    SplitBrainAllowed,
     strategy_for,
 )
+from harmony.strategies.absolute import AbsoluteConsistency
+from harmony.strategies.events import Copy
+from harmony.strategies.names import DEFAULT_RECONCILE, DEFAULT_STRATEGY
+from harmony.strategies.registry import STRATEGIES, abbreviation
+from harmony.strategies.split_brain import SplitBrainAllowed
 from harmony.strategies.tables import (
     AC_GOALS,
     DRIVER_REPORTS,
     LEASE_RULES,
+    RECONCILE_KEYS,
     SBA_GOALS,
     WORKLOAD_ACTIONS,
     AcFacts,
@@ -45,6 +48,16 @@ def test_reconcile_policies_match_the_config() -> None:
     assert RECONCILE_POLICIES == ("keep-original", "keep-replacement", "best-score")
     with pytest.raises(ValueError, match="valid: keep-original, keep-replacement, best-score"):
         Params(reconcile="newest")
+
+
+def test_every_listed_name_has_its_strategy_policy_and_abbreviation() -> None:
+    """The names are written once (`names`): the registry and the reconcile table follow."""
+    assert tuple(STRATEGIES) == STRATEGY_NAMES
+    assert tuple(RECONCILE_KEYS) == RECONCILE_POLICIES
+    assert [abbreviation(n) for n in STRATEGY_NAMES] == ["AC", "SBA"]
+    assert abbreviation("from-a-newer-site") == "from-a-newer-site"
+    assert DEFAULT_STRATEGY in STRATEGY_NAMES and DEFAULT_RECONCILE in RECONCILE_POLICIES
+    assert Params().reconcile == DEFAULT_RECONCILE
 
 
 def test_params_from_timings_reads_config_names_and_rejects_unknown_options() -> None:
