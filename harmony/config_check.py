@@ -18,12 +18,12 @@ from harmony.config import (
     ProcessDriverConfig,
     SiteConfig,
     WorkloadConfig,
-    fence_budget,
     kv_replicas,
     load_config,
 )
 from harmony.security.check import describe as describe_security
 from harmony.security.check import security_problems
+from harmony.strategies.timing import fence_budget
 from harmony.textsafe import redact_url
 
 AC = "absolute-consistency"

@@ -11,7 +11,7 @@ import re
 
 import msgspec
 
-from harmony.config import NAME_RE, timing_problem, uses_lease
+from harmony.config import NAME_RE, timing_problem
 from harmony.sim.scenario import (
     FAULT_KINDS,
     HOOK_FAULTS,
@@ -36,6 +36,7 @@ from harmony.sim.scenario import (
     Unflag,
     WaitUntil,
 )
+from harmony.strategies import uses_lease
 
 Problem = tuple[str, str] | None
 SIZE_RE = re.compile(r"^[1-9][0-9]*[KMG]?$")

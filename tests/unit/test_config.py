@@ -10,11 +10,12 @@ from harmony.config import (
     ConfigError,
     ProcessDriverConfig,
     Timings,
-    fence_budget,
     kv_replicas,
     load_config,
     parse_config,
 )
+from harmony.strategies import Params
+from harmony.strategies.timing import fence_budget, site_timing_problems
 
 GOOD = """
 mesh = "prod"
@@ -170,3 +171,9 @@ def test_kv_replicas_follow_the_servers_unless_set() -> None:
     three = GOOD.replace('routes = ["nats-route://10.0.0.2:6222"]', "routes = ['x', 'y', 'z']")
     assert kv_replicas(parse_config(three)) == 3
     assert kv_replicas(parse_config(GOOD.replace("client_port = 4300", "kv_replicas = 1"))) == 1
+
+
+def test_default_timings_are_the_strategies_recommended_ones() -> None:
+    """One home for the defaults: a site config without [timings] gives the core's `Params`."""
+    assert Params.from_timings(Timings()) == Params()
+    assert site_timing_problems(Timings()) == []
