@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -277,13 +278,22 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def load_config(path: str | Path) -> SiteConfig:
+def read_source(
+    path: str | Path,
+    error: Callable[[Path, str, str], Exception] = ConfigError,
+    what: str = "",
+) -> bytes:
+    """The bytes of a file the agent or the simulator is configured by (site config, roster,
+    scenario), or `error(path, "", "cannot read[ what]: why")`: one way to read them all."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        return p.read_bytes()
     except OSError as e:
-        raise ConfigError(p, "", f"cannot read: {e.strerror or e}") from None
-    return parse_config(raw, p)
+        raise error(p, "", f"cannot read{' ' + what if what else ''}: {e.strerror or e}") from None
+
+
+def load_config(path: str | Path) -> SiteConfig:
+    return parse_config(read_source(path), Path(path))
 
 
 def validate(cfg: SiteConfig, source: str | Path) -> None:

@@ -21,7 +21,7 @@ from typing import Literal, get_args
 
 import msgspec
 
-from harmony.config import Timings
+from harmony.config import Timings, read_source
 from harmony.strategies.names import (
     DEFAULT_RECONCILE,
     DEFAULT_STRATEGY,
@@ -345,12 +345,7 @@ SIM_TIMINGS = Timings(
 
 # ---------------------------------------------------------------------------------- loading
 def load_scenario(path: str | Path) -> Scenario:
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise ScenarioError(p, "", f"cannot read: {e.strerror or e}") from None
-    return parse_scenario(text, p)
+    return parse_scenario(read_source(path, ScenarioError).decode(), Path(path))
 
 
 def parse_scenario(text: str, source: str | Path = "<string>") -> Scenario:

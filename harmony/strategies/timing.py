@@ -63,20 +63,13 @@ MIN_RENEW_ATTEMPTS: Final = 3
 class SiteTimings(Protocol):
     """The timing attributes of a site config's `Timings` (or anything alike)."""
 
-    @property
-    def lease_ttl(self) -> float: ...
-    @property
-    def renew_interval(self) -> float: ...
-    @property
-    def fence_margin(self) -> float: ...
-    @property
-    def stop_grace(self) -> float: ...
-    @property
-    def heartbeat_interval(self) -> float: ...
-    @property
-    def silent_after(self) -> float: ...
-    @property
-    def clock_skew(self) -> float: ...
+    lease_ttl: float
+    renew_interval: float
+    fence_margin: float
+    stop_grace: float
+    heartbeat_interval: float
+    silent_after: float
+    clock_skew: float
 
 
 def check_timings(

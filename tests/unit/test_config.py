@@ -177,3 +177,20 @@ def test_default_timings_are_the_strategies_recommended_ones() -> None:
     """One home for the defaults: a site config without [timings] gives the core's `Params`."""
     assert Params.from_timings(Timings()) == Params()
     assert site_timing_problems(Timings()) == []
+
+
+def test_every_configuration_file_is_read_one_way(tmp_path: Path) -> None:
+    """Site config, roster and scenario: a file that cannot be read is named, with why."""
+    from harmony.security.roster import load_roster
+    from harmony.sim.scenario import ScenarioError, load_scenario
+
+    missing = tmp_path / "nope.toml"
+    cases = [
+        (load_config, ConfigError, "cannot read: "),
+        (load_roster, ConfigError, "cannot read the roster: "),
+        (load_scenario, ScenarioError, "cannot read: "),
+    ]
+    for load, error, said in cases:
+        with pytest.raises(error) as e:
+            load(missing)
+        assert str(e.value) == f"{missing}: {said}No such file or directory"
