@@ -281,4 +281,6 @@ COMMON_FOLDS: Final[Mapping[type, Fold]] = {
     ev.WorkloadPromoted: FailoverStrategy._unchanged,  # the phase moved when Promote was sent
     ev.Tick: FailoverStrategy._unchanged,  # time passed: the rules decide again
 }
-"""The events every strategy takes, and how they fold (a strategy's `folds` adds its own)."""
+"""The events every strategy takes, and how they fold (a strategy's `folds` adds its own
+rows). A strategy changes these through the hooks they call (`_moving`, `_copy_failed`)
+or by a row of its own, never by overriding a method named here."""
