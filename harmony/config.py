@@ -6,14 +6,34 @@ the field (as a dotted path) and the reason, and the agent never starts half-con
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import msgspec
+
+from harmony.strategies.names import (
+    DEFAULT_RECONCILE,
+    DEFAULT_STRATEGY,
+    RECONCILE_POLICIES,
+    STRATEGY_NAMES,
+    ReconcilePolicy,
+    StrategyName,
+)
+from harmony.strategies.registry import uses_lease
+from harmony.strategies.timing import (
+    RECOMMENDED_CLOCK_SKEW,
+    RECOMMENDED_FENCE_MARGIN,
+    RECOMMENDED_HEARTBEAT_INTERVAL,
+    RECOMMENDED_LEASE_TTL,
+    RECOMMENDED_RENEW_INTERVAL,
+    RECOMMENDED_SILENT_AFTER,
+    RECOMMENDED_STOP_GRACE,
+    site_timing_problems,
+)
+from harmony.strategies.topology import repeated_site
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 """Mesh, site and workload names become NATS subject tokens and file names: keep them plain."""
@@ -72,20 +92,21 @@ MAX_HEARTBEAT_INTERVAL = 60.0
 
 
 class Timings(_Base):
-    """All durations are seconds."""
+    """All durations are seconds. The lease defaults are `harmony.strategies.timing`'s
+    recommended values: the safety argument lives there, and so do its numbers."""
 
-    heartbeat_interval: float = 0.5
+    heartbeat_interval: float = RECOMMENDED_HEARTBEAT_INTERVAL
     suspect_after: float = 1.5
     """A peer is *suspect* after this many heartbeat intervals without a heartbeat."""
-    silent_after: float = 2.5
+    silent_after: float = RECOMMENDED_SILENT_AFTER
     """A peer is *silent* after this many intervals; must be <= 3 (detection bound)."""
     ask_timeout: float = 5.0
-    lease_ttl: float = 8.0
-    renew_interval: float = 1.0
-    fence_margin: float = 2.5
+    lease_ttl: float = RECOMMENDED_LEASE_TTL
+    renew_interval: float = RECOMMENDED_RENEW_INTERVAL
+    fence_margin: float = RECOMMENDED_FENCE_MARGIN
     """The holder starts fencing at (last renewal sent) + lease_ttl - fence_margin."""
-    stop_grace: float = 1.5
-    clock_skew: float = 0.0
+    stop_grace: float = RECOMMENDED_STOP_GRACE
+    clock_skew: float = RECOMMENDED_CLOCK_SKEW
     """Bound on the wall-clock difference between the mesh's NATS servers: the server expires
     a lease by its own clock, so a skewed leader may expire it this much early (0 = one machine
     or tight time sync). Enters the safety inequality; every site of a mesh uses the same."""
@@ -131,16 +152,13 @@ class FailoverTopologyConfig(_Base, tag="failover", tag_field="kind"):
 
 TopologyConfig = FailoverTopologyConfig
 
-STRATEGIES = ("absolute-consistency", "split-brain-allowed")
-RECONCILE_POLICIES = ("keep-original", "keep-replacement", "best-score")
-
 
 class WorkloadConfig(_Base):
     name: str
     driver: DriverConfig
     topology: TopologyConfig
-    strategy: Literal["absolute-consistency", "split-brain-allowed"] = "absolute-consistency"
-    reconcile: Literal["keep-original", "keep-replacement", "best-score"] = "keep-original"
+    strategy: StrategyName = DEFAULT_STRATEGY
+    reconcile: ReconcilePolicy = DEFAULT_RECONCILE
 
 
 class SiteConfig(_Base):
@@ -162,13 +180,21 @@ class SiteConfig(_Base):
         return Path(self.data_dir)
 
 
+NAMED: dict[str, tuple[str, ...]] = {"strategy": STRATEGY_NAMES, "reconcile": RECONCILE_POLICIES}
+"""Fields that hold one of a list of names: a refusal says which names are valid."""
+
+
 def _field_of(msg: str) -> tuple[str, str]:
     """Split msgspec's "reason - at `$.a.b[0]`" into (field, reason)."""
     m = re.search(r" - at `\$\.?(.*)`$", msg)
     if not m:
         unknown = re.search(r"unknown field `([^`]*)`", msg)
         return (unknown.group(1) if unknown else "", msg)
-    return m.group(1) or "(top level)", msg[: m.start()]
+    field, reason = m.group(1) or "(top level)", msg[: m.start()]
+    names = NAMED.get(field.rsplit(".", 1)[-1])
+    if names is not None and reason.startswith("Invalid enum value"):
+        reason += f"; valid: {', '.join(names)}"
+    return field, reason
 
 
 def parse_config(data: bytes | str, source: str | Path = "<string>") -> SiteConfig:
@@ -252,13 +278,22 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def load_config(path: str | Path) -> SiteConfig:
+def read_source(
+    path: str | Path,
+    error: Callable[[Path, str, str], Exception] = ConfigError,
+    what: str = "",
+) -> bytes:
+    """The bytes of a file the agent or the simulator is configured by (site config, roster,
+    scenario), or `error(path, "", "cannot read[ what]: why")`: one way to read them all."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        return p.read_bytes()
     except OSError as e:
-        raise ConfigError(p, "", f"cannot read: {e.strerror or e}") from None
-    return parse_config(raw, p)
+        raise error(p, "", f"cannot read{' ' + what if what else ''}: {e.strerror or e}") from None
+
+
+def load_config(path: str | Path) -> SiteConfig:
+    return parse_config(read_source(path), Path(path))
 
 
 def validate(cfg: SiteConfig, source: str | Path) -> None:
@@ -313,8 +348,9 @@ def validate(cfg: SiteConfig, source: str | Path) -> None:
             if not NAME_RE.match(site):
                 field = "primary" if j == 0 else f"standbys[{j - 1}]"
                 raise bad(f"{where}.topology.{field}", f"{site!r} is not a valid site name")
-        if len(set(sites)) != len(sites):
-            raise bad(f"{where}.topology", "a site appears twice in primary + standbys")
+        repeated = repeated_site(sites)
+        if repeated is not None:
+            raise bad(f"{where}.topology", repeated)
 
 
 def timing_problem(t: Timings, lease: bool) -> tuple[str, str] | None:
@@ -341,75 +377,10 @@ def timing_problem(t: Timings, lease: bool) -> tuple[str, str] | None:
     if t.silent_after > 3:
         return "timings.silent_after", "must be <= 3 heartbeat intervals (detection bound)"
     if lease:
-        problems = lease_timing_problems(t)
+        problems = site_timing_problems(t)
         if problems:
             return "timings", "unsafe for absolute-consistency: " + "; ".join(problems)
     return None
-
-
-def uses_lease(strategy: str) -> bool:
-    from harmony.strategies.registry import uses_lease as strategy_uses_lease
-
-    return strategy_uses_lease(strategy)
-
-
-def lease_timing_problems(t: Timings) -> list[str]:
-    """Every inequality these timings break for absolute-consistency (see strategies.timing)."""
-    from harmony.strategies.timing import check_timings
-
-    return check_timings(
-        t.lease_ttl,
-        t.renew_interval,
-        t.fence_margin,
-        t.stop_grace,
-        t.heartbeat_interval,
-        silent_after=t.silent_after,
-        clock_skew=t.clock_skew,
-    )
-
-
-@dataclass(frozen=True)
-class FenceBudget:
-    """The safety inequality of `check_timings` in numbers, for people to read:
-    ``fence_margin > stop_grace + fence_slack + clock`` (clock = 2 x drift x lease_ttl + skew)."""
-
-    fence_margin: float
-    stop_grace: float
-    fence_slack: float
-    clock: float
-    renew_attempts: int
-    """Renewals sent before the fence deadline (check_timings wants `min_renew_attempts`)."""
-    min_renew_attempts: int
-
-    @property
-    def margin(self) -> float:
-        return self.fence_margin - self.stop_grace - self.fence_slack - self.clock
-
-    def __str__(self) -> str:
-        op = ">" if self.margin > 0 else "<="
-        return (
-            f"fence_margin {self.fence_margin:g} s {op} stop_grace {self.stop_grace:g} "
-            f"+ fence_slack {self.fence_slack:g} + clock allowance {self.clock:.3g} s "
-            f"(margin {self.margin:.2f} s)"
-        )
-
-
-def fence_budget(t: Timings) -> FenceBudget:
-    """The numbers `lease_timing_problems` judges. The allowances are `check_timings`' own
-    defaults, read from its signature so they cannot drift from what is enforced."""
-    from harmony.strategies.timing import check_timings
-
-    defaults = {k: p.default for k, p in inspect.signature(check_timings).parameters.items()}
-    drift, slack = float(defaults["clock_drift"]), float(defaults["fence_slack"])
-    deadline = t.lease_ttl - t.fence_margin
-    return FenceBudget(
-        fence_margin=t.fence_margin,
-        stop_grace=t.stop_grace,
-        fence_slack=slack,
-        clock=2 * drift * t.lease_ttl + t.clock_skew,
-        renew_attempts=max(0, math.ceil(deadline / t.renew_interval) - 1),
-        min_renew_attempts=int(defaults["min_renew_attempts"]),
-    )
 
 
 def kv_replicas(cfg: SiteConfig) -> int:

@@ -18,15 +18,14 @@ from harmony.config import (
     ProcessDriverConfig,
     SiteConfig,
     WorkloadConfig,
-    fence_budget,
     kv_replicas,
     load_config,
 )
 from harmony.security.check import describe as describe_security
 from harmony.security.check import security_problems
+from harmony.strategies import uses_lease
+from harmony.strategies.timing import fence_budget
 from harmony.textsafe import redact_url
-
-AC = "absolute-consistency"
 
 
 @dataclass(frozen=True)
@@ -68,8 +67,9 @@ def check(paths: Sequence[str]) -> Report:
     return Report(configs, problems, notes)
 
 
-def _s(value: float) -> str:
-    return f"{value:g} s"
+def _leases(cfg: SiteConfig) -> bool:
+    """Some workload of this site runs under a lease (absolute-consistency)."""
+    return any(uses_lease(w.strategy) for w in cfg.workloads)
 
 
 def _by_value(
@@ -97,15 +97,15 @@ def cross_check(configs: dict[str, SiteConfig], notes: list[str]) -> list[Proble
                 Problem("", "site", f"{site!r} is configured twice: {', '.join(files)}")
             )
 
-    leasing = {p: c for p, c in configs.items() if any(w.strategy == AC for w in c.workloads)}
+    leasing = {p: c for p, c in configs.items() if _leases(c)}
     bucket = "an agent whose lease_ttl or replicas differ from the lease bucket's is refused"
     shared: list[tuple[str, Callable[[SiteConfig], object], Callable[[object], str], str]] = [
-        ("timings.lease_ttl", lambda c: c.timings.lease_ttl, _num_s, f"lease timings ({bucket})"),
+        ("timings.lease_ttl", lambda c: c.timings.lease_ttl, _s, f"lease timings ({bucket})"),
         ("nats.kv_replicas", kv_replicas, str, f"lease bucket replicas ({bucket})"),
         (
             "timings.clock_skew",
             lambda c: c.timings.clock_skew,
-            _num_s,
+            _s,
             "clock_skew (one bound on the servers' clocks: use the largest everywhere)",
         ),
     ]
@@ -122,7 +122,7 @@ def cross_check(configs: dict[str, SiteConfig], notes: list[str]) -> list[Proble
         groups = _by_value(leasing, _timing(field))
         if len(groups) > 1:
             notes.append(
-                f"timings.{field} differs ({_differs(groups, _num_s)}): allowed, each site's "
+                f"timings.{field} differs ({_differs(groups, _s)}): allowed, each site's "
                 "own inequality is what keeps it safe"
             )
     secure = _by_value(configs, lambda c: c.security is not None and bool(c.security.dir))
@@ -141,7 +141,7 @@ def _timing(name: str) -> Callable[[SiteConfig], object]:
     return lambda c: getattr(c.timings, name)
 
 
-def _num_s(value: object) -> str:
+def _s(value: object) -> str:
     return f"{value:g} s"
 
 
@@ -201,7 +201,7 @@ def summary(path: str, cfg: SiteConfig) -> list[str]:
         )
     if not cfg.workloads:
         lines.append("  no workloads")
-    if not any(w.strategy == AC for w in cfg.workloads):
+    if not _leases(cfg):
         lines.append("  lease timings unused (no absolute-consistency workload)")
         return lines
     b = fence_budget(t)

@@ -18,9 +18,9 @@ import pykka
 
 from harmony.actors.base import AgentContext, HarmonyActor
 from harmony.mesh.leases import LeaseConflict, LeaseEntry, LeaseError, LeaseHolder, LeaseStore
-from harmony.strategies import (
+from harmony.strategies.commands import AcquireLease, ReleaseLease, RenewLease, WatchLease
+from harmony.strategies.events import (
     AcquireFailed,
-    AcquireLease,
     LeaseAcquired,
     LeaseObservedGone,
     LeaseObservedHeld,
@@ -28,11 +28,8 @@ from harmony.strategies import (
     LeaseReleased,
     LeaseRenewed,
     ReleaseFailed,
-    ReleaseLease,
     RenewFailed,
-    RenewLease,
     RenewRefused,
-    WatchLease,
 )
 
 log = logging.getLogger(__name__)

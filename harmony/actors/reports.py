@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Final
 
 from harmony.actors.drivers import DriverEvent, DriverState
-from harmony.strategies import (
+from harmony.strategies.events import (
+    Event,
     WorkloadExited,
     WorkloadFenced,
     WorkloadStarted,
     WorkloadStopped,
     WorkloadUnknown,
 )
-from harmony.strategies.events import Event
 
 DRIVER_EVENTS: Final[
     dict[DriverState, type[WorkloadStarted | WorkloadStopped | WorkloadFenced]]

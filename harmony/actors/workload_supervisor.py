@@ -32,36 +32,40 @@ from harmony.actors.timers import Timer
 from harmony.actors.workload import DriverReport, WorkloadActor
 from harmony.config import WorkloadConfig
 from harmony.strategies import (
-    AcquireLease,
     Command,
-    Copy,
     Decision,
+    Event,
     FailoverTopology,
-    FenceCopy,
-    LeaseActorRestarted,
-    MoveRequested,
     Params,
-    PartitionHealed,
-    PeerAlive,
-    PeerCopiesSeen,
-    PeerSilent,
-    PeerSuspect,
+    Phase,
+    strategy_for,
+)
+from harmony.strategies.commands import (
+    AcquireLease,
+    FenceCopy,
     Promote,
     RecordDivergence,
     RecordEvent,
     ReleaseLease,
     RenewLease,
-    ShutdownRequested,
     StartCopy,
     StopCopy,
-    Tick,
     WatchLease,
+)
+from harmony.strategies.events import (
+    Copy,
+    LeaseActorRestarted,
+    MoveRequested,
+    PartitionHealed,
+    PeerAlive,
+    PeerCopiesSeen,
+    PeerSilent,
+    PeerSuspect,
+    ShutdownRequested,
+    Tick,
     WorkloadExited,
     WorkloadUnknown,
-    strategy_for,
 )
-from harmony.strategies.events import Event
-from harmony.strategies.tables import Phase
 
 log = logging.getLogger(__name__)
 

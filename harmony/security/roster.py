@@ -25,7 +25,7 @@ import msgspec
 import nkeys
 import tomli_w
 
-from harmony.config import NAME_RE, ROSTER_FILE, ConfigError
+from harmony.config import NAME_RE, ROSTER_FILE, ConfigError, read_source
 
 Role = Literal["operator", "reader"]
 ROLES: tuple[Role, ...] = ("operator", "reader")
@@ -109,12 +109,7 @@ def check(roster: Roster, source: str | Path) -> None:
 
 
 def load_roster(path: str | Path) -> Roster:
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise ConfigError(p, "", f"cannot read the roster: {e.strerror or e}") from None
-    return parse_roster(raw, p)
+    return parse_roster(read_source(path, what="the roster"), Path(path))
 
 
 def dump_roster(roster: Roster) -> str:

@@ -20,6 +20,12 @@ from typing import Literal, get_args
 import msgspec
 
 from harmony.config import Timings
+from harmony.strategies.names import (
+    DEFAULT_RECONCILE,
+    DEFAULT_STRATEGY,
+    ReconcilePolicy,
+    StrategyName,
+)
 
 SIGNALS = ("KILL", "TERM", "INT")
 FlagName = Literal["probe-fail", "stop-fail", "fence-hang", "start-fail"]
@@ -41,10 +47,10 @@ class WorkloadSpec(_S, kw_only=True):
     """
 
     name: str
-    strategy: Literal["absolute-consistency", "split-brain-allowed"] = "absolute-consistency"
+    strategy: StrategyName = DEFAULT_STRATEGY
     primary: str
     standbys: list[str] = []
-    reconcile: Literal["keep-original", "keep-replacement", "best-score"] = "keep-original"
+    reconcile: ReconcilePolicy = DEFAULT_RECONCILE
     command: list[str] = []
     driver: Literal["process", "hooks"] = "process"
     probe_interval: float = 0.5

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import msgspec
 
+from harmony.config import read_source
 from harmony.sim.scenario import Scenario
 from harmony.sim.validation import first_problem
 
@@ -27,12 +28,7 @@ class ScenarioError(Exception):
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise ScenarioError(p, "", f"cannot read: {e.strerror or e}") from None
-    return parse_scenario(text, p)
+    return parse_scenario(read_source(path, ScenarioError).decode(), Path(path))
 
 
 def parse_scenario(text: str, source: str | Path = "<string>") -> Scenario:

@@ -12,9 +12,10 @@ from typing import Never
 
 import msgspec
 
-from harmony.config import NAME_RE, timing_problem, uses_lease
+from harmony.config import NAME_RE, timing_problem
 from harmony.sim import scenario
 from harmony.sim.scenario import FAULT_KINDS, HOOK_FAULTS, SIGNALS, Scenario, Step
+from harmony.strategies import uses_lease
 
 Problem = tuple[str, str] | None
 SIZE_RE = re.compile(r"^[1-9][0-9]*[KMG]?$")

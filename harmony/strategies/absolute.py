@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from harmony.strategies import events as ev
-from harmony.strategies.base import FailoverStrategy
+from harmony.strategies.base import COMMON_FOLDS, FailoverStrategy
 from harmony.strategies.commands import (
     AcquireLease,
     Command,
@@ -54,6 +54,7 @@ class AbsoluteConsistency(FailoverStrategy):
     """Lease-fenced failover. Refuses unsafe timings unless ``check=False`` (tests only)."""
 
     name = "absolute-consistency"
+    abbreviation = "AC"
     uses_lease = True
 
     def __init__(self, params: Params | None = None, *, check: bool = True, **timing: Any):
@@ -85,19 +86,22 @@ class AbsoluteConsistency(FailoverStrategy):
         after_rank = lease.seen_since + self.rank(state) * self.params.rank_delay
         return max(after_rank, state.cooldown_until, lease.retry_at)
 
-    # -- events ----------------------------------------------------------------------------
-    def _absorb(
-        self, state: WorkloadState, event: ev.Event, now: float, out: list[Command]
+    # -- events (the rows of `folds`, below the class) ------------------------------------
+    def _lease(
+        self, state: WorkloadState, event: ev.LeaseEvent, now: float, out: list[Command]
     ) -> WorkloadState:
-        handler = LEASE_HANDLERS.get(type(event))
-        if handler is None:
-            return state
-        state = handler(state, event, self.params, now, out)
-        if isinstance(event, ev.LeaseObservedGone):
-            at = self.acquire_at(state)
-            if at is not None:
-                why = f"lease gone; rank {self.rank(state)} among live sites: try at {at:.3f}"
-                out.append(RecordEvent("lease-gone", why))
+        """A lease answer or observation: `LEASE_HANDLERS` updates the lease facts."""
+        return LEASE_HANDLERS[type(event)](state, event, self.params, now, out)
+
+    def _lease_gone(
+        self, state: WorkloadState, event: ev.LeaseObservedGone, now: float, out: list[Command]
+    ) -> WorkloadState:
+        """As `_lease`, and say when this site will try to take the lease."""
+        state = self._lease(state, event, now, out)
+        at = self.acquire_at(state)
+        if at is not None:
+            why = f"lease gone; rank {self.rank(state)} among live sites: try at {at:.3f}"
+            out.append(RecordEvent("lease-gone", why))
         return state
 
     def _moving(self, state: WorkloadState, out: list[Command]) -> WorkloadState:
@@ -165,17 +169,16 @@ class AbsoluteConsistency(FailoverStrategy):
             may_acquire=at is not None and now >= at and not state.driver.unknown,
         )
         request, why = first_match(LEASE_RULES, lf)
-        if request is None:
-            return state
         cmd: Command
-        if request is LeaseAct.ACQUIRE:
-            cmd = AcquireLease(lease.seen_revision, f"{why} (rank {self.rank(state)})")
-        elif request is LeaseAct.RENEW and lease.revision is not None:
-            cmd = RenewLease(lease.revision, f"{why}; fence deadline {self._deadline(state)}")
-        elif request is LeaseAct.RELEASE and lease.revision is not None:
-            cmd = ReleaseLease(lease.revision, why)
-        else:  # pragma: no cover - the tables never ask this
-            return state
+        match request, lease.revision:
+            case LeaseAct.ACQUIRE, _:
+                cmd = AcquireLease(lease.seen_revision, f"{why} (rank {self.rank(state)})")
+            case LeaseAct.RENEW, int(revision):
+                cmd = RenewLease(revision, f"{why}; fence deadline {self._deadline(state)}")
+            case LeaseAct.RELEASE, int(revision):
+                cmd = ReleaseLease(revision, why)
+            case _:  # no request due (RENEW and RELEASE are only asked of a holder)
+                return state
         out.append(cmd)
         lease = replace(lease, pending=request, pending_since=now)
         if request is LeaseAct.RENEW:
@@ -247,3 +250,12 @@ class AbsoluteConsistency(FailoverStrategy):
         yield self._failback_at(state)
         yield self._stale_at(state)
         yield self._fence_retry_at(state)
+
+
+AbsoluteConsistency.folds = {
+    **COMMON_FOLDS,
+    **{event: AbsoluteConsistency._lease for event in LEASE_HANDLERS},
+    ev.LeaseObservedGone: AbsoluteConsistency._lease_gone,
+    ev.PeerCopiesSeen: AbsoluteConsistency._unchanged,  # reconciles nothing: one copy, ever
+    ev.PartitionHealed: AbsoluteConsistency._unchanged,  # the lease decides, not the heal
+}

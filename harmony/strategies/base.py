@@ -1,18 +1,20 @@
 """`FailoverStrategy`: the sans-I/O step shared by all strategies.
 
 ``decision = strategy.step(decision.state, event, now)``: the actor feeds events in, carries
-the commands out in order, and delivers a `Tick` at `decision.wake_at`. The step folds what
-every strategy cares about (peers, driver reports, shutdown) and leaves the rest to the
-subclass, which reads its rules from `tables`.
+the commands out in order, and delivers a `Tick` at `decision.wake_at`. Each strategy lists
+every event type it takes in its `folds` table (the rows every strategy shares are
+`COMMON_FOLDS`), so an event class leads to its handler by plain search, and an event a
+strategy does not take is an error (`UnknownEvent`), never a silent drop. Then the subclass
+reads its rules from `tables`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import ClassVar
+from typing import Any, ClassVar, Final
 
 from harmony.strategies import events as ev
 from harmony.strategies.commands import (
@@ -23,6 +25,7 @@ from harmony.strategies.commands import (
     StartCopy,
     StopCopy,
 )
+from harmony.strategies.names import StrategyName
 from harmony.strategies.params import Params
 from harmony.strategies.state import Decision, DriverView, Peer, WorkloadState
 from harmony.strategies.tables import DRIVER_REPORTS, FENCE_RETRY, Act, PeerStatus, Phase
@@ -30,22 +33,37 @@ from harmony.strategies.topology import FailoverTopology
 
 replace = dataclasses.replace
 
-_PEER_STATUS = {ev.PeerAlive: PeerStatus.ALIVE, ev.PeerSuspect: PeerStatus.SUSPECT}
-_REPORTS: dict[type, str] = {
+PEER_STATUS: Final[Mapping[type, PeerStatus]] = {
+    ev.PeerAlive: PeerStatus.ALIVE,
+    ev.PeerSuspect: PeerStatus.SUSPECT,
+    ev.PeerSilent: PeerStatus.SILENT,
+}
+REPORT_KINDS: Final[Mapping[type, str]] = {  # driver reports, as `DRIVER_REPORTS` names them
     ev.WorkloadStarted: "started",
     ev.WorkloadStopped: "stopped",
     ev.WorkloadFenced: "fenced",
 }
 
+Fold = Callable[[Any, WorkloadState, Any, float, list[Command]], WorkloadState]
+"""(strategy, state, event, now, out) -> state: how one event type folds into the state."""
+
+
+class UnknownEvent(TypeError):
+    """An event type the strategy does not take: the caller's bug, refused loudly."""
+
 
 class FailoverStrategy(ABC):
     """One failover strategy, configured by `Params`; holds no per-site state itself."""
 
-    name: ClassVar[str]
+    name: ClassVar[StrategyName]
+    abbreviation: ClassVar[str]
+    """A short name for narrow displays (the TUI's tree)."""
     uses_lease: ClassVar[bool] = False
     """The workload runs under a lease (and so its tokened copies under a tether)."""
     announces_copies: ClassVar[bool] = False
     """Sites announce their running copies in heartbeats and reconcile on them."""
+    folds: ClassVar[Mapping[type, Fold]]
+    """Every event type the strategy takes -> how it folds it into the state."""
 
     def __init__(self, params: Params | None = None) -> None:
         self.params = params if params is not None else Params()
@@ -60,13 +78,16 @@ class FailoverStrategy(ABC):
         return self._evaluate(state, now, list(self._boot(state)))
 
     def step(self, state: WorkloadState, event: ev.Event, now: float) -> Decision:
-        """Fold `event` in at time `now` and decide. Pure: same inputs, same decision."""
+        """Fold `event` in at time `now` and decide. Pure: same inputs, same decision.
+
+        Raises `UnknownEvent` for an event type missing from `folds`."""
+        fold = self.folds.get(type(event))
+        if fold is None:
+            raise UnknownEvent(f"{type(self).__name__} takes no {type(event).__name__} event")
         if state.done:
             return Decision(state)
         out: list[Command] = []
-        state = self._absorb_common(state, event, now, out)
-        state = self._absorb(state, event, now, out)
-        return self._evaluate(state, now, out)
+        return self._evaluate(fold(self, state, event, now, out), now, out)
 
     # -- for subclasses ------------------------------------------------------------------
     def _boot(self, state: WorkloadState) -> Iterable[Command]:
@@ -75,12 +96,6 @@ class FailoverStrategy(ABC):
     def _boot_driver(self) -> DriverView:
         """What the core assumes about this site's copy before any driver report."""
         return DriverView()
-
-    @abstractmethod
-    def _absorb(
-        self, state: WorkloadState, event: ev.Event, now: float, out: list[Command]
-    ) -> WorkloadState:
-        """Fold the strategy's own events into the state."""
 
     @abstractmethod
     def _act(self, state: WorkloadState, now: float, out: list[Command]) -> WorkloadState:
@@ -113,37 +128,49 @@ class FailoverStrategy(ABC):
     def _released(self, state: WorkloadState) -> bool:
         return state.lease.revision is None and state.lease.pending is None
 
-    def _absorb_common(
+    # -- folds (the rows of `COMMON_FOLDS`) ------------------------------------------------
+    def _unchanged(
         self, state: WorkloadState, event: ev.Event, now: float, out: list[Command]
     ) -> WorkloadState:
-        if isinstance(event, ev.PeerAlive | ev.PeerSuspect | ev.PeerSilent):
-            status = _PEER_STATUS.get(type(event), PeerStatus.SILENT)
-            old = state.peers.get(event.site)
-            if event.site == state.site or (old is not None and old.status is status):
-                return state
-            peers = {**state.peers, event.site: Peer(status, now)}
-            return replace(state, peers=MappingProxyType(peers))
-        if isinstance(event, ev.MoveRequested):
-            if event.target not in state.topology:
-                out.append(RecordEvent("move-refused", f"{event.target} is not in the topology"))
-                return state
-            out.append(RecordEvent("move", f"operator moves the workload to {event.target}"))
-            topology = state.topology.preferring(event.target)
-            return self._moving(replace(state, topology=topology, moved_to=event.target), out)
-        if isinstance(event, ev.ShutdownRequested):
-            if not state.shutting_down:
-                out.append(RecordEvent("shutdown", "graceful shutdown requested"))
-            return replace(state, shutting_down=True)
-        if isinstance(event, ev.WorkloadPromoted):
-            return state
-        if isinstance(event, ev.WorkloadUnknown):
-            return self._unknown(state, event.reason, now, out)
-        if isinstance(event, ev.WorkloadExited):
-            return self._exited(state, event, now, out)
-        kind = _REPORTS.get(type(event))
-        if kind is not None:
-            return self._report(state, kind, now, out)
+        """Nothing to fold: the rules decide again on the same facts (a `Tick`, say)."""
         return state
+
+    def _peer(
+        self, state: WorkloadState, event: ev.PeerEvent, now: float, out: list[Command]
+    ) -> WorkloadState:
+        status = PEER_STATUS[type(event)]
+        old = state.peers.get(event.site)
+        if event.site == state.site or (old is not None and old.status is status):
+            return state
+        peers = {**state.peers, event.site: Peer(status, now)}
+        return replace(state, peers=MappingProxyType(peers))
+
+    def _move(
+        self, state: WorkloadState, event: ev.MoveRequested, now: float, out: list[Command]
+    ) -> WorkloadState:
+        if event.target not in state.topology:
+            out.append(RecordEvent("move-refused", f"{event.target} is not in the topology"))
+            return state
+        out.append(RecordEvent("move", f"operator moves the workload to {event.target}"))
+        topology = state.topology.preferring(event.target)
+        return self._moving(replace(state, topology=topology, moved_to=event.target), out)
+
+    def _shutdown(
+        self, state: WorkloadState, event: ev.ShutdownRequested, now: float, out: list[Command]
+    ) -> WorkloadState:
+        if not state.shutting_down:
+            out.append(RecordEvent("shutdown", "graceful shutdown requested"))
+        return replace(state, shutting_down=True)
+
+    def _reported(
+        self, state: WorkloadState, event: ev.DriverEvent, now: float, out: list[Command]
+    ) -> WorkloadState:
+        return self._report(state, REPORT_KINDS[type(event)], now, out)
+
+    def _unknown_reported(
+        self, state: WorkloadState, event: ev.WorkloadUnknown, now: float, out: list[Command]
+    ) -> WorkloadState:
+        return self._unknown(state, event.reason, now, out)
 
     def _unknown(
         self, state: WorkloadState, reason: str, now: float, out: list[Command]
@@ -212,27 +239,48 @@ class FailoverStrategy(ABC):
         """The command for `act`, and the state with the phase moved optimistically."""
         d = state.driver
         cmd: Command
-        if act is Act.START_ACTIVE and token is not None:
-            cmd = StartCopy(token, why)
-            d = DriverView(Phase.STARTING, active=True, token=token, started_at=now)
-        elif act is Act.PROMOTE and token is not None:
-            cmd = Promote(token, why)
-            d = replace(d, active=True, token=token)
-        elif act in (Act.START, Act.START_PASSIVE):
-            cmd = StartCopy(None, why, passive=act is Act.START_PASSIVE)
-            d = DriverView(Phase.STARTING, started_at=now)
-        elif act is Act.STOP:
-            cmd = StopCopy(why)
-            d = replace(d, phase=Phase.STOPPING)
-        elif act is Act.FENCE:
-            cmd = FenceCopy(why)
-            attempts = d.fence_attempts + 1 if d.unknown else 0
-            d = replace(d, phase=Phase.FENCING, fence_attempts=attempts)
-        else:
-            raise ValueError(f"cannot {act} without a token")
+        match act:
+            case Act.START_ACTIVE if token is not None:
+                cmd = StartCopy(token, why)
+                d = DriverView(Phase.STARTING, active=True, token=token, started_at=now)
+            case Act.PROMOTE if token is not None:
+                cmd = Promote(token, why)
+                d = replace(d, active=True, token=token)
+            case Act.START | Act.START_PASSIVE:
+                cmd = StartCopy(None, why, passive=act is Act.START_PASSIVE)
+                d = DriverView(Phase.STARTING, started_at=now)
+            case Act.STOP:
+                cmd = StopCopy(why)
+                d = replace(d, phase=Phase.STOPPING)
+            case Act.FENCE:
+                cmd = FenceCopy(why)
+                attempts = d.fence_attempts + 1 if d.unknown else 0
+                d = replace(d, phase=Phase.FENCING, fence_attempts=attempts)
+            case _:
+                raise ValueError(f"cannot {act} without a token")
         return replace(state, driver=d), cmd
 
 
 def fence_backoff(attempts: int) -> float:
     """Seconds before fence attempt `attempts` + 1 of a copy whose state is unknown."""
     return float(min(FENCE_RETRY["max"], FENCE_RETRY["base"] * 2 ** max(0, attempts - 1)))
+
+
+COMMON_FOLDS: Final[Mapping[type, Fold]] = {
+    # event                      fold
+    ev.PeerAlive: FailoverStrategy._peer,
+    ev.PeerSuspect: FailoverStrategy._peer,
+    ev.PeerSilent: FailoverStrategy._peer,
+    ev.MoveRequested: FailoverStrategy._move,
+    ev.ShutdownRequested: FailoverStrategy._shutdown,
+    ev.WorkloadStarted: FailoverStrategy._reported,
+    ev.WorkloadStopped: FailoverStrategy._reported,
+    ev.WorkloadFenced: FailoverStrategy._reported,
+    ev.WorkloadExited: FailoverStrategy._exited,
+    ev.WorkloadUnknown: FailoverStrategy._unknown_reported,
+    ev.WorkloadPromoted: FailoverStrategy._unchanged,  # the phase moved when Promote was sent
+    ev.Tick: FailoverStrategy._unchanged,  # time passed: the rules decide again
+}
+"""The events every strategy takes, and how they fold (a strategy's `folds` adds its own
+rows). A strategy changes these through the hooks they call (`_moving`, `_copy_failed`)
+or by a row of its own, never by overriding a method named here."""

@@ -77,12 +77,8 @@ def acquired(
         unconfirmed_since=None,
         next_attempt_at=e.sent_at + p.renew_interval,
     )
-    deadline = e.sent_at + p.fence_offset
-    out.append(
-        RecordEvent(
-            "lease-acquired", f"lease acquired, token {e.revision}; fence deadline {deadline:.3f}"
-        )
-    )
+    why = f"lease acquired, token {e.revision}; fence deadline {e.sent_at + p.fence_offset:.3f}"
+    out.append(RecordEvent("lease-acquired", why))
     return replace(s, lease=lease)
 
 
@@ -107,11 +103,8 @@ def renewed(s: WorkloadState, e: ev.LeaseRenewed, p: Params, now: float, out: Ou
         # The copy of the old token was fenced at the deadline: the next one starts with a
         # token no earlier copy ever had, so a guard can tell the two apart.
         lease = replace(lease, token=e.revision)
-        out.append(
-            RecordEvent(
-                "lease-renewed", f"renewed after the fence deadline: token now {e.revision}"
-            )
-        )
+        why = f"renewed after the fence deadline: token now {e.revision}"
+        out.append(RecordEvent("lease-renewed", why))
     return replace(s, lease=lease)
 
 

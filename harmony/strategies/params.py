@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from typing import Any
 
-from harmony.strategies.tables import RECONCILE_POLICIES
+from harmony.strategies.names import DEFAULT_RECONCILE, RECONCILE_POLICIES, ReconcilePolicy
 from harmony.strategies.timing import (
     RECOMMENDED_FENCE_MARGIN,
+    RECOMMENDED_HEARTBEAT_INTERVAL,
     RECOMMENDED_LEASE_TTL,
     RECOMMENDED_RENEW_INTERVAL,
     RECOMMENDED_STOP_GRACE,
+    SiteTimings,
     check_timings,
 )
-
-
-class HasTimings(Protocol):
-    """Anything with the timing attributes of `harmony.config.Timings` (duck-typed)."""
-
-    @property
-    def lease_ttl(self) -> float: ...
-    @property
-    def renew_interval(self) -> float: ...
-    @property
-    def fence_margin(self) -> float: ...
-    @property
-    def stop_grace(self) -> float: ...
-    @property
-    def heartbeat_interval(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +34,13 @@ class Params:
     renew_interval: float = RECOMMENDED_RENEW_INTERVAL
     fence_margin: float = RECOMMENDED_FENCE_MARGIN
     stop_grace: float = RECOMMENDED_STOP_GRACE
-    heartbeat_interval: float = 0.5
+    heartbeat_interval: float = RECOMMENDED_HEARTBEAT_INTERVAL
     rank_delay: float = 1.0
     failed_cooldown: float = 10.0
     sync_grace: float = 2.0
     failback: bool = False
     failback_after: float = 30.0
-    reconcile: str = "keep-original"
+    reconcile: ReconcilePolicy = DEFAULT_RECONCILE
 
     def __post_init__(self) -> None:
         if self.reconcile not in RECONCILE_POLICIES:
@@ -80,7 +67,7 @@ class Params:
         )
 
     @classmethod
-    def from_timings(cls, timings: HasTimings, **options: Any) -> Params:
+    def from_timings(cls, timings: SiteTimings, **options: Any) -> Params:
         """Build from a config `Timings` (or anything alike) plus workload options."""
         names = ("lease_ttl", "renew_interval", "fence_margin", "stop_grace", "heartbeat_interval")
         known = {f.name for f in fields(cls)}

@@ -1,19 +1,19 @@
-"""Strategy lookup by the public configuration names."""
+"""Strategy lookup by the public configuration names (listed once, in `names`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 from harmony.strategies.absolute import AbsoluteConsistency
 from harmony.strategies.base import FailoverStrategy
+from harmony.strategies.names import STRATEGY_NAMES
 from harmony.strategies.params import Params
 from harmony.strategies.split_brain import SplitBrainAllowed
 
-STRATEGIES: Final[dict[str, type[FailoverStrategy]]] = {
-    AbsoluteConsistency.name: AbsoluteConsistency,
-    SplitBrainAllowed.name: SplitBrainAllowed,
+STRATEGIES: Final[Mapping[str, type[FailoverStrategy]]] = {
+    cls.name: cls for cls in (AbsoluteConsistency, SplitBrainAllowed)
 }
-STRATEGY_NAMES: Final[tuple[str, ...]] = tuple(STRATEGIES)
 
 
 def strategy_for(name: str, params: Params | None = None) -> FailoverStrategy:
@@ -33,3 +33,9 @@ def uses_lease(name: str) -> bool:
     """Whether workloads of strategy `name` run under a lease (and need the lease bucket)."""
     cls = STRATEGIES.get(name)
     return cls is not None and cls.uses_lease
+
+
+def abbreviation(name: str) -> str:
+    """A strategy's short name for narrow displays (``AC``, ``SBA``); an unknown name as is."""
+    cls = STRATEGIES.get(name)
+    return name if cls is None else cls.abbreviation

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from typing import get_args
 
 from harmony.strategies import events as ev
-from harmony.strategies.base import FailoverStrategy
+from harmony.strategies.base import COMMON_FOLDS, FailoverStrategy
 from harmony.strategies.commands import Command, RecordDivergence, RecordEvent
 from harmony.strategies.state import WorkloadState
 from harmony.strategies.tables import (
@@ -35,16 +36,20 @@ class SplitBrainAllowed(FailoverStrategy):
     """Availability first: replacements on silence, a named reconcile policy on heal."""
 
     name = "split-brain-allowed"
+    abbreviation = "SBA"
     announces_copies = True
 
-    def _absorb(
-        self, state: WorkloadState, event: ev.Event, now: float, out: list[Command]
+    # -- events (the rows of `folds`, below the class) ------------------------------------
+    def _copies_seen(
+        self, state: WorkloadState, event: ev.PeerCopiesSeen, now: float, out: list[Command]
     ) -> WorkloadState:
-        if isinstance(event, ev.PeerCopiesSeen):
-            return replace(state, copies=event.copies, synced=True)
-        if isinstance(event, ev.PartitionHealed):
-            sites = ", ".join(event.sites) or "peers"
-            out.append(RecordEvent("healed", f"{sites} reachable again; reconcile on copies seen"))
+        return replace(state, copies=event.copies, synced=True)
+
+    def _healed(
+        self, state: WorkloadState, event: ev.PartitionHealed, now: float, out: list[Command]
+    ) -> WorkloadState:
+        sites = ", ".join(event.sites) or "peers"
+        out.append(RecordEvent("healed", f"{sites} reachable again; reconcile on copies seen"))
         return state
 
     # -- facts -----------------------------------------------------------------------------
@@ -117,3 +122,11 @@ class SplitBrainAllowed(FailoverStrategy):
             yield state.booted_at + self.params.sync_grace
         yield state.cooldown_until
         yield self._fence_retry_at(state)
+
+
+SplitBrainAllowed.folds = {
+    **COMMON_FOLDS,
+    **{event: SplitBrainAllowed._unchanged for event in get_args(ev.LeaseEvent)},  # no lease
+    ev.PeerCopiesSeen: SplitBrainAllowed._copies_seen,
+    ev.PartitionHealed: SplitBrainAllowed._healed,
+}

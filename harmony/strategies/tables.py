@@ -9,7 +9,8 @@ few booleans, then (3) reads the tables below, top to bottom, first match wins:
 * `DRIVER_REPORTS`: how a driver report moves the phase (reports are facts; ``unknown``
   is the one report that means "may still run");
 * `FENCE_RETRY`: how long a fence of a copy in an unknown state waits before it is retried;
-* `RECONCILE_KEYS`: which copy survives a split brain (smallest key wins).
+* `RECONCILE_KEYS`: which copy survives a split brain (smallest key wins); one row per
+  policy of `names.ReconcilePolicy`.
 
 Being level-triggered (facts in, commands out) keeps it idempotent: a repeated `Tick` or a
 duplicated event never sends a command twice, because the optimistic phase already moved.
@@ -23,6 +24,7 @@ from enum import StrEnum
 from typing import Final, TypeVar
 
 from harmony.strategies.events import Copy
+from harmony.strategies.names import ReconcilePolicy
 
 
 class Phase(StrEnum):
@@ -201,12 +203,11 @@ SBA_GOALS: Final[tuple[tuple[Callable[[SbaFacts], bool], Goal, str], ...]] = (
 )
 
 # -- reconcile: (copy, topology rank) -> sort key; the smallest key survives. -----------------
-RECONCILE_KEYS: Final[Mapping[str, Callable[[Copy, int], tuple[float, int]]]] = {
+RECONCILE_KEYS: Final[Mapping[ReconcilePolicy, Callable[[Copy, int], tuple[float, int]]]] = {
     "keep-original": lambda c, rank: (c.started_at, rank),  # first started survives
     "keep-replacement": lambda c, rank: (-c.started_at, rank),  # last started survives
     "best-score": lambda c, rank: (-c.score, rank),  # highest score survives
 }
-RECONCILE_POLICIES: Final[tuple[str, ...]] = tuple(RECONCILE_KEYS)
 
 F = TypeVar("F")
 R = TypeVar("R")

@@ -41,12 +41,35 @@ declared silent before that, or the first standby defers to a dead primary.
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
 
-RECOMMENDED_LEASE_TTL = 8.0
-RECOMMENDED_RENEW_INTERVAL = 1.0
-RECOMMENDED_FENCE_MARGIN = 2.5
-RECOMMENDED_STOP_GRACE = 1.5
+# The recommended (and default) timings: a site config's [timings] and `Params` start here.
+RECOMMENDED_LEASE_TTL: Final = 8.0
+RECOMMENDED_RENEW_INTERVAL: Final = 1.0
+RECOMMENDED_FENCE_MARGIN: Final = 2.5
+RECOMMENDED_STOP_GRACE: Final = 1.5
+RECOMMENDED_HEARTBEAT_INTERVAL: Final = 0.5
+RECOMMENDED_SILENT_AFTER: Final = 2.5
+"""In heartbeat intervals, as in the site config."""
+RECOMMENDED_CLOCK_SKEW: Final = 0.0
+
+# The allowances the inequalities assume; `FenceBudget` shows the same numbers.
+FENCE_SLACK: Final = 0.5
+CLOCK_DRIFT: Final = 1e-3
+MIN_RENEW_ATTEMPTS: Final = 3
+
+
+class SiteTimings(Protocol):
+    """The timing attributes of a site config's `Timings` (or anything alike)."""
+
+    lease_ttl: float
+    renew_interval: float
+    fence_margin: float
+    stop_grace: float
+    heartbeat_interval: float
+    silent_after: float
+    clock_skew: float
 
 
 def check_timings(
@@ -56,11 +79,11 @@ def check_timings(
     stop_grace: float,
     heartbeat_interval: float,
     *,
-    silent_after: float = 2.5,
-    fence_slack: float = 0.5,
-    clock_drift: float = 1e-3,
-    clock_skew: float = 0.0,
-    min_renew_attempts: int = 3,
+    silent_after: float = RECOMMENDED_SILENT_AFTER,
+    fence_slack: float = FENCE_SLACK,
+    clock_drift: float = CLOCK_DRIFT,
+    clock_skew: float = RECOMMENDED_CLOCK_SKEW,
+    min_renew_attempts: int = MIN_RENEW_ATTEMPTS,
     request_timeout: float | None = None,
     failover_target: float | None = None,
     election_time: float = 9.0,
@@ -148,6 +171,58 @@ def check_timings(
                 f"failover_target ({failover_target:g} s), leaving time for the driver to start"
             )
     return problems
+
+
+def site_timing_problems(t: SiteTimings) -> list[str]:
+    """`check_timings` of a site config's timings, with the default allowances."""
+    return check_timings(
+        t.lease_ttl,
+        t.renew_interval,
+        t.fence_margin,
+        t.stop_grace,
+        t.heartbeat_interval,
+        silent_after=t.silent_after,
+        clock_skew=t.clock_skew,
+    )
+
+
+@dataclass(frozen=True)
+class FenceBudget:
+    """The safety inequality of `check_timings` in numbers, for people to read:
+    ``fence_margin > stop_grace + fence_slack + clock`` (clock = 2 x drift x lease_ttl + skew)."""
+
+    fence_margin: float
+    stop_grace: float
+    fence_slack: float
+    clock: float
+    renew_attempts: int
+    """Renewals sent before the fence deadline (check_timings wants `min_renew_attempts`)."""
+    min_renew_attempts: int
+
+    @property
+    def margin(self) -> float:
+        return self.fence_margin - self.stop_grace - self.fence_slack - self.clock
+
+    def __str__(self) -> str:
+        op = ">" if self.margin > 0 else "<="
+        return (
+            f"fence_margin {self.fence_margin:g} s {op} stop_grace {self.stop_grace:g} "
+            f"+ fence_slack {self.fence_slack:g} + clock allowance {self.clock:.3g} s "
+            f"(margin {self.margin:.2f} s)"
+        )
+
+
+def fence_budget(t: SiteTimings) -> FenceBudget:
+    """The numbers `site_timing_problems` judges, with the same allowances."""
+    deadline = t.lease_ttl - t.fence_margin
+    return FenceBudget(
+        fence_margin=t.fence_margin,
+        stop_grace=t.stop_grace,
+        fence_slack=FENCE_SLACK,
+        clock=2 * CLOCK_DRIFT * t.lease_ttl + t.clock_skew,
+        renew_attempts=max(0, math.ceil(deadline / t.renew_interval) - 1),
+        min_renew_attempts=MIN_RENEW_ATTEMPTS,
+    )
 
 
 def worst_case_takeover(

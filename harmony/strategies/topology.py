@@ -6,7 +6,16 @@ ask it three questions: is a site in it, what is its rank, and who comes before 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+
+def repeated_site(sites: Sequence[str]) -> str | None:
+    """Why `sites` (primary first, then standbys) repeat themselves, or None: the one check
+    that a strategy's topology and a site config's ``[topology]`` both make."""
+    if len(set(sites)) != len(sites):
+        return "a site appears twice in primary + standbys"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +36,9 @@ class FailoverTopology:
             raise ValueError("topology needs a primary site")
         if any(not s for s in self.standbys):
             raise ValueError("standby site names must not be empty")
-        if len(set(self.sites)) != len(self.sites):
-            raise ValueError(f"a site appears twice in primary + standbys: {self.sites}")
+        problem = repeated_site(self.sites)
+        if problem is not None:
+            raise ValueError(f"{problem}: {self.sites}")
 
     @classmethod
     def of(cls, primary: str, *standbys: str, warm: bool = False) -> FailoverTopology:

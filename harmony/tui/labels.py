@@ -13,6 +13,7 @@ from rich.text import Text
 
 from harmony.actors.journal import JournalEvent
 from harmony.actors.messages import ActorInfo, PeerInfo
+from harmony.strategies.registry import abbreviation
 from harmony.textsafe import redact_url
 from harmony.tui.model import PEER_PREFIX, Key, MeshModel, SiteView
 
@@ -47,7 +48,6 @@ KIND_LABEL = {
     "workload": "run",
 }
 
-STRATEGY_SHORT = {"absolute-consistency": "AC", "split-brain-allowed": "SBA"}
 ALARM = "bold white on red"
 """A copy whose state is unknown (it may run): what an operator must see at once."""
 
@@ -137,7 +137,7 @@ def actor_label(info: ActorInfo, view: SiteView, now: float) -> Text:
     d = info.detail
     if info.kind == "workload-supervisor":
         label = Text.assemble((name, "bold"), " ")
-        label.append(STRATEGY_SHORT.get(d.get("strategy", ""), d.get("strategy", "")), "cyan")
+        label.append(abbreviation(d.get("strategy", "")), "cyan")
         if d.get("role"):
             label.append(f" {d['role']}", "bold")
         label.append(" ")

@@ -10,13 +10,10 @@ from harmony.strategies import (
     Event,
     FailoverStrategy,
     FailoverTopology,
-    FenceCopy,
-    RecordDivergence,
-    RecordEvent,
-    Tick,
-    WorkloadFenced,
     WorkloadState,
 )
+from harmony.strategies.commands import FenceCopy, RecordDivergence, RecordEvent
+from harmony.strategies.events import Tick, WorkloadFenced
 
 TOPO = FailoverTopology.of("a", "b", "c")
 

@@ -8,7 +8,8 @@ leaves a marker; nothing commits while the stream has no leader.
 
 from __future__ import annotations
 
-from harmony.strategies import Event, LeaseObservedGone, LeaseObservedHeld
+from harmony.strategies import Event
+from harmony.strategies.events import LeaseObservedGone, LeaseObservedHeld
 
 
 class Store:

@@ -23,32 +23,31 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from harmony.strategies import (
-    AbsoluteConsistency,
-    AcquireFailed,
+from harmony.strategies import Command, Event, FailoverTopology, Params
+from harmony.strategies.absolute import AbsoluteConsistency
+from harmony.strategies.commands import (
     AcquireLease,
-    Command,
-    Event,
-    FailoverTopology,
     FenceCopy,
+    Promote,
+    ReleaseLease,
+    RenewLease,
+    StartCopy,
+    StopCopy,
+    WatchLease,
+)
+from harmony.strategies.events import (
+    AcquireFailed,
     LeaseAcquired,
     LeaseActorRestarted,
     LeaseRead,
     LeaseReleased,
     LeaseRenewed,
-    Params,
     PeerAlive,
     PeerSilent,
-    Promote,
     ReleaseFailed,
-    ReleaseLease,
     RenewFailed,
-    RenewLease,
     RenewRefused,
-    StartCopy,
-    StopCopy,
     Tick,
-    WatchLease,
     WorkloadExited,
     WorkloadFenced,
     WorkloadStarted,

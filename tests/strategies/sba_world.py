@@ -10,29 +10,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harmony.strategies import (
+from harmony.strategies import Command, Event, FailoverTopology, Params
+from harmony.strategies.commands import (
     AcquireLease,
-    Command,
-    Copy,
-    Event,
-    FailoverTopology,
     FenceCopy,
-    Params,
-    PeerAlive,
-    PeerCopiesSeen,
-    PeerSilent,
     Promote,
     ReleaseLease,
     RenewLease,
-    SplitBrainAllowed,
     StartCopy,
     StopCopy,
-    Tick,
     WatchLease,
+)
+from harmony.strategies.events import (
+    Copy,
+    PeerAlive,
+    PeerCopiesSeen,
+    PeerSilent,
+    Tick,
     WorkloadExited,
     WorkloadStarted,
     WorkloadStopped,
 )
+from harmony.strategies.split_brain import SplitBrainAllowed
 from harmony.strategies.state import Decision
 from harmony.strategies.tables import PeerStatus
 

@@ -7,12 +7,20 @@ from __future__ import annotations
 
 import pytest
 
-from harmony.strategies import (
-    AbsoluteConsistency,
-    AcquireFailed,
+from harmony.strategies import FailoverTopology, Params
+from harmony.strategies.absolute import AbsoluteConsistency
+from harmony.strategies.commands import (
     AcquireLease,
-    FailoverTopology,
     FenceCopy,
+    Promote,
+    RecordEvent,
+    ReleaseLease,
+    RenewLease,
+    StartCopy,
+    StopCopy,
+)
+from harmony.strategies.events import (
+    AcquireFailed,
     LeaseAcquired,
     LeaseActorRestarted,
     LeaseLost,
@@ -21,20 +29,13 @@ from harmony.strategies import (
     LeaseRead,
     LeaseReleased,
     LeaseRenewed,
-    Params,
     PeerAlive,
     PeerSilent,
     PeerSuspect,
-    Promote,
-    RecordEvent,
     ReleaseFailed,
-    ReleaseLease,
     RenewFailed,
-    RenewLease,
     RenewRefused,
     ShutdownRequested,
-    StartCopy,
-    StopCopy,
     Tick,
     WorkloadExited,
     WorkloadFenced,

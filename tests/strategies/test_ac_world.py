@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
-from harmony.strategies import Params, PeerAlive, PeerSilent, PeerSuspect, ShutdownRequested
+from harmony.strategies import Params
+from harmony.strategies.events import PeerAlive, PeerSilent, PeerSuspect, ShutdownRequested
 
 from .lease_world import SafetyViolation, World
 

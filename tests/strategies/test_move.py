@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-from harmony.strategies import (
+from harmony.strategies import Decision, FailoverStrategy, FailoverTopology, Params, strategy_for
+from harmony.strategies.commands import (
     AcquireLease,
-    Copy,
-    Decision,
-    FailoverStrategy,
-    FailoverTopology,
     FenceCopy,
-    LeaseAcquired,
-    LeaseObservedGone,
-    LeaseReleased,
-    LeaseRenewed,
-    MoveRequested,
-    Params,
-    PeerCopiesSeen,
     RecordDivergence,
     ReleaseLease,
     RenewLease,
     StartCopy,
     StopCopy,
+)
+from harmony.strategies.events import (
+    Copy,
+    LeaseAcquired,
+    LeaseObservedGone,
+    LeaseReleased,
+    LeaseRenewed,
+    MoveRequested,
+    PeerCopiesSeen,
     Tick,
     WorkloadFenced,
     WorkloadStarted,
     WorkloadStopped,
     WorkloadUnknown,
-    strategy_for,
 )
 
 TOPO = FailoverTopology.of("a", "b", "c")

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
-from harmony.strategies import RECONCILE_POLICIES, Params, ShutdownRequested
+from harmony.strategies import RECONCILE_POLICIES, Params
+from harmony.strategies.events import ShutdownRequested
 
 from .sba_world import SbaWorld
 

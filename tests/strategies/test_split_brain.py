@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from harmony.strategies import (
+from harmony.strategies import Params
+from harmony.strategies.commands import RecordDivergence, StartCopy, StopCopy
+from harmony.strategies.events import (
     Copy,
     LeaseObservedGone,
-    Params,
     PartitionHealed,
     PeerAlive,
     PeerCopiesSeen,
     PeerSilent,
     PeerSuspect,
-    RecordDivergence,
     ShutdownRequested,
-    SplitBrainAllowed,
-    StartCopy,
-    StopCopy,
     WorkloadExited,
     WorkloadStarted,
     WorkloadStopped,
 )
+from harmony.strategies.split_brain import SplitBrainAllowed
 
 from .helpers import Site, actions, kinds
 

@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import get_args
 
 import pytest
 
 from harmony.strategies import (
     RECONCILE_POLICIES,
     STRATEGY_NAMES,
-    AbsoluteConsistency,
-    Copy,
+    Event,
     FailoverTopology,
     Params,
-    SplitBrainAllowed,
     strategy_for,
 )
+from harmony.strategies.absolute import AbsoluteConsistency
+from harmony.strategies.base import UnknownEvent
+from harmony.strategies.events import Copy, LeaseEvent
+from harmony.strategies.lease_fold import LEASE_HANDLERS
+from harmony.strategies.names import DEFAULT_RECONCILE, DEFAULT_STRATEGY
+from harmony.strategies.registry import STRATEGIES, abbreviation
+from harmony.strategies.split_brain import SplitBrainAllowed
 from harmony.strategies.tables import (
     AC_GOALS,
     DRIVER_REPORTS,
     LEASE_RULES,
+    RECONCILE_KEYS,
     SBA_GOALS,
     WORKLOAD_ACTIONS,
     AcFacts,
@@ -45,6 +53,16 @@ def test_reconcile_policies_match_the_config() -> None:
     assert RECONCILE_POLICIES == ("keep-original", "keep-replacement", "best-score")
     with pytest.raises(ValueError, match="valid: keep-original, keep-replacement, best-score"):
         Params(reconcile="newest")
+
+
+def test_every_listed_name_has_its_strategy_policy_and_abbreviation() -> None:
+    """The names are written once (`names`): the registry and the reconcile table follow."""
+    assert tuple(STRATEGIES) == STRATEGY_NAMES
+    assert tuple(RECONCILE_KEYS) == RECONCILE_POLICIES
+    assert [abbreviation(n) for n in STRATEGY_NAMES] == ["AC", "SBA"]
+    assert abbreviation("from-a-newer-site") == "from-a-newer-site"
+    assert DEFAULT_STRATEGY in STRATEGY_NAMES and DEFAULT_RECONCILE in RECONCILE_POLICIES
+    assert Params().reconcile == DEFAULT_RECONCILE
 
 
 def test_params_from_timings_reads_config_names_and_rejects_unknown_options() -> None:
@@ -187,3 +205,26 @@ def test_reconcile_ties_go_to_topology_order(policy: str) -> None:
     state = sba.start("a", FailoverTopology.of("a", "b", "c"), 0.0).state
     best = sba.winner(state, copies)
     assert best is not None and best.site == "b"
+
+
+STRATEGIES_BY_NAME = {"AC": AbsoluteConsistency, "SBA": SplitBrainAllowed}
+
+
+@dataclass(frozen=True)
+class FromANewerRelease:
+    """An event type no strategy knows (a caller built against another version, say)."""
+
+
+@pytest.mark.parametrize("cls", STRATEGIES_BY_NAME.values(), ids=STRATEGIES_BY_NAME)
+def test_every_event_type_has_a_row_in_every_strategys_folds(cls: type) -> None:
+    """Each strategy says what it does with every event, ignoring included, in one table."""
+    assert set(cls.folds) == set(get_args(Event))
+    assert set(LEASE_HANDLERS) == set(get_args(LeaseEvent))
+
+
+@pytest.mark.parametrize("cls", STRATEGIES_BY_NAME.values(), ids=STRATEGIES_BY_NAME)
+def test_an_event_type_a_strategy_does_not_take_is_an_error(cls: type) -> None:
+    strategy = cls()
+    state = strategy.start("a", FailoverTopology.of("a", "b"), 0.0).state
+    with pytest.raises(UnknownEvent, match=f"{cls.__name__} takes no FromANewerRelease"):
+        strategy.step(state, FromANewerRelease(), 1.0)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from harmony.strategies import (
-    AbsoluteConsistency,
-    Params,
+from harmony.strategies import Params, strategy_for
+from harmony.strategies.absolute import AbsoluteConsistency
+from harmony.strategies.timing import (
     UnsafeTimings,
     check_timings,
     require_safe_timings,
-    strategy_for,
     worst_case_takeover,
 )
 

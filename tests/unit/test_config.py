@@ -10,11 +10,12 @@ from harmony.config import (
     ConfigError,
     ProcessDriverConfig,
     Timings,
-    fence_budget,
     kv_replicas,
     load_config,
     parse_config,
 )
+from harmony.strategies import Params
+from harmony.strategies.timing import fence_budget, site_timing_problems
 
 GOOD = """
 mesh = "prod"
@@ -62,7 +63,13 @@ BAD = [
         'strategy = "absolute-consistency"',
         'strategy = "eventual"',
         "workloads[0].strategy",
-        "Invalid enum value 'eventual'",
+        "Invalid enum value 'eventual'; valid: absolute-consistency, split-brain-allowed",
+    ),
+    (
+        'strategy = "absolute-consistency"',
+        'strategy = "split-brain-allowed"\nreconcile = "newest"',
+        "workloads[0].reconcile",
+        "Invalid enum value 'newest'; valid: keep-original, keep-replacement, best-score",
     ),
     ('site = "paris"', 'site = "par is"', "site", "not a valid name"),
     ('standbys = ["london"]', 'standbys = ["paris"]', "workloads[0].topology", "appears twice"),
@@ -164,3 +171,26 @@ def test_kv_replicas_follow_the_servers_unless_set() -> None:
     three = GOOD.replace('routes = ["nats-route://10.0.0.2:6222"]', "routes = ['x', 'y', 'z']")
     assert kv_replicas(parse_config(three)) == 3
     assert kv_replicas(parse_config(GOOD.replace("client_port = 4300", "kv_replicas = 1"))) == 1
+
+
+def test_default_timings_are_the_strategies_recommended_ones() -> None:
+    """One home for the defaults: a site config without [timings] gives the core's `Params`."""
+    assert Params.from_timings(Timings()) == Params()
+    assert site_timing_problems(Timings()) == []
+
+
+def test_every_configuration_file_is_read_one_way(tmp_path: Path) -> None:
+    """Site config, roster and scenario: a file that cannot be read is named, with why."""
+    from harmony.security.roster import load_roster
+    from harmony.sim.scenario_file import ScenarioError, load_scenario
+
+    missing = tmp_path / "nope.toml"
+    cases = [
+        (load_config, ConfigError, "cannot read: "),
+        (load_roster, ConfigError, "cannot read the roster: "),
+        (load_scenario, ScenarioError, "cannot read: "),
+    ]
+    for load, error, said in cases:
+        with pytest.raises(error) as e:
+            load(missing)
+        assert str(e.value) == f"{missing}: {said}No such file or directory"
