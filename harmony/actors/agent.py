@@ -14,6 +14,7 @@ import threading
 
 import pykka
 
+from harmony.actors.base import handles
 from harmony.actors.messages import CommandResult, DrainSite
 from harmony.actors.peers import PeerChanged, PeerCopies, PeerWatch
 from harmony.actors.site import SiteActor
@@ -44,12 +45,14 @@ class AgentSupervisor(Supervisor):
             self.start_child(f"workload/{w.name}", _workload_factory(w))
         self.set_state("running", site=cfg.site, mesh=cfg.mesh, witness=str(cfg.witness).lower())
 
+    @handles(PeerChanged)
     def on_peer_changed(self, msg: PeerChanged) -> None:
         level = logging.WARNING if msg.new in ("silent", "suspect") else logging.INFO
         log.log(level, "peer %s is %s (was %s)", msg.site, msg.new, msg.old)
         self.ctx.record("", f"peer-{msg.new}", f"{msg.site} was {msg.old}", site_of=msg.site)
         self.to_workloads(msg)
 
+    @handles(PeerCopies)
     def on_peer_copies(self, msg: PeerCopies) -> None:
         self.to_workloads(msg)
 
@@ -58,6 +61,7 @@ class AgentSupervisor(Supervisor):
             if name.startswith("workload/") and child.ref is not None:
                 child.ref.tell(msg)
 
+    @handles(DrainSite)
     def on_drain_site(self, msg: DrainSite) -> CommandResult:
         """Operator: move every workload running here to another live site."""
         self.ctx.record("", "operator-drain", msg.reason or "operator")
@@ -74,6 +78,7 @@ class AgentSupervisor(Supervisor):
         detail = "; ".join(r.detail for r in results) or "no workloads here"
         return CommandResult(ok=ok, detail=detail)
 
+    @handles(Drain)
     def on_drain(self, msg: Drain) -> list[threading.Event]:
         """Ask every workload to shut down gracefully; the caller waits on the events."""
         events = []

@@ -16,7 +16,7 @@ from typing import Any
 
 import pykka
 
-from harmony.actors.base import AgentContext, HarmonyActor
+from harmony.actors.base import AgentContext, HarmonyActor, handles
 from harmony.mesh.leases import LeaseConflict, LeaseEntry, LeaseError, LeaseHolder, LeaseStore
 from harmony.strategies import (
     AcquireFailed,
@@ -95,6 +95,7 @@ class LeaseActor(HarmonyActor):
         return self.ctx.clock.monotonic()
 
     # -- commands --------------------------------------------------------------------------
+    @handles(AcquireLease)
     def on_acquire_lease(self, cmd: AcquireLease) -> None:
         sent_at = self.now()
         try:
@@ -108,6 +109,7 @@ class LeaseActor(HarmonyActor):
         self.set_state("held", holder=self.ctx.site, token=str(rev))
         self.report(LeaseAcquired(rev, sent_at))
 
+    @handles(RenewLease)
     def on_renew_lease(self, cmd: RenewLease) -> None:
         sent_at = self.now()
         try:
@@ -135,6 +137,7 @@ class LeaseActor(HarmonyActor):
         ours = h is not None and (h.site, h.incarnation) == (self.ctx.site, self.ctx.incarnation)
         return LeaseRead(entry.revision, h.site if h is not None else None, ours)
 
+    @handles(ReleaseLease)
     def on_release_lease(self, cmd: ReleaseLease) -> None:
         try:
             self.store.release(self.key, cmd.revision)
@@ -147,12 +150,14 @@ class LeaseActor(HarmonyActor):
         self.set_state("released", holder="", token="")
         self.report(LeaseReleased())
 
+    @handles(WatchLease)
     def on_watch_lease(self, _: WatchLease) -> None:
         self.last_seen = None  # report the next observation even if unchanged
         self._start_watch()
         self.on_poll(Poll())
 
     # -- observations ----------------------------------------------------------------------
+    @handles(Poll)
     def on_poll(self, _: Poll) -> None:
         try:
             entry = self.store.read(self.key)
@@ -161,6 +166,7 @@ class LeaseActor(HarmonyActor):
             return
         self.on_observed(Observed(entry))
 
+    @handles(Observed)
     def on_observed(self, msg: Observed) -> None:
         entry = msg.entry
         seen = (

@@ -18,7 +18,7 @@ from typing import Any
 
 import pykka
 
-from harmony.actors.base import AgentContext, ChildFailed, HarmonyActor
+from harmony.actors.base import AgentContext, ChildFailed, HarmonyActor, handles
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class Supervisor(HarmonyActor):
                     child.ref.stop(block=True, timeout=30)
         self.children.clear()
 
+    @handles(ChildFailed)
     def on_child_failed(self, msg: ChildFailed) -> None:
         child = next(
             (c for c in self.children.values() if self.child_path(c.name) == msg.path), None

@@ -13,7 +13,7 @@ from typing import Any
 
 import pykka
 
-from harmony.actors.base import AgentContext, HarmonyActor
+from harmony.actors.base import AgentContext, HarmonyActor, handles
 from harmony.actors.drivers import DriverEvent, TetherSpec, make_driver
 from harmony.actors.drivers.containment import containment_id
 from harmony.actors.drivers.tether import deadline_dir
@@ -84,10 +84,12 @@ class WorkloadActor(HarmonyActor):
         if driver is not None:
             driver.close()
 
+    @handles(StartWorkload)
     def on_start_workload(self, msg: StartWorkload) -> None:
         log.info("%s: start (token %s) %s", self.path, msg.token, msg.reason)
         self.driver.start(msg.token)
 
+    @handles(StopWorkload)
     def on_stop_workload(self, msg: StopWorkload) -> None:
         log.info("%s: stop %s", self.path, msg.reason)
         # stop and fence block this thread for as long as the driver needs (a fence hook may
@@ -96,14 +98,17 @@ class WorkloadActor(HarmonyActor):
         self.set_state("stopping", last=f"stop: {msg.reason}"[:120])
         self.driver.stop(msg.reason or "requested")
 
+    @handles(FenceWorkload)
     def on_fence_workload(self, msg: FenceWorkload) -> None:
         log.warning("%s: fence %s", self.path, msg.reason)
         self.set_state("stopping", last=f"fence: {msg.reason}"[:120])
         self.driver.fence(msg.reason or "requested")
 
+    @handles(GetOutput)
     def on_get_output(self, msg: GetOutput) -> Output:
         return Output(lines=self.driver.output_tail(msg.lines))
 
+    @handles(DriverReport)
     def on_driver_report(self, msg: DriverReport) -> None:
         ev = msg.event
         detail = {"pid": str(ev.pid or ""), "token": "" if ev.token is None else str(ev.token)}
