@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pykka
 
@@ -36,6 +37,8 @@ from harmony.strategies import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -95,19 +98,36 @@ class LeaseActor(HarmonyActor):
         return self.ctx.clock.monotonic()
 
     # -- commands --------------------------------------------------------------------------
+    def cas(
+        self,
+        write: Callable[[], T],
+        failed: type[AcquireFailed | ReleaseFailed],
+        then: Callable[[T], None],
+    ) -> None:
+        """One take or give-back: a refused CAS (`conflict`) or an error is reported as
+        `failed`; a success goes on to `then`. (Renewals report more, see `on_renew_lease`.)"""
+        try:
+            result = write()
+        except LeaseConflict as e:
+            self.report(failed(str(e), conflict=True))
+            return
+        except LeaseError as e:
+            self.report(failed(str(e)))
+            return
+        then(result)
+
     @handles(AcquireLease)
     def on_acquire_lease(self, cmd: AcquireLease) -> None:
         sent_at = self.now()
-        try:
-            rev = self.store.acquire(self.key, self.holder(), over=cmd.expected_revision)
-        except LeaseConflict as e:
-            self.report(AcquireFailed(str(e), conflict=True))
-            return
-        except LeaseError as e:
-            self.report(AcquireFailed(str(e)))
-            return
-        self.set_state("held", holder=self.ctx.site, token=str(rev))
-        self.report(LeaseAcquired(rev, sent_at))
+
+        def held(rev: int) -> None:
+            self.set_state("held", holder=self.ctx.site, token=str(rev))
+            self.report(LeaseAcquired(rev, sent_at))
+
+        over = cmd.expected_revision
+        self.cas(
+            lambda: self.store.acquire(self.key, self.holder(), over=over), AcquireFailed, held
+        )
 
     @handles(RenewLease)
     def on_renew_lease(self, cmd: RenewLease) -> None:
@@ -139,16 +159,11 @@ class LeaseActor(HarmonyActor):
 
     @handles(ReleaseLease)
     def on_release_lease(self, cmd: ReleaseLease) -> None:
-        try:
-            self.store.release(self.key, cmd.revision)
-        except LeaseConflict as e:
-            self.report(ReleaseFailed(str(e), conflict=True))
-            return
-        except LeaseError as e:
-            self.report(ReleaseFailed(str(e)))
-            return
-        self.set_state("released", holder="", token="")
-        self.report(LeaseReleased())
+        def released(_: None) -> None:
+            self.set_state("released", holder="", token="")
+            self.report(LeaseReleased())
+
+        self.cas(lambda: self.store.release(self.key, cmd.revision), ReleaseFailed, released)
 
     @handles(WatchLease)
     def on_watch_lease(self, _: WatchLease) -> None:
