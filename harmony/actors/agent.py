@@ -18,17 +18,12 @@ from harmony.actors.base import handles
 from harmony.actors.messages import CommandResult, DrainSite
 from harmony.actors.peers import PeerChanged, PeerCopies, PeerWatch
 from harmony.actors.site import SiteActor
-from harmony.actors.supervision import ChildFactory, Supervisor
+from harmony.actors.supervision import Supervisor
 from harmony.actors.workload_supervisor import Drain, MoveAway, WorkloadSupervisor
-from harmony.config import WorkloadConfig
 
 log = logging.getLogger(__name__)
 
 ROOT_PATH = "agent"
-
-
-def _workload_factory(w: WorkloadConfig) -> ChildFactory:
-    return lambda ctx, path, parent: WorkloadSupervisor.start(ctx, path, parent, w)
 
 
 class AgentSupervisor(Supervisor):
@@ -42,7 +37,7 @@ class AgentSupervisor(Supervisor):
             sites = (w.topology.primary, *w.topology.standbys)
             if cfg.site not in sites:
                 continue  # placed elsewhere only
-            self.start_child(f"workload/{w.name}", _workload_factory(w))
+            self.start_child(f"workload/{w.name}", WorkloadSupervisor.factory(w))
         self.set_state("running", site=cfg.site, mesh=cfg.mesh, witness=str(cfg.witness).lower())
 
     @handles(PeerChanged)

@@ -28,7 +28,7 @@ from harmony.actors.clock import Clock
 from harmony.actors.journal import Journal
 from harmony.actors.messages import ActorInfo
 from harmony.actors.timers import Scheduler, Timer
-from harmony.config import SiteConfig
+from harmony.config import SiteConfig, WorkloadConfig
 from harmony.mesh import wire
 from harmony.mesh.leases import LeaseStore
 from harmony.mesh.remote import ActorDirectory, Bridge, LocalRef, RemoteAsk, RemoteRef
@@ -73,6 +73,10 @@ class AgentContext:
         if self.bridge is None or site == self.site:
             return LocalRef(self.directory, path, self.config.timings.ask_timeout)
         return self.bridge.ref(site, path)
+
+
+ChildFactory = Callable[[AgentContext, str, pykka.ActorRef[Any]], pykka.ActorRef[Any]]
+"""(context, path, parent ref) -> started actor ref: how a supervisor (re)starts a child."""
 
 
 @dataclass(frozen=True)
@@ -260,3 +264,24 @@ class HarmonyActor(pykka.ThreadingActor):
         log.error("%s", error)
         self.ctx.record("", "unhandled-message", str(error), actor=self.path)
         return error
+
+
+class OfWorkload(HarmonyActor):
+    """An actor of one workload's subtree (its supervisor, lease and run actors): each is
+    made for one workload's configuration, so taking it is written once, here."""
+
+    def __init__(
+        self,
+        ctx: AgentContext,
+        path: str,
+        parent: pykka.ActorRef[Any] | None,
+        workload: WorkloadConfig,
+    ) -> None:
+        super().__init__(ctx, path, parent)
+        self.workload = workload
+        self.name = workload.name
+
+    @classmethod
+    def factory(cls, workload: WorkloadConfig) -> ChildFactory:
+        """How a supervisor starts (and restarts) this actor for `workload`."""
+        return lambda ctx, path, parent: cls.start(ctx, path, parent, workload)

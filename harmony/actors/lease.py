@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import pykka
 
-from harmony.actors.base import AgentContext, HarmonyActor, handles
+from harmony.actors.base import OfWorkload, handles
 from harmony.mesh.leases import LeaseConflict, LeaseEntry, LeaseError, LeaseHolder, LeaseStore
 from harmony.strategies import (
     AcquireFailed,
@@ -53,21 +53,16 @@ class Poll:
     pass
 
 
-class LeaseActor(HarmonyActor):
+class LeaseActor(OfWorkload):
     kind = "lease"
+    last_seen: tuple[str | None, int] | None = None
+    """(holder, revision) of the last observation reported; None: report the next one."""
+    watch: Any = None
 
-    def __init__(
-        self,
-        ctx: AgentContext,
-        path: str,
-        parent: pykka.ActorRef[Any] | None,
-        workload: str,
-    ) -> None:
-        super().__init__(ctx, path, parent)
-        self.workload = workload
-        self.key = workload
-        self.last_seen: tuple[str | None, int] | None = None
-        self.watch: Any = None
+    @property
+    def key(self) -> str:
+        """The workload's key in the lease bucket."""
+        return self.name
 
     @property
     def store(self) -> LeaseStore:
@@ -79,7 +74,7 @@ class LeaseActor(HarmonyActor):
         return LeaseHolder(
             site=self.ctx.site,
             incarnation=self.ctx.incarnation,
-            workload=self.workload,
+            workload=self.name,
             wall=self.ctx.clock.wall(),
         )
 

@@ -9,11 +9,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import pykka
-
-from harmony.actors.base import AgentContext, HarmonyActor, handles
+from harmony.actors.base import OfWorkload, handles
 from harmony.actors.drivers import DriverEvent, TetherSpec, make_driver
 from harmony.actors.drivers.containment import containment_id
 from harmony.actors.drivers.tether import deadline_dir
@@ -24,8 +21,8 @@ from harmony.actors.messages import (
     StartWorkload,
     StopWorkload,
 )
-from harmony.config import WorkloadConfig
 from harmony.private_files import private_dir
+from harmony.strategies.registry import uses_lease
 
 log = logging.getLogger(__name__)
 
@@ -37,30 +34,18 @@ class DriverReport:
     event: DriverEvent
 
 
-class WorkloadActor(HarmonyActor):
+class WorkloadActor(OfWorkload):
     """Carries out start/stop/fence on the driver, and mirrors the driver's state."""
 
     kind = "workload"
-
-    def __init__(
-        self,
-        ctx: AgentContext,
-        path: str,
-        parent: pykka.ActorRef[Any] | None,
-        workload: WorkloadConfig,
-        tethered: bool = False,
-    ) -> None:
-        super().__init__(ctx, path, parent)
-        self.workload = workload
-        self.tethered = tethered
-        """Tokened copies get a watcher outside the agent (the strategy uses a lease)."""
 
     def started(self) -> None:
         ref = self.actor_ref
         log_dir = Path(self.ctx.config.data_dir) / "workloads"
         private_dir(log_dir)
         tether = None
-        if self.tethered:
+        if uses_lease(self.workload.strategy):
+            # Tokened copies get a watcher outside the agent that fences at the deadline.
             journal = self.ctx.journal
             tether = TetherSpec(
                 deadline_dir(self.ctx.config.data_dir, self.workload.name),

@@ -16,12 +16,10 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, assert_never
-
-import pykka
+from typing import assert_never
 
 from harmony.actors import messages as m
-from harmony.actors.base import AgentContext, handles
+from harmony.actors.base import OfWorkload, handles
 from harmony.actors.drivers import DriverState
 from harmony.actors.drivers.tether import DeadlineHandoff, TetherSpec, deadline_dir
 from harmony.actors.lease import LeaseActor
@@ -30,7 +28,6 @@ from harmony.actors.reports import copy_gone, driver_event
 from harmony.actors.supervision import Supervisor
 from harmony.actors.timers import Timer
 from harmony.actors.workload import DriverReport, WorkloadActor
-from harmony.config import WorkloadConfig
 from harmony.strategies import (
     AcquireFailed,
     AcquireLease,
@@ -102,39 +99,29 @@ class MoveAway:
     """Local: the agent drains this site."""
 
 
-class WorkloadSupervisor(Supervisor):
+class WorkloadSupervisor(Supervisor, OfWorkload):
     kind = "workload-supervisor"
+    tick: Timer | None = None
+    decision: Decision | None = None
 
-    def __init__(
-        self,
-        ctx: AgentContext,
-        path: str,
-        parent: pykka.ActorRef[Any] | None,
-        workload: WorkloadConfig,
-    ) -> None:
-        super().__init__(ctx, path, parent)
-        self.workload = workload
-        self.name = workload.name
-        t = workload.topology
+    # -- lifecycle -------------------------------------------------------------------------
+    def started(self) -> None:
+        """Set up on the actor's thread (the constructor is OfWorkload's), start the children,
+        then the strategy."""
+        w, name = self.workload, self.name
+        t = w.topology
         self.topology = FailoverTopology(t.primary, tuple(t.standbys))
-        params = Params.from_timings(ctx.config.timings, reconcile=workload.reconcile)
-        self.strategy = strategy_for(workload.strategy, params)
-        self.tick: Timer | None = None
+        params = Params.from_timings(self.ctx.config.timings, reconcile=w.reconcile)
+        self.strategy = strategy_for(w.strategy, params)
         self.peer_copies: dict[str, Copy] = {}
         self.last_copies: tuple[Copy, ...] | None = None
         self.drained = threading.Event()
         self.operator_down = False
-        self.decision: Decision | None = None
-        self.tether = DeadlineHandoff(TetherSpec(deadline_dir(ctx.config.data_dir, workload.name)))
-
-    # -- lifecycle -------------------------------------------------------------------------
-    def started(self) -> None:
-        name, tethered = self.name, self.strategy.uses_lease
-        if tethered:
+        self.tether = DeadlineHandoff(TetherSpec(deadline_dir(self.ctx.config.data_dir, name)))
+        if self.strategy.uses_lease:
             self.tether.reset()
-            self.start_child("lease", lambda c, p, parent: LeaseActor.start(c, p, parent, name))
-        w = self.workload
-        self.start_child("run", lambda c, p, parent: WorkloadActor.start(c, p, parent, w, tethered))
+            self.start_child("lease", LeaseActor.factory(w))
+        self.start_child("run", WorkloadActor.factory(w))
         now = self.ctx.clock.monotonic()
         self.ctx.record(name, "boot", f"{w.strategy} on {self.ctx.site}, role {self.role()}")
         self.apply(self.strategy.start(self.ctx.site, self.topology, now))

@@ -14,6 +14,7 @@ from conftest import Node, wait_until
 from unit.actorkit import Kit, make_kit
 
 from harmony.actors.lease import LeaseActor
+from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, WorkloadConfig
 from harmony.mesh.connection import MeshConnection
 from harmony.mesh.leases import LeaseStore
 from harmony.strategies import (
@@ -35,6 +36,11 @@ from harmony.strategies import (
 pytestmark = pytest.mark.mesh
 
 PATH = "agent/workload/w/lease"
+WORKLOAD = WorkloadConfig(
+    name="w",
+    driver=ProcessDriverConfig(command=["true"]),
+    topology=FailoverTopologyConfig(primary="a", standbys=["b"]),
+)
 
 
 class Parent(pykka.ThreadingActor):
@@ -81,7 +87,7 @@ def site(kits: list[Kit], name: str, store: LeaseStore | None) -> tuple[Any, Any
     k.ctx.leases = store
     kits.append(k)
     parent = Parent.start()
-    return parent, LeaseActor.start(k.ctx, PATH, parent, "w"), k
+    return parent, LeaseActor.start(k.ctx, PATH, parent, WORKLOAD), k
 
 
 def next_event(parent: Any, kind: type, after: int = 0) -> Any:

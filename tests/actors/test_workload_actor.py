@@ -43,6 +43,7 @@ def workload(code: str, restart: str = "never") -> WorkloadConfig:
         name="w",
         driver=ProcessDriverConfig(command=[sys.executable, "-c", code], restart=restart),  # type: ignore[arg-type]
         topology=FailoverTopologyConfig(primary="a", standbys=["b"]),
+        strategy="split-brain-allowed",  # no lease: no tether (the supervisor's business)
     )
 
 
