@@ -40,6 +40,19 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+REPORTS = (
+    LeaseAcquired,
+    AcquireFailed,
+    LeaseRenewed,
+    RenewFailed,
+    RenewRefused,
+    LeaseReleased,
+    ReleaseFailed,
+    LeaseObservedHeld,
+    LeaseObservedGone,
+)
+"""Every strategy event this actor reports to its parent (which handles them all)."""
+
 
 @dataclass(frozen=True)
 class Observed:

@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import assert_never
 
+from harmony.actors import lease
 from harmony.actors import messages as m
 from harmony.actors.base import OfWorkload, handles
 from harmony.actors.drivers import DriverState
@@ -29,19 +30,13 @@ from harmony.actors.supervision import Supervisor
 from harmony.actors.timers import Timer
 from harmony.actors.workload import DriverReport, WorkloadActor
 from harmony.strategies import (
-    AcquireFailed,
     AcquireLease,
     Command,
     Copy,
     Decision,
     FailoverTopology,
     FenceCopy,
-    LeaseAcquired,
     LeaseActorRestarted,
-    LeaseObservedGone,
-    LeaseObservedHeld,
-    LeaseReleased,
-    LeaseRenewed,
     MoveRequested,
     Params,
     PartitionHealed,
@@ -52,11 +47,8 @@ from harmony.strategies import (
     Promote,
     RecordDivergence,
     RecordEvent,
-    ReleaseFailed,
     ReleaseLease,
-    RenewFailed,
     RenewLease,
-    RenewRefused,
     ShutdownRequested,
     StartCopy,
     StopCopy,
@@ -346,17 +338,7 @@ class WorkloadSupervisor(Supervisor, OfWorkload):
         except OSError:
             return 0.0
 
-    @handles(
-        LeaseAcquired,
-        AcquireFailed,
-        LeaseRenewed,
-        RenewFailed,
-        RenewRefused,
-        LeaseObservedHeld,
-        LeaseObservedGone,
-        LeaseReleased,
-        ReleaseFailed,
-    )
+    @handles(*lease.REPORTS)
     def on_lease_event(self, event: Event) -> None:
         """What the lease child reports is already a strategy event."""
         self.feed(event)

@@ -26,6 +26,7 @@ import pytest
 from unit.actorkit import Kit, make_kit
 
 import harmony.actors
+from harmony.actors import lease
 from harmony.actors import messages as m
 from harmony.actors.agent import AgentSupervisor
 from harmony.actors.base import ChildFailed, HarmonyActor, handles
@@ -41,18 +42,10 @@ from harmony.actors.workload_supervisor import Drain, MoveAway, WorkloadSupervis
 from harmony.mesh import wire
 from harmony.mesh.remote import RemoteAsk
 from harmony.strategies import (
-    AcquireFailed,
     AcquireLease,
     LeaseAcquired,
-    LeaseObservedGone,
-    LeaseObservedHeld,
-    LeaseReleased,
-    LeaseRenewed,
-    ReleaseFailed,
     ReleaseLease,
-    RenewFailed,
     RenewLease,
-    RenewRefused,
     Tick,
     WatchLease,
 )
@@ -85,18 +78,6 @@ PARENT: dict[type[HarmonyActor], type[HarmonyActor]] = {
 CHILDREN: dict[str, type[HarmonyActor]] = {"run": WorkloadActor, "lease": LeaseActor}
 SUPERVISORS = (AgentSupervisor, WorkloadSupervisor)
 
-LEASE_EVENTS = {
-    LeaseAcquired,
-    AcquireFailed,
-    LeaseRenewed,
-    RenewFailed,
-    RenewRefused,
-    LeaseObservedHeld,
-    LeaseObservedGone,
-    LeaseReleased,
-    ReleaseFailed,
-}
-
 INTERNAL: dict[type[HarmonyActor], set[type]] = {
     AgentSupervisor: {
         ChildFailed,
@@ -119,7 +100,7 @@ INTERNAL: dict[type[HarmonyActor], set[type]] = {
         Drain,  # forwarded by the agent (a variable)
         MoveAway,
         m.MoveWorkload,  # forwarded to the other sites of the topology
-        *LEASE_EVENTS,
+        *lease.REPORTS,  # what the lease child reports
     },
     LeaseActor: {
         # the strategy's lease commands, passed on by WorkloadSupervisor.execute (a variable)
