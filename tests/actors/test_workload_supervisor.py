@@ -157,3 +157,9 @@ def test_the_lease_is_taken_by_cas_and_the_copy_starts_with_its_token(
     assert out.read_text() == str(entry.revision)  # the copy got the lease's revision
     assert pid_alive(pid)
     assert {"boot", "start"} <= set(kinds(kit))
+
+
+def test_a_command_the_supervisor_does_not_know_is_an_error(kit: Kit) -> None:
+    sup = WorkloadSupervisor.start(kit.ctx, PATH, None, workload("split-brain-allowed"))
+    with pytest.raises(AssertionError, match="unreachable"):
+        sup.proxy().execute("no such command").get(timeout=5)
