@@ -14,20 +14,16 @@ import threading
 
 import pykka
 
+from harmony.actors.base import handles
 from harmony.actors.messages import CommandResult, DrainSite
 from harmony.actors.peers import PeerChanged, PeerCopies, PeerWatch
 from harmony.actors.site import SiteActor
-from harmony.actors.supervision import ChildFactory, Supervisor
+from harmony.actors.supervision import Supervisor
 from harmony.actors.workload_supervisor import Drain, MoveAway, WorkloadSupervisor
-from harmony.config import WorkloadConfig
 
 log = logging.getLogger(__name__)
 
 ROOT_PATH = "agent"
-
-
-def _workload_factory(w: WorkloadConfig) -> ChildFactory:
-    return lambda ctx, path, parent: WorkloadSupervisor.start(ctx, path, parent, w)
 
 
 class AgentSupervisor(Supervisor):
@@ -41,15 +37,17 @@ class AgentSupervisor(Supervisor):
             sites = (w.topology.primary, *w.topology.standbys)
             if cfg.site not in sites:
                 continue  # placed elsewhere only
-            self.start_child(f"workload/{w.name}", _workload_factory(w))
+            self.start_child(f"workload/{w.name}", WorkloadSupervisor.factory(w))
         self.set_state("running", site=cfg.site, mesh=cfg.mesh, witness=str(cfg.witness).lower())
 
+    @handles(PeerChanged)
     def on_peer_changed(self, msg: PeerChanged) -> None:
         level = logging.WARNING if msg.new in ("silent", "suspect") else logging.INFO
         log.log(level, "peer %s is %s (was %s)", msg.site, msg.new, msg.old)
         self.ctx.record("", f"peer-{msg.new}", f"{msg.site} was {msg.old}", site_of=msg.site)
         self.to_workloads(msg)
 
+    @handles(PeerCopies)
     def on_peer_copies(self, msg: PeerCopies) -> None:
         self.to_workloads(msg)
 
@@ -58,6 +56,7 @@ class AgentSupervisor(Supervisor):
             if name.startswith("workload/") and child.ref is not None:
                 child.ref.tell(msg)
 
+    @handles(DrainSite)
     def on_drain_site(self, msg: DrainSite) -> CommandResult:
         """Operator: move every workload running here to another live site."""
         self.ctx.record("", "operator-drain", msg.reason or "operator")
@@ -74,6 +73,7 @@ class AgentSupervisor(Supervisor):
         detail = "; ".join(r.detail for r in results) or "no workloads here"
         return CommandResult(ok=ok, detail=detail)
 
+    @handles(Drain)
     def on_drain(self, msg: Drain) -> list[threading.Event]:
         """Ask every workload to shut down gracefully; the caller waits on the events."""
         events = []

@@ -1,22 +1,25 @@
 """`HarmonyActor`: a Pykka actor with a path in the tree, a line on the board, typed handlers,
 and answers for asks that came over the mesh.
 
-Handlers are methods named after the message class: `Ping` is handled by `on_ping`. An
-exception in a handler goes back to the asker (local or remote); in a tell it kills the actor,
-and its supervisor decides what happens next (see `supervision`). A message nobody handles
-is logged and dropped: a bad message never kills an actor.
+A handler is a method marked `@handles(Ping)` next to its definition, so a search for a
+message class finds the code that acts on it; the marks are collected into a table per class
+(`HarmonyActor.handlers`) when the class is created, and a subclass inherits its bases' rows.
+An exception in a handler goes back to the asker (local or remote); in a tell it kills the
+actor, and its supervisor decides what happens next (see `supervision`). A message nobody
+handles is a bug: it is logged as an error and journaled, an ask over the mesh is answered
+with an error, and the actor goes on (a bad message never kills an actor). The tests check
+that every message that can reach an actor has a handler (tests/actors/test_handlers.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, ClassVar
+from types import MappingProxyType, TracebackType
+from typing import Any, ClassVar, TypeVar
 
 import pykka
 
@@ -25,7 +28,7 @@ from harmony.actors.clock import Clock
 from harmony.actors.journal import Journal
 from harmony.actors.messages import ActorInfo
 from harmony.actors.timers import Scheduler, Timer
-from harmony.config import SiteConfig
+from harmony.config import SiteConfig, WorkloadConfig
 from harmony.mesh import wire
 from harmony.mesh.leases import LeaseStore
 from harmony.mesh.remote import ActorDirectory, Bridge, LocalRef, RemoteAsk, RemoteRef
@@ -72,6 +75,10 @@ class AgentContext:
         return self.bridge.ref(site, path)
 
 
+ChildFactory = Callable[[AgentContext, str, pykka.ActorRef[Any]], pykka.ActorRef[Any]]
+"""(context, path, parent ref) -> started actor ref: how a supervisor (re)starts a child."""
+
+
 @dataclass(frozen=True)
 class ChildFailed:
     """Local only: a child tells its parent it died of an exception."""
@@ -85,15 +92,44 @@ class UnhandledMessage(Exception):
     pass
 
 
-_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+HandlerT = TypeVar("HandlerT", bound=Callable[..., Any])
+_HANDLES = "__harmony_handles__"
 
 
-def handler_name(cls: type) -> str:
-    return "on_" + _CAMEL.sub("_", cls.__name__).lower()
+def handles(*types: type) -> Callable[[HandlerT], HandlerT]:
+    """Mark a method as the handler of these message types (see the module docstring)."""
+    if not types:
+        raise TypeError("@handles needs at least one message type")
+
+    def mark(method: HandlerT) -> HandlerT:
+        setattr(method, _HANDLES, (*getattr(method, _HANDLES, ()), *types))
+        return method
+
+    return mark
 
 
 class HarmonyActor(pykka.ThreadingActor):
     kind: ClassVar[str] = "actor"
+    handlers: ClassVar[Mapping[type, str]] = MappingProxyType({})
+    """Message type -> the name of its handler method; built by `__init_subclass__`."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table: dict[type, str] = {}
+        for base in reversed(cls.__mro__[1:]):
+            table.update(vars(base).get("handlers", {}))
+        own: dict[type, str] = {}
+        for name, attr in vars(cls).items():
+            for t in getattr(attr, _HANDLES, ()):
+                if t in own:
+                    raise TypeError(f"{cls.__name__}: {t.__name__} handled by {own[t]} and {name}")
+                own[t] = name
+        cls.handlers = MappingProxyType(table | own)
+
+    @classmethod
+    def handler_for(cls, message_type: type) -> str | None:
+        """The name of the method that handles `message_type` (or a base class of it)."""
+        return next((cls.handlers[t] for t in message_type.__mro__ if t in cls.handlers), None)
 
     def __init__(self, ctx: AgentContext, path: str, parent: pykka.ActorRef[Any] | None) -> None:
         super().__init__()
@@ -211,14 +247,41 @@ class HarmonyActor(pykka.ThreadingActor):
             return None
         try:
             return self.handle(message)
-        except UnhandledMessage as e:
-            log.warning("%s: %s", self.path, e)
+        except UnhandledMessage:
             return None
 
     def handle(self, message: Any) -> Any:
-        method = getattr(self, handler_name(type(message)), None)
-        if method is None:
-            raise UnhandledMessage(
-                f"{self.kind} at {self.path} does not handle {type(message).__name__}"
-            )
-        return method(message)
+        name = self.handler_for(type(message))
+        if name is None:
+            raise self.unhandled(message)
+        return getattr(self, name)(message)
+
+    def unhandled(self, message: object) -> UnhandledMessage:
+        """A message type this actor has no handler for: a bug, said loudly, never fatal."""
+        error = UnhandledMessage(
+            f"{self.kind} at {self.path} does not handle {type(message).__name__}"
+        )
+        log.error("%s", error)
+        self.ctx.record("", "unhandled-message", str(error), actor=self.path)
+        return error
+
+
+class OfWorkload(HarmonyActor):
+    """An actor of one workload's subtree (its supervisor, lease and run actors): each is
+    made for one workload's configuration, so taking it is written once, here."""
+
+    def __init__(
+        self,
+        ctx: AgentContext,
+        path: str,
+        parent: pykka.ActorRef[Any] | None,
+        workload: WorkloadConfig,
+    ) -> None:
+        super().__init__(ctx, path, parent)
+        self.workload = workload
+        self.name = workload.name
+
+    @classmethod
+    def factory(cls, workload: WorkloadConfig) -> ChildFactory:
+        """How a supervisor starts (and restarts) this actor for `workload`."""
+        return lambda ctx, path, parent: cls.start(ctx, path, parent, workload)

@@ -124,21 +124,22 @@ class ExportPolicy:
                 wire.ERR_NOT_EXPORTED,
                 f"{type(message).__name__} to {path} is not accepted from a {kind} ({sender})",
             )
-        if isinstance(message, m.ProbePeer):
-            if message.target == self.site:
-                raise Refused(wire.ERR_INVALID, f"{self.site} does not probe itself")
-            if message.timeout > self.ask_timeout:
-                return msgspec.structs.replace(message, timeout=self.ask_timeout)
-        elif isinstance(message, m.Notice) and message.sender != sender:
-            return msgspec.structs.replace(message, sender=sender)
-        elif isinstance(message, m.MoveWorkload) and kind == SITE:
-            workload = path.rsplit("/", 1)[-1]
-            if sender not in self.topologies.get(workload, frozenset()):
-                raise Refused(
-                    wire.ERR_NOT_EXPORTED, f"{sender} is not a site of {workload}'s topology"
-                )
-            if message.origin != sender:  # a forward is never forwarded again
-                return msgspec.structs.replace(message, origin=sender)
+        match message:
+            case m.ProbePeer():
+                if message.target == self.site:
+                    raise Refused(wire.ERR_INVALID, f"{self.site} does not probe itself")
+                if message.timeout > self.ask_timeout:
+                    return msgspec.structs.replace(message, timeout=self.ask_timeout)
+            case m.Notice() if message.sender != sender:
+                return msgspec.structs.replace(message, sender=sender)
+            case m.MoveWorkload() if kind == SITE:
+                workload = path.rsplit("/", 1)[-1]
+                if sender not in self.topologies.get(workload, frozenset()):
+                    raise Refused(
+                        wire.ERR_NOT_EXPORTED, f"{sender} is not a site of {workload}'s topology"
+                    )
+                if message.origin != sender:  # a forward is never forwarded again
+                    return msgspec.structs.replace(message, origin=sender)
         return message
 
 

@@ -218,21 +218,22 @@ class Journal:
                     if self._closed:
                         return
                     continue
-                try:
-                    os.fsync(self._fd)
-                except OSError as e:
-                    self.failures.failed("fsync", e)
+                self._fsync()
+
+    def _fsync(self) -> None:
+        """Sync the open journal (the caller holds `_sync_lock`); a failure is reported."""
+        if self._fd >= 0:
+            try:
+                os.fsync(self._fd)
+            except OSError as e:
+                self.failures.failed("fsync", e)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every line written so far is fsynced (False: the disk did not answer)."""
         if not self._sync_lock.acquire(timeout=timeout):
             return False
         try:
-            if self._fd >= 0:
-                try:
-                    os.fsync(self._fd)
-                except OSError as e:
-                    self.failures.failed("fsync", e)
+            self._fsync()
             return True
         finally:
             self._sync_lock.release()
@@ -247,11 +248,8 @@ class Journal:
             log.warning("journal %s: fsync hangs; closing without it", self.path)
             return
         try:
+            self._fsync()
             if self._fd >= 0:
-                try:
-                    os.fsync(self._fd)
-                except OSError as e:
-                    self.failures.failed("fsync", e)
                 os.close(self._fd)
                 self._fd = -1
         finally:

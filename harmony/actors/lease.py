@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pykka
 
-from harmony.actors.base import AgentContext, HarmonyActor
+from harmony.actors.base import OfWorkload, handles
 from harmony.mesh.leases import LeaseConflict, LeaseEntry, LeaseError, LeaseHolder, LeaseStore
 from harmony.strategies.commands import AcquireLease, ReleaseLease, RenewLease, WatchLease
 from harmony.strategies.events import (
@@ -34,6 +35,21 @@ from harmony.strategies.events import (
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+REPORTS = (
+    LeaseAcquired,
+    AcquireFailed,
+    LeaseRenewed,
+    RenewFailed,
+    RenewRefused,
+    LeaseReleased,
+    ReleaseFailed,
+    LeaseObservedHeld,
+    LeaseObservedGone,
+)
+"""Every strategy event this actor reports to its parent (which handles them all)."""
+
 
 @dataclass(frozen=True)
 class Observed:
@@ -47,21 +63,16 @@ class Poll:
     pass
 
 
-class LeaseActor(HarmonyActor):
+class LeaseActor(OfWorkload):
     kind = "lease"
+    last_seen: tuple[str | None, int] | None = None
+    """(holder, revision) of the last observation reported; None: report the next one."""
+    watch: Any = None
 
-    def __init__(
-        self,
-        ctx: AgentContext,
-        path: str,
-        parent: pykka.ActorRef[Any] | None,
-        workload: str,
-    ) -> None:
-        super().__init__(ctx, path, parent)
-        self.workload = workload
-        self.key = workload
-        self.last_seen: tuple[str | None, int] | None = None
-        self.watch: Any = None
+    @property
+    def key(self) -> str:
+        """The workload's key in the lease bucket."""
+        return self.name
 
     @property
     def store(self) -> LeaseStore:
@@ -73,7 +84,7 @@ class LeaseActor(HarmonyActor):
         return LeaseHolder(
             site=self.ctx.site,
             incarnation=self.ctx.incarnation,
-            workload=self.workload,
+            workload=self.name,
             wall=self.ctx.clock.wall(),
         )
 
@@ -92,19 +103,38 @@ class LeaseActor(HarmonyActor):
         return self.ctx.clock.monotonic()
 
     # -- commands --------------------------------------------------------------------------
-    def on_acquire_lease(self, cmd: AcquireLease) -> None:
-        sent_at = self.now()
+    def cas(
+        self,
+        write: Callable[[], T],
+        failed: type[AcquireFailed | ReleaseFailed],
+        then: Callable[[T], None],
+    ) -> None:
+        """One take or give-back: a refused CAS (`conflict`) or an error is reported as
+        `failed`; a success goes on to `then`. (Renewals report more, see `on_renew_lease`.)"""
         try:
-            rev = self.store.acquire(self.key, self.holder(), over=cmd.expected_revision)
+            result = write()
         except LeaseConflict as e:
-            self.report(AcquireFailed(str(e), conflict=True))
+            self.report(failed(str(e), conflict=True))
             return
         except LeaseError as e:
-            self.report(AcquireFailed(str(e)))
+            self.report(failed(str(e)))
             return
-        self.set_state("held", holder=self.ctx.site, token=str(rev))
-        self.report(LeaseAcquired(rev, sent_at))
+        then(result)
 
+    @handles(AcquireLease)
+    def on_acquire_lease(self, cmd: AcquireLease) -> None:
+        sent_at = self.now()
+
+        def held(rev: int) -> None:
+            self.set_state("held", holder=self.ctx.site, token=str(rev))
+            self.report(LeaseAcquired(rev, sent_at))
+
+        over = cmd.expected_revision
+        self.cas(
+            lambda: self.store.acquire(self.key, self.holder(), over=over), AcquireFailed, held
+        )
+
+    @handles(RenewLease)
     def on_renew_lease(self, cmd: RenewLease) -> None:
         sent_at = self.now()
         try:
@@ -132,24 +162,22 @@ class LeaseActor(HarmonyActor):
         ours = h is not None and (h.site, h.incarnation) == (self.ctx.site, self.ctx.incarnation)
         return LeaseRead(entry.revision, h.site if h is not None else None, ours)
 
+    @handles(ReleaseLease)
     def on_release_lease(self, cmd: ReleaseLease) -> None:
-        try:
-            self.store.release(self.key, cmd.revision)
-        except LeaseConflict as e:
-            self.report(ReleaseFailed(str(e), conflict=True))
-            return
-        except LeaseError as e:
-            self.report(ReleaseFailed(str(e)))
-            return
-        self.set_state("released", holder="", token="")
-        self.report(LeaseReleased())
+        def released(_: None) -> None:
+            self.set_state("released", holder="", token="")
+            self.report(LeaseReleased())
 
+        self.cas(lambda: self.store.release(self.key, cmd.revision), ReleaseFailed, released)
+
+    @handles(WatchLease)
     def on_watch_lease(self, _: WatchLease) -> None:
         self.last_seen = None  # report the next observation even if unchanged
         self._start_watch()
         self.on_poll(Poll())
 
     # -- observations ----------------------------------------------------------------------
+    @handles(Poll)
     def on_poll(self, _: Poll) -> None:
         try:
             entry = self.store.read(self.key)
@@ -158,6 +186,7 @@ class LeaseActor(HarmonyActor):
             return
         self.on_observed(Observed(entry))
 
+    @handles(Observed)
     def on_observed(self, msg: Observed) -> None:
         entry = msg.entry
         seen = (

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
 
-from harmony.actors.base import HarmonyActor
+from harmony.actors.base import HarmonyActor, handles
 from harmony.actors.exports import mesh_sites
 from harmony.actors.messages import CopyInfo, Heartbeat, PeerInfo
 from harmony.mesh import subjects, wire
@@ -189,6 +189,7 @@ class PeerWatch(HarmonyActor):
             if peer is None or peer.last_seen is None or received > peer.last_seen:
                 self.on_heartbeat_seen(HeartbeatSeen(hb, received))
 
+    @handles(HeartbeatSeen)
     def on_heartbeat_seen(self, msg: HeartbeatSeen) -> None:
         hb = msg.hb
         peer = self.peers.get(hb.site)
@@ -208,6 +209,7 @@ class PeerWatch(HarmonyActor):
             peer.copies, peer.copies_sent = dict(hb.copies), hb.incarnation
             self.parent.tell(PeerCopies(hb.site, peer.copies))
 
+    @handles(CheckPeers)
     def on_check_peers(self, _: CheckPeers) -> None:
         self._absorb_latest()
         now = self.ctx.clock.monotonic()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from harmony.actors.base import HarmonyActor
+from harmony.actors.base import HarmonyActor, handles
 from harmony.actors.messages import (
     Capacity,
     GetNotices,
@@ -56,6 +56,7 @@ class SiteActor(HarmonyActor):
         self.every(self.ctx.config.timings.heartbeat_interval, Beat())
         self.set_state("running", witness=str(self.ctx.config.witness).lower())
 
+    @handles(Beat)
     def on_beat(self, _: Beat) -> None:
         bridge = self.ctx.bridge
         if bridge is None:
@@ -85,9 +86,11 @@ class SiteActor(HarmonyActor):
                 cpus=str(self.capacity.cpus),
             )
 
+    @handles(Ping)
     def on_ping(self, msg: Ping) -> Pong:
         return Pong(text=msg.text, site=self.ctx.site)
 
+    @handles(ProbePeer)
     def on_probe_peer(self, msg: ProbePeer) -> ProbeResult:
         """Agent-to-agent reachability: ask the target site's SiteActor over the mesh.
 
@@ -111,12 +114,15 @@ class SiteActor(HarmonyActor):
         rtt = (time.perf_counter() - t0) * 1000
         return ProbeResult(source=self.ctx.site, target=msg.target, ok=ok, rtt_ms=round(rtt, 3))
 
+    @handles(SendNotice)
     def on_send_notice(self, msg: SendNotice) -> None:
         self.ctx.ref(msg.target, SITE_PATH).tell(Notice(text=msg.text, sender=self.ctx.site))
 
+    @handles(Notice)
     def on_notice(self, msg: Notice) -> None:
         self.notices.append(msg)
         self.notices_total += 1
 
+    @handles(GetNotices)
     def on_get_notices(self, _: GetNotices) -> Notices:
         return Notices(items=list(self.notices), total=self.notices_total)

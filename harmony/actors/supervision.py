@@ -12,18 +12,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
-from harmony.actors.base import AgentContext, ChildFailed, HarmonyActor
+from harmony.actors.base import ChildFactory, ChildFailed, HarmonyActor, handles
 
 log = logging.getLogger(__name__)
-
-ChildFactory = Callable[[AgentContext, str, pykka.ActorRef[Any]], pykka.ActorRef[Any]]
-"""(context, path, parent ref) -> started actor ref."""
 
 
 class Escalation(Exception):
@@ -60,17 +56,19 @@ class _Child:
 
 
 class Supervisor(HarmonyActor):
-    """A HarmonyActor with children. Subclasses call `start_child` from `started()`."""
+    """A HarmonyActor with children. Subclasses call `start_child` from `started()`.
+
+    No constructor of its own (its state is set up in `on_start`), so that a subclass may
+    also be an `OfWorkload` and take that constructor."""
 
     kind = "supervisor"
-
-    def __init__(self, ctx: AgentContext, path: str, parent: pykka.ActorRef[Any] | None) -> None:
-        super().__init__(ctx, path, parent)
-        sup = ctx.config.supervision
-        self.intensity = RestartIntensity(sup.max_restarts, sup.within)
-        self.children: dict[str, _Child] = {}
+    intensity: RestartIntensity
+    children: dict[str, _Child]
 
     def on_start(self) -> None:
+        sup = self.ctx.config.supervision
+        self.intensity = RestartIntensity(sup.max_restarts, sup.within)
+        self.children = {}
         super().on_start()
         self.ctx.board.update(self.path, policy=self.intensity.describe())
 
@@ -103,6 +101,7 @@ class Supervisor(HarmonyActor):
                     child.ref.stop(block=True, timeout=30)
         self.children.clear()
 
+    @handles(ChildFailed)
     def on_child_failed(self, msg: ChildFailed) -> None:
         child = next(
             (c for c in self.children.values() if self.child_path(c.name) == msg.path), None

@@ -9,11 +9,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import pykka
-
-from harmony.actors.base import AgentContext, HarmonyActor
+from harmony.actors.base import OfWorkload, handles
 from harmony.actors.drivers import DriverEvent, TetherSpec, make_driver
 from harmony.actors.drivers.containment import containment_id
 from harmony.actors.drivers.tether import deadline_dir
@@ -24,8 +21,8 @@ from harmony.actors.messages import (
     StartWorkload,
     StopWorkload,
 )
-from harmony.config import WorkloadConfig
 from harmony.private_files import private_dir
+from harmony.strategies.registry import uses_lease
 
 log = logging.getLogger(__name__)
 
@@ -37,30 +34,18 @@ class DriverReport:
     event: DriverEvent
 
 
-class WorkloadActor(HarmonyActor):
+class WorkloadActor(OfWorkload):
     """Carries out start/stop/fence on the driver, and mirrors the driver's state."""
 
     kind = "workload"
-
-    def __init__(
-        self,
-        ctx: AgentContext,
-        path: str,
-        parent: pykka.ActorRef[Any] | None,
-        workload: WorkloadConfig,
-        tethered: bool = False,
-    ) -> None:
-        super().__init__(ctx, path, parent)
-        self.workload = workload
-        self.tethered = tethered
-        """Tokened copies get a watcher outside the agent (the strategy uses a lease)."""
 
     def started(self) -> None:
         ref = self.actor_ref
         log_dir = Path(self.ctx.config.data_dir) / "workloads"
         private_dir(log_dir)
         tether = None
-        if self.tethered:
+        if uses_lease(self.workload.strategy):
+            # Tokened copies get a watcher outside the agent that fences at the deadline.
             journal = self.ctx.journal
             tether = TetherSpec(
                 deadline_dir(self.ctx.config.data_dir, self.workload.name),
@@ -84,10 +69,12 @@ class WorkloadActor(HarmonyActor):
         if driver is not None:
             driver.close()
 
+    @handles(StartWorkload)
     def on_start_workload(self, msg: StartWorkload) -> None:
         log.info("%s: start (token %s) %s", self.path, msg.token, msg.reason)
         self.driver.start(msg.token)
 
+    @handles(StopWorkload)
     def on_stop_workload(self, msg: StopWorkload) -> None:
         log.info("%s: stop %s", self.path, msg.reason)
         # stop and fence block this thread for as long as the driver needs (a fence hook may
@@ -96,14 +83,17 @@ class WorkloadActor(HarmonyActor):
         self.set_state("stopping", last=f"stop: {msg.reason}"[:120])
         self.driver.stop(msg.reason or "requested")
 
+    @handles(FenceWorkload)
     def on_fence_workload(self, msg: FenceWorkload) -> None:
         log.warning("%s: fence %s", self.path, msg.reason)
         self.set_state("stopping", last=f"fence: {msg.reason}"[:120])
         self.driver.fence(msg.reason or "requested")
 
+    @handles(GetOutput)
     def on_get_output(self, msg: GetOutput) -> Output:
         return Output(lines=self.driver.output_tail(msg.lines))
 
+    @handles(DriverReport)
     def on_driver_report(self, msg: DriverReport) -> None:
         ev = msg.event
         detail = {"pid": str(ev.pid or ""), "token": "" if ev.token is None else str(ev.token)}

@@ -16,12 +16,11 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import assert_never
 
-import pykka
-
+from harmony.actors import lease
 from harmony.actors import messages as m
-from harmony.actors.base import AgentContext
+from harmony.actors.base import OfWorkload, handles
 from harmony.actors.drivers import DriverState
 from harmony.actors.drivers.tether import DeadlineHandoff, TetherSpec, deadline_dir
 from harmony.actors.lease import LeaseActor
@@ -30,7 +29,6 @@ from harmony.actors.reports import copy_gone, driver_event
 from harmony.actors.supervision import Supervisor
 from harmony.actors.timers import Timer
 from harmony.actors.workload import DriverReport, WorkloadActor
-from harmony.config import WorkloadConfig
 from harmony.strategies import (
     Command,
     Decision,
@@ -74,7 +72,13 @@ PEER_EVENTS: dict[str, type[PeerAlive | PeerSuspect | PeerSilent]] = {
     "suspect": PeerSuspect,
     "silent": PeerSilent,
 }
-LEASE_COMMANDS = (AcquireLease, RenewLease, ReleaseLease, WatchLease)
+RUN_KINDS: dict[type[Command], str] = {
+    StartCopy: "start",
+    Promote: "promote",
+    StopCopy: "stop",
+    FenceCopy: "fence",
+}
+"""The strategy's copy commands, by the journal kind of the step."""
 
 
 def workload_path(name: str) -> str:
@@ -86,39 +90,34 @@ class Drain:
     """Local ask: shut this workload down gracefully; answers a threading.Event set when done."""
 
 
-class WorkloadSupervisor(Supervisor):
-    kind = "workload-supervisor"
+@dataclass(frozen=True)
+class MoveAway:
+    """Local: the agent drains this site."""
 
-    def __init__(
-        self,
-        ctx: AgentContext,
-        path: str,
-        parent: pykka.ActorRef[Any] | None,
-        workload: WorkloadConfig,
-    ) -> None:
-        super().__init__(ctx, path, parent)
-        self.workload = workload
-        self.name = workload.name
-        t = workload.topology
+
+class WorkloadSupervisor(Supervisor, OfWorkload):
+    kind = "workload-supervisor"
+    tick: Timer | None = None
+    decision: Decision | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def started(self) -> None:
+        """Set up on the actor's thread (the constructor is OfWorkload's), start the children,
+        then the strategy."""
+        w, name = self.workload, self.name
+        t = w.topology
         self.topology = FailoverTopology(t.primary, tuple(t.standbys))
-        params = Params.from_timings(ctx.config.timings, reconcile=workload.reconcile)
-        self.strategy = strategy_for(workload.strategy, params)
-        self.tick: Timer | None = None
+        params = Params.from_timings(self.ctx.config.timings, reconcile=w.reconcile)
+        self.strategy = strategy_for(w.strategy, params)
         self.peer_copies: dict[str, Copy] = {}
         self.last_copies: tuple[Copy, ...] | None = None
         self.drained = threading.Event()
         self.operator_down = False
-        self.decision: Decision | None = None
-        self.tether = DeadlineHandoff(TetherSpec(deadline_dir(ctx.config.data_dir, workload.name)))
-
-    # -- lifecycle -------------------------------------------------------------------------
-    def started(self) -> None:
-        name, tethered = self.name, self.strategy.uses_lease
-        if tethered:
+        self.tether = DeadlineHandoff(TetherSpec(deadline_dir(self.ctx.config.data_dir, name)))
+        if self.strategy.uses_lease:
             self.tether.reset()
-            self.start_child("lease", lambda c, p, parent: LeaseActor.start(c, p, parent, name))
-        w = self.workload
-        self.start_child("run", lambda c, p, parent: WorkloadActor.start(c, p, parent, w, tethered))
+            self.start_child("lease", LeaseActor.factory(w))
+        self.start_child("run", WorkloadActor.factory(w))
         now = self.ctx.clock.monotonic()
         self.ctx.record(name, "boot", f"{w.strategy} on {self.ctx.site}, role {self.role()}")
         self.apply(self.strategy.start(self.ctx.site, self.topology, now))
@@ -195,31 +194,40 @@ class WorkloadSupervisor(Supervisor):
         """Carry one command out. The driver is told first and the journal second: a journal
         that cannot be written (disk full) never delays or skips a fence."""
         token = self.decision.state.driver.token if self.decision else None
-        if isinstance(cmd, StartCopy | Promote):
-            self.tell_child("run", m.StartWorkload(token=cmd.token, reason=cmd.reason))
-            kind = "promote" if isinstance(cmd, Promote) else "start"
-            self.ctx.record(self.name, kind, cmd.reason, cmd.token)
-        elif isinstance(cmd, StopCopy):
-            self.tell_child("run", m.StopWorkload(reason=cmd.reason))
-            self.ctx.record(self.name, "stop", cmd.reason, token)
-        elif isinstance(cmd, FenceCopy):
-            self.tell_child("run", m.FenceWorkload(reason=cmd.reason))
-            self.ctx.record(self.name, "fence", cmd.reason, token)
-        elif isinstance(cmd, LEASE_COMMANDS):
-            self.tell_child("lease", cmd)
-        elif isinstance(cmd, RecordDivergence):
-            losers = ",".join(c.site for c in cmd.losers)
-            self.ctx.record(
-                self.name,
-                "divergence",
-                cmd.reason,
-                cmd.winner.token,
-                policy=cmd.policy,
-                winner=cmd.winner.site,
-                losers=losers,
-            )
-        elif isinstance(cmd, RecordEvent):
-            self.ctx.record(self.name, cmd.kind, cmd.reason, token)
+        match cmd:
+            case StartCopy() | Promote():
+                self.drive(cmd, m.StartWorkload(token=cmd.token, reason=cmd.reason), cmd.token)
+            case StopCopy():
+                self.drive(cmd, m.StopWorkload(reason=cmd.reason), token)
+            case FenceCopy():
+                self.drive(cmd, m.FenceWorkload(reason=cmd.reason), token)
+            case AcquireLease() | RenewLease() | ReleaseLease() | WatchLease():
+                self.tell_child("lease", cmd)
+            case RecordDivergence():
+                losers = ",".join(c.site for c in cmd.losers)
+                self.ctx.record(
+                    self.name,
+                    "divergence",
+                    cmd.reason,
+                    cmd.winner.token,
+                    policy=cmd.policy,
+                    winner=cmd.winner.site,
+                    losers=losers,
+                )
+            case RecordEvent():
+                self.ctx.record(self.name, cmd.kind, cmd.reason, token)
+            case _:  # a command this actor does not know: a bug, never skipped quietly
+                assert_never(cmd)
+
+    def drive(
+        self,
+        cmd: Command,
+        message: m.StartWorkload | m.StopWorkload | m.FenceWorkload,
+        token: int | None,
+    ) -> None:
+        """A copy command: the run child first, the journal second."""
+        self.tell_child("run", message)
+        self.ctx.record(self.name, RUN_KINDS[type(cmd)], message.reason, token)
 
     def tell_child(self, name: str, message: object) -> None:
         ref = self.child_ref(name)
@@ -245,10 +253,12 @@ class WorkloadSupervisor(Supervisor):
         )
 
     # -- events in -------------------------------------------------------------------------
+    @handles(Tick)
     def on_tick(self, msg: Tick) -> None:
         self.tick = None
         self.feed(msg)
 
+    @handles(PeerChanged)
     def on_peer_changed(self, msg: PeerChanged) -> None:
         cls = PEER_EVENTS.get(msg.new)
         if cls is None:
@@ -261,6 +271,7 @@ class WorkloadSupervisor(Supervisor):
             self.ctx.record(self.name, "peer-back", f"{msg.site} is back after silence")
             self.feed(PartitionHealed((msg.site,)))
 
+    @handles(PeerCopies)
     def on_peer_copies(self, msg: PeerCopies) -> None:
         info = msg.copies.get(self.name)
         old = self.peer_copies.get(msg.site)
@@ -286,6 +297,7 @@ class WorkloadSupervisor(Supervisor):
             self.set_detail(copies=",".join(c.site for c in key))
             self.feed(PeerCopiesSeen(key))
 
+    @handles(DriverReport)
     def on_driver_report(self, msg: DriverReport) -> None:
         ev = msg.event
         self.ctx.record(
@@ -330,14 +342,12 @@ class WorkloadSupervisor(Supervisor):
         except OSError:
             return 0.0
 
+    @handles(*lease.REPORTS)
     def on_lease_event(self, event: Event) -> None:
+        """What the lease child reports is already a strategy event."""
         self.feed(event)
 
-    # Lease actor answers arrive as strategy events; route them all to feed().
-    on_lease_acquired = on_acquire_failed = on_lease_renewed = on_renew_failed = on_lease_event
-    on_renew_refused = on_lease_observed_held = on_lease_observed_gone = on_lease_event
-    on_lease_released = on_release_failed = on_lease_event
-
+    @handles(Drain)
     def on_drain(self, _: Drain) -> threading.Event:
         self.feed(ShutdownRequested())
         return self.drained
@@ -345,12 +355,15 @@ class WorkloadSupervisor(Supervisor):
     # -- operator commands -----------------------------------------------------------------
     # start here = move here; stop/fence here = this copy failed: the strategy hands the
     # workload on (with a cooldown) instead of starting it again on the spot.
+    @handles(m.StartWorkload)
     def on_start_workload(self, msg: m.StartWorkload) -> m.CommandResult:
         return self.on_move_workload(m.MoveWorkload(target=self.ctx.site, reason=msg.reason))
 
+    @handles(m.StopWorkload)
     def on_stop_workload(self, msg: m.StopWorkload) -> m.CommandResult:
         return self._take_down(m.StopWorkload(reason=msg.reason or "operator"), "stop")
 
+    @handles(m.FenceWorkload)
     def on_fence_workload(self, msg: m.FenceWorkload) -> m.CommandResult:
         return self._take_down(m.FenceWorkload(reason=msg.reason or "operator"), "fence")
 
@@ -360,6 +373,7 @@ class WorkloadSupervisor(Supervisor):
         self.tell_child("run", cmd)
         return m.CommandResult(ok=True, detail=f"{verb} sent to {self.name} on {self.ctx.site}")
 
+    @handles(m.MoveWorkload)
     def on_move_workload(self, msg: m.MoveWorkload) -> m.CommandResult:
         target = msg.target
         if target not in self.topology:
@@ -376,6 +390,7 @@ class WorkloadSupervisor(Supervisor):
         self.feed(MoveRequested(target))
         return m.CommandResult(ok=True, detail=f"moving {self.name} to {target}")
 
+    @handles(MoveAway)
     def on_move_away(self, _: MoveAway) -> m.CommandResult:
         """Drain: move to the best other live site, if the workload runs here."""
         if self.decision is None or self.decision.state.driver.phase is Phase.STOPPED:
@@ -385,8 +400,3 @@ class WorkloadSupervisor(Supervisor):
             if site != self.ctx.site and state.live(site):
                 return self.on_move_workload(m.MoveWorkload(target=site, reason="drain"))
         return m.CommandResult(ok=False, detail=f"{self.name}: no other live site to move to")
-
-
-@dataclass(frozen=True)
-class MoveAway:
-    """Local: the agent drains this site."""

@@ -9,11 +9,10 @@ from typing import Any
 import pykka
 import pytest
 from conftest import wait_until
+from unit.actorkit import Kit, make_kit
 
-from harmony.actors.base import HarmonyActor
+from harmony.actors.base import HarmonyActor, handles
 from harmony.actors.supervision import RestartIntensity, Supervisor
-
-from .actorkit import Kit, make_kit
 
 
 @dataclass(frozen=True)
@@ -29,9 +28,11 @@ class Echo:
 class Worker(HarmonyActor):
     kind = "worker"
 
+    @handles(Crash)
     def on_crash(self, _: Crash) -> None:
         raise RuntimeError("boom")
 
+    @handles(Echo)
     def on_echo(self, msg: Echo) -> str:
         return msg.text
 
