@@ -41,14 +41,8 @@ from harmony.actors.workload import DriverReport, WorkloadActor
 from harmony.actors.workload_supervisor import Drain, MoveAway, WorkloadSupervisor
 from harmony.mesh import wire
 from harmony.mesh.remote import RemoteAsk
-from harmony.strategies import (
-    AcquireLease,
-    LeaseAcquired,
-    ReleaseLease,
-    RenewLease,
-    Tick,
-    WatchLease,
-)
+from harmony.strategies.commands import AcquireLease, ReleaseLease, RenewLease, WatchLease
+from harmony.strategies.events import LeaseAcquired, Tick
 
 ACTORS: tuple[type[HarmonyActor], ...] = (
     AgentSupervisor,

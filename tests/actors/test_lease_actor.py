@@ -17,9 +17,9 @@ from harmony.actors.lease import LeaseActor
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, WorkloadConfig
 from harmony.mesh.connection import MeshConnection
 from harmony.mesh.leases import LeaseStore
-from harmony.strategies import (
+from harmony.strategies.commands import AcquireLease, ReleaseLease, RenewLease, WatchLease
+from harmony.strategies.events import (
     AcquireFailed,
-    AcquireLease,
     LeaseAcquired,
     LeaseObservedGone,
     LeaseObservedHeld,
@@ -27,10 +27,7 @@ from harmony.strategies import (
     LeaseReleased,
     LeaseRenewed,
     ReleaseFailed,
-    ReleaseLease,
-    RenewLease,
     RenewRefused,
-    WatchLease,
 )
 
 pytestmark = pytest.mark.mesh
