@@ -30,6 +30,7 @@ from harmony.sim.liveness import Intervals, check_recovery, check_sides
 from harmony.sim.scenario import Scenario
 from harmony.sim.truth import LedgerRow, Truth
 from harmony.sim.truthfiles import LedgerReader, TruthError, TruthFiles, load_truth
+from harmony.strategies import uses_lease
 
 RESUME_BOUND = 1.0
 """Default of `Checks.resume_bound`: how long a copy resumed after a whole-site freeze may
@@ -201,7 +202,7 @@ def check_all(
     residuals: list[Violation] = []
     origin = min((e.mono for e in events), default=0.0)
     for w, strategy in strategies.items():
-        if strategy == "absolute-consistency":
+        if uses_lease(strategy):
             found, notes = check_absolute(
                 list(intervals[w])
                 if intervals and w in intervals
@@ -274,7 +275,7 @@ def evaluate(
             intervals[w], sources[w] = gt.intervals[w], gt.sources[w]
             continue
         intervals[w], sources[w] = active_intervals(list(events), w), JOURNAL_ONLY
-        if require_truth and strategy == "absolute-consistency":
+        if require_truth and uses_lease(strategy):
             problems.append(
                 Violation(
                     "ground-truth",

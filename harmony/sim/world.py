@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from harmony.sim.scenario import WorkloadSpec
+from harmony.strategies import uses_lease
 
 Expectation = dict[str, int]
 """Side (comma-joined sorted site names) -> copies that side should run."""
@@ -68,7 +69,7 @@ class World:
         out: Expectation = {}
         for side in sides:
             eligible = bool(side & topo)
-            if w.strategy == "absolute-consistency":
+            if uses_lease(w.strategy):
                 want = eligible and 2 * len(side & peers) > len(peers)
             else:
                 want = eligible
