@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.drivers import Built, Runbook
+from support.processes import pid_alive, read_pid
+from support.waiting import stays, wait_until
 
 from harmony.actors.drivers import DriverState, TetherSpec
 from harmony.actors.drivers.containment import CONTAINMENT_ENV, containment_id
@@ -26,9 +29,6 @@ from harmony.actors.drivers.hooks_tether import environ, find_watchers
 from harmony.actors.journal import JournalEvent, read_journal
 from harmony.config import HooksDriverConfig
 from harmony.guard import RELEASED, write_deadline
-
-from .conftest import Built
-from .helpers import Runbook, pid_alive, read_pid, stays, wait_until
 
 S = DriverState
 Build = Callable[..., Built]

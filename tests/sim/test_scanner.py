@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from support.waiting import wait_until
 
 from harmony.actors.drivers.containment import CONTAINMENT_ENV, containment_id
 from harmony.actors.journal import JournalEvent

@@ -10,10 +10,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
+from support.sba_world import SbaWorld
 
 from harmony.strategies import RECONCILE_POLICIES, Params, ShutdownRequested
-
-from .sba_world import SbaWorld
 
 SITE = st.integers(0, 4)
 

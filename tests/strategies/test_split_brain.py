@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from support.strategy_site import Site, actions, kinds
 
 from harmony.strategies import (
     Copy,
@@ -22,8 +23,6 @@ from harmony.strategies import (
     WorkloadStarted,
     WorkloadStopped,
 )
-
-from .helpers import Site, actions, kinds
 
 SBA = SplitBrainAllowed()
 

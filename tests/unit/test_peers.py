@@ -8,7 +8,8 @@ from typing import Any
 import msgspec
 import pykka
 import pytest
-from conftest import wait_until
+from support.actors import Kit, make_kit
+from support.waiting import wait_until
 
 from harmony.actors.messages import Heartbeat
 from harmony.actors.peers import (
@@ -20,8 +21,6 @@ from harmony.actors.peers import (
     classify,
 )
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, Timings, WorkloadConfig
-
-from .actorkit import Kit, make_kit
 
 IV = 0.5
 

@@ -8,12 +8,11 @@ from typing import Any
 
 import pykka
 import pytest
-from conftest import wait_until
+from support.actors import Kit, make_kit
+from support.waiting import wait_until
 
 from harmony.actors.base import HarmonyActor
 from harmony.actors.supervision import RestartIntensity, Supervisor
-
-from .actorkit import Kit, make_kit
 
 
 @dataclass(frozen=True)
