@@ -26,7 +26,16 @@ import msgspec
 import pytest
 from support.meshes import FAST_HEARTBEATS, actor, dump
 from support.waiting import stays, wait_until
-from support.wire_attacks import HOOKS, MARK, MARKS, MESH, copies, delta, rejected, snapshot
+from support.wire_attacks import (
+    MARK,
+    MARKS,
+    MESH,
+    copies,
+    delta,
+    rejected,
+    snapshot,
+    write_hooks,
+)
 from support.wire_attacks import workloads as wire_workloads
 
 from harmony.actors.messages import (
@@ -65,13 +74,7 @@ def _workloads(hooks: Path) -> list[WorkloadConfig]:
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
     workdir = Path(tmp_path_factory.mktemp("attack"))
-    per_site = {}
-    for site in ("a", "b"):
-        hooks = workdir / "hooks" / site
-        hooks.mkdir(parents=True)
-        (hooks / "ctl.sh").write_text(HOOKS.replace("@MARK2@", str(MARK + 2)))
-        (hooks / "ctl.sh").chmod(0o755)
-        per_site[site] = _workloads(hooks)
+    per_site = {site: _workloads(write_hooks(workdir, site)) for site in ("a", "b")}
     m = LocalMesh(
         workdir, mesh=MESH, sites=("a", "b"), timings=FAST_HEARTBEATS, site_workloads=per_site
     )

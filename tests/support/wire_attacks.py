@@ -79,16 +79,19 @@ def workloads(hooks: Path) -> list[WorkloadConfig]:
     ]
 
 
+def write_hooks(workdir: Path, site: str) -> Path:
+    """The hooks directory of `site` (`workdir/hooks/<site>`), its `ctl.sh` written."""
+    hooks = workdir / "hooks" / site
+    hooks.mkdir(parents=True)
+    (hooks / "ctl.sh").write_text(HOOKS.replace("@MARK2@", str(MARK + 2)))
+    (hooks / "ctl.sh").chmod(0o755)
+    return hooks
+
+
 def start_mesh(workdir: Path, sites: tuple[str, ...] = ("a", "b")) -> Iterator[LocalMesh]:
     """A fixture body: the mesh, stopped (and swept) whatever happens. Each site has its own
     hooks directory (`workdir/hooks/<site>`): its pid file and its log of calls."""
-    per_site = {}
-    for site in sites:
-        hooks = workdir / "hooks" / site
-        hooks.mkdir(parents=True)
-        (hooks / "ctl.sh").write_text(HOOKS.replace("@MARK2@", str(MARK + 2)))
-        (hooks / "ctl.sh").chmod(0o755)
-        per_site[site] = workloads(hooks)
+    per_site = {site: workloads(write_hooks(workdir, site)) for site in sites}
     # Plaintext: these attack the agent's own checks (the bridge, the peers), as behind a
     # server that lets everything through; a secure server refuses most of them first
     # (tests/security/test_attack_table.py replays the table against one).
