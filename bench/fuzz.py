@@ -5,7 +5,7 @@ subjects, as fast as this process can send them, then a table.
 
 One `harmony agent` (site a of mesh `fuzz`, with its embedded nats-server; b is named in its
 config and never runs) takes frames from every kind of sender: b and the operator (known),
-zz and a itself (refused as unknown). The frames are made by tests/security/fuzzkit.py (bit
+zz and a itself (refused as unknown). The frames are made by tests/support/fuzzing.py (bit
 flips, truncation, invalid UTF-8, wrong field types, random structs, control characters,
 nesting, random bytes, oversized frames). Asks are sent one at a time and each must be
 answered; tells and heartbeats are published without waiting.
@@ -35,7 +35,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from security.fuzzkit import (
+from support.fuzzing import (
     expect_actor,
     expect_heartbeat,
     harmful,

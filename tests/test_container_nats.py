@@ -10,8 +10,8 @@ from pathlib import Path
 
 import nats
 import pytest
-from conftest import run_async, wait_until
 from nats.js.errors import KeyWrongLastSequenceError
+from support.waiting import run_async, wait_until
 
 from harmony.actors.messages import Ping, Pong
 from harmony.actors.site import SITE_PATH

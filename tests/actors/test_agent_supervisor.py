@@ -10,8 +10,9 @@ from pathlib import Path
 import msgspec
 import pykka
 import pytest
-from conftest import pid_alive, wait_until
-from unit.actorkit import Kit, make_kit
+from support.actors import Kit, make_kit
+from support.processes import pid_alive
+from support.waiting import wait_until
 
 from harmony.actors.agent import ROOT_PATH, AgentSupervisor
 from harmony.actors.journal import Journal, read_journal

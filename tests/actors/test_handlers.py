@@ -23,7 +23,7 @@ from typing import Any
 
 import pykka
 import pytest
-from unit.actorkit import Kit, make_kit
+from support.actors import Kit, make_kit
 
 import harmony.actors
 from harmony.actors import lease

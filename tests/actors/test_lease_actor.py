@@ -10,8 +10,9 @@ from typing import Any
 import msgspec
 import pykka
 import pytest
-from conftest import Node, wait_until
-from unit.actorkit import Kit, make_kit
+from support.actors import Kit, make_kit
+from support.nats_servers import Node
+from support.waiting import wait_until
 
 from harmony.actors.lease import LeaseActor
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, WorkloadConfig

@@ -8,8 +8,8 @@ from typing import Any
 import msgspec
 import pykka
 import pytest
-from conftest import wait_until
-from unit.actorkit import Kit, make_kit
+from support.actors import Kit, make_kit
+from support.waiting import wait_until
 
 from harmony.actors.messages import Heartbeat
 from harmony.actors.peers import (

@@ -11,9 +11,10 @@ from typing import Any
 import msgspec
 import pykka
 import pytest
-from conftest import Node, wait_until
 from nats.aio.msg import Msg
-from unit.actorkit import Kit, make_kit
+from support.actors import Kit, make_kit
+from support.nats_servers import Node
+from support.waiting import wait_until
 
 from harmony.actors.clock import SystemClock
 from harmony.actors.exports import ExportPolicy

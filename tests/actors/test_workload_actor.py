@@ -11,8 +11,9 @@ from typing import Any
 import msgspec
 import pykka
 import pytest
-from conftest import pid_alive, wait_until
-from unit.actorkit import Kit, make_kit
+from support.actors import Kit, make_kit
+from support.processes import pid_alive
+from support.waiting import wait_until
 
 from harmony.actors.drivers import DriverEvent, DriverState
 from harmony.actors.messages import FenceWorkload, GetOutput, Output, StartWorkload, StopWorkload

@@ -15,8 +15,10 @@ from typing import Any
 import msgspec
 import pykka
 import pytest
-from conftest import Node, pid_alive, wait_until
-from unit.actorkit import Kit, make_kit
+from support.actors import Kit, make_kit
+from support.nats_servers import Node
+from support.processes import pid_alive
+from support.waiting import wait_until
 
 from harmony.actors.clock import SystemClock
 from harmony.actors.journal import Journal, read_journal

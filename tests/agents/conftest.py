@@ -1,24 +1,16 @@
+"""Fixtures of the agent tests: a module-wide mesh of three real agents, a connection."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.meshes import FAST_HEARTBEATS
+from support.workloads import sleeper
 
-from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, Timings, WorkloadConfig
 from harmony.mesh.connection import MeshConnection
 from harmony.sim.launch import LocalMesh
-
-FAST = Timings(heartbeat_interval=0.2, suspect_after=1.5, silent_after=2.5, ask_timeout=3.0)
-
-
-def sleeper(name: str, primary: str, standbys: list[str]) -> WorkloadConfig:
-    return WorkloadConfig(
-        name=name,
-        driver=ProcessDriverConfig(command=["sleep", "600"]),
-        topology=FailoverTopologyConfig(primary=primary, standbys=standbys),
-        strategy="split-brain-allowed",
-    )
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +20,7 @@ def mesh3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
         Path(tmp_path_factory.mktemp("mesh3")),
         mesh="t3",
         sites=("a", "b", "c"),
-        timings=FAST,
+        timings=FAST_HEARTBEATS,
         workloads=[sleeper("w", "a", ["b", "c"])],
     )
     try:

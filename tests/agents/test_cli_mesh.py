@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
+
+from support.commands import harmony as run_harmony
 
 from harmony.sim.launch import LocalMesh, pids_mentioning
 
 
 def harmony(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harmony", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
-    )
+    """Wide output, and none of this environment (no venv on PATH)."""
+    return run_harmony(*args, timeout=timeout, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
 
 
 def test_status_prints_every_site_tree(mesh3: LocalMesh) -> None:

@@ -7,7 +7,9 @@ import time
 
 import msgspec
 import pytest
-from conftest import pid_alive, wait_until
+from support.meshes import actor, dump, peer_state, snapshots
+from support.processes import pid_alive
+from support.waiting import wait_until
 
 from harmony.actors.messages import (
     GetNotices,
@@ -23,8 +25,6 @@ from harmony.mesh import subjects, wire
 from harmony.mesh.connection import MeshConnection
 from harmony.mesh.remote import RemoteError, RemoteRef
 from harmony.sim.launch import LocalMesh
-
-from .meshkit import actor, dump, peer_state, snapshots
 
 pytestmark = pytest.mark.mesh
 

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 import tomli_w
-from conftest import pid_alive, wait_until
+from support.meshes import FAST_HEARTBEATS, actor, dump, snapshots
+from support.processes import pid_alive
+from support.waiting import wait_until
 
 from harmony.actors.journal import read_journal
 from harmony.actors.messages import StopWorkload
@@ -20,9 +22,6 @@ from harmony.mesh import subjects, wire
 from harmony.mesh.connection import MeshConnection
 from harmony.mesh.remote import RemoteError, RemoteRef
 from harmony.sim.launch import LaunchError, LocalMesh
-
-from .conftest import FAST
-from .meshkit import actor, dump, snapshots
 
 pytestmark = pytest.mark.mesh
 
@@ -46,7 +45,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
         mesh=MESH,
         sites=("a", "b"),
         witnesses=("w",),
-        timings=FAST,
+        timings=FAST_HEARTBEATS,
         workloads=[
             WorkloadConfig(
                 name="ledger",

@@ -9,26 +9,17 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.drivers import AGENT_SCRIPT, Agent, Built, Recorder, Runbook, kill_containment
+from support.processes import read_pid
 
-from harmony.actors.drivers import Driver, TetherSpec, make_driver
-from harmony.actors.drivers.containment import Containment, containment_id
+from harmony.actors.drivers import TetherSpec, make_driver
+from harmony.actors.drivers.containment import containment_id
 from harmony.actors.drivers.hooks_tether import end_watchers
 from harmony.config import DriverConfig
-
-from .helpers import AGENT_SCRIPT, Recorder, Runbook, read_pid
-
-
-class Built:
-    """What the ``build`` fixture hands out: a driver and its event recorder."""
-
-    def __init__(self, driver: Driver[Any], events: Recorder) -> None:
-        self.driver = driver
-        self.events = events
 
 
 @pytest.fixture
@@ -90,13 +81,6 @@ def tether_spec(tmp_path: Path) -> Iterator[TetherSpec]:
     end_watchers(spec.deadline_dir)
 
 
-def kill_containment(cid: str) -> None:
-    """Kill every process of containment `cid` and remove its cgroup (teardown)."""
-    box = Containment(cid)
-    box.kill()
-    box.remove()
-
-
 @pytest.fixture
 def boxes() -> Iterator[Callable[[str], str]]:
     """Register containment ids whose processes must be gone after the test."""
@@ -104,16 +88,6 @@ def boxes() -> Iterator[Callable[[str], str]]:
     yield lambda cid: (ids.append(cid), cid)[1]
     for cid in ids:
         kill_containment(cid)
-
-
-@dataclass
-class Agent:
-    """An agent subprocess (see `helpers.AGENT_SCRIPT`) and the keeper of its copy."""
-
-    proc: subprocess.Popen[bytes]
-    keeper: int
-    out: Path
-    journal: Path
 
 
 @pytest.fixture

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from support.drivers import Agent, Built, assert_empty, cgroup_gone, daemon_cmd, marked, members
+from support.processes import pid_alive, read_pid
+from support.waiting import stays, wait_until
 
 from harmony.actors.drivers import DriverState, ProcessDriver
 from harmony.actors.drivers import process as process_module
@@ -25,19 +28,6 @@ from harmony.actors.drivers.containment import (
     containment_id,
 )
 from harmony.config import ProcessDriverConfig
-
-from .conftest import Agent, Built
-from .helpers import (
-    assert_empty,
-    cgroup_gone,
-    daemon_cmd,
-    marked,
-    members,
-    pid_alive,
-    read_pid,
-    stays,
-    wait_until,
-)
 
 S = DriverState
 Build = Callable[..., Built]

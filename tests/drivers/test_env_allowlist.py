@@ -13,13 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support.drivers import Built
+from support.waiting import wait_until
 
 from harmony.actors.drivers import DriverState
 from harmony.actors.drivers.base import inherited_env
 from harmony.config import ConfigError, HooksDriverConfig, ProcessDriverConfig, parse_config
-
-from .conftest import Built
-from .helpers import wait_until
 
 Build = Callable[..., Built]
 SECRETS = {"NATS_PASSWORD": "hunter2", "HARMONY_TEST_SECRET": "s3cret", "AWS_SECRET_KEY": "k"}

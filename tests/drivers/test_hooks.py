@@ -7,11 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from support.drivers import Built, Runbook, line_count
+from support.processes import pid_alive, read_pid
+from support.waiting import stays, wait_until
+
 from harmony.actors.drivers import DriverState
 from harmony.config import HooksDriverConfig
-
-from .conftest import Built
-from .helpers import Runbook, line_count, pid_alive, read_pid, stays, wait_until
 
 S = DriverState
 Build = Callable[..., Built]

@@ -20,6 +20,9 @@ from typing import Any
 
 import psutil
 import pytest
+from support.drivers import Built, Runbook
+from support.processes import pid_alive, read_pid
+from support.waiting import stays, wait_until
 
 from harmony import procfs
 from harmony.actors.drivers import DriverState, TetherSpec
@@ -28,9 +31,6 @@ from harmony.actors.drivers.hooks_tether import find_watchers
 from harmony.actors.journal import JournalEvent, read_journal
 from harmony.config import HooksDriverConfig
 from harmony.guard import RELEASED, write_deadline
-
-from .conftest import Built
-from .helpers import Runbook, pid_alive, read_pid, stays, wait_until
 
 S = DriverState
 Build = Callable[..., Built]

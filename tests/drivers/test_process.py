@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.drivers import Built, assert_empty, line_count
+from support.processes import pid_alive, read_pid
+from support.waiting import stays, wait_until
 
 from harmony.actors.drivers import DriverState, ProcessDriver
 from harmony.config import ProcessDriverConfig
-
-from .conftest import Built
-from .helpers import assert_empty, line_count, pid_alive, read_pid, stays, wait_until
 
 S = DriverState
 Build = Callable[..., Built]

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from support.drivers import Agent, Built, assert_empty, cgroup_gone, daemon_cmd, members
+from support.processes import pid_alive, read_pid
+from support.waiting import stays, wait_until
 
 from harmony.actors.drivers import DriverState, TetherSpec
 from harmony.actors.drivers.base import group_alive
@@ -21,18 +24,6 @@ from harmony.actors.drivers.containment import containment_id
 from harmony.actors.drivers.tether import TETHER_FENCED, write_deadline
 from harmony.actors.journal import JournalEvent, read_journal
 from harmony.config import ProcessDriverConfig
-
-from .conftest import Agent, Built
-from .helpers import (
-    assert_empty,
-    cgroup_gone,
-    daemon_cmd,
-    members,
-    pid_alive,
-    read_pid,
-    stays,
-    wait_until,
-)
 
 S = DriverState
 Build = Callable[..., Built]

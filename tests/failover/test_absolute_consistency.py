@@ -9,13 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import pid_alive, wait_until
+from support.meshes import Watcher
+from support.processes import pid_alive
+from support.waiting import wait_until
+from support.workloads import workload
 
 from harmony.actors.drivers.containment import Containment, containment_id
 from harmony.sim.launch import LocalMesh
+from harmony.sim.scenario import SIM_TIMINGS
 from harmony.strategies.timing import worst_case_takeover
-
-from .kit import FAST, Watcher, workload
 
 pytestmark = pytest.mark.mesh
 
@@ -23,7 +25,9 @@ pytestmark = pytest.mark.mesh
 # with the primary was replaced (4-9 s measured), then it starts the process.
 ELECTION = 9.0
 BOUND = (
-    worst_case_takeover(FAST.lease_ttl, election_time=ELECTION) + 2 * FAST.heartbeat_interval + 3.0
+    worst_case_takeover(SIM_TIMINGS.lease_ttl, election_time=ELECTION)
+    + 2 * SIM_TIMINGS.heartbeat_interval
+    + 3.0
 )
 
 
@@ -35,7 +39,7 @@ def mesh(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalMesh]:
         mesh="ac",
         sites=sites,
         witnesses=witnesses,
-        timings=FAST,
+        timings=SIM_TIMINGS,
         proxied=True,
         workloads=[workload("ledger", "absolute-consistency", sites[0], list(sites[1:]), tmp_path)],
     )
@@ -86,8 +90,8 @@ def test_cut_off_primary_fences_before_the_majority_starts(mesh: LocalMesh, watc
     start_b = next(e for e in history if e.site == "b" and e.kind == "start")
     # The holder's last renewal was sent before the cut, so its fence deadline came at most
     # lease_ttl - fence_margin after it (plus timer lateness).
-    assert fence.mono - cut_at <= FAST.lease_ttl - FAST.fence_margin + 0.5
-    assert fenced.mono - fence.mono <= FAST.stop_grace + 0.5
+    assert fence.mono - cut_at <= SIM_TIMINGS.lease_ttl - SIM_TIMINGS.fence_margin + 0.5
+    assert fenced.mono - fence.mono <= SIM_TIMINGS.stop_grace + 0.5
     assert fenced.mono < start_b.mono, "majority started before the minority had fenced"
     assert start_b.token is not None and start_b.token > old_token
     watch.assert_safe()
@@ -129,12 +133,15 @@ def test_paused_primary_agent_cannot_keep_its_workload_running(
     try:
         wait_until(
             copy.empty,
-            FAST.lease_ttl,
+            SIM_TIMINGS.lease_ttl,
             message="the workload of a paused agent kept running",
         )
         stopped_in = time.monotonic() - paused_at
         # The last renewal was sent before the pause: deadline + grace + poll lateness.
-        assert stopped_in <= FAST.lease_ttl - FAST.fence_margin + FAST.stop_grace + 0.5
+        assert (
+            stopped_in
+            <= SIM_TIMINGS.lease_ttl - SIM_TIMINGS.fence_margin + SIM_TIMINGS.stop_grace + 0.5
+        )
         new = watch.wait_runs_on("ledger", {"b"}, BOUND + 10)["b"]
         assert int(new.detail["token"]) > old_token
         history = watch.history()
@@ -193,6 +200,6 @@ def test_graceful_stop_releases_the_lease_for_the_standby(mesh: LocalMesh, watch
     acquired = next(e for e in history if e.site == "b" and e.kind == "lease-acquired")
     assert stopped.mono < released.mono < acquired.mono
     # Taken over on the release: well before the lease could have expired on its own.
-    assert acquired.mono - released.mono < FAST.lease_ttl
+    assert acquired.mono - released.mono < SIM_TIMINGS.lease_ttl
     assert released.mono > stopped_at
     watch.assert_safe()

@@ -15,13 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import pid_alive, wait_until
+from support.meshes import Watcher
+from support.processes import pid_alive
+from support.waiting import wait_until
+from support.workloads import workload
 
 from harmony.actors.drivers.containment import containment_id, scan_marked
 from harmony.actors.journal import JournalEvent
 from harmony.sim.launch import LocalMesh
-
-from .kit import FAST, Watcher, workload
+from harmony.sim.scenario import SIM_TIMINGS
 
 pytestmark = pytest.mark.mesh
 
@@ -41,7 +43,7 @@ def mesh(tmp_path: Path) -> Iterator[LocalMesh]:
         tmp_path,
         mesh="left",
         sites=("a", "b", "c"),
-        timings=FAST,
+        timings=SIM_TIMINGS,
         workloads=[workload("ledger", "absolute-consistency", "a", ["b", "c"], tmp_path, STUBBORN)],
     )
     try:

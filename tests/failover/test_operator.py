@@ -6,14 +6,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import pid_alive, wait_until
+from support.meshes import Watcher
+from support.processes import pid_alive
+from support.waiting import wait_until
+from support.workloads import workload
 
 from harmony.actors.messages import CommandResult, DrainSite, FenceWorkload, MoveWorkload
 from harmony.mesh import subjects
 from harmony.mesh.remote import RemoteRef
 from harmony.sim.launch import LocalMesh
-
-from .kit import FAST, Watcher, workload
+from harmony.sim.scenario import SIM_TIMINGS
 
 pytestmark = pytest.mark.mesh
 
@@ -24,7 +26,7 @@ def watch(tmp_path: Path) -> Iterator[Watcher]:
         tmp_path,
         mesh="op",
         sites=("a", "b", "c"),
-        timings=FAST,
+        timings=SIM_TIMINGS,
         workloads=[workload("ledger", "absolute-consistency", "a", ["b", "c"], tmp_path)],
     )
     try:

@@ -6,11 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import pid_alive, wait_until
+from support.meshes import Watcher
+from support.processes import pid_alive
+from support.waiting import wait_until
+from support.workloads import workload
 
 from harmony.sim.launch import LocalMesh
-
-from .kit import FAST, Watcher, workload
+from harmony.sim.scenario import SIM_TIMINGS
 
 pytestmark = pytest.mark.mesh
 
@@ -24,7 +26,7 @@ def make_mesh(tmp_path: Path) -> Iterator[object]:
             tmp_path / reconcile,
             mesh="sb",
             sites=("a", "b", "c"),
-            timings=FAST,
+            timings=SIM_TIMINGS,
             proxied=True,
             workloads=[
                 workload("web", "split-brain-allowed", "a", ["b", "c"], reconcile=reconcile)

@@ -11,7 +11,8 @@ from typing import Any
 import msgspec
 import pykka
 import pytest
-from conftest import Node, wait_until
+from support.nats_servers import Node
+from support.waiting import wait_until
 
 from harmony.actors.messages import StartWorkload, StopWorkload
 from harmony.mesh import subjects, wire

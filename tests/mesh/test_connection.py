@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import Node, wait_until
 from nats.aio.msg import Msg
+from support.nats_servers import Node
+from support.waiting import wait_until
 
 from harmony.mesh import wire
 from harmony.mesh.connection import (

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 import trustme
-from conftest import Node, wait_until
 from nats.aio.msg import Msg
+from support.nats_servers import Node
+from support.waiting import wait_until
 
 from harmony.mesh import tls_hooks
 from harmony.mesh.connection import MeshConnection, MeshUnavailable

@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Node, wait_until
 from nats.aio.msg import Msg
+from support.nats_servers import Node
+from support.waiting import wait_until
 
 from harmony.actors.clock import SystemClock
 from harmony.actors.journal import Journal, JournalEvent, read_journal

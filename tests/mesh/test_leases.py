@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import Node, wait_until
+from support.nats_servers import Node
+from support.waiting import wait_until
 
 from harmony.mesh.connection import MeshConnection
 from harmony.mesh.leases import (

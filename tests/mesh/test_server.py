@@ -15,9 +15,11 @@ from pathlib import Path
 
 import nats
 import pytest
-from conftest import Node, pid_alive, run_async, tcp_port_open, wait_until
 from nats.aio.client import Client as NATS
 from nats.js.errors import KeyWrongLastSequenceError, NoStreamResponseError
+from support.nats_servers import Node
+from support.processes import pid_alive, tcp_port_open
+from support.waiting import run_async, wait_until
 
 from harmony.config import parse_config
 from harmony.mesh.ports import free_ports

@@ -24,8 +24,19 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from conftest import wait_until
-from drivers.helpers import stays
+from support.meshes import FAST_HEARTBEATS, actor, dump
+from support.waiting import stays, wait_until
+from support.wire_attacks import (
+    MARK,
+    MARKS,
+    MESH,
+    copies,
+    delta,
+    rejected,
+    snapshot,
+    write_hooks,
+)
+from support.wire_attacks import workloads as wire_workloads
 
 from harmony.actors.messages import (
     FenceWorkload,
@@ -42,21 +53,6 @@ from harmony.mesh.connection import MeshConnection, MeshUnavailable, NoResponder
 from harmony.mesh.leases import bucket_name
 from harmony.security.material import MeshDir
 from harmony.sim.launch import LocalMesh, pids_mentioning
-
-from .wirekit import (
-    FAST,
-    HOOKS,
-    MARK,
-    MARKS,
-    MESH,
-    actor,
-    copies,
-    delta,
-    dump,
-    rejected,
-    snapshot,
-)
-from .wirekit import workloads as wire_workloads
 
 pytestmark = pytest.mark.mesh
 
@@ -78,14 +74,10 @@ def _workloads(hooks: Path) -> list[WorkloadConfig]:
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
     workdir = Path(tmp_path_factory.mktemp("attack"))
-    per_site = {}
-    for site in ("a", "b"):
-        hooks = workdir / "hooks" / site
-        hooks.mkdir(parents=True)
-        (hooks / "ctl.sh").write_text(HOOKS.replace("@MARK2@", str(MARK + 2)))
-        (hooks / "ctl.sh").chmod(0o755)
-        per_site[site] = _workloads(hooks)
-    m = LocalMesh(workdir, mesh=MESH, sites=("a", "b"), timings=FAST, site_workloads=per_site)
+    per_site = {site: _workloads(write_hooks(workdir, site)) for site in ("a", "b")}
+    m = LocalMesh(
+        workdir, mesh=MESH, sites=("a", "b"), timings=FAST_HEARTBEATS, site_workloads=per_site
+    )
     assert m.secure
     try:
         m.write_configs()

@@ -15,7 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from support.fuzzing import (
+    expect_actor,
+    expect_heartbeat,
+    harmful,
+    heartbeat,
+    mutate,
+    oversized,
+    seeds,
+)
+from support.meshes import FAST_HEARTBEATS, actor
+from support.waiting import wait_until
+from support.wire_attacks import delta, snapshot
 
 from harmony.actors.exports import ExportPolicy, mesh_sites
 from harmony.actors.messages import Ping, Pong
@@ -25,17 +36,6 @@ from harmony.mesh import subjects, wire
 from harmony.mesh.admission import RATE_BURST, RATE_PER_SENDER
 from harmony.mesh.connection import MeshConnection
 from harmony.sim.launch import LocalMesh
-
-from .fuzzkit import (
-    expect_actor,
-    expect_heartbeat,
-    harmful,
-    heartbeat,
-    mutate,
-    oversized,
-    seeds,
-)
-from .wirekit import FAST, actor, delta, snapshot
 
 pytestmark = pytest.mark.mesh
 
@@ -65,7 +65,7 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
         Path(tmp_path_factory.mktemp("fuzz")),
         mesh=MESH,
         sites=("a",),
-        timings=FAST,
+        timings=FAST_HEARTBEATS,
         workloads=[ledger],
         # The agent's own checks, as behind a server that lets everything through (the
         # secure server's refusals come first: tests/security/test_attack_table.py).

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.commands import harmony
 
 from harmony.config import ConfigError, load_config
 from harmony.config_check import check
 from harmony.security.identity import load_identity, public_key_of
 from harmony.security.material import MaterialError, MeshDir, init_mesh
-
-
-def harmony(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harmony", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def site_toml(path: Path, site: str, host: str = "127.0.0.1", security: str = "") -> Path:

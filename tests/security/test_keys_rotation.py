@@ -13,7 +13,7 @@ from typing import Any
 
 import nats
 import pytest
-from conftest import run_async, wait_until
+from support.waiting import run_async, wait_until
 
 from harmony.client import collect_snapshots
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, Timings, WorkloadConfig

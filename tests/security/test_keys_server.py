@@ -19,7 +19,7 @@ from typing import Any
 
 import nats
 import pytest
-from conftest import run_async, wait_until
+from support.waiting import run_async, wait_until
 
 from harmony.mesh.leases import bucket_name
 from harmony.mesh.ports import free_ports

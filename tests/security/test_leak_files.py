@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from support.waiting import wait_until
 
 from harmony.actors.drivers.tether import DeadlineHandoff, TetherSpec
 from harmony.actors.journal import Journal, JournalEvent, append_event

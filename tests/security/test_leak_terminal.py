@@ -21,6 +21,7 @@ import msgspec
 import pytest
 from nats.aio.msg import Msg
 from rich.console import Console
+from support.waiting import wait_for
 
 from harmony.actors.messages import ActorInfo, PeerInfo, Snapshot
 from harmony.client import clean_snapshot
@@ -32,8 +33,6 @@ from harmony.tui.app import HarmonyApp
 from harmony.tui.feed import MeshFeed
 from harmony.tui.model import Key
 from harmony.tui.widgets import detail_renderable
-
-from .kit import wait_for
 
 MESH = "forged"
 TITLE, CLIP, CLEAR = "\x1b]0;pwned\x07", "\x1b]52;c;Zm9v\x07", "\x1b[2J"

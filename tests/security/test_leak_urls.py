@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until
 from rich.console import Console
+from support.waiting import wait_for, wait_until
 
 from harmony.actors.runtime import Agent
 from harmony.client import collect_snapshots
@@ -29,8 +29,6 @@ from harmony.tui.app import HarmonyApp
 from harmony.tui.feed import MeshFeed
 from harmony.tui.model import Key
 from harmony.tui.widgets import detail_renderable
-
-from .kit import wait_for
 
 PASSWORD = "s3cret-Pa55word"
 USER = "harmony"

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import nats
 import pytest
-from conftest import run_async, wait_until
-from drivers.helpers import stays
+from support.meshes import actor, dump
+from support.waiting import run_async, stays, wait_until
+from support.wire_attacks import MARKS, MESH, ask_raw, copies, delta, rejected, snapshot, start_mesh
 
 from harmony.actors.messages import (
     CopyInfo,
@@ -39,19 +40,6 @@ from harmony.mesh import subjects, wire
 from harmony.mesh.connection import MeshConnection
 from harmony.mesh.remote import RemoteError, RemoteRef
 from harmony.sim.launch import LocalMesh
-
-from .wirekit import (
-    MARKS,
-    MESH,
-    actor,
-    ask_raw,
-    copies,
-    delta,
-    dump,
-    rejected,
-    snapshot,
-    start_mesh,
-)
 
 pytestmark = pytest.mark.mesh
 
@@ -285,7 +273,7 @@ def test_300_fuzzed_frames_are_all_answered(
     conn: MeshConnection, settled: dict[str, int], baseline: dict[str, str]
 ) -> None:
     """12 of 300 asks were never answered: invalid UTF-8 escaped the decoder uncounted."""
-    from .fuzzkit import harmful, mutate, seeds
+    from support.fuzzing import harmful, mutate, seeds
 
     rng = random.Random(9)
     pool = seeds()

@@ -224,7 +224,7 @@ def test_the_site_actor_itself_never_probes_its_own_site() -> None:
     import time
 
     import pykka
-    from unit.actorkit import make_kit
+    from support.actors import make_kit
 
     from harmony.actors.site import SITE_PATH, SiteActor
 

@@ -8,7 +8,7 @@ import errno
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from support.waiting import wait_until
 
 from harmony.actors.drivers.containment import scan_marked
 from harmony.sim import disk

@@ -6,6 +6,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from support.histories import ev, fault, history, rec, run, scans, ticking
+
 from harmony.actors.journal import JournalEvent, read_journal
 from harmony.sim.checks import (
     JOURNAL_ONLY,
@@ -22,8 +24,6 @@ from harmony.sim.records import Record, append_record, open_records
 from harmony.sim.scenario_file import parse_scenario
 from harmony.sim.truth import LedgerRow, build_truth
 from harmony.sim.truthfiles import TruthFiles, truth_files
-
-from .histories import ev, fault, history, rec, run, scans, ticking
 
 
 def absolute(events: Sequence[JournalEvent], horizon: float) -> list[Violation]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import _require_docker
 from rich.console import Console
+from support.containers import require_docker
 
 from harmony.sim.containers import LABEL
 from harmony.sim.runner import run_scenario
@@ -22,7 +22,7 @@ LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 def test_minority_partition_through_docker_networks(tmp_path: Path) -> None:
-    _require_docker()
+    require_docker()
     import docker
 
     scenario = load_scenario(LIBRARY / "minority-partition.toml")

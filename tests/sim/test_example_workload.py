@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from support.waiting import wait_until
 
 from harmony.guard import DEADLINE_ENV, RELEASED, SELF_FENCED_EXIT, TOKEN_ENV, write_deadline
 from harmony.sim.example_workload import LEDGER_SCHEMA, read_ledger, stale_commits

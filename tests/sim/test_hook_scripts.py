@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from support.waiting import wait_until
 
 from harmony.actors.drivers.containment import CONTAINMENT_ENV
 from harmony.sim import hook_scripts

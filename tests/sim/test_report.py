@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 from rich.console import Console
+from support.histories import fault, history, rec, run, ticking
 
 from harmony.actors.journal import JournalEvent
 from harmony.sim.checks import evaluate
@@ -15,7 +16,6 @@ from harmony.sim.result import SimResult
 from harmony.sim.scenario_file import parse_scenario
 from harmony.sim.truthfiles import TruthFiles
 
-from .histories import fault, history, rec, run, ticking
 from .test_checks import write_records
 
 SCENARIO = parse_scenario(

@@ -15,8 +15,9 @@ import types
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
 from rich.console import Console
+from support.commands import HARMONY
+from support.waiting import wait_until
 
 from harmony.actors.journal import read_journal
 from harmony.sim.backend import pids_with_env, sim_marker
@@ -29,7 +30,6 @@ from harmony.sim.scenario_file import load_scenario, parse_scenario
 pytestmark = pytest.mark.mesh
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
-HARMONY = [sys.executable, "-m", "harmony"]
 
 
 def assert_nothing_left(workdir: Path) -> None:

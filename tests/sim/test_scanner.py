@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import wait_until
+from support.waiting import wait_until
 
 from harmony.actors.drivers.containment import CONTAINMENT_ENV, containment_id
 from harmony.actors.journal import JournalEvent

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.histories import fault, rec, scans, ticking
 
 from harmony.sim.history import Interval
 from harmony.sim.scanner import Exit, Proc
@@ -19,8 +20,6 @@ from harmony.sim.truthfiles import (
     read_ledger_rows,
     truth_files,
 )
-
-from .histories import fault, rec, scans, ticking
 
 A, B = "a.0123456789.w", "b.0123456789.w"
 CIDS = {A: ("a", "w"), B: ("b", "w")}

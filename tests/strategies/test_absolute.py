@@ -6,6 +6,7 @@ Defaults: ttl 8, renew 1, margin 2.5, so the holder fences at t0 + 5.5.
 from __future__ import annotations
 
 import pytest
+from support.strategy_site import Site, actions, kinds
 
 from harmony.strategies import FailoverTopology, Params
 from harmony.strategies.absolute import AbsoluteConsistency
@@ -43,8 +44,6 @@ from harmony.strategies.events import (
     WorkloadStopped,
     WorkloadUnknown,
 )
-
-from .helpers import Site, actions, kinds
 
 AC = AbsoluteConsistency()
 

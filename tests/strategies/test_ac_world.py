@@ -17,11 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
+from support.lease_world import SafetyViolation, World
 
 from harmony.strategies import Params
 from harmony.strategies.events import PeerAlive, PeerSilent, PeerSuspect, ShutdownRequested
-
-from .lease_world import SafetyViolation, World
 
 SAFE = Params(lease_ttl=8.0, renew_interval=1.0, fence_margin=2.5, stop_grace=1.5)
 

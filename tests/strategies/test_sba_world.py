@@ -10,11 +10,10 @@ from __future__ import annotations
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
+from support.sba_world import SbaWorld
 
 from harmony.strategies import RECONCILE_POLICIES, Params
 from harmony.strategies.events import ShutdownRequested
-
-from .sba_world import SbaWorld
 
 SITE = st.integers(0, 4)
 

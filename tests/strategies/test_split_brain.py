@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from support.strategy_site import Site, actions, kinds
 
 from harmony.strategies import Params
 from harmony.strategies.commands import RecordDivergence, StartCopy, StopCopy
@@ -20,8 +21,6 @@ from harmony.strategies.events import (
     WorkloadStopped,
 )
 from harmony.strategies.split_brain import SplitBrainAllowed
-
-from .helpers import Site, actions, kinds
 
 SBA = SplitBrainAllowed()
 

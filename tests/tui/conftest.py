@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from support.workloads import WORKLOAD_CMD
 
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, WorkloadConfig
 from harmony.sim.launch import LocalMesh
+from harmony.sim.scenario import SIM_TIMINGS
 from harmony.tui.recording import Recording, load
 
-from .kit import DATA, FAST, WORKLOAD_CMD
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture
@@ -26,7 +29,7 @@ def live_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
         tmp_path_factory.mktemp("tui-mesh"),
         mesh="tui",
         sites=("a", "b", "c"),
-        timings=FAST,
+        timings=SIM_TIMINGS,
         workloads=[
             WorkloadConfig(
                 name="ledger",

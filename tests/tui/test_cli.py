@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import pty
 import subprocess
-import sys
 import time
 
-from harmony.sim.launch import LocalMesh
+from support.commands import HARMONY
 
-HARMONY = [sys.executable, "-m", "harmony"]
+from harmony.sim.launch import LocalMesh
 
 
 def test_tui_without_a_target_is_a_usage_error() -> None:

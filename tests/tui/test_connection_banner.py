@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from support.waiting import wait_for
+
 from harmony.tui.app import HarmonyApp
 from harmony.tui.feed import MeshFeed
-
-from .kit import wait_for
 
 
 def test_banner_while_nats_is_down_then_gone_after_reconnect(

@@ -10,7 +10,8 @@ import contextlib
 import os
 import signal
 
-from conftest import pid_alive
+from support.processes import pid_alive
+from support.waiting import wait_for
 
 from harmony.sim.launch import LocalMesh
 from harmony.tui.app import HarmonyApp
@@ -18,8 +19,6 @@ from harmony.tui.commands import SiteControl
 from harmony.tui.demo import restart_in
 from harmony.tui.feed import MeshFeed
 from harmony.tui.model import Key
-
-from .kit import wait_for
 
 SIZE = (160, 50)
 

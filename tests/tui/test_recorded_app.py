@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
+from support.waiting import wait_for
 
 from harmony.actors.messages import ActorInfo, CommandResult, FenceWorkload, MoveWorkload
 from harmony.tui.app import HarmonyApp
@@ -16,8 +17,6 @@ from harmony.tui.commands import SiteControl
 from harmony.tui.feed import ConnectionUpdate, RecordedFeed, SnapshotsUpdate
 from harmony.tui.model import Key
 from harmony.tui.recording import Recording
-
-from .kit import wait_for
 
 SIZE = (160, 48)
 

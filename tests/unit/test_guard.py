@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from support.waiting import wait_until
 
 from harmony.actors.drivers.tether import TETHER_FENCED
 from harmony.guard import SELF_FENCED_EXIT, GuardBusy, GuardError, StaleToken, TokenGuard

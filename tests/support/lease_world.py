@@ -56,8 +56,7 @@ from harmony.strategies.events import (
 )
 from harmony.strategies.state import Decision
 from harmony.strategies.tables import PeerStatus
-
-from .lease_store import Store
+from support.lease_store import Store
 
 LeaseCommand = AcquireLease | RenewLease | ReleaseLease
 EXPIRY_LAG = 0.0  # expiry exactly at TTL: the worst case for safety (real: about +0.25 s)

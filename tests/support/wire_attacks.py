@@ -18,20 +18,19 @@ from pathlib import Path
 import tomli_w
 
 from harmony import procfs
-from harmony.actors.messages import ActorInfo, Snapshot, SnapshotRequest
+from harmony.actors.messages import Snapshot, SnapshotRequest
 from harmony.config import (
     FailoverTopologyConfig,
     HooksDriverConfig,
     ProcessDriverConfig,
-    Timings,
     WorkloadConfig,
 )
 from harmony.mesh import subjects, wire
 from harmony.mesh.connection import MeshConnection
 from harmony.sim.launch import LocalMesh, alive, pids_mentioning
+from support.meshes import FAST_HEARTBEATS
 
 MESH = "wire"
-FAST = Timings(heartbeat_interval=0.2, suspect_after=1.5, silent_after=2.5, ask_timeout=3.0)
 MARK = random.randrange(100_000, 900_000)
 """`sleep MARK` is a ledger copy in the process table (unique per test run)."""
 
@@ -80,21 +79,29 @@ def workloads(hooks: Path) -> list[WorkloadConfig]:
     ]
 
 
+def write_hooks(workdir: Path, site: str) -> Path:
+    """The hooks directory of `site` (`workdir/hooks/<site>`), its `ctl.sh` written."""
+    hooks = workdir / "hooks" / site
+    hooks.mkdir(parents=True)
+    (hooks / "ctl.sh").write_text(HOOKS.replace("@MARK2@", str(MARK + 2)))
+    (hooks / "ctl.sh").chmod(0o755)
+    return hooks
+
+
 def start_mesh(workdir: Path, sites: tuple[str, ...] = ("a", "b")) -> Iterator[LocalMesh]:
     """A fixture body: the mesh, stopped (and swept) whatever happens. Each site has its own
     hooks directory (`workdir/hooks/<site>`): its pid file and its log of calls."""
-    per_site = {}
-    for site in sites:
-        hooks = workdir / "hooks" / site
-        hooks.mkdir(parents=True)
-        (hooks / "ctl.sh").write_text(HOOKS.replace("@MARK2@", str(MARK + 2)))
-        (hooks / "ctl.sh").chmod(0o755)
-        per_site[site] = workloads(hooks)
+    per_site = {site: workloads(write_hooks(workdir, site)) for site in sites}
     # Plaintext: these attack the agent's own checks (the bridge, the peers), as behind a
     # server that lets everything through; a secure server refuses most of them first
     # (tests/security/test_attack_table.py replays the table against one).
     m = LocalMesh(
-        workdir, mesh=MESH, sites=sites, timings=FAST, site_workloads=per_site, secure=False
+        workdir,
+        mesh=MESH,
+        sites=sites,
+        timings=FAST_HEARTBEATS,
+        site_workloads=per_site,
+        secure=False,
     )
     try:
         for path in m.write_configs().values():
@@ -130,10 +137,6 @@ def snapshot(conn: MeshConnection, site: str, timeout: float = 3.0, mesh: str = 
     return snap
 
 
-def actor(snap: Snapshot, path: str) -> ActorInfo | None:
-    return next((a for a in snap.actors if a.path == path), None)
-
-
 def rejected(conn: MeshConnection, site: str) -> dict[str, int]:
     return dict(snapshot(conn, site).rejected)
 
@@ -144,10 +147,6 @@ def ask_raw(
     """Send bytes as an ask from `sender`; the decoded answer (raises TimeoutError if none)."""
     subject = subjects.actor(MESH, site, subjects.ASK, sender, path)
     return wire.decode(conn.request(subject, payload, timeout))
-
-
-def dump(mesh: LocalMesh) -> str:
-    return "\n".join(f"--- {s} log ---\n{p.log_tail(40)}" for s, p in mesh.procs.items())
 
 
 def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:

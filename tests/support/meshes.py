@@ -1,68 +1,55 @@
-"""Shared pieces of the failover tests: meshes with a real workload, histories, waits.
+"""LocalMeshes of real agent processes: timings, reading them back, the failover `Watcher`.
 
 Safety is judged from ground truth, as the simulator judges it: the example workload's own
 records (start, a tick every 50 ms, stop) and a scan of every process of each copy's
 containment, never the agents' journals (`Watcher.assert_safe`).
+
+Timings: `harmony.sim.scenario.SIM_TIMINGS` (safe for absolute-consistency, a failover in
+seconds) for meshes that fail over; `FAST_HEARTBEATS` for meshes that only need peers to go
+silent quickly.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
-
-from conftest import wait_until
 
 from harmony.actors.drivers.containment import containment_id
 from harmony.actors.journal import JournalEvent
 from harmony.actors.messages import ActorInfo, Snapshot
 from harmony.client import collect_snapshots
-from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, Timings, WorkloadConfig
+from harmony.config import Timings
 from harmony.mesh.connection import MeshConnection
 from harmony.sim.checks import check_absolute, check_stale_writes
 from harmony.sim.history import Interval, fault, load_history
 from harmony.sim.launch import LocalMesh
-from harmony.sim.records import LEDGER_ENV, RECORDS_ENV, read_records
+from harmony.sim.records import read_records
 from harmony.sim.scanner import Scanner
 from harmony.sim.truthfiles import load_truth, truth_files
+from support.waiting import wait_until
 
-# Safe (check_timings passes) but short, so a test fails over in seconds.
-FAST = Timings(
-    heartbeat_interval=0.25,
-    suspect_after=1.5,
-    silent_after=2.5,
-    lease_ttl=4.0,
-    renew_interval=0.5,
-    fence_margin=1.5,
-    stop_grace=0.5,
-    ask_timeout=3.0,
+FAST_HEARTBEATS = Timings(
+    heartbeat_interval=0.2, suspect_after=1.5, silent_after=2.5, ask_timeout=3.0
 )
-WORKLOAD_CMD = [sys.executable, "-m", "harmony.sim.example_workload"]
+"""Peers suspect and silent within about half a second; the lease timings are the defaults."""
 
 
-def workload(
-    name: str,
-    strategy: str,
-    primary: str,
-    standbys: list[str],
-    truth: Path | None = None,
-    command: list[str] | None = None,
-    **kw: str,
-) -> WorkloadConfig:
-    """A workload running the example workload (or `command`); with `truth` (the mesh's
-    work directory) every copy writes its records and its ledger rows there."""
-    env = {}
-    if truth is not None:
-        env = {RECORDS_ENV: str(truth / "records" / f"{name}.jsonl")}
-        env[LEDGER_ENV] = str(truth / "ledger.db")
-        (truth / "records").mkdir(parents=True, exist_ok=True)
-    return WorkloadConfig(
-        name=name,
-        strategy=strategy,  # type: ignore[arg-type]
-        driver=ProcessDriverConfig(command=command or WORKLOAD_CMD, restart="never", env=env),
-        topology=FailoverTopologyConfig(primary=primary, standbys=standbys),
-        **kw,  # type: ignore[arg-type]
-    )
+def snapshots(conn: MeshConnection, mesh: LocalMesh, timeout: float = 1.5) -> dict[str, Snapshot]:
+    """The snapshot of every site that answers within `timeout` s."""
+    return collect_snapshots(conn, mesh.mesh, timeout)
+
+
+def peer_state(snap: Snapshot, site: str) -> str | None:
+    return next((p.state for p in snap.peers if p.site == site), None)
+
+
+def actor(snap: Snapshot, path: str) -> ActorInfo | None:
+    return next((a for a in snap.actors if a.path == path), None)
+
+
+def dump(mesh: LocalMesh, lines: int = 40) -> str:
+    """The tail of every agent's log, for a failure message."""
+    return "\n".join(f"--- {s} log ---\n{p.log_tail(lines)}" for s, p in mesh.procs.items())
 
 
 class Watcher:
@@ -106,7 +93,7 @@ class Watcher:
         return intervals
 
     def snaps(self, timeout: float = 1.0) -> dict[str, Snapshot]:
-        return collect_snapshots(self.conn, self.mesh.mesh, timeout)
+        return snapshots(self.conn, self.mesh, timeout)
 
     def run_actor(self, site: str, name: str) -> ActorInfo | None:
         snap = self.snaps().get(site)
@@ -157,7 +144,7 @@ class Watcher:
         return sorted([*load_history(journals), *self.faults], key=lambda e: e.mono)
 
     def tail(self) -> str:
-        return "\n".join(f"--- {s}\n{p.log_tail(25)}" for s, p in self.mesh.procs.items())
+        return dump(self.mesh, 25)
 
 
 def _token(run: ActorInfo) -> int | None:

@@ -1,4 +1,8 @@
-"""Test helpers: wait on conditions with deadlines, record driver events, check pids."""
+"""Driver test harness: an event recorder, a hooks runbook, containment checks, a tiny agent.
+
+The truth about a copy comes from the process table and its containment (cgroup, marker),
+never from what the driver reports.
+"""
 
 from __future__ import annotations
 
@@ -7,47 +11,20 @@ import os
 import shlex
 import shutil
 import signal
+import subprocess
 import threading
-import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harmony.actors.drivers import DriverEvent, DriverState
+from harmony.actors.drivers import Driver, DriverEvent, DriverState
 from harmony.actors.drivers.containment import Containment, scan_marked
-
-
-def wait_until(pred: Callable[[], object], timeout: float = 5.0, message: str = "") -> None:
-    """Poll ``pred`` until it is truthy; fail with ``message`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s: {message or pred}")
-        time.sleep(0.01)
-
-
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie (orphans may never be reaped here)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
-
-
-def read_pid(path: Path, timeout: float = 5.0) -> int:
-    """Wait for a pid file written by a test process and return the pid in it."""
-    wait_until(lambda: path.exists() and path.read_text().strip(), timeout, f"{path} written")
-    return int(path.read_text().strip())
+from support.processes import pid_alive
+from support.waiting import wait_until
 
 
 def line_count(path: Path) -> int:
+    """Lines in a file a test process appends to (0 while it does not exist)."""
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
@@ -81,16 +58,6 @@ class Recorder:
         """Wait until at least ``n`` events of ``state`` were seen; return the n-th."""
         wait_until(lambda: self.count(state) >= n, timeout, f"{n}x {state}; saw {self.states()}")
         return [e for e in self.snapshot() if e.state is state][n - 1]
-
-
-def stays(pred: Callable[[], object], duration: float, message: str = "") -> None:
-    """Assert ``pred`` holds for all of ``duration``: the one bounded wait a negative check
-    (nothing restarts, nothing is reported) cannot avoid. Fails as soon as it breaks."""
-    deadline = time.monotonic() + duration
-    while time.monotonic() < deadline:
-        assert pred(), message or f"{pred} stopped holding"
-        time.sleep(0.01)
-    assert pred(), message or f"{pred} stopped holding"
 
 
 # -- a runbook in miniature, for the hooks driver --------------------------------------------
@@ -272,3 +239,28 @@ def cgroup_gone(cid: str) -> bool:
     """The workload's cgroup (if this host has one) was removed: nothing left behind."""
     cgroup = Containment(cid).cgroup
     return cgroup is None or not cgroup.path.exists()
+
+
+class Built:
+    """What the ``build`` fixture hands out: a driver and its event recorder."""
+
+    def __init__(self, driver: Driver[Any], events: Recorder) -> None:
+        self.driver = driver
+        self.events = events
+
+
+@dataclass
+class Agent:
+    """An agent subprocess (see `AGENT_SCRIPT`) and the keeper of its copy."""
+
+    proc: subprocess.Popen[bytes]
+    keeper: int
+    out: Path
+    journal: Path
+
+
+def kill_containment(cid: str) -> None:
+    """Kill every process of containment `cid` and remove its cgroup (teardown)."""
+    box = Containment(cid)
+    box.kill()
+    box.remove()

@@ -1,4 +1,4 @@
-"""Docker helpers for tests: is an engine there, and a NATS image built without a registry.
+"""Docker for tests: is an engine there, a NATS image built without a registry, a container.
 
 No registry is reachable from these machines, so the image is made with ``docker import`` of a
 tarball holding only the static nats-server binary of the venv (the Engine API call behind
@@ -8,17 +8,21 @@ tarball holding only the static nats-server binary of the venv (the Engine API c
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
 import docker.errors
+import pytest
 
 from harmony.mesh.server import nats_server_binary
-
-__all__ = ["build_nats_image", "docker_available", "docker_unavailable_reason", "nats_version"]
+from support.processes import tcp_port_open
+from support.waiting import wait_until
 
 
 def docker_unavailable_reason() -> str:
@@ -38,6 +42,16 @@ def docker_unavailable_reason() -> str:
 
 def docker_available() -> bool:
     return docker_unavailable_reason() == ""
+
+
+def require_docker() -> None:
+    """Skip the test without a Docker engine; fail it instead when CI must run it."""
+    reason = docker_unavailable_reason()
+    if not reason:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true but Docker is unavailable, and CI must run Docker tests: {reason}")
+    pytest.skip(f"Docker is unavailable ({reason}); set up an engine or run .ci/run")
 
 
 def nats_version(binary: Path | None = None) -> str:
@@ -93,3 +107,40 @@ def build_nats_image(tag: str | None = None) -> str:
         return tag
     finally:
         client.close()
+
+
+@contextmanager
+def running_nats_container(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """nats-server (JetStream) in a container; yields ``nats://host:mapped_port``."""
+    require_docker()
+    monkeypatch.setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+    from testcontainers.core.config import testcontainers_config
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.wait_strategies import HttpWaitStrategy
+
+    # The config reads the variable once and caches it; make sure no Ryuk (no registry).
+    monkeypatch.setattr(testcontainers_config, "ryuk_disabled", True)
+
+    image = build_nats_image()
+    container = (
+        DockerContainer(image)
+        .with_command("-js -p 4222 -m 8222")
+        .with_exposed_ports(4222, 8222)
+        .waiting_for(
+            HttpWaitStrategy(8222, "/healthz").with_startup_timeout(30).with_poll_interval(0.1)
+        )
+    )
+    try:
+        container.start()
+        host = container.get_container_host_ip()
+        port = int(container.get_exposed_port(4222))
+        wait_until(
+            lambda: tcp_port_open(host, port),
+            timeout=15,
+            message=lambda: (
+                f"container client port {host}:{port} never accepted; logs: {container.get_logs()}"
+            ),
+        )
+        yield f"nats://{host}:{port}"
+    finally:
+        container.stop()
