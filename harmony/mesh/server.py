@@ -27,17 +27,17 @@ from types import FrameType, TracebackType
 from typing import Self
 
 from harmony.mesh.monitor import (
-    _http_get,
-    _http_json,
-    _tcp_accepts,
+    http_get,
+    http_json,
     jetstream_ready,
+    tcp_accepts,
     wait_jetstream_ready,
 )
 from harmony.mesh.reload import RosterReload
 from harmony.mesh.server_conf import (
     ServerSpec,
     ServerStartError,
-    _connect_host,
+    connect_host,
     nats_server_binary,
     render_conf,
 )
@@ -343,17 +343,17 @@ class EmbeddedServer(RosterReload):
 
     def _ready(self) -> bool:
         spec = self.spec
-        varz = _http_json(f"{spec.http_url}/varz")
+        varz = http_json(f"{spec.http_url}/varz")
         # Another process may hold the monitoring port before ours binds (or fails to).
         if varz is None or varz.get("server_name") != spec.name:
             return False
         if varz.get("port") != spec.client_port:
             return False
         query = "" if not spec.clustered else "?js-enabled-only=true"
-        status, _ = _http_get(f"{spec.http_url}/healthz{query}")
+        status, _ = http_get(f"{spec.http_url}/healthz{query}")
         if status != 200:
             return False
-        return _tcp_accepts(_connect_host(spec.host), spec.client_port)
+        return tcp_accepts(connect_host(spec.host), spec.client_port)
 
     def _launch_and_wait(self, timeout: float) -> None:
         with self._lock:
