@@ -156,11 +156,8 @@ class MeshConnection:
     @property
     def fast_paths(self) -> frozenset[str]:
         """The fast paths in use (see `harmony.mesh.fastpaths`)."""
-        return frozenset(
-            name
-            for name, on in (("write", self._write_fast), ("dispatch", self._dispatch_fast))
-            if on
-        )
+        used = {"write": self._write_fast, "dispatch": self._dispatch_fast}
+        return frozenset(name for name, on in used.items() if on)
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush what is queued, close the connection, stop the loop thread."""
@@ -247,13 +244,20 @@ class MeshConnection:
                 self._replies.subject, cb=nats_callback(self._replies.deliver, "inbox")
             )
             self._subscriptions.attach(nc)
-            self._gate.open(nc)
-            self._connected.set()
-            url = nc.connected_url.netloc if nc.connected_url else ""
-            self._state("connected", redact_url(url))
-            if self._outbox.items:  # queued before we were connected
-                self._kick()
+            self._up("connected")
             return
+
+    def _up(self, kind: str) -> None:
+        """On the loop, (re)connected: open the write gate, say so, and send what was queued
+        while there was no connection."""
+        nc = self.nc
+        if nc is not None:
+            self._gate.open(nc)
+        self._connected.set()
+        url = nc.connected_url.netloc if nc and nc.connected_url else ""
+        self._state(kind, redact_url(url))
+        if self._outbox.items:
+            self._kick()
 
     async def _on_error(self, e: Exception) -> None:
         log.debug("nats error: %s", redact_url(str(e)))
@@ -288,13 +292,7 @@ class MeshConnection:
         self._state("disconnected")
 
     async def _on_reconnected(self) -> None:
-        if self.nc is not None:
-            self._gate.open(self.nc)
-        self._connected.set()
-        url = self.nc.connected_url.netloc if self.nc and self.nc.connected_url else ""
-        self._state("reconnected", redact_url(url))
-        if self._outbox.items:
-            self._kick()
+        self._up("reconnected")
 
     async def _on_closed(self) -> None:
         self._connected.clear()
