@@ -1,7 +1,7 @@
 """Readiness of nats-servers, as they report it on their monitoring port and by a real write.
 
-`EmbeddedServer.start` uses the single-server checks; `wait_jetstream_ready` waits until a
-whole cluster has a JetStream meta leader and, given client URLs, accepts replicated KV writes.
+`EmbeddedServer.start` waits for `serves`; `wait_jetstream_ready` waits until a whole
+cluster has a JetStream meta leader and, given client URLs, accepts replicated KV writes.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, TypedDict, Unpack
 
-from harmony.mesh.server_conf import hostport
+from harmony.mesh.server_conf import ServerSpec, connect_host, hostport
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,22 @@ def tcp_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def serves(spec: ServerSpec) -> bool:
+    """Whether the server of `spec` is up and serving: its monitoring port answers as that
+    server (another process may hold the port before ours binds, or fails to), healthy (with
+    JetStream when clustered), and its client port accepts connections."""
+    varz = http_json(f"{spec.http_url}/varz")
+    if varz is None or varz.get("server_name") != spec.name:
+        return False
+    if varz.get("port") != spec.client_port:
+        return False
+    query = "" if not spec.clustered else "?js-enabled-only=true"
+    status, _ = http_get(f"{spec.http_url}/healthz{query}")
+    if status != 200:
+        return False
+    return tcp_accepts(connect_host(spec.host), spec.client_port)
 
 
 # --- cluster readiness ----------------------------------------------------------------------

@@ -64,6 +64,18 @@ def nats_server_binary() -> Path:
     )
 
 
+def tied_to_parent(cmd: list[str]) -> list[str]:
+    """Have the kernel SIGTERM the server when the thread that started it dies.
+
+    An agent killed with SIGKILL cannot stop its server; an orphaned server would keep the
+    site's ports, and the restarted agent could not start its own. `setpriv --pdeathsig`
+    (util-linux) sets PR_SET_PDEATHSIG and execs the server, without a `preexec_fn` (unsafe
+    in a process with threads). Where it is missing the server simply is not tied.
+    """
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    return [setpriv, "--pdeathsig", "TERM", *cmd] if setpriv else cmd
+
+
 def connect_host(host: str) -> str:
     """The address to reach a server that listens on `host` (wildcards mean this machine)."""
     if host in ("", "0.0.0.0"):
