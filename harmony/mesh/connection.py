@@ -314,7 +314,9 @@ class MeshConnection:
     def publish(self, subject: str, payload: bytes, reply: str = "") -> None:
         """Publish now if nothing is queued ahead, else queue it; never waits. Any thread."""
         if not (self._write_fast and self._gate.write(pub_cmd(subject, reply, payload))):
-            self._enqueue(subject, reply, payload, False)
+            self.stats["queued"] += 1  # not exact across threads (no lock); it is a gauge
+            if self._outbox.put(subject, reply, payload, False):
+                self._wake_loop()
 
     def tell(self, subject: str, encoded_message: bytes) -> None:
         """Queue one encoded message for a tell subject; adjacent tells share a frame.
@@ -322,13 +324,13 @@ class MeshConnection:
         Tells always take the outbox, even when the socket is idle: a burst of tells costs
         one NATS message per burst instead of one per tell.
         """
-        self._enqueue(subject, "", encoded_message, True)
+        self.stats["queued"] += 1
+        if self._outbox.put(subject, "", encoded_message, True):
+            self._wake_loop()
 
-    def _enqueue(self, subject: str, reply: str, payload: bytes, is_tell: bool) -> None:
-        self.stats["queued"] += 1  # not exact across threads (no lock); it is a gauge
-        if self._outbox.put(subject, reply, payload, is_tell):
-            with contextlib.suppress(RuntimeError):  # loop already closed: nothing to do
-                self.loop.call_soon_threadsafe(self._kick)
+    def _wake_loop(self) -> None:
+        with contextlib.suppress(RuntimeError):  # loop already closed: nothing to do
+            self.loop.call_soon_threadsafe(self._kick)
 
     def _kick(self) -> None:
         """On the loop, after a publish was queued: write the outbox now when we can, else
