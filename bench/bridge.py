@@ -2,6 +2,7 @@
 
     python bench/bridge.py [--rounds 5] [--asks 3000] [--tells 100000] [--quick]
                            [--fast-paths all|none|write|dispatch] [--json out.json]
+                           [--compare REV]
 
 The benchmark starts two nats-servers (free loopback ports): one plain, one with mutual TLS on
 its client port (a CA, server and client certificates made for this run, `verify: true`).
@@ -20,6 +21,9 @@ load average printed with the table.
 
 `--fast-paths` sets HARMONY_MESH_FAST_PATHS for this process and the site process (see
 harmony/mesh/fastpaths.py); the default is all.
+
+`--compare REV` measures this checkout against git revision REV in one run, rounds
+interleaved, each round in a fresh process on either tree (see bench/bridge_compare.py).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import bridge_compare
 from bridge_site import (
     MESH,
     SITE,
@@ -49,6 +54,7 @@ from bridge_site import (
 from rich.console import Console
 from rich.table import Table
 
+import harmony
 from harmony.actors.messages import GetNotices, Notice, Notices, Ping
 from harmony.actors.site import SITE_PATH
 from harmony.mesh import connection, subjects
@@ -279,12 +285,15 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="1 round, 1000 asks, 20000 tells")
     ap.add_argument("--fast-paths", help=f"set {FAST_PATHS_ENV} here and in the site process")
     ap.add_argument("--json", type=Path, help="also write every round's numbers here")
+    ap.add_argument("--compare", metavar="REV", help="this checkout against git revision REV")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.asks, args.tells = 1, 1000, 20_000
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    if args.compare is not None:
+        return bridge_compare.compare(args, console)
     if args.fast_paths is not None:
         os.environ[FAST_PATHS_ENV] = args.fast_paths  # inherited by the site process
-    console = Console(width=None if sys.stdout.isatty() else 150)
     load_before = os.getloadavg()
     rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="harmony-bench-") as tmp:
@@ -352,6 +361,7 @@ def main() -> int:
             json.dumps(
                 {
                     "args": {k: str(v) for k, v in vars(args).items()},
+                    "harmony": str(Path(harmony.__file__).parent),
                     "cpus": os.cpu_count(),
                     "load": [load_before, load_after],
                     "fast_paths": fast,

@@ -4,21 +4,19 @@ Actors are threads; nats-py is asyncio. Everything an actor asks of NATS goes th
 thread-safe methods here. Nothing here ever blocks the loop, and subscription callbacks run
 on the loop, so they must not block either: they decode and `tell`.
 
-This module holds `MeshConnection` itself: its lifecycle (connect, reconnect, close), its
-subscriptions and `run`. The rest of its methods come from mixins, one idea per module, each
-building on the one below (plain method calls, no layer in between on the hot path):
+This module holds `MeshConnection` itself: its lifecycle (connect, reconnect, close) and
+its public methods. The rest is in objects it holds and calls, one idea per module:
 
-- `harmony.mesh.replies` (`Replies`): `request` and `gather` over the one inbox;
-- `harmony.mesh.outbox` (`Publishing`): `publish`, `tell`, and the outbox the loop drains,
-  with bursts of tells framed as one NATS message;
-- `harmony.mesh.fastpaths` (`FastWrites`): what relies on nats-py's internals, switched by
-  ``HARMONY_MESH_FAST_PATHS``: direct writes to the socket from any thread, and
-  subscription callbacks called from nats-py's reader (`_RawDispatchClient`);
+- `harmony.mesh.outbox` (`Outbox`): publishes queued by any thread, drained in order by
+  the loop, with bursts of tells framed as one NATS message;
+- `harmony.mesh.fastpaths` (`WriteGate`, `new_client`): what relies on nats-py's internals,
+  switched by ``HARMONY_MESH_FAST_PATHS``: direct writes to the socket from any thread, and
+  subscription callbacks called from nats-py's reader;
+- `harmony.mesh.replies` (`ReplyTable`): `request` and `gather` over the one inbox;
+- `harmony.mesh.subscriptions` (`Subscriptions`): subscriptions, made once connected;
 - `harmony.mesh.tls`: with ``tls=`` and the ``write`` fast path, TLS run by an SSL object
   used only under the write lock, so that direct writes work under TLS too; hooked into
   nats-py by `harmony.mesh.tls_hooks`, which also makes TLS required when configured.
-
-The public names of all of them are importable from here.
 """
 
 from __future__ import annotations
@@ -26,29 +24,30 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import itertools
 import logging
 import re
 import secrets
 import ssl
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.protocol.command import pub_cmd
 
 from harmony.mesh.fastpaths import (
-    _RAW,
     FAST_PATHS,
     FAST_PATHS_ENV,
-    _can_dispatch_raw,
-    _Gate,
-    _RawDispatchClient,
+    WriteGate,
+    can_dispatch,
     fast_paths_from,
+    nats_callback,
+    new_client,
 )
-from harmony.mesh.outbox import _Outbox
-from harmony.mesh.replies import NoResponders, Replies, _Reply
+from harmony.mesh.outbox import MAX_FRAME_BYTES, Outbox
+from harmony.mesh.replies import Done, NoResponders, ReplyTable
+from harmony.mesh.subscriptions import Subscription, Subscriptions
 from harmony.mesh.tls_hooks import install_tls, require_tls
 from harmony.security.identity import Identity, public_key_of
 from harmony.textsafe import redact_url
@@ -81,7 +80,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
-class MeshConnection(Replies):
+class MeshConnection:
     """A NATS connection on its own loop thread, usable from every thread.
 
     `start()` returns once the loop runs; the connection is made (and remade, forever) in
@@ -118,30 +117,22 @@ class MeshConnection(Replies):
         self._reconnect_wait = reconnect_wait
         fast = fast_paths_from(fast_paths)
         self._write_fast = "write" in fast
-        self._dispatch_fast = "dispatch" in fast and _can_dispatch_raw()
+        self._dispatch_fast = "dispatch" in fast and can_dispatch()
         self.loop = _new_loop()
         self._thread = threading.Thread(target=self._run_loop, name=f"nats-{name}", daemon=True)
         self.nc: Client | None = None
         self._connected = threading.Event()
         self._closed = False
-        self._outbox = _Outbox()
         self._wake: asyncio.Event | None = None
-        # Reentrant: under TLS a write through nats-py takes it in the transport wrapper and
-        # again in the TLS layer (`harmony.mesh.tls`).
-        self._wlock = threading.RLock()
-        self._gate: _Gate | None = None
-        self._subs: list[tuple[str, Callable[[Msg], None], str]] = []
-        self._live_subs: dict[int, Any] = {}
-        self._handles: list[Subscription] = []
-        prefix = identity.inbox_prefix if identity else "_INBOX"
-        self._inbox = f"{prefix}.{secrets.token_hex(8)}"
-        self._pending: dict[str, _Reply] = {}
-        self._collectors: dict[str, Callable[[bytes], None]] = {}
-        self._tokens = itertools.count(1)  # next() is atomic: any thread may take one
         self._tasks: set[asyncio.Task[Any]] = set()
         # How publishes left: written by the calling thread (`direct`), of which the kernel
         # took only part at first (`partial`), or through the loop (`queued`).
         self.stats = {"direct": 0, "partial": 0, "queued": 0}
+        self._outbox = Outbox()
+        self._gate = WriteGate(self.loop, self._outbox, self.stats, self._write_fast)
+        prefix = identity.inbox_prefix if identity else "_INBOX"
+        self._replies = ReplyTable(f"{prefix}.{secrets.token_hex(8)}", self.publish)
+        self._subscriptions = Subscriptions(self.loop, self._spawn)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> MeshConnection:
@@ -165,11 +156,8 @@ class MeshConnection(Replies):
     @property
     def fast_paths(self) -> frozenset[str]:
         """The fast paths in use (see `harmony.mesh.fastpaths`)."""
-        return frozenset(
-            name
-            for name, on in (("write", self._write_fast), ("dispatch", self._dispatch_fast))
-            if on
-        )
+        used = {"write": self._write_fast, "dispatch": self._dispatch_fast}
+        return frozenset(name for name, on in used.items() if on)
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush what is queued, close the connection, stop the loop thread."""
@@ -194,7 +182,7 @@ class MeshConnection(Replies):
         self._spawn(self._connect_forever())
         self._spawn(self._drain_outbox())
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -210,11 +198,11 @@ class MeshConnection(Replies):
         attempt = 0
         while not self._closed:
             attempt += 1
-            nc = _RawDispatchClient() if self._dispatch_fast else Client()
+            nc = new_client(self._dispatch_fast)
             if self._tls is not None:
                 # Our TLS layer with the write fast path, else nats-py's (fixed to retry after
                 # a failed handshake); False: nats-py's TLS as it is, without direct writes.
-                install_tls(nc, self._wlock if self._write_fast else None)
+                install_tls(nc, self._gate.lock if self._write_fast else None)
             try:
                 # Not a fast path: with TLS configured, a server offering none is refused
                 # in every mode (nats-py alone would follow it into plaintext).
@@ -252,16 +240,24 @@ class MeshConnection(Replies):
                 await asyncio.sleep(self._reconnect_wait)
                 continue
             self.nc = nc
-            await nc.subscribe(f"{self._inbox}.*", cb=self._callback(self._on_reply, "inbox"))
-            for i in range(len(self._subs)):
-                self._ensure_sub(i)
-            self._open_gate()
-            self._connected.set()
-            url = nc.connected_url.netloc if nc.connected_url else ""
-            self._state("connected", redact_url(url))
-            if self._outbox.items:  # queued before we were connected
-                self._kick()
+            await nc.subscribe(
+                self._replies.subject, cb=nats_callback(self._replies.deliver, "inbox")
+            )
+            self._subscriptions.attach(nc)
+            self._up("connected")
             return
+
+    def _up(self, kind: str) -> None:
+        """On the loop, (re)connected: open the write gate, say so, and send what was queued
+        while there was no connection."""
+        nc = self.nc
+        if nc is not None:
+            self._gate.open(nc)
+        self._connected.set()
+        url = nc.connected_url.netloc if nc and nc.connected_url else ""
+        self._state(kind, redact_url(url))
+        if self._outbox.items:
+            self._kick()
 
     async def _on_error(self, e: Exception) -> None:
         log.debug("nats error: %s", redact_url(str(e)))
@@ -292,24 +288,19 @@ class MeshConnection(Replies):
     async def _on_disconnected(self) -> None:
         self._reread_nkey()
         self._connected.clear()
-        self._close_gate()
+        self._gate.close()
         self._state("disconnected")
 
     async def _on_reconnected(self) -> None:
-        self._open_gate()
-        self._connected.set()
-        url = self.nc.connected_url.netloc if self.nc and self.nc.connected_url else ""
-        self._state("reconnected", redact_url(url))
-        if self._outbox.items:
-            self._kick()
+        self._up("reconnected")
 
     async def _on_closed(self) -> None:
         self._connected.clear()
-        self._close_gate()
+        self._gate.close()
 
     async def _close(self) -> None:
         await self._flush_outbox()
-        self._close_gate()
+        self._gate.close()
         for t in list(self._tasks):
             t.cancel()
         if self.nc is not None:
@@ -317,10 +308,62 @@ class MeshConnection(Replies):
                 await asyncio.wait_for(self.nc.drain(), 2)
             with contextlib.suppress(Exception):
                 await self.nc.close()
-        for token in list(self._pending):
-            reply = self._pending.pop(token, None)
-            if reply is not None:
-                reply.set(b"", MeshUnavailable("the mesh connection was closed"))
+        self._replies.fail_all(MeshUnavailable("the mesh connection was closed"))
+
+    # ------------------------------------------------------------------ publish, request
+    def publish(self, subject: str, payload: bytes, reply: str = "") -> None:
+        """Publish now if nothing is queued ahead, else queue it; never waits. Any thread."""
+        if not (self._write_fast and self._gate.write(pub_cmd(subject, reply, payload))):
+            self.stats["queued"] += 1  # not exact across threads (no lock); it is a gauge
+            if self._outbox.put(subject, reply, payload, False):
+                self._wake_loop()
+
+    def tell(self, subject: str, encoded_message: bytes) -> None:
+        """Queue one encoded message for a tell subject; adjacent tells share a frame.
+
+        Tells always take the outbox, even when the socket is idle: a burst of tells costs
+        one NATS message per burst instead of one per tell.
+        """
+        self.stats["queued"] += 1
+        if self._outbox.put(subject, "", encoded_message, True):
+            self._wake_loop()
+
+    def _wake_loop(self) -> None:
+        with contextlib.suppress(RuntimeError):  # loop already closed: nothing to do
+            self.loop.call_soon_threadsafe(self._kick)
+
+    def _kick(self) -> None:
+        """On the loop, after a publish was queued: write the outbox now when we can, else
+        wake the drain that hands it to nats-py."""
+        if not self._gate.write_outbox(self._max_payload()) and self._wake is not None:
+            self._wake.set()
+
+    def _max_payload(self) -> int:
+        return self.nc.max_payload if self.nc is not None else MAX_FRAME_BYTES
+
+    async def _drain_outbox(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._flush_outbox()
+
+    async def _flush_outbox(self) -> None:
+        if self.nc is not None:
+            await self._outbox.hand_to(self.nc, self._gate.lock, self._max_payload())
+
+    def request(self, subject: str, payload: bytes, timeout: float) -> bytes:
+        """Publish with a reply subject and wait (on this thread) for the first reply."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("MeshConnection.request() called on the loop thread")
+        return self._replies.request(subject, payload, timeout)
+
+    def gather(
+        self, subject: str, payload: bytes, timeout: float, done: Done | None = None
+    ) -> list[bytes]:
+        """Publish one request and collect every reply until `done(replies)` or `timeout`
+        (see `ReplyTable.gather`)."""
+        return self._replies.gather(subject, payload, timeout, done)
 
     # ------------------------------------------------------------------ subscribe
     def subscribe(
@@ -331,67 +374,7 @@ class MeshConnection(Replies):
         The subscription is made on the loop as soon as there is a connection (and remade
         by nats-py after reconnects); `handle.ready` is set once the server has it.
         """
-        handle = Subscription(self, len(self._subs))
-        self._subs.append((subject, callback, queue))
-        self._handles.append(handle)
-        self.loop.call_soon_threadsafe(self._ensure_sub, handle.index)
-        return handle
-
-    def _callback(
-        self, callback: Callable[[Msg], None], subject: str
-    ) -> Callable[[Msg], Awaitable[None]]:
-        """nats-py's async callback for `callback`, marked so that `_RawDispatchClient` calls
-        `callback` straight from its reader. Either way an exception is logged, not raised:
-        it must never reach nats-py's reader (that would drop the connection)."""
-
-        def safe(msg: Msg) -> None:
-            try:
-                callback(msg)
-            except Exception:
-                log.exception("subscription callback for %s failed", subject)
-
-        async def cb(msg: Msg) -> None:
-            safe(msg)
-
-        setattr(cb, _RAW, safe)
-        return cb
-
-    def _ensure_sub(self, index: int) -> None:
-        """On the loop: make subscription `index` unless it exists, is underway or was dropped."""
-        if self.nc is None or index in self._live_subs or self._subs[index][0] == "":
-            return
-        self._live_subs[index] = None  # underway
-        self._spawn(self._do_subscribe(index))
-
-    async def _do_subscribe(self, index: int) -> None:
-        assert self.nc is not None
-        subject, callback, queue = self._subs[index]
-        sub = await self.nc.subscribe(subject, queue=queue, cb=self._callback(callback, subject))
-        if self._subs[index][0] == "":  # dropped while we subscribed
-            await sub.unsubscribe()
-            return
-        self._live_subs[index] = sub
-        # A PING round trip: once the server answers it has processed our SUB, so `ready`
-        # means what it says (a publish from another connection will reach us). Twice:
-        # nats-py writes its PING straight to the transport while the SUB may still wait in
-        # its pending queue (seen once in 40 runs); by the first PONG the flusher has
-        # written the SUB, and the second PING goes out behind it.
-        try:
-            await self.nc.flush(timeout=5)
-            await self.nc.flush(timeout=5)
-        except Exception as e:  # disconnected meanwhile: nats-py resubscribes on reconnect
-            log.debug("flush after subscribing to %s: %s", subject, e)
-        self._handles[index].ready.set()
-
-    def _unsubscribe(self, index: int) -> None:
-        def drop() -> None:
-            self._subs[index] = ("", self._subs[index][1], "")
-            sub = self._live_subs.pop(index, None)
-            if sub is not None:
-                self._spawn(sub.unsubscribe())
-
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(drop)
+        return self._subscriptions.add(subject, callback, queue)
 
     # ------------------------------------------------------------------ anything else
     def run(self, coro_fn: Callable[[Client], Awaitable[T]], timeout: float) -> T:
@@ -415,15 +398,3 @@ class MeshConnection(Replies):
         except concurrent.futures.TimeoutError:
             fut.cancel()
             raise TimeoutError(f"mesh call did not finish within {timeout:g} s") from None
-
-
-class Subscription:
-    """Handle of a subscription made through `MeshConnection.subscribe`."""
-
-    def __init__(self, conn: MeshConnection, index: int) -> None:
-        self._conn = conn
-        self.index = index
-        self.ready = threading.Event()
-
-    def unsubscribe(self) -> None:
-        self._conn._unsubscribe(self.index)

@@ -1,9 +1,9 @@
 """The fast paths of `MeshConnection`: the parts that rely on nats-py's internals.
 
 They live apart from the connection so that everything which would break on a nats-py
-upgrade is in one place, next to the checks that switch it off. `MeshConnection` gets the
-write gate as a mixin (`FastWrites`), so the hot path calls these methods directly, with no
-layer in between.
+upgrade is in one place, next to the checks that switch it off. `MeshConnection` holds a
+`WriteGate` (the write lock, and the socket any thread may write to) and makes its nats-py
+client with `new_client` and its subscription callbacks with `nats_callback`.
 
 Fast paths (measured in BENCHMARKS.md; each one uses nats-py internals and falls back to the
 public API when those are not what we expect, or when ``HARMONY_MESH_FAST_PATHS`` says so):
@@ -40,16 +40,15 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, cast
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.aio.transport import TcpTransport
 
+from harmony.mesh.outbox import Outbox
 from harmony.mesh.tls import TlsTransport
-
-if TYPE_CHECKING:
-    from harmony.mesh.outbox import _Outbox
 
 # The connection's logger: these are the connection's messages.
 log = logging.getLogger("harmony.mesh.connection")
@@ -91,8 +90,8 @@ _RAW = "_harmony_raw_callback"
 _WRAPPED = "_harmony_write_lock"
 
 
-def _can_dispatch_raw() -> bool:
-    """Whether this nats-py has the internals `_RawDispatchClient` relies on (2.x has)."""
+def can_dispatch() -> bool:
+    """Whether this nats-py has the internals `new_client(dispatch=True)` relies on (2.x has)."""
     method = getattr(Client, "_process_msg", None)
     if method is None or not all(
         hasattr(Client, name) for name in ("_build_message", "_process_headers")
@@ -126,15 +125,40 @@ class _RawDispatchClient(Client):
         raw(self._build_message(sid, subject, reply, data, hdr))
 
 
-# ---------------------------------------------------------------------- writes from any thread
-class _Gate:
-    """The socket of the current connection, writable from any thread under the write lock.
+def new_client(dispatch: bool) -> Client:
+    """A nats-py client; with `dispatch`, one whose reader calls `nats_callback`s itself."""
+    return _RawDispatchClient() if dispatch else Client()
 
-    Every write to this socket holds `MeshConnection._wlock`: ours (`_write_now`, the
-    loop's outbox) and nats-py's, whose transport methods we wrap (`_wrap_transport`). Our
-    own writes use a duplicate of the socket's file descriptor, so a descriptor closed by the
-    loop meanwhile can never be reused under us. If the kernel takes only part of a direct
-    write, the rest waits in `carry` and goes out first, before any other write.
+
+def nats_callback(
+    callback: Callable[[Msg], None], subject: str
+) -> Callable[[Msg], Awaitable[None]]:
+    """nats-py's async callback for `callback`, marked so that the `dispatch` client calls
+    `callback` straight from its reader. Either way an exception is logged, not raised: it
+    must never reach nats-py's reader (that would drop the connection)."""
+
+    def safe(msg: Msg) -> None:
+        try:
+            callback(msg)
+        except Exception:
+            log.exception("subscription callback for %s failed", subject)
+
+    async def cb(msg: Msg) -> None:
+        safe(msg)
+
+    setattr(cb, _RAW, safe)
+    return cb
+
+
+# ---------------------------------------------------------------------- writes from any thread
+class StreamGate:
+    """The socket of one stream of the connection, writable from any thread under the lock.
+
+    Every write to this socket holds the `WriteGate`'s lock: ours (`WriteGate.write`, the
+    loop's `write_outbox`) and nats-py's, whose transport methods we wrap. Our own writes use
+    a duplicate of the socket's file descriptor, so a descriptor closed by the loop meanwhile
+    can never be reused under us. If the kernel takes only part of a direct write, the rest
+    waits in `carry` and goes out first, before any other write.
 
     nats-py keeps one `TcpTransport` object across reconnects and gives it a new stream
     each time, so a gate stands for one stream (`writer`), not for the transport object.
@@ -143,9 +167,10 @@ class _Gate:
     transport under it; the carry then holds sealed records, which go to `raw` as they are.
     """
 
-    def __init__(self, transport: TcpTransport, max_payload: int) -> None:
+    def __init__(self, nc: Client, transport: TcpTransport) -> None:
         writer = transport._io_writer
         assert writer is not None
+        self.nc = nc
         self.transport = transport
         self.writer = writer
         self.stream = writer.transport  # the uvloop/asyncio transport under nats-py's
@@ -157,10 +182,20 @@ class _Gate:
         self.carry: list[bytes] = []
         self.open = True
         # Bigger publishes go through the loop, which checks the server's payload limit.
-        self.write_max = min(THREAD_WRITE_MAX, max_payload)
+        self.write_max = min(THREAD_WRITE_MAX, nc.max_payload)
 
-    def current(self, nc: Client) -> bool:
-        return nc._transport is self.transport and self.transport._io_writer is self.writer
+    def usable_locked(self) -> bool:
+        """With the lock held: still the client's live stream, and nothing of nats-py's own
+        (its queue of commands to write) waits to go out first."""
+        nc = self.nc
+        return (
+            self.open
+            and nc._transport is self.transport
+            and self.transport._io_writer is self.writer
+            and nc.is_connected
+            and not nc._pending
+            and not self.stream.is_closing()
+        )
 
     def flush_carry_locked(self) -> None:
         """On the loop, with the lock held: hand the rest of a partial direct write to the
@@ -179,25 +214,33 @@ class _Gate:
                 self.tls.before_raw_write = None
 
 
-class FastWrites:
-    """`MeshConnection`'s write gate: direct writes to the socket from any thread.
+class WriteGate:
+    """The connection's write lock and, while it is connected over plain TCP or our own TLS,
+    the socket any thread may write to directly (`current`, None when closed).
 
-    A mixin: `MeshConnection.__init__` sets the attributes declared here.
+    It looks at the outbox only to keep order: a direct write never overtakes what is queued.
     """
 
-    loop: asyncio.AbstractEventLoop
-    nc: Client | None
-    _write_fast: bool
-    _wlock: threading.RLock
-    _gate: _Gate | None
-    _outbox: _Outbox
-    stats: dict[str, int]
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        outbox: Outbox,
+        stats: dict[str, int],
+        enabled: bool,
+    ) -> None:
+        self.enabled = enabled
+        # Reentrant: under TLS a write through nats-py takes it in the transport wrapper and
+        # again in the TLS layer (`harmony.mesh.tls`).
+        self.lock = threading.RLock()
+        self.current: StreamGate | None = None
+        self._loop = loop
+        self._outbox = outbox
+        self._stats = stats
 
-    def _open_gate(self) -> None:
+    def open(self, nc: Client) -> None:
         """On the loop, once (re)connected: let every thread write to the new socket."""
-        self._close_gate()
-        nc = self.nc
-        if not self._write_fast or nc is None:
+        self.close()
+        if not self.enabled:
             return
         transport = nc._transport
         # TCP, plain or under our own TLS layer: nats-py's TLS and WebSocket transports frame
@@ -214,14 +257,23 @@ class FastWrites:
             return
         try:
             self._wrap_transport(transport)
-            gate = _Gate(transport, nc.max_payload)
+            gate = StreamGate(nc, transport)
         except (OSError, AttributeError) as e:
             log.warning("direct socket writes unavailable (%s); using nats-py's writer", e)
             return
-        with self._wlock:
-            self._gate = gate
+        with self.lock:
+            self.current = gate
             if gate.tls is not None:
                 gate.tls.before_raw_write = gate.flush_carry_locked
+
+    def close(self) -> None:
+        with self.lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        gate, self.current = self.current, None
+        if gate is not None:
+            gate.close_locked()
 
     def _wrap_transport(self, transport: TcpTransport) -> None:
         """Make nats-py's writes to `transport` take the write lock (once per object).
@@ -231,7 +283,7 @@ class FastWrites:
         """
         if getattr(transport, _WRAPPED, False):
             return
-        lock = self._wlock
+        lock = self.lock
         # nats-py's transport methods are untyped.
         write = cast(Callable[[bytes], Any], transport.write)
         writelines = cast(Callable[[list[bytes]], Any], transport.writelines)
@@ -249,7 +301,7 @@ class FastWrites:
 
         def locked_close() -> Any:
             with lock:
-                self._close_gate_locked()
+                self._close_locked()
             return close()
 
         transport.write = locked_write  # type: ignore[method-assign]
@@ -257,97 +309,90 @@ class FastWrites:
         transport.close = locked_close  # type: ignore[method-assign]
         setattr(transport, _WRAPPED, True)
 
-    def _close_gate(self) -> None:
-        with self._wlock:
-            self._close_gate_locked()
-
-    def _close_gate_locked(self) -> None:
-        gate, self._gate = self._gate, None
-        if gate is not None:
-            gate.close_locked()
-
     def _flush_carry_locked(self) -> None:
-        if self._gate is not None:
-            self._gate.flush_carry_locked()
+        if self.current is not None:
+            self.current.flush_carry_locked()
 
-    def _gate_clear_locked(self, gate: _Gate) -> bool:
-        """With the lock held: may a write go to `gate`'s socket right now, ahead of nothing?"""
-        nc = self.nc
-        return (
-            gate is self._gate
-            and gate.open
-            and nc is not None
-            and gate.current(nc)
-            and nc.is_connected
-            and not nc._pending  # nats-py's own queue of commands to write
-            and not gate.carry
-            and not gate.stream.is_closing()
-            and gate.stream.get_write_buffer_size() == 0
-        )
+    def _flush_carry(self) -> None:
+        with self.lock:
+            self._flush_carry_locked()
 
-    def _loop_may_write_locked(self, gate: _Gate) -> bool:
-        """Like `_gate_clear_locked`, but the loop may add to a non-empty transport buffer
-        (it is the loop's own) up to a limit; beyond it, nats-py's writer applies backpressure.
+    def write_outbox(self, max_payload: int) -> bool:
+        """On the loop, after a publish was queued: write the whole outbox to the socket now.
+
+        The loop may add to a non-empty transport buffer (it is the loop's own) up to a
+        limit; beyond it, or while a drain is handing entries to nats-py, it returns False:
+        then nats-py's writer takes them (and applies backpressure).
         """
-        nc = self.nc
-        return (
-            gate is self._gate
-            and gate.open
-            and nc is not None
-            and gate.current(nc)
-            and nc.is_connected
-            and not nc._pending
-            and not self._outbox.moving
-            and not gate.stream.is_closing()
-            and gate.stream.get_write_buffer_size() < LOOP_WRITE_LIMIT
-        )
+        gate = self.current
+        if gate is None:
+            return False
+        ob = self._outbox
+        with self.lock:
+            ob.kicked = False
+            if not (
+                gate is self.current
+                and gate.usable_locked()
+                and not ob.moving
+                and gate.stream.get_write_buffer_size() < LOOP_WRITE_LIMIT
+            ):
+                return False
+            cmds = ob.take_commands(max_payload)
+            gate.flush_carry_locked()
+            if cmds:
+                gate.stream.writelines(cmds)
+            return True
 
-    def _write_now(self, data: bytes) -> bool:
+    def write(self, data: bytes) -> bool:
         """Write `data` to the socket from this thread if nothing is queued ahead of it.
 
         Returns False (nothing written) when it must take the queued path instead.
         """
-        gate = self._gate
+        gate = self.current
         if gate is None or len(data) > gate.write_max:
             return False
-        ob = self._outbox
         # Never wait for the lock: if another thread (or the loop) is writing, queue instead.
         # So a publish never blocks, not even on the loop thread, and a burst of replies from
         # many actors at once leaves in one write of the loop's.
-        if not self._wlock.acquire(blocking=False):
+        if not self.lock.acquire(blocking=False):
             return False
         try:
-            if ob.items or ob.moving or not self._gate_clear_locked(gate):
+            if (
+                self._outbox.busy
+                or gate is not self.current
+                or not gate.usable_locked()
+                or gate.carry
+                or gate.stream.get_write_buffer_size() != 0
+            ):
                 return False
-            if gate.tls is not None:
-                try:
-                    data = gate.tls.encrypt_locked(data)
-                except ConnectionError:
-                    return False
-            try:
-                sent = gate.sock.send(data)
-            except BlockingIOError:  # the socket buffer is full: the loop will write it all
-                sent = 0
-            except OSError as e:  # the connection broke: nothing was written; queue it instead
-                if gate.tls is not None:
-                    # Sealed but not sent: the session's record numbers are ahead of the
-                    # stream now, so it must not be used again; drop it (nats-py reconnects).
-                    gate.tls.broken = e
-                    gate.close_locked()
-                    self._gate = None
-                    with contextlib.suppress(RuntimeError):
-                        self.loop.call_soon_threadsafe(gate.tls.fail, e)
-                return False
-            self.stats["direct"] += 1
-            if sent < len(data):
-                self.stats["partial"] += 1
-                gate.carry.append(data[sent:])
-                with contextlib.suppress(RuntimeError):
-                    self.loop.call_soon_threadsafe(self._flush_carry)
-            return True
+            return self._send_locked(gate, data)
         finally:
-            self._wlock.release()
+            self.lock.release()
 
-    def _flush_carry(self) -> None:
-        with self._wlock:
-            self._flush_carry_locked()
+    def _send_locked(self, gate: StreamGate, data: bytes) -> bool:
+        if gate.tls is not None:
+            try:
+                data = gate.tls.encrypt_locked(data)
+            except ConnectionError:
+                return False
+        try:
+            sent = gate.sock.send(data)
+        except BlockingIOError:  # the socket buffer is full: the loop will write it all
+            sent = 0
+        except OSError as e:  # the connection broke: nothing was written; queue it instead
+            if gate.tls is not None:
+                # Sealed but not sent: the session's record numbers are ahead of the
+                # stream now, so it must not be used again; drop it (nats-py reconnects).
+                gate.tls.broken = e
+                gate.close_locked()
+                self.current = None
+                with contextlib.suppress(RuntimeError):
+                    self._loop.call_soon_threadsafe(gate.tls.fail, e)
+            return False
+        self._stats["direct"] += 1
+        if sent < len(data):
+            self._stats["partial"] += 1
+            gate.carry.append(data[sent:])
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._flush_carry)
+        return True

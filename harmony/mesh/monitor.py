@@ -1,7 +1,7 @@
 """Readiness of nats-servers, as they report it on their monitoring port and by a real write.
 
-`EmbeddedServer.start` uses the single-server checks; `wait_jetstream_ready` waits until a
-whole cluster has a JetStream meta leader and, given client URLs, accepts replicated KV writes.
+`EmbeddedServer.start` waits for `serves`; `wait_jetstream_ready` waits until a whole
+cluster has a JetStream meta leader and, given client URLs, accepts replicated KV writes.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-from harmony.mesh.server_conf import _hostport
+from harmony.mesh.server_conf import ServerSpec, connect_host, hostport
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _http_get(url: str, timeout: float = 1.0) -> tuple[int, str]:
+def http_get(url: str, timeout: float = 1.0) -> tuple[int, str]:
     """(status, body) of a GET; status 0 when nothing answered."""
     try:
         with _opener.open(url, timeout=timeout) as resp:
@@ -40,8 +40,9 @@ def _http_get(url: str, timeout: float = 1.0) -> tuple[int, str]:
         return 0, ""
 
 
-def _http_json(url: str, timeout: float = 1.0) -> dict[str, Any] | None:
-    status, body = _http_get(url, timeout)
+def http_json(url: str, timeout: float = 1.0) -> dict[str, Any] | None:
+    """The JSON object a GET answers with; None for anything else (no answer, not 200)."""
+    status, body = http_get(url, timeout)
     if status != 200:
         return None
     try:
@@ -51,7 +52,8 @@ def _http_json(url: str, timeout: float = 1.0) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _tcp_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
+def tcp_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections on `host`:`port`."""
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
@@ -59,18 +61,43 @@ def _tcp_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def serves(spec: ServerSpec) -> bool:
+    """Whether the server of `spec` is up and serving: its monitoring port answers as that
+    server (another process may hold the port before ours binds, or fails to), healthy (with
+    JetStream when clustered), and its client port accepts connections."""
+    varz = http_json(f"{spec.http_url}/varz")
+    if varz is None or varz.get("server_name") != spec.name:
+        return False
+    if varz.get("port") != spec.client_port:
+        return False
+    query = "" if not spec.clustered else "?js-enabled-only=true"
+    status, _ = http_get(f"{spec.http_url}/healthz{query}")
+    if status != 200:
+        return False
+    return tcp_accepts(connect_host(spec.host), spec.client_port)
+
+
 # --- cluster readiness ----------------------------------------------------------------------
+
+
+class ReadyOptions(TypedDict, total=False):
+    """The options of `jetstream_ready` (defaults there), which its blocking form passes on."""
+
+    client_urls: Sequence[str]
+    replicas: int | None
+    timeout: float
+    host: str
 
 
 def _http_base(target: str | int, host: str) -> str:
     if isinstance(target, int):
-        return f"http://{_hostport(host, target)}"
+        return f"http://{hostport(host, target)}"
     return target.rstrip("/")
 
 
 def _meta_state(base: str) -> tuple[str, int, int] | None:
     """(leader name, known peers, cluster size) from /jsz, or None."""
-    jsz = _http_json(f"{base}/jsz")
+    jsz = http_json(f"{base}/jsz")
     if jsz is None:
         return None
     meta = jsz.get("meta_cluster")
@@ -134,7 +161,7 @@ async def jetstream_ready(
     while True:
         states = []
         for base in bases:
-            status, body = await loop.run_in_executor(None, _http_get, f"{base}/healthz")
+            status, body = await loop.run_in_executor(None, http_get, f"{base}/healthz")
             if status != 200:
                 missing = f"{base}/healthz: {status or 'no answer'} {body.strip()}"
                 break
@@ -162,14 +189,7 @@ async def jetstream_ready(
         interval = min(interval * 2, 0.5)
 
 
-def wait_jetstream_ready(
-    http: Iterable[str | int],
-    *,
-    client_urls: Sequence[str] = (),
-    replicas: int | None = None,
-    timeout: float = 30.0,
-    host: str = "127.0.0.1",
-) -> None:
+def wait_jetstream_ready(http: Iterable[str | int], **options: Unpack[ReadyOptions]) -> None:
     """Blocking form of `jetstream_ready`, for threads without a running event loop."""
     try:
         asyncio.get_running_loop()
@@ -177,8 +197,4 @@ def wait_jetstream_ready(
         pass
     else:
         raise RuntimeError("wait_jetstream_ready blocks; on an event loop await jetstream_ready")
-    asyncio.run(
-        jetstream_ready(
-            http, client_urls=client_urls, replicas=replicas, timeout=timeout, host=host
-        )
-    )
+    asyncio.run(jetstream_ready(http, **options))

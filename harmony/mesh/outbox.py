@@ -1,26 +1,24 @@
-"""Publishing from any thread: `publish`, `tell`, and the outbox the loop drains.
+"""The outbox: publishes queued by any thread, drained in order by the connection's loop.
 
-It lives apart from the connection's lifecycle and request/reply code because it is the
-part that decides how bytes leave: direct, framed, or through nats-py. `MeshConnection`
-gets it as a mixin (`Publishing`), so a publish calls these methods directly.
-
-Publishes from any thread go to one outbox that the loop drains in order. A burst of tells
-to one subject leaves as one NATS message (see `wire.frame_tells`), which is what lets remote
-tells keep up with local Pykka tells. A publish that finds nothing queued ahead of it may be
-written by the calling thread itself (the ``write`` fast path, see `harmony.mesh.fastpaths`).
+It is its own object because it decides how queued bytes leave: a burst of tells to one
+subject leaves as one NATS message (see `wire.frame_tells`), which is what lets remote tells
+keep up with local Pykka tells. `MeshConnection` holds one and puts every publish in it that
+was not written directly (the ``write`` fast path, `harmony.mesh.fastpaths`); the loop takes
+everything out, either to write it itself (`WriteGate.write_outbox`) or to hand it to nats-py
+(`hand_to`), which buffers while disconnected. Nothing here knows about sockets.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import logging
+import threading
 
+from nats.aio.client import Client
 from nats.protocol.command import pub_cmd
 
 from harmony.mesh import wire
-from harmony.mesh.fastpaths import FastWrites
 
 # The connection's logger: these are the connection's messages.
 log = logging.getLogger("harmony.mesh.connection")
@@ -29,12 +27,26 @@ MAX_FRAME_ITEMS = 2048
 MAX_FRAME_BYTES = 512 * 1024
 
 
-class _Outbox:
+def fits(subject: str, payload: bytes, limit: int) -> bool:
+    """The server drops a client that sends more than its max_payload: refuse it here."""
+    if len(payload) <= limit:
+        return True
+    log.warning(
+        "publish to %s dropped: %d bytes, more than the server's max_payload %d",
+        subject,
+        len(payload),
+        limit,
+    )
+    return False
+
+
+class Outbox:
     """Publishes queued by any thread, drained in order by the loop.
 
     Entries are (subject, reply, payload, is_tell). Consecutive tells to the same subject are
-    framed together; everything else is sent as it came. `moving` counts drains that have
-    taken entries out but not yet handed them all to nats-py: direct writes wait for those.
+    framed together; everything else is sent as it came. `kicked` says the loop was already
+    woken for what is queued. `moving` counts drains that have taken entries out but not yet
+    handed them all to nats-py: direct writes wait for those (`busy`).
     """
 
     def __init__(self) -> None:
@@ -42,78 +54,24 @@ class _Outbox:
         self.kicked = False
         self.moving = 0
 
+    def put(self, subject: str, reply: str, payload: bytes, is_tell: bool) -> bool:
+        """Queue one publish (any thread); True when the caller must wake the loop for it."""
+        self.items.append((subject, reply, payload, is_tell))
+        if self.kicked:
+            return False
+        self.kicked = True
+        return True
 
-class Publishing(FastWrites):
-    """`MeshConnection`'s publishing: the outbox and the loop's draining of it.
+    @property
+    def busy(self) -> bool:
+        """Something is queued or on its way to nats-py: a direct write would overtake it."""
+        return bool(self.items) or self.moving > 0
 
-    A mixin: `MeshConnection.__init__` sets the attributes declared here and in `FastWrites`.
-    """
-
-    _wake: asyncio.Event | None
-
-    def publish(self, subject: str, payload: bytes, reply: str = "") -> None:
-        """Publish now if nothing is queued ahead, else queue it; never waits. Any thread."""
-        if not (self._write_fast and self._write_now(pub_cmd(subject, reply, payload))):
-            self._enqueue(subject, reply, payload, False)
-
-    def tell(self, subject: str, encoded_message: bytes) -> None:
-        """Queue one encoded message for a tell subject; adjacent tells share a frame.
-
-        Tells always take the outbox, even when the socket is idle: a burst of tells costs
-        one NATS message per burst instead of one per tell.
-        """
-        self._enqueue(subject, "", encoded_message, True)
-
-    def _enqueue(self, subject: str, reply: str, payload: bytes, is_tell: bool) -> None:
-        ob = self._outbox
-        self.stats["queued"] += 1  # not exact across threads (no lock); it is a gauge
-        ob.items.append((subject, reply, payload, is_tell))
-        if not ob.kicked:
-            ob.kicked = True
-            with contextlib.suppress(RuntimeError):  # loop already closed: nothing to do
-                self.loop.call_soon_threadsafe(self._kick)
-
-    def _kick(self) -> None:
-        """On the loop, after a publish was queued: write the outbox now when we can."""
-        ob = self._outbox
-        gate = self._gate
-        if gate is not None:
-            with self._wlock:
-                ob.kicked = False
-                if self._loop_may_write_locked(gate):
-                    limit = self._max_payload()
-                    cmds = [
-                        pub_cmd(s, r, p)
-                        for s, r, p in self._take_all(limit)
-                        if self._fits(s, p, limit)
-                    ]
-                    gate.flush_carry_locked()
-                    if cmds:
-                        gate.stream.writelines(cmds)
-                    return
-        if self._wake is not None:
-            self._wake.set()
-
-    def _max_payload(self) -> int:
-        return self.nc.max_payload if self.nc is not None else MAX_FRAME_BYTES
-
-    def _fits(self, subject: str, payload: bytes, limit: int) -> bool:
-        """The server drops a client that sends more than its max_payload: refuse it here."""
-        if len(payload) <= limit:
-            return True
-        log.warning(
-            "publish to %s dropped: %d bytes, more than the server's max_payload %d",
-            subject,
-            len(payload),
-            limit,
-        )
-        return False
-
-    def _take_all(self, max_payload: int) -> list[tuple[str, str, bytes]]:
+    def take_all(self, max_payload: int) -> list[tuple[str, str, bytes]]:
         """Everything queued, with runs of tells to one subject framed as one message (each
         frame within `max_payload` unless a single tell is bigger on its own)."""
         frame_limit = min(MAX_FRAME_BYTES, max_payload)
-        items = self._outbox.items
+        items = self.items
         out = []
         while items:
             subject, reply, payload, is_tell = items.popleft()
@@ -134,26 +92,23 @@ class Publishing(FastWrites):
             out.append((subject, reply, payload))
         return out
 
-    async def _drain_outbox(self) -> None:
-        assert self._wake is not None
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await self._flush_outbox()
+    def take_commands(self, max_payload: int) -> list[bytes]:
+        """`take_all` as NATS PUB commands, for the loop to write itself; too big: dropped."""
+        return [
+            pub_cmd(s, r, p) for s, r, p in self.take_all(max_payload) if fits(s, p, max_payload)
+        ]
 
-    async def _flush_outbox(self) -> None:
-        """The slow path: hand the outbox to nats-py, which buffers while disconnected."""
-        nc = self.nc
-        if nc is None:
-            return
-        ob = self._outbox
-        # Take under the lock and count the entries as moving until nats-py holds them all,
-        # so that no direct write overtakes them. Clear `kicked` first: a publish racing
-        # with us kicks again.
-        with self._wlock:
-            ob.kicked = False
-            items = self._take_all(self._max_payload())
-            ob.moving += 1
+    async def hand_to(self, nc: Client, lock: threading.RLock, max_payload: int) -> None:
+        """The slow path: hand everything queued to nats-py, which buffers while disconnected.
+
+        Takes under the write `lock` and counts the entries as moving until nats-py holds
+        them all, so that no direct write overtakes them. Clears `kicked` first: a publish
+        racing with us kicks again.
+        """
+        with lock:
+            self.kicked = False
+            items = self.take_all(max_payload)
+            self.moving += 1
         try:
             for subject, reply, payload in items:
                 try:
@@ -161,7 +116,7 @@ class Publishing(FastWrites):
                 except Exception as e:
                     log.warning("publish to %s failed: %s", subject, e)
         finally:
-            ob.moving -= 1
+            self.moving -= 1
         with contextlib.suppress(Exception):
             if nc.is_connected:
                 await nc.flush(timeout=5)

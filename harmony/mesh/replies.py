@@ -2,8 +2,8 @@
 
 It lives apart from the connection's lifecycle because it is its own protocol: a token per
 request, the `_Reply` a caller waits on, and the collectors of `gather`, all matched by
-`_on_reply` on the inbox subscription that `MeshConnection` makes on every connect.
-`MeshConnection` gets it as a mixin (`Replies`); a request goes straight to `publish`.
+`ReplyTable.deliver` on the inbox subscription that `MeshConnection` makes on every connect.
+`MeshConnection` holds one `ReplyTable`, made with its `publish`, which a request calls.
 
 Waiting for a reply uses a bare `threading.Lock` (see `_Reply`), cheaper to release from the
 loop and to wake on than a `concurrent.futures.Future`.
@@ -17,7 +17,9 @@ from collections.abc import Callable
 
 from nats.aio.msg import Msg
 
-from harmony.mesh.outbox import Publishing
+Publish = Callable[[str, bytes, str], None]
+Done = Callable[[list[bytes]], bool]
+"""Says whether `gather` has all the replies it needs (it is given all so far)."""
 
 
 class NoResponders(Exception):
@@ -40,7 +42,7 @@ class _Reply:
         self.error: BaseException | None = None
 
     def set(self, data: bytes, error: BaseException | None = None) -> None:
-        """Called once (whoever pops the request's token from `_pending` calls it)."""
+        """Called once (whoever pops the request's token from the table calls it)."""
         self.data = data
         self.error = error
         self._done.release()
@@ -49,26 +51,32 @@ class _Reply:
         return self._done.acquire(timeout=-1 if timeout is None else max(0.0, timeout))
 
 
-class Replies(Publishing):
-    """`MeshConnection`'s request/reply.
+class ReplyTable:
+    """The requests and gathers waiting for replies on one inbox (``<inbox>.<token>``)."""
 
-    A mixin: `MeshConnection.__init__` sets the attributes declared here and in its bases.
-    """
+    def __init__(self, inbox: str, publish: Publish) -> None:
+        self.inbox = inbox
+        self._publish = publish
+        self._pending: dict[str, _Reply] = {}
+        self._collectors: dict[str, Callable[[bytes], None]] = {}
+        self._tokens = itertools.count(1)  # next() is atomic: any thread may take one
 
-    _thread: threading.Thread
-    _inbox: str
-    _pending: dict[str, _Reply]
-    _collectors: dict[str, Callable[[bytes], None]]
-    _tokens: itertools.count[int]
+    @property
+    def subject(self) -> str:
+        """The subscription that brings every reply in."""
+        return f"{self.inbox}.*"
+
+    @property
+    def waiting(self) -> int:
+        """How many requests wait for their reply."""
+        return len(self._pending)
 
     def request(self, subject: str, payload: bytes, timeout: float) -> bytes:
         """Publish with a reply subject and wait (on this thread) for the first reply."""
-        if threading.current_thread() is self._thread:
-            raise RuntimeError("MeshConnection.request() called on the loop thread")
         token = str(next(self._tokens))
         reply = _Reply()
         self._pending[token] = reply
-        self.publish(subject, payload, reply=f"{self._inbox}.{token}")
+        self._publish(subject, payload, f"{self.inbox}.{token}")
         if not reply.wait(timeout):
             if self._pending.pop(token, None) is not None:
                 raise TimeoutError(f"no reply on {subject} within {timeout:g} s")
@@ -80,7 +88,8 @@ class Replies(Publishing):
             raise reply.error
         return reply.data
 
-    def _on_reply(self, msg: Msg) -> None:
+    def deliver(self, msg: Msg) -> None:
+        """On the loop: hand a reply on the inbox to its request or gather."""
         token = msg.subject.rsplit(".", 1)[-1]
         collect = self._collectors.get(token)
         if collect is not None:
@@ -96,11 +105,7 @@ class Replies(Publishing):
             reply.set(msg.data)
 
     def gather(
-        self,
-        subject: str,
-        payload: bytes,
-        timeout: float,
-        done: Callable[[list[bytes]], bool] | None = None,
+        self, subject: str, payload: bytes, timeout: float, done: Done | None = None
     ) -> list[bytes]:
         """Publish one request and collect every reply until `done(replies)` or `timeout`.
 
@@ -119,8 +124,15 @@ class Replies(Publishing):
 
         self._collectors[token] = collect
         try:
-            self.publish(subject, payload, reply=f"{self._inbox}.{token}")
+            self._publish(subject, payload, f"{self.inbox}.{token}")
             finished.wait(timeout)
         finally:
             self._collectors.pop(token, None)
         return list(replies)
+
+    def fail_all(self, error: BaseException) -> None:
+        """Release every waiting request with `error` (the connection is closing)."""
+        for token in list(self._pending):
+            reply = self._pending.pop(token, None)
+            if reply is not None:
+                reply.set(b"", error)

@@ -3,7 +3,8 @@
 A site may run its own nats-server next to its agent. `EmbeddedServer` renders the server's
 configuration from a `ServerSpec` (`harmony.mesh.server_conf`), starts the binary in its own
 process group, waits until it serves (`harmony.mesh.monitor`), restarts it with backoff if it
-dies, and stops it (also when the Python process exits, or is killed: see `_tied_to_parent`).
+dies, and stops it (also when the Python process exits, or is killed: see
+`server_conf.tied_to_parent`).
 
 Only the standard library and nats-py are used here (nothing from ``harmony.actors`` or above).
 """
@@ -14,10 +15,8 @@ import atexit
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -26,20 +25,14 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Self
 
-from harmony.mesh.monitor import (
-    _http_get,
-    _http_json,
-    _tcp_accepts,
-    jetstream_ready,
-    wait_jetstream_ready,
-)
+from harmony.mesh.monitor import jetstream_ready, serves, wait_jetstream_ready
 from harmony.mesh.reload import RosterReload
 from harmony.mesh.server_conf import (
     ServerSpec,
     ServerStartError,
-    _connect_host,
     nats_server_binary,
     render_conf,
+    tied_to_parent,
 )
 from harmony.private_files import atomic_write, open_private_append, private_dir
 
@@ -106,18 +99,6 @@ def install_exit_handlers() -> None:
         with contextlib.suppress(ValueError, OSError):
             if signal.getsignal(sig) is signal.SIG_DFL:
                 signal.signal(sig, _on_fatal_signal)
-
-
-def _tied_to_parent(cmd: list[str]) -> list[str]:
-    """Have the kernel SIGTERM the server when the thread that started it dies.
-
-    An agent killed with SIGKILL cannot stop its server; an orphaned server would keep the
-    site's ports, and the restarted agent could not start its own. `setpriv --pdeathsig`
-    (util-linux) sets PR_SET_PDEATHSIG and execs the server, without a `preexec_fn` (unsafe
-    in a process with threads). Where it is missing the server simply is not tied.
-    """
-    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
-    return [setpriv, "--pdeathsig", "TERM", *cmd] if setpriv else cmd
 
 
 @dataclass(eq=False)
@@ -330,7 +311,7 @@ class EmbeddedServer(RosterReload):
             logf.write(f"=== harmony: starting {binary} at {stamp} ===\n".encode())
             logf.flush()
             proc = subprocess.Popen(
-                _tied_to_parent([str(binary), "-c", str(spec.conf_file)]),
+                tied_to_parent([str(binary), "-c", str(spec.conf_file)]),
                 stdin=subprocess.DEVNULL,
                 stdout=logf,
                 stderr=subprocess.STDOUT,
@@ -340,20 +321,6 @@ class EmbeddedServer(RosterReload):
         self._proc = proc
         self._started_at = time.monotonic()
         return proc
-
-    def _ready(self) -> bool:
-        spec = self.spec
-        varz = _http_json(f"{spec.http_url}/varz")
-        # Another process may hold the monitoring port before ours binds (or fails to).
-        if varz is None or varz.get("server_name") != spec.name:
-            return False
-        if varz.get("port") != spec.client_port:
-            return False
-        query = "" if not spec.clustered else "?js-enabled-only=true"
-        status, _ = _http_get(f"{spec.http_url}/healthz{query}")
-        if status != 200:
-            return False
-        return _tcp_accepts(_connect_host(spec.host), spec.client_port)
 
     def _launch_and_wait(self, timeout: float) -> None:
         with self._lock:
@@ -369,7 +336,7 @@ class EmbeddedServer(RosterReload):
                     f"during start-up (config {self.spec.conf_file})",
                     self.log_tail(since_last_start=True),
                 )
-            if self._ready() and proc.poll() is None:
+            if serves(self.spec) and proc.poll() is None:
                 return
             if self._stopping.is_set() or time.monotonic() >= deadline:
                 reason = "stop requested" if self._stopping.is_set() else f"{timeout:g} s passed"

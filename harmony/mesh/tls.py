@@ -13,7 +13,7 @@ server in the order they were sealed, which TLS requires (each record has a sequ
 
 Why it is safe: (1) the SSL object and its two BIOs are touched only with the lock held:
 `_TlsProtocol.start` and `data_received` (handshake, decrypt), `TlsTransport.write` and
-`close`, and the gate's direct write (`FastWrites._write_now`, which calls `encrypt_locked`
+`close`, and the gate's direct write (`WriteGate.write`, which calls `encrypt_locked`
 inside its own critical section). (2) Sealed records leave in one critical section with their
 sealing: into the socket, into the loop transport's buffer, or into the gate's carry, which
 `before_raw_write` flushes ahead of anything sealed later. (3) Records sealed but not sent

@@ -33,7 +33,7 @@ from harmony.config import ROSTER_FILE, NatsConfig
 from harmony.mesh.leases import bucket_name
 from harmony.mesh.ports import free_ports
 from harmony.mesh.server import nats_server_binary
-from harmony.mesh.server_conf import ACCOUNT, _user
+from harmony.mesh.server_conf import ACCOUNT, user_lines
 from harmony.security.permissions import UserPermissions, lease_scope, mesh_users
 from harmony.security.roster import load_roster
 from harmony.sim.backend import ProcessBackend
@@ -136,7 +136,7 @@ def server_conf(
     route_tls = ""
     if users is not None:
         lines = [f"accounts {{\n  {ACCOUNT} {{\n    jetstream: enabled\n    users = ["]
-        lines += ["  " + line for u in users for line in _user(u)]
+        lines += ["  " + line for u in users for line in user_lines(u)]
         lines += ["    ]\n  }\n}\n"]
         secure = tls("", "clients-ca.pem") + "\n".join(lines)
         route_tls = tls("  ", "ca.pem")

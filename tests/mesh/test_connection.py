@@ -88,7 +88,7 @@ def test_request_reply(make_nats_server: Callable[..., Node], connect: Factory, 
             client.stats,
             server.stats,
         )
-    assert not client._pending
+    assert not client._replies.waiting
 
 
 def test_concurrent_requests_from_many_threads(
@@ -113,7 +113,7 @@ def test_concurrent_requests_from_many_threads(
     for t in threads:
         t.join(60)
     assert not errors
-    assert not client._pending
+    assert not client._replies.waiting
 
 
 def test_request_timeout_and_late_reply(
@@ -130,7 +130,7 @@ def test_request_timeout_and_late_reply(
     with pytest.raises(TimeoutError, match=r"svc\.slow"):
         client.request("svc.slow", b"x", timeout=0.2)
     assert 0.15 < time.monotonic() - t0 < 2.0
-    assert not client._pending
+    assert not client._replies.waiting
     time.sleep(0.6)  # the late reply arrives and is dropped
     echo(server, "svc.echo")
     assert client.request("svc.echo", b"after", timeout=5) == b"after"
@@ -142,7 +142,7 @@ def test_no_responders(make_nats_server: Callable[..., Node], connect: Factory) 
     with pytest.raises(NoResponders, match=r"svc\.nobody"):
         client.request("svc.nobody", b"x", timeout=5)
     assert time.monotonic() - t0 < 2.0  # the server says so at once; no waiting for timeout
-    assert not client._pending
+    assert not client._replies.waiting
 
 
 def test_close_fails_waiting_requests(
@@ -161,7 +161,7 @@ def test_close_fails_waiting_requests(
 
     t = threading.Thread(target=ask)
     t.start()
-    wait_until(lambda: client._pending, 5, message="request never registered")
+    wait_until(lambda: client._replies.waiting, 5, message="request never registered")
     client.close()
     t.join(10)
     assert not t.is_alive() and isinstance(outcome[0], MeshUnavailable)
@@ -239,7 +239,7 @@ def test_partial_socket_writes_keep_the_stream_intact(
     states: list[str] = []
     receiver = connect(node, "receiver")
     sender = connect(node, "sender", on_state=lambda kind, _d: states.append(kind))
-    gate = sender._gate
+    gate = sender._gate.current
     if fast == "all":
         assert gate is not None
         gate.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
@@ -317,7 +317,9 @@ def test_reconnect_keeps_subscriptions(
     client.tell("t.tell", wire.encode(ConnTestSeq(n=7)))
     wait_until(lambda: 7 in seen, 10, message="tell after reconnect not delivered")
     if fast == "all":  # direct writes are back on the new socket
-        wait_until(lambda: server._gate is not None and client._gate is not None, 10)
+        wait_until(
+            lambda: server._gate.current is not None and client._gate.current is not None, 10
+        )
         before = client.stats["direct"]
         assert client.request("svc.echo", b"again", timeout=5) == b"again"
         assert client.stats["direct"] > before
@@ -376,7 +378,7 @@ def test_unsubscribe_stops_delivery(
     sender.publish("u", b"1")
     wait_until(lambda: got == [b"1"], 10)
     handle.unsubscribe()
-    wait_until(lambda: not receiver._live_subs.get(handle.index), 10)
+    wait_until(lambda: not receiver._subscriptions.live(handle.index), 10)
     receiver.run(lambda nc: nc.flush(timeout=5), 10)
     sender.publish("u", b"2")
     echo(receiver, "svc.echo")  # a round trip through the server after the publish

@@ -138,12 +138,12 @@ def test_fast_paths_use_our_tls_layer(
     node = make_nats_server()
     conn = connect(node, "c")
     if fast == "all":
-        gate = conn._gate
+        gate = conn._gate.current
         assert gate is not None and isinstance(gate.tls, TlsTransport)
         assert gate.tls.sslobj.version() in ("TLSv1.2", "TLSv1.3")
         assert gate.tls.sslobj.getpeercert()  # the server's certificate was verified
     else:
-        assert conn._gate is None
+        assert conn._gate.current is None
 
 
 def test_threads_encrypt_while_the_loop_decrypts(
@@ -316,7 +316,7 @@ def test_unexpected_nats_py_falls_back_to_its_own_tls(
     node = make_nats_server()
     a = connect(node, "a", fast_paths="all")
     b = connect(node, "b", fast_paths="all")
-    assert a._gate is None and b._gate is None
+    assert a._gate.current is None and b._gate.current is None
     seen: list[int] = []
     assert b.subscribe("s", lambda m: seen.append(int(m.data))).ready.wait(10)
     assert b.subscribe("e", lambda m: b.publish(m.reply, m.data)).ready.wait(10)
@@ -352,7 +352,7 @@ def test_a_sealed_but_unsent_write_drops_the_session_and_the_connection_recovers
     got: list[bytes] = []
     assert receiver.subscribe("r", lambda m: got.append(m.data)).ready.wait(10)
     assert receiver.subscribe("e", lambda m: receiver.publish(m.reply, m.data)).ready.wait(10)
-    gate = sender._gate
+    gate = sender._gate.current
     assert gate is not None and gate.tls is not None
     old_session = gate.tls
     real_sock, gate.sock = gate.sock, _BrokenSocket()  # type: ignore[assignment]
@@ -363,7 +363,7 @@ def test_a_sealed_but_unsent_write_drops_the_session_and_the_connection_recovers
     assert old_session.broken is not None
     wait_until(lambda: "reconnected" in states, 30, message=lambda: f"states {states}")
     wait_until(
-        lambda: sender._gate is not None and sender._gate.tls is not old_session,
+        lambda: sender._gate.current is not None and sender._gate.current.tls is not old_session,
         10,
         message="no new TLS session",
     )

@@ -22,12 +22,12 @@ from support.processes import pid_alive, tcp_port_open
 from support.waiting import run_async, wait_until
 
 from harmony.config import parse_config
+from harmony.mesh.monitor import http_json
 from harmony.mesh.ports import free_ports
 from harmony.mesh.server import (
     EmbeddedServer,
     ServerSpec,
     ServerStartError,
-    _http_json,
     nats_server_binary,
     render_conf,
     wait_jetstream_ready,
@@ -190,7 +190,7 @@ def test_single_server_kv_cas(make_nats_server: Callable[..., Node]) -> None:
     node = make_nats_server("solo")
     assert node.server.running and node.server.pid is not None
     assert node.client_url == f"nats://127.0.0.1:{node.spec.client_port}"
-    jsz = _http_json(f"{node.http_url}/jsz")
+    jsz = http_json(f"{node.http_url}/jsz")
     assert jsz is not None and jsz["config"]["sync_always"] is True  # the server honours it
     assert node.event_kinds() == ["started"]
     run_async(_kv_cas_roundtrip(node.client_url, "solo_kv"))
