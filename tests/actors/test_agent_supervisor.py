@@ -7,15 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import msgspec
 import pykka
 import pytest
-from support.actors import Kit, make_kit
+from support.actors import Kit, journaled, make_kit
 from support.processes import pid_alive
 from support.waiting import wait_until
 
 from harmony.actors.agent import ROOT_PATH, AgentSupervisor
-from harmony.actors.journal import Journal, read_journal
+from harmony.actors.journal import read_journal
 from harmony.actors.messages import CommandResult, DrainSite
 from harmony.actors.peers import PeerChanged, PeerCopies
 from harmony.actors.workload_supervisor import Drain
@@ -37,16 +36,8 @@ def kit(tmp_path: Path) -> Iterator[Kit]:
     not a site of `elsewhere`."""
     k = make_kit(timings=Timings(heartbeat_interval=3600))
     workloads = [sba("here", "b", ["a"]), sba("elsewhere", "b", ["c"])]
-    k.ctx.config = msgspec.structs.replace(
-        k.ctx.config, data_dir=str(tmp_path / "data"), workloads=workloads
-    )
-    k.ctx.journal = Journal(tmp_path / "journal.jsonl", k.ctx.clock, "a", "m", "test")
-    try:
+    with journaled(k, tmp_path, workloads=workloads):
         yield k
-    finally:
-        pykka.ActorRegistry.stop_all()
-        k.ctx.scheduler.stop()
-        k.ctx.journal.close()
 
 
 def journal(kit: Kit) -> list[tuple[str, str]]:

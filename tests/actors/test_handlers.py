@@ -21,18 +21,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import pykka
 import pytest
-from support.actors import Kit, make_kit
+from support.actors import Kit, journaled, make_kit
 
 import harmony.actors
 from harmony.actors import lease
 from harmony.actors import messages as m
 from harmony.actors.agent import AgentSupervisor
 from harmony.actors.base import ChildFailed, HarmonyActor, handles
-from harmony.actors.clock import SystemClock
 from harmony.actors.exports import EXPORTS
-from harmony.actors.journal import Journal, read_journal
+from harmony.actors.journal import read_journal
 from harmony.actors.lease import LeaseActor, Observed, Poll
 from harmony.actors.peers import CheckPeers, HeartbeatSeen, PeerChanged, PeerCopies, PeerWatch
 from harmony.actors.site import Beat, SiteActor
@@ -286,14 +284,8 @@ def test_one_type_with_two_handlers_in_one_class_is_refused() -> None:
 
 @pytest.fixture
 def kit(tmp_path: Path) -> Iterator[Kit]:
-    k = make_kit()
-    k.ctx.journal = Journal(tmp_path / "journal.jsonl", SystemClock(), "a", "m", "test")
-    try:
+    with journaled(make_kit(), tmp_path) as k:
         yield k
-    finally:
-        pykka.ActorRegistry.stop_all()
-        k.ctx.scheduler.stop()
-        k.ctx.journal.close()
 
 
 def test_an_unhandled_tell_is_logged_and_journaled_and_the_actor_lives_on(

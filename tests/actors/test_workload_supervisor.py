@@ -12,16 +12,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pykka
 import pytest
-from support.actors import Kit, make_kit
+from support.actors import Kit, journaled, make_kit
 from support.nats_servers import Node
 from support.processes import pid_alive
 from support.waiting import wait_until
 
 from harmony.actors.clock import SystemClock
-from harmony.actors.journal import Journal, read_journal
+from harmony.actors.journal import read_journal
 from harmony.actors.messages import CommandResult, CopyInfo, StopWorkload
 from harmony.actors.peers import PeerChanged, PeerCopies
 from harmony.actors.timers import Scheduler
@@ -51,14 +50,8 @@ def kit(tmp_path: Path) -> Iterator[Kit]:
     ctx = k.ctx
     ctx.scheduler.stop()
     ctx.clock, ctx.scheduler = SystemClock(), Scheduler(time.monotonic)
-    ctx.config = msgspec.structs.replace(ctx.config, data_dir=str(tmp_path / "data"))
-    ctx.journal = Journal(tmp_path / "journal.jsonl", ctx.clock, "a", "m", "test")
-    try:
+    with journaled(k, tmp_path):
         yield k
-    finally:
-        pykka.ActorRegistry.stop_all()  # children first: the run actor stops its copy
-        ctx.scheduler.stop()
-        ctx.journal.close()
 
 
 def kinds(kit: Kit) -> list[str]:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pykka
 
 from harmony.actors.base import AgentContext
 from harmony.actors.board import Board, PeerView
+from harmony.actors.journal import Journal
 from harmony.actors.timers import Scheduler
 from harmony.config import SiteConfig, Supervision, Timings
 from harmony.mesh.remote import ActorDirectory
@@ -52,3 +60,19 @@ def make_kit(max_restarts: int = 2, within: float = 10.0, timings: Timings | Non
         peer_view=PeerView(),
     )
     return Kit(ctx, clock, escalations)
+
+
+@contextmanager
+def journaled(kit: Kit, tmp_path: Path, **config: Any) -> Iterator[Kit]:
+    """`kit` with its journal and data_dir under `tmp_path` (and any other config fields).
+    On exit every actor stops first (a run actor stops its copy), then the timers and the
+    journal."""
+    ctx = kit.ctx
+    ctx.config = msgspec.structs.replace(ctx.config, data_dir=str(tmp_path / "data"), **config)
+    ctx.journal = Journal(tmp_path / "journal.jsonl", ctx.clock, "a", "m", "test")
+    try:
+        yield kit
+    finally:
+        pykka.ActorRegistry.stop_all()
+        ctx.scheduler.stop()
+        ctx.journal.close()
