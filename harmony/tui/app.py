@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import assert_never
 
 from rich.text import Text
 from textual.app import App, ComposeResult
@@ -142,17 +143,19 @@ class HarmonyApp(App[None]):
 
     # ------------------------------------------------------------------ feed → model
     def on_feed_message(self, message: FeedMessage) -> None:
-        update = message.update
-        if isinstance(update, SnapshotsUpdate):
-            self.model.apply(update.snaps, update.at)
-            self.refresh_view()
-        elif isinstance(update, EventUpdate):
-            self.model.add_event(update.event)
-            self.log_pane.add(update.event)
-        elif isinstance(update, ConnectionUpdate):
-            self.connection = update.state
-            self.banner.set_connection(update.state, update.detail)
-            self.refresh_view()
+        match message.update:
+            case SnapshotsUpdate(snaps, at):
+                self.model.apply(snaps, at)
+                self.refresh_view()
+            case EventUpdate(event):
+                self.model.add_event(event)
+                self.log_pane.add(event)
+            case ConnectionUpdate(state, detail):
+                self.connection = state
+                self.banner.set_connection(state, detail)
+                self.refresh_view()
+            case unknown:
+                assert_never(unknown)
 
     def refresh_view(self) -> None:
         now = self.clock()

@@ -111,19 +111,19 @@ def interpret(action: Action, answer: object) -> Outcome:
 def failure(action: Action, error: BaseException) -> Outcome:
     """What went wrong, in operator words (the error code stays visible)."""
     done = f"{action.kind} {action.workload or action.site}"
-    if isinstance(error, RemoteError):
-        if error.code == wire.ERR_UNHANDLED:
-            return Outcome(
-                False,
-                f"{done}: the agent on {action.site} does not support "
-                f"{type(action.message()).__name__} yet ({error.code})",
-            )
-        return Outcome(False, f"{done}: {error.code}: {error.reason}")
-    if isinstance(error, TimeoutError):
-        return Outcome(False, f"{done}: no answer from {action.site} ({error})")
-    if isinstance(error, MeshUnavailable):
-        return Outcome(False, f"{done}: mesh unreachable ({error})")
-    return Outcome(False, f"{done}: {type(error).__name__}: {error}")
+    match error:
+        case RemoteError(code=wire.ERR_UNHANDLED):
+            name = type(action.message()).__name__
+            why = f"the agent on {action.site} does not support {name} yet ({error.code})"
+        case RemoteError():
+            why = f"{error.code}: {error.reason}"
+        case TimeoutError():
+            why = f"no answer from {action.site} ({error})"
+        case MeshUnavailable():
+            why = f"mesh unreachable ({error})"
+        case _:
+            why = f"{type(error).__name__}: {error}"
+    return Outcome(False, f"{done}: {why}")
 
 
 @dataclass(frozen=True)
