@@ -200,7 +200,7 @@ def summary_view(mesh: str, found: dict[str, Summary]) -> Group:
         for site, what, why in sorted(trouble)[:UNHEALTHY_ROWS]:
             style = "bold red" if "FENCE UNCONFIRMED" in why or why == "failed" else "yellow"
             t.add_row(Text(site, style="bold"), Text(what), Text(why, style=style))
-        more = len(trouble) - UNHEALTHY_ROWS + hidden
+        more = max(0, len(trouble) - UNHEALTHY_ROWS) + hidden
         if more > 0:
             t.add_row(Text("..."), Text(f"{more} more"), Text(""))
         parts.append(t)
