@@ -205,6 +205,12 @@ def _status(conn: MeshConnection, mesh: str, args: argparse.Namespace) -> int:
             snap = collect_snapshot(conn, mesh, site, args.timeout)
             if snap is not None:
                 snaps[site] = snap
+        if not found:  # no summaries (an older mesh): ask every site, keep W's
+            from harmony.client import collect_snapshots
+
+            path = f"agent/workload/{args.workload}"
+            every = collect_snapshots(conn, mesh, args.timeout)
+            snaps = {s: v for s, v in every.items() if any(a.path == path for a in v.actors)}
         if args.json:
             sys.stdout.write(msgspec.json.encode(list(snaps.values())).decode() + "\n")
         else:
