@@ -18,8 +18,13 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harmony import interrupts
+
+if TYPE_CHECKING:
+    from harmony.mesh.connection import MeshConnection
+    from harmony.mesh.summaries import Summary
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -30,7 +35,7 @@ agents coordinate through a NATS JetStream mesh.
 commands:
   agent    run this site's agent (the long-lived process of a site)
   config   check site configuration files without starting anything
-  status   print the actor tree of every site of a mesh
+  status   print a mesh's state: every site's actor tree, or a summary of a large mesh
   tui      the interactive view of a mesh: live actor tree, events, operator actions
   sim      run chaos simulations: real sites on this machine, faults, checked histories
   demo     start a 3-site mesh on this machine and open the TUI on it
@@ -147,14 +152,15 @@ def _leave(code: int, wait: float = 10.0) -> int:
 
 
 # ---------------------------------------------------------------------------- status
-def cmd_status(args: argparse.Namespace) -> int:
-    import msgspec
-    from rich.console import Console
+SMALL_MESH = 10
+"""Up to this many sites `harmony status` prints every site's actor tree, as it always did;
+above, a summary first (the sites bucket), details on demand."""
 
-    from harmony.client import collect_snapshots, mesh_identity, mesh_target
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from harmony.client import mesh_identity, mesh_target
     from harmony.config import ConfigError
     from harmony.mesh.connection import MeshConnection, MeshUnavailable
-    from harmony.render import mesh_view
 
     try:
         mesh, servers = mesh_target(args.config, args.server, args.mesh)
@@ -165,12 +171,82 @@ def cmd_status(args: argparse.Namespace) -> int:
     conn = MeshConnection(servers, "harmony-status", identity=identity).start()
     try:
         conn.wait_connected(args.timeout)
-        snaps = collect_snapshots(conn, mesh, args.timeout)
+        return _status(conn, mesh, args)
     except MeshUnavailable as e:
         _err(str(e))
         return EXIT_UNREACHABLE
     finally:
         conn.close()
+
+
+def _status(conn: MeshConnection, mesh: str, args: argparse.Namespace) -> int:
+    """Which view: one site, one workload, every site's tree (`--all`, or a small mesh), or
+    the summary of a large one."""
+    import msgspec
+    from rich.console import Console
+
+    from harmony.client import collect_snapshot, sites_of_workload
+    from harmony.render import site_view, summary_view, workload_view
+
+    if args.site:
+        snap = collect_snapshot(conn, mesh, args.site, args.timeout)
+        if snap is None:
+            _err(f"site {args.site!r} of mesh {mesh!r} did not answer within {args.timeout:g} s")
+            return EXIT_FAILURE
+        if args.json:
+            sys.stdout.write(msgspec.json.encode(snap).decode() + "\n")
+        else:
+            Console().print(site_view(snap))
+        return EXIT_OK
+    found = {} if args.all else _summaries(conn, mesh, args.timeout)
+    if args.workload:
+        snaps = {}
+        for site in sites_of_workload(found, args.workload):
+            snap = collect_snapshot(conn, mesh, site, args.timeout)
+            if snap is not None:
+                snaps[site] = snap
+        if not found:  # no summaries (an older mesh): ask every site, keep W's
+            from harmony.client import collect_snapshots
+
+            path = f"agent/workload/{args.workload}"
+            every = collect_snapshots(conn, mesh, args.timeout)
+            snaps = {s: v for s, v in every.items() if any(a.path == path for a in v.actors)}
+        if args.json:
+            sys.stdout.write(msgspec.json.encode(list(snaps.values())).decode() + "\n")
+        else:
+            Console().print(workload_view(args.workload, snaps))
+        return EXIT_OK if snaps else EXIT_FAILURE
+    if len(found) <= SMALL_MESH:
+        return _full_status(conn, mesh, args)
+    if args.json:
+        rows = [msgspec.to_builtins(s.value) | {"age": round(s.age, 1)} for s in found.values()]
+        sys.stdout.write(msgspec.json.encode(rows).decode() + "\n")
+    else:
+        Console().print(summary_view(mesh, found))
+    return EXIT_FAILURE if any(s.stale for s in found.values()) else EXIT_OK
+
+
+def _summaries(conn: MeshConnection, mesh: str, timeout: float) -> dict[str, Summary]:
+    """The sites bucket's summaries; {} when it cannot be read (an older mesh, no JetStream):
+    the caller then asks every site, as before."""
+    from harmony.client import collect_summaries
+
+    try:
+        return collect_summaries(conn, mesh, min(timeout, 2.0))
+    except Exception as e:  # the full view still works without the bucket
+        logging.getLogger(__name__).debug("no site summaries: %s", e)
+        return {}
+
+
+def _full_status(conn: MeshConnection, mesh: str, args: argparse.Namespace) -> int:
+    """Every site's actor tree (today's view)."""
+    import msgspec
+    from rich.console import Console
+
+    from harmony.client import collect_snapshots
+    from harmony.render import mesh_view
+
+    snaps = collect_snapshots(conn, mesh, args.timeout)
     if args.json:
         sys.stdout.write(msgspec.json.encode(list(snaps.values())).decode() + "\n")
     else:
@@ -280,16 +356,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "status",
-        help="print the actor tree of every site of a mesh",
-        description="Ask every site of a mesh for its actor tree and print it. Exit 0 when "
-        "every known site answered, 1 when some did not, 3 when NATS is unreachable.",
+        help="print the state of a mesh: every site's actor tree, or a summary",
+        description="Up to 10 sites: ask every site for its actor tree and print it. A larger "
+        "mesh: a summary first (sites by state, workloads by phase, what is unhealthy) from "
+        "the sites' summaries; --site, --workload and --all for details. Exit 0 when every "
+        "known site answered (or wrote a fresh summary), 1 when some did not, 3 when NATS is "
+        "unreachable.",
     )
     s.add_argument("--config", "-c", help="a site config: use its mesh name and servers")
     s.add_argument("--server", action="append", help="NATS URL (repeatable), with --mesh")
     s.add_argument("--mesh", help="mesh name, with --server")
     s.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for answers")
     s.add_argument("--identity", metavar="DIR", help=IDENTITY_HELP)
-    s.add_argument("--json", action="store_true", help="print snapshots as JSON")
+    s.add_argument("--json", action="store_true", help="print snapshots (summaries) as JSON")
+    view = s.add_mutually_exclusive_group()
+    view.add_argument("--site", metavar="SITE", help="one site in detail (its actor tree)")
+    view.add_argument("--workload", metavar="NAME", help="one workload on every site it is on")
+    view.add_argument(
+        "--all", action="store_true", help="every site's actor tree, however large the mesh"
+    )
     s.set_defaults(fn=cmd_status)
 
     d = sub.add_parser(

@@ -11,10 +11,11 @@ from __future__ import annotations
 import time
 
 import msgspec
+from nats.aio.client import Client
 
 from harmony.actors.journal import JournalEvent
 from harmony.actors.messages import ActorInfo, PeerInfo, Snapshot, SnapshotRequest
-from harmony.mesh import subjects, wire
+from harmony.mesh import subjects, summaries, wire
 from harmony.mesh.connection import MeshConnection
 from harmony.security.identity import Identity
 from harmony.textsafe import printable, redact_url
@@ -84,6 +85,53 @@ def collect_snapshots(conn: MeshConnection, mesh: str, timeout: float = 2.0) -> 
 
     conn.gather(subjects.snapshot_all(mesh), wire.encode(SnapshotRequest()), timeout, done)
     return dict(sorted(snaps.items()))
+
+
+def collect_snapshot(
+    conn: MeshConnection, mesh: str, site: str, timeout: float = 2.0
+) -> Snapshot | None:
+    """One site's snapshot (None when it did not answer within `timeout`)."""
+    got: list[Snapshot] = []
+
+    def done(replies: list[bytes]) -> bool:
+        try:
+            snap = wire.decode(replies[-1])
+        except wire.WireError:
+            return False
+        if isinstance(snap, Snapshot) and snap.site == site:
+            got.append(clean_snapshot(snap))
+        return bool(got)
+
+    conn.gather(subjects.snapshot(mesh, site), wire.encode(SnapshotRequest()), timeout, done)
+    return got[0] if got else None
+
+
+def collect_summaries(
+    conn: MeshConnection, mesh: str, timeout: float = 2.0
+) -> dict[str, summaries.Summary]:
+    """Every site's summary from the sites bucket, in one stream read ({} when there is no
+    bucket): the mesh-wide view at a thousand sites, without asking any agent."""
+
+    async def read(nc: Client) -> dict[str, summaries.Summary]:
+        return await summaries.read_all(nc, mesh, timeout)
+
+    found = conn.run(read, timeout + 1.0)
+    return {site: clean_summary(s) for site, s in found.items()}
+
+
+def clean_summary(s: summaries.Summary) -> summaries.Summary:
+    """Its free text made printable and short (names and states are patterns already)."""
+    v = s.value
+    items = [
+        summaries.Unhealthy(what=printable(u.what, NAME_LIMIT), why=printable(u.why, 200))
+        for u in v.unhealthy
+    ]
+    return msgspec.structs.replace(s, value=msgspec.structs.replace(v, unhealthy=items))
+
+
+def sites_of_workload(found: dict[str, summaries.Summary], workload: str) -> list[str]:
+    """The sites whose summary lists `workload` as placed there."""
+    return [site for site, s in found.items() if workload in s.value.placed]
 
 
 NAME_LIMIT = 128

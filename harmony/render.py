@@ -1,7 +1,9 @@
-"""Rich renderings of the mesh: the actor tree of every site, as `harmony status` prints it."""
+"""Rich renderings of the mesh: the actor tree of every site, as `harmony status` prints it,
+and the summary first view of a large mesh (from the sites bucket)."""
 
 from __future__ import annotations
 
+import msgspec
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -9,6 +11,7 @@ from rich.tree import Tree
 
 from harmony.actors.messages import ActorInfo, PeerInfo, Snapshot
 from harmony.client import rejected_summary
+from harmony.mesh.summaries import Summary
 from harmony.textsafe import redact_url
 
 STATE_STYLE = {
@@ -146,3 +149,91 @@ def mesh_view(mesh: str, snaps: dict[str, Snapshot]) -> Group:
         )
     table = workloads_table(snaps)
     return Group(root, table) if table is not None else Group(root)
+
+
+UNHEALTHY_ROWS = 50
+"""Unhealthy items shown in the summary view; the rest are counted."""
+STALE = "stale"
+
+
+def _counts_line(title: str, counts: dict[str, int]) -> Text:
+    line = Text.assemble((f"{title}: ", "bold"))
+    if not counts:
+        line.append("none", style="dim")
+    for i, (state, n) in enumerate(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))):
+        line.append(", " if i else "")
+        line.append(f"{n} ", style="bold")
+        line.append_text(_state(state))
+    return line
+
+
+def summary_view(mesh: str, found: dict[str, Summary]) -> Group:
+    """A large mesh at a glance: sites by state, workloads by phase, what is unhealthy.
+
+    A site whose summary is stale (it stopped writing) counts as `stale` and is unhealthy,
+    with the age of its last summary."""
+    sites: dict[str, int] = {}
+    workloads: dict[str, int] = {}
+    trouble: list[tuple[str, str, str]] = []
+    hidden = 0
+    for site, s in found.items():
+        v = s.value
+        state = STALE if s.stale else v.state
+        sites[state] = sites.get(state, 0) + 1
+        if s.stale:
+            trouble.append((site, "site", f"no summary for {s.age:.0f} s (last: {v.state})"))
+            continue
+        for phase, n in v.workloads.items():
+            workloads[phase] = workloads.get(phase, 0) + n
+        trouble += [(site, u.what, u.why) for u in v.unhealthy]
+        hidden += v.unhealthy_total - len(v.unhealthy)
+    head = Text.assemble(("mesh ", "dim"), (mesh, "bold"), f"  {len(found)} site(s)")
+    parts: list[Text | Table] = [
+        head,
+        _counts_line("sites", sites),
+        _counts_line("workloads", workloads),
+    ]
+    if trouble or hidden:
+        t = Table(title=f"unhealthy ({len(trouble) + hidden})", title_justify="left")
+        for col in ("site", "what", "why"):
+            t.add_column(col)
+        for site, what, why in sorted(trouble)[:UNHEALTHY_ROWS]:
+            style = "bold red" if "FENCE UNCONFIRMED" in why or why == "failed" else "yellow"
+            t.add_row(Text(site, style="bold"), Text(what), Text(why, style=style))
+        more = max(0, len(trouble) - UNHEALTHY_ROWS) + hidden
+        if more > 0:
+            t.add_row(Text("..."), Text(f"{more} more"), Text(""))
+        parts.append(t)
+    else:
+        parts.append(Text("nothing unhealthy", style="green"))
+    parts.append(Text("details: harmony status --site SITE | --workload NAME | --all", style="dim"))
+    return Group(*parts)
+
+
+def site_view(snap: Snapshot) -> Group:
+    """One site in detail (`harmony status --site X`)."""
+    table = workloads_table({snap.site: snap})
+    tree = site_tree(snap)
+    return Group(tree, table) if table is not None else Group(tree)
+
+
+def workload_view(workload: str, snaps: dict[str, Snapshot]) -> Group:
+    """One workload on every site it is placed (`harmony status --workload W`): its row of
+    the workloads table and its subtree on each site."""
+    parts: list[Tree | Table | Text] = []
+    prefix = f"agent/workload/{workload}"
+    for snap in snaps.values():
+        actors = [a for a in snap.actors if a.path == prefix or a.path.startswith(prefix + "/")]
+        mine = msgspec.structs.replace(snap, actors=actors, peers=[])
+        parts.append(site_tree(mine))
+    table = workloads_table(
+        {
+            site: msgspec.structs.replace(snap, actors=[a for a in snap.actors if a.path == prefix])
+            for site, snap in snaps.items()
+        }
+    )
+    if table is not None:
+        parts.append(table)
+    if not parts:
+        parts.append(Text(f"no site answered for workload {workload}", style="red"))
+    return Group(*parts)

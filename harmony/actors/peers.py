@@ -14,6 +14,13 @@ One exception, because a witness is named in no workload's topology: a site not 
 configuration joins as a peer if its heartbeat is a witness's that announces no copies (it
 steers nothing but liveness display), or on a witness itself (which runs nothing); at most
 `MAX_LEARNED` such peers. A mesh roster, when there is one, names every site instead.
+
+Whose heartbeats it hears at all is its *interest* (`harmony.actors.interest`): every site
+(one wildcard subscription) in an all-core mesh, as before; only the sites of its workloads'
+topologies and the core in a core-and-edge mesh, one subscription per site, so its traffic
+does not grow with the mesh. The interest is fixed for the agent's life: an operator's
+move only reorders a topology's sites (a target outside it is refused), so no running
+workload ever needs a site its configuration did not name.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from nats.aio.msg import Msg
 
 from harmony.actors.base import HarmonyActor, handles
 from harmony.actors.exports import mesh_sites
+from harmony.actors.interest import core_sites, heartbeat_interest
 from harmony.actors.messages import CopyInfo, Heartbeat, PeerInfo
 from harmony.mesh import subjects, wire
 from harmony.mesh.connection import Subscription
@@ -97,8 +105,12 @@ class PeerWatch(HarmonyActor):
         self.interval = cfg.timings.heartbeat_interval
         self.born = self.ctx.clock.monotonic()
         self.known = mesh_sites(cfg) - {cfg.site}
+        self.interest = heartbeat_interest(cfg, core_sites(cfg))
+        if self.interest is not None:
+            self.known |= self.interest
+        watched = self.known if self.interest is None else self.interest
         self.peers: dict[str, _Peer] = {
-            s: _Peer(UNKNOWN, None, self.interval) for s in sorted(self.known)
+            s: _Peer(UNKNOWN, None, self.interval) for s in sorted(watched)
         }
         # Heartbeats are absorbed in batches: the loop thread keeps the latest one per site
         # and wakes this actor only for news (a new incarnation, changed copies, a peer not
@@ -111,15 +123,34 @@ class PeerWatch(HarmonyActor):
         self._not_alive: set[str] = set(self.peers)
         self._learned: set[str] = set()
         """Sites admitted by `_may_learn` (witnesses); read and written under `_hb_lock`."""
-        self.sub: Subscription | None = None
-        if self.ctx.bridge is not None:
-            self.sub = self.ctx.bridge.conn.subscribe(subjects.heartbeats(cfg.mesh), self._on_msg)
+        self.subs: dict[str, Subscription] = {}
+        """Heartbeat subscriptions by subject: one wildcard, or one per watched site."""
+        self._subscribe()
         self.every(self.interval / TICKS_PER_INTERVAL, CheckPeers())
         self._publish()
 
     def stopping(self) -> None:
-        if self.sub is not None:
-            self.sub.unsubscribe()
+        for sub in self.subs.values():
+            sub.unsubscribe()
+        self.subs = {}
+
+    def heard_subjects(self) -> set[str]:
+        """The heartbeat subjects the interest asks for."""
+        mesh = self.ctx.mesh
+        if self.interest is None:
+            return {subjects.heartbeats(mesh)}
+        return {subjects.heartbeat(mesh, s) for s in self.interest}
+
+    def _subscribe(self) -> None:
+        """Make the subscriptions match the interest: new subjects first, then the old ones
+        dropped (so a site watched before and after is never unheard in between)."""
+        if self.ctx.bridge is None:
+            return
+        want = self.heard_subjects()
+        for subject in sorted(want - set(self.subs)):
+            self.subs[subject] = self.ctx.bridge.conn.subscribe(subject, self._on_msg)
+        for subject in sorted(set(self.subs) - want):
+            self.subs.pop(subject).unsubscribe()
 
     def _on_msg(self, msg: Msg) -> None:
         """On the loop thread: check, decode and hand over; never block here."""
@@ -262,4 +293,6 @@ class PeerWatch(HarmonyActor):
         counts: dict[str, int] = {}
         for p in self.peers.values():
             counts[p.state] = counts.get(p.state, 0) + 1
-        self.ctx.board.update(self.path, detail={k: str(v) for k, v in sorted(counts.items())})
+        detail = {k: str(v) for k, v in sorted(counts.items())}
+        detail["hears"] = "all" if self.interest is None else str(len(self.interest))
+        self.ctx.board.update(self.path, detail=detail)

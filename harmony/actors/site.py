@@ -1,4 +1,5 @@
-"""SiteActor: the site ("cluster") itself. Publishes heartbeats; answers pings and probes."""
+"""SiteActor: the site ("cluster") itself. Publishes heartbeats and its summary (the sites
+bucket, `harmony.actors.summary`); answers pings and probes."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from harmony.actors.messages import (
     ProbeResult,
     SendNotice,
 )
-from harmony.mesh import subjects, wire
+from harmony.actors.summary import SummaryWriter
+from harmony.mesh import subjects, summaries, wire
 
 SITE_PATH = "agent/site"
 
@@ -30,6 +32,11 @@ SITE_PATH = "agent/site"
 @dataclass(frozen=True)
 class Beat:
     """Local timer message: time to publish a heartbeat."""
+
+
+@dataclass(frozen=True)
+class WriteSummary:
+    """Local timer message: time to write this site's summary."""
 
 
 def read_capacity() -> Capacity:
@@ -54,6 +61,8 @@ class SiteActor(HarmonyActor):
         self.capacity = read_capacity()
         self.capacity_at = 0.0
         self.every(self.ctx.config.timings.heartbeat_interval, Beat())
+        self.summary = SummaryWriter(self.ctx)
+        self.every(summaries.SUMMARY_INTERVAL, WriteSummary(), first=1.0)
         self.set_state("running", witness=str(self.ctx.config.witness).lower())
 
     @handles(Beat)
@@ -85,6 +94,10 @@ class SiteActor(HarmonyActor):
                 mem_available_mb=str(self.capacity.mem_available_mb),
                 cpus=str(self.capacity.cpus),
             )
+
+    @handles(WriteSummary)
+    def on_write_summary(self, _: WriteSummary) -> None:
+        self.summary.write()
 
     @handles(Ping)
     def on_ping(self, msg: Ping) -> Pong:

@@ -11,6 +11,9 @@ reconfigure it). No one may delete, purge or update a stream, nor delete a messa
 
 Operators send tells and asks as ``_op`` and request snapshots; readers only read. A site
 may request snapshots too (its admin watches with ``harmony status --config``), as a reader.
+
+The sites bucket (``harmony-<mesh>-sites``, `harmony.mesh.summaries`): a site writes only its
+own key (and may create the bucket); everyone reads every summary with one ordered consumer.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harmony.mesh import subjects  # a stdlib-only leaf: the one definition of the scheme
+from harmony.mesh.summaries import bucket_name as sites_bucket
 from harmony.security.roster import Roster
 
 
@@ -74,6 +78,24 @@ def _lease_client(bucket: str) -> list[str]:
     ]
 
 
+def sites_bucket_rules(mesh: str, site: str | None) -> list[str]:
+    """What the summaries need of the sites bucket: every user reads it (stream info, an
+    ordered consumer: create, info, delete, flow control); a `site` also creates it and
+    writes its own key, and no other."""
+    stream = f"KV_{sites_bucket(mesh)}"
+    rules = [
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.>",
+        f"$JS.API.CONSUMER.DELETE.{stream}.*",
+        f"$JS.API.CONSUMER.INFO.{stream}.*",
+        f"$JS.FC.{stream}.>",
+    ]
+    if site is not None:
+        rules += [f"$JS.API.STREAM.CREATE.{stream}", f"$KV.{sites_bucket(mesh)}.{site}"]
+    return rules
+
+
 def site_permissions(
     mesh: str, bucket: str, site: str, nkey: str, lease_workloads: Iterable[str]
 ) -> UserPermissions:
@@ -88,6 +110,7 @@ def site_permissions(
         *_lease_reads(bucket),
         *_lease_client(bucket),
         *(lease_key(bucket, w) for w in sorted(set(lease_workloads))),
+        *sites_bucket_rules(mesh, site),
     ]
     subscribe = [
         subjects.actor_wildcard(mesh, site, subjects.TELL),
@@ -113,6 +136,7 @@ def identity_permissions(
     elif role != "reader":
         raise ValueError(f"unknown role {role!r}")
     publish += _lease_reads(bucket)
+    publish += sites_bucket_rules(mesh, None)
     subscribe = [
         subjects.all_events(mesh),
         subjects.heartbeats(mesh),

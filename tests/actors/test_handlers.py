@@ -33,7 +33,7 @@ from harmony.actors.exports import EXPORTS
 from harmony.actors.journal import read_journal
 from harmony.actors.lease import LeaseActor, Observed, Poll
 from harmony.actors.peers import CheckPeers, HeartbeatSeen, PeerChanged, PeerCopies, PeerWatch
-from harmony.actors.site import Beat, SiteActor
+from harmony.actors.site import Beat, SiteActor, WriteSummary
 from harmony.actors.supervision import Supervisor
 from harmony.actors.workload import DriverReport, WorkloadActor
 from harmony.actors.workload_supervisor import Drain, MoveAway, WorkloadSupervisor
@@ -79,6 +79,7 @@ INTERNAL: dict[type[HarmonyActor], set[type]] = {
     },
     SiteActor: {
         Beat,
+        WriteSummary,
         m.Ping,  # another site's probe
         m.Notice,  # another site's SendNotice
     },

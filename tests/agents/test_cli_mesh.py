@@ -7,7 +7,11 @@ import subprocess
 from pathlib import Path
 
 from support.commands import harmony as run_harmony
+from support.waiting import wait_until
 
+from harmony.client import collect_summaries
+from harmony.mesh.connection import MeshConnection
+from harmony.mesh.summaries import Summary
 from harmony.sim.launch import LocalMesh, pids_mentioning
 
 
@@ -60,3 +64,33 @@ def test_demo_runs_three_sites_and_leaves_nothing(tmp_path: Path) -> None:
     assert "ledger" in out.stdout and "inference" in out.stdout
     assert "no process left behind" in out.stdout
     assert pids_mentioning(str(tmp_path)) == []
+
+
+def test_every_agent_writes_its_summary(mesh3: LocalMesh, conn: MeshConnection) -> None:
+    def fresh() -> dict[str, Summary]:
+        found = collect_summaries(conn, "t3")
+        return found if {s for s, v in found.items() if not v.stale} == {"a", "b", "c"} else {}
+
+    wait_until(lambda: bool(fresh()), 30, message="not every site wrote a summary")
+    found = fresh()
+    for site in ("a", "b", "c"):
+        v = found[site].value
+        assert (v.site, v.state, v.placed) == (site, "running", ["w"])
+        assert v.peers == {"alive": 2}, v
+        assert v.unhealthy == [] and v.unhealthy_total == 0
+    assert found["a"].value.workloads == {"running": 1}
+
+
+def test_status_details_on_demand(mesh3: LocalMesh, conn: MeshConnection) -> None:
+    config = str(mesh3.procs["a"].config_path)
+    wait_until(lambda: len(collect_summaries(conn, "t3")) == 3, 30)
+    out = harmony("status", "--config", config, "--site", "b")
+    assert out.returncode == 0, out.stderr
+    assert "site b" in out.stdout and "[peers]" in out.stdout and "site a" not in out.stdout
+    out = harmony("status", "--config", config, "--workload", "w")
+    assert out.returncode == 0, out.stderr
+    for text in ("site a", "site b", "site c", "[workload-supervisor]", "running on"):
+        assert text in out.stdout, text
+    assert "[peers]" not in out.stdout and "[site]" not in out.stdout
+    out = harmony("status", "--config", config, "--all")  # today's view, whatever the size
+    assert out.returncode == 0 and "3 site(s) answered" in out.stdout, out.stderr

@@ -1,0 +1,46 @@
+"""Whose heartbeats an agent hears: the peers it needs, not the whole mesh.
+
+An agent needs the liveness of the sites of its own workloads' topologies (its strategies
+act on them) and of the core (the lease bucket and, in a core-and-edge mesh, the witnesses:
+a witness is a core site without workloads). Everything else it would only display, and a
+mesh-wide view comes from the site summaries (`harmony.mesh.summaries`), so an agent's
+heartbeat traffic grows with its workloads, not with the mesh.
+
+A mesh with no roles configured is all-core: every site is a core, so every agent hears
+every site on the one wildcard subject, exactly as before interest scoping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from harmony.config import SiteConfig
+
+
+def core_sites(cfg: SiteConfig) -> frozenset[str] | None:
+    """The mesh's core sites as this site's configuration lists them; None when it lists
+    none (all-core: every site is a core). The one place that reads roles for liveness."""
+    cores = getattr(cfg, "cores", None) or getattr(cfg.nats, "cores", None)
+    return frozenset(cores) if cores else None
+
+
+def topology_sites(cfg: SiteConfig) -> frozenset[str]:
+    """Every site of the topologies of the workloads placed on this site (itself included)."""
+    sites = {cfg.site}
+    for w in cfg.workloads:
+        topology = (w.topology.primary, *w.topology.standbys)
+        if cfg.site in topology:
+            sites.update(topology)
+    return frozenset(sites)
+
+
+def heartbeat_interest(
+    cfg: SiteConfig, cores: Collection[str] | None, extra: Collection[str] = ()
+) -> frozenset[str] | None:
+    """The peers whose heartbeats this site subscribes to; None: every site (all-core).
+
+    `cores`: the mesh's core sites (`core_sites`), witnesses among them. `extra`: sites a
+    running workload added to its topology after the configuration was read."""
+    if cores is None:
+        return None
+    return (topology_sites(cfg) | frozenset(cores) | frozenset(extra)) - {cfg.site}
