@@ -1,12 +1,6 @@
 """`harmony`: the command line.
 
-Exit codes scripts can rely on:
-  0  success
-  1  runtime failure (an agent whose supervisor gave up; a status with unreachable sites)
-  2  usage or configuration error, or a configuration the running mesh disagrees with
-     (nothing was started)
-  3  the mesh (NATS) could not be reached
-  130 interrupted (Ctrl-C)
+Exit codes scripts can rely on are in `harmony.exits`.
 """
 
 from __future__ import annotations
@@ -18,15 +12,16 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from harmony import interrupts
-
-if TYPE_CHECKING:
-    from harmony.mesh.connection import MeshConnection
-    from harmony.mesh.summaries import Summary
-
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+from harmony.exits import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    err,
+)
 
 DESCRIPTION = """\
 Harmony Mesh keeps workloads running across independent sites. Each site runs one agent;
@@ -53,10 +48,6 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _err(msg: str) -> None:
-    print(f"harmony: {msg}", file=sys.stderr)
-
-
 # ---------------------------------------------------------------------------- agent
 def cmd_agent(args: argparse.Namespace) -> int:
     import msgspec
@@ -72,14 +63,14 @@ def cmd_agent(args: argparse.Namespace) -> int:
             cfg = msgspec.structs.replace(cfg, witness=True)
             validate(cfg, args.config)
     except ConfigError as e:
-        _err(f"invalid configuration: {e}")
+        err(f"invalid configuration: {e}")
         return EXIT_CONFIG
     from harmony.security.check import security_problems
 
     keys = security_problems(cfg)  # a stale roster or seed: refused by our own server
     if keys:
         for field, reason in keys:
-            _err(f"invalid configuration: {args.config}: {field}: {reason}")
+            err(f"invalid configuration: {args.config}: {field}: {reason}")
         return EXIT_CONFIG
     _setup_logging(args.log_level)
     agent = Agent(cfg)
@@ -98,24 +89,24 @@ def cmd_agent(args: argparse.Namespace) -> int:
         while not agent.wait(0.5):
             pass
     except MeshDisagrees as e:
-        _err(f"refusing to start: {e}")
+        err(f"refusing to start: {e}")
         agent.stop()
         return _leave(EXIT_CONFIG)
     except ConfigError as e:  # found at start, e.g. a data_dir owned by another user
-        _err(f"invalid configuration: {e}")
+        err(f"invalid configuration: {e}")
         agent.stop()
         return _leave(EXIT_CONFIG)
     except ServerStartError as e:
-        _err(f"embedded nats-server did not start: {e}")
+        err(f"embedded nats-server did not start: {e}")
         agent.stop()
         return _leave(EXIT_UNREACHABLE)
     except MeshUnavailable as e:
-        _err(str(e))
+        err(str(e))
         agent.stop()
         return _leave(EXIT_UNREACHABLE)
     agent.stop()
     if agent.failure:
-        _err(f"agent failed: {agent.failure}")
+        err(f"agent failed: {agent.failure}")
         return _leave(EXIT_FAILURE)
     return _leave(EXIT_OK)
 
@@ -151,111 +142,10 @@ def _leave(code: int, wait: float = 10.0) -> int:
     return code
 
 
-# ---------------------------------------------------------------------------- status
-SMALL_MESH = 10
-"""Up to this many sites `harmony status` prints every site's actor tree, as it always did;
-above, a summary first (the sites bucket), details on demand."""
-
-
 def cmd_status(args: argparse.Namespace) -> int:
-    from harmony.client import mesh_identity, mesh_target
-    from harmony.config import ConfigError
-    from harmony.mesh.connection import MeshConnection, MeshUnavailable
+    from harmony.status import cmd_status as status
 
-    try:
-        mesh, servers = mesh_target(args.config, args.server, args.mesh)
-        identity = mesh_identity(args.config, args.identity)
-    except (ConfigError, ValueError) as e:
-        _err(str(e))
-        return EXIT_CONFIG
-    conn = MeshConnection(servers, "harmony-status", identity=identity).start()
-    try:
-        conn.wait_connected(args.timeout)
-        return _status(conn, mesh, args)
-    except MeshUnavailable as e:
-        _err(str(e))
-        return EXIT_UNREACHABLE
-    finally:
-        conn.close()
-
-
-def _status(conn: MeshConnection, mesh: str, args: argparse.Namespace) -> int:
-    """Which view: one site, one workload, every site's tree (`--all`, or a small mesh), or
-    the summary of a large one."""
-    import msgspec
-    from rich.console import Console
-
-    from harmony.client import collect_snapshot, sites_of_workload
-    from harmony.render import site_view, summary_view, workload_view
-
-    if args.site:
-        snap = collect_snapshot(conn, mesh, args.site, args.timeout)
-        if snap is None:
-            _err(f"site {args.site!r} of mesh {mesh!r} did not answer within {args.timeout:g} s")
-            return EXIT_FAILURE
-        if args.json:
-            sys.stdout.write(msgspec.json.encode(snap).decode() + "\n")
-        else:
-            Console().print(site_view(snap))
-        return EXIT_OK
-    found = {} if args.all else _summaries(conn, mesh, args.timeout)
-    if args.workload:
-        snaps = {}
-        for site in sites_of_workload(found, args.workload):
-            snap = collect_snapshot(conn, mesh, site, args.timeout)
-            if snap is not None:
-                snaps[site] = snap
-        if not found:  # no summaries (an older mesh): ask every site, keep W's
-            from harmony.client import collect_snapshots
-
-            path = f"agent/workload/{args.workload}"
-            every = collect_snapshots(conn, mesh, args.timeout)
-            snaps = {s: v for s, v in every.items() if any(a.path == path for a in v.actors)}
-        if args.json:
-            sys.stdout.write(msgspec.json.encode(list(snaps.values())).decode() + "\n")
-        else:
-            Console().print(workload_view(args.workload, snaps))
-        return EXIT_OK if snaps else EXIT_FAILURE
-    if len(found) <= SMALL_MESH:
-        return _full_status(conn, mesh, args)
-    if args.json:
-        rows = [msgspec.to_builtins(s.value) | {"age": round(s.age, 1)} for s in found.values()]
-        sys.stdout.write(msgspec.json.encode(rows).decode() + "\n")
-    else:
-        Console().print(summary_view(mesh, found))
-    return EXIT_FAILURE if any(s.stale for s in found.values()) else EXIT_OK
-
-
-def _summaries(conn: MeshConnection, mesh: str, timeout: float) -> dict[str, Summary]:
-    """The sites bucket's summaries; {} when it cannot be read (an older mesh, no JetStream):
-    the caller then asks every site, as before."""
-    from harmony.client import collect_summaries
-
-    try:
-        return collect_summaries(conn, mesh, min(timeout, 2.0))
-    except Exception as e:  # the full view still works without the bucket
-        logging.getLogger(__name__).debug("no site summaries: %s", e)
-        return {}
-
-
-def _full_status(conn: MeshConnection, mesh: str, args: argparse.Namespace) -> int:
-    """Every site's actor tree (today's view)."""
-    import msgspec
-    from rich.console import Console
-
-    from harmony.client import collect_snapshots
-    from harmony.render import mesh_view
-
-    snaps = collect_snapshots(conn, mesh, args.timeout)
-    if args.json:
-        sys.stdout.write(msgspec.json.encode(list(snaps.values())).decode() + "\n")
-    else:
-        Console().print(mesh_view(mesh, snaps))
-    if not snaps:
-        _err(f"no site of mesh {mesh!r} answered within {args.timeout:g} s")
-        return EXIT_FAILURE
-    silent = {p.site for s in snaps.values() for p in s.peers if p.state == "silent"}
-    return EXIT_FAILURE if silent - set(snaps) else EXIT_OK
+    return status(args)
 
 
 IDENTITY_HELP = (
@@ -271,9 +161,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     report = check(args.files)
     if report.problems:
         for problem in report.problems:
-            _err(f"config check: {problem}")
+            err(f"config check: {problem}")
         bad = len(report.problems)
-        _err(f"config check: {bad} problem{'s' if bad > 1 else ''}; nothing was started")
+        err(f"config check: {bad} problem{'s' if bad > 1 else ''}; nothing was started")
         return EXIT_CONFIG
     for path, cfg in report.configs.items():
         print("\n".join(summary(path, cfg)))

@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "harmony.private_files",
             "harmony.procfs",
             "harmony.interrupts",
+            "harmony.exits",
         ),
     ),
     ("strategies", ("harmony.strategies",)),
@@ -33,7 +34,16 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("actors", ("harmony.actors",)),
     ("operator", ("harmony.client", "harmony.render")),
     ("sim", ("harmony.sim",)),
-    ("app", ("harmony.cli", "harmony.config_check", "harmony.tui", "harmony.__main__")),
+    (
+        "app",
+        (
+            "harmony.cli",
+            "harmony.status",
+            "harmony.config_check",
+            "harmony.tui",
+            "harmony.__main__",
+        ),
+    ),
 ]
 
 
