@@ -11,6 +11,14 @@ reconfigure it). No one may delete, purge or update a stream, nor delete a messa
 
 Operators send tells and asks as ``_op`` and request snapshots; readers only read. A site
 may request snapshots too (its admin watches with ``harmony status --config``), as a reader.
+
+An edge site of a core-and-edge mesh (`harmony.site_roles`) reaches the core over a leaf
+link authorised as its site user, with one addition: it may publish to the mesh's inboxes.
+nats-server carries no response permission over a leaf link (measured: an edge's reply to a
+core's ask is dropped, because the core never sends the asker's inbox interest to a leaf
+that may not publish there). The edge's own server still holds its agent to
+``allow_responses``; what the addition opens is a reply from the edge's server to an inbox
+whose random name it has seen, i.e. to a request that reached it.
 """
 
 from __future__ import annotations
@@ -74,11 +82,22 @@ def _lease_client(bucket: str) -> list[str]:
     ]
 
 
+def mesh_inboxes(mesh: str) -> str:
+    """Every inbox of the mesh: where an edge's leaf link may send replies."""
+    return f"_INBOX.{mesh}.>"
+
+
 def site_permissions(
-    mesh: str, bucket: str, site: str, nkey: str, lease_workloads: Iterable[str]
+    mesh: str,
+    bucket: str,
+    site: str,
+    nkey: str,
+    lease_workloads: Iterable[str],
+    edge: bool = False,
 ) -> UserPermissions:
     """A site: its own subjects, its lease keys (`lease_workloads`) in the lease `bucket`
-    (`harmony.mesh.leases.bucket_name`), the lease stream."""
+    (`harmony.mesh.leases.bucket_name`), the lease stream; an `edge` also the mesh's
+    inboxes (its replies cross a leaf link, see the module's docstring)."""
     publish = [
         subjects.heartbeat(mesh, site),
         subjects.events(mesh, site),
@@ -88,6 +107,7 @@ def site_permissions(
         *_lease_reads(bucket),
         *_lease_client(bucket),
         *(lease_key(bucket, w) for w in sorted(set(lease_workloads))),
+        *([mesh_inboxes(mesh)] if edge else []),
     ]
     subscribe = [
         subjects.actor_wildcard(mesh, site, subjects.TELL),
@@ -131,13 +151,19 @@ def lease_scope(workloads: Iterable[tuple[str, Sequence[str]]]) -> dict[str, tup
 
 
 def mesh_users(
-    roster: Roster, bucket: str, leases: Mapping[str, Sequence[str]]
+    roster: Roster,
+    bucket: str,
+    leases: Mapping[str, Sequence[str]],
+    cores: Sequence[str] = (),
 ) -> list[UserPermissions]:
     """Every user of the roster. `leases`: {site: workloads whose lease key it may write},
-    as this server knows them (from its site's configuration; see `lease_scope`)."""
+    as this server knows them (from its site's configuration; see `lease_scope`); `cores`:
+    the mesh's core sites (none named: every site is a core), the other sites are edges."""
     mesh = roster.mesh
     users = [
-        site_permissions(mesh, bucket, site, key, leases.get(site, ()))
+        site_permissions(
+            mesh, bucket, site, key, leases.get(site, ()), edge=bool(cores) and site not in cores
+        )
         for site, key in sorted(roster.sites.items())
     ]
     users += [
