@@ -82,6 +82,31 @@ def _lease_client(bucket: str) -> list[str]:
     ]
 
 
+CORES_KEY = "cores"
+"""The key of the mesh's core list in `mesh_info_bucket` (see `harmony.mesh.mesh_info`)."""
+
+
+def mesh_info_bucket(mesh: str) -> str:
+    """The KV bucket of what a core-and-edge mesh's sites must agree on (its core list)."""
+    return f"harmony-{mesh}-mesh"
+
+
+def _mesh_info(mesh: str, core: bool) -> list[str]:
+    """A site of a mesh that names its cores: read the core list; a core also creates the
+    bucket and writes the list (once: create only, see `harmony.mesh.mesh_info`)."""
+    bucket = mesh_info_bucket(mesh)
+    stream = f"KV_{bucket}"
+    reads = [
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}.>",
+    ]
+    if not core:
+        return reads
+    return [*reads, f"$JS.API.STREAM.CREATE.{stream}", f"$KV.{bucket}.{CORES_KEY}"]
+
+
 def mesh_inboxes(mesh: str) -> str:
     """Every inbox of the mesh: where an edge's leaf link may send replies."""
     return f"_INBOX.{mesh}.>"
@@ -94,10 +119,12 @@ def site_permissions(
     nkey: str,
     lease_workloads: Iterable[str],
     edge: bool = False,
+    roles: bool = False,
 ) -> UserPermissions:
     """A site: its own subjects, its lease keys (`lease_workloads`) in the lease `bucket`
     (`harmony.mesh.leases.bucket_name`), the lease stream; an `edge` also the mesh's
-    inboxes (its replies cross a leaf link, see the module's docstring)."""
+    inboxes (its replies cross a leaf link, see the module's docstring). `roles`: the mesh
+    names its cores, whose list every site reads (and a core writes)."""
     publish = [
         subjects.heartbeat(mesh, site),
         subjects.events(mesh, site),
@@ -107,6 +134,7 @@ def site_permissions(
         *_lease_reads(bucket),
         *_lease_client(bucket),
         *(lease_key(bucket, w) for w in sorted(set(lease_workloads))),
+        *(_mesh_info(mesh, core=not edge) if roles else []),
         *([mesh_inboxes(mesh)] if edge else []),
     ]
     subscribe = [
@@ -162,7 +190,13 @@ def mesh_users(
     mesh = roster.mesh
     users = [
         site_permissions(
-            mesh, bucket, site, key, leases.get(site, ()), edge=bool(cores) and site not in cores
+            mesh,
+            bucket,
+            site,
+            key,
+            leases.get(site, ()),
+            edge=bool(cores) and site not in cores,
+            roles=bool(cores),
         )
         for site, key in sorted(roster.sites.items())
     ]
