@@ -7,6 +7,7 @@ edge off the core and nothing else. Safety is judged from ground truth (`Watcher
 from __future__ import annotations
 
 import json
+import stat
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,6 +81,9 @@ def test_edges_are_leaf_nodes_and_an_edge_primary_runs_with_the_cores_token(
         assert not varz.get("jetstream", {}).get("config"), f"{e} runs JetStream"
         leafs = monitor(mesh, e, "leafz")["leafs"]
         assert [leaf["name"] for leaf in leafs if leaf["name"] in CORES], f"{e}: {leafs}"
+        # The leaf remote holds the edge's nkey seed: the file is the site's alone.
+        conf = Path(mesh.configs[e].data_dir) / "nats" / "nats-server.conf"
+        assert stat.S_IMODE(conf.stat().st_mode) == 0o600
     for c in CORES:
         assert monitor(mesh, c, "varz")["jetstream"]["config"], f"{c} runs no JetStream"
     run = watch.wait_runs_on("ledger", {"e1"}, 30)["e1"]
