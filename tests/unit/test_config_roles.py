@@ -109,3 +109,18 @@ def test_a_core_with_leaf_remotes_is_refused(tmp_path: Path) -> None:
         "nats.leaf_remotes",
         "only an edge connects to the core as a leaf node",
     )
+
+
+def test_config_check_names_files_whose_core_lists_differ(tmp_path: Path) -> None:
+    from harmony.config_check import check
+
+    core = tmp_path / "a.toml"
+    core.write_text(CORE.format(witness="false", cores='["a", "b", "c"]'))
+    other = tmp_path / "e1.toml"
+    other.write_text(edge(cores='["a", "b", "x"]'))
+    report = check([str(core), str(other)])
+    [problem] = [p for p in report.problems if p.field == "nats.cores"]
+    assert f"a, b, c in {core}" in problem.reason and f"a, b, x in {other}" in problem.reason
+    same = tmp_path / "e2.toml"
+    same.write_text(edge(site="e2"))
+    assert not [p for p in check([str(core), str(same)]).problems if p.field == "nats.cores"]
