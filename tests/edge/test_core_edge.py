@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from support.meshes import Watcher
 from support.processes import pid_alive
-from support.waiting import wait_until
+from support.waiting import stays, wait_until
 from support.workloads import workload
 
 from harmony.mesh.leases import LeaseStore
@@ -38,10 +38,13 @@ def mesh(tmp_path: Path) -> Iterator[LocalMesh]:
         cores=3,
         timings=SIM_TIMINGS,
         proxied=True,
-        workloads=[workload("ledger", "absolute-consistency", "e1", ["e2", "a"], tmp_path)],
+        workloads=[workload("ledger", "absolute-consistency", "e1", ["e2"], tmp_path)],
     )
     try:
-        m.start(timeout=90)
+        # The primary first: a standby that boots before it may take the lease (the
+        # strategy ranks the live sites), and an edge boots after the cores.
+        m.start([*CORES, "e1"], timeout=90, wait_formed=False)
+        m.start(["e2"], timeout=90)
         yield m
     finally:
         m.stop()
@@ -124,4 +127,32 @@ def test_cut_off_edge_fences_before_a_standby_starts(mesh: LocalMesh, watch: Wat
         message=watch.tail,
     )
     watch.wait_runs_on("ledger", {"e2"}, 10)
+    watch.assert_safe()
+
+
+def test_an_edge_that_loses_one_core_moves_to_another_and_keeps_its_lease(
+    mesh: LocalMesh, watch: Watcher
+) -> None:
+    """Several leaf remotes: cut the core the edge's leaf link uses, and only that one; the
+    edge re-dials another core before its fence deadline, so its copy runs on, same token."""
+    first = watch.wait_runs_on("ledger", {"e1"}, 30)["e1"]
+    [leaf] = monitor(mesh, "e1", "leafz")["leafs"]
+    core = leaf["name"]
+    cut_at = watch.record_fault("e1", "partition", f"e1's leaf link to {core} cut")
+    assert mesh.proxy is not None
+    mesh.proxy.cut("e1", core)
+    moved = wait_until(
+        lambda: [x["name"] for x in monitor(mesh, "e1", "leafz")["leafs"] if x["name"] != core],
+        SIM_TIMINGS.lease_ttl - SIM_TIMINGS.fence_margin,
+        message=f"e1's leaf link did not move away from {core}",
+    )
+    assert moved[0] in CORES
+    # Past the fence deadline of a holder that could not renew, its copy still runs (the
+    # process table: snapshots from e1 pause while its interest moves to the new core).
+    pid = int(first.detail["pid"])
+    stays(lambda: pid_alive(pid), SIM_TIMINGS.lease_ttl, f"e1's copy ended\n{watch.tail()}")
+    again = watch.wait_runs_on("ledger", {"e1"}, 10)["e1"]
+    assert again.detail["token"] == first.detail["token"]
+    history = watch.history()
+    assert not [e for e in history if e.site == "e1" and e.kind == "fence" and e.mono > cut_at]
     watch.assert_safe()
