@@ -19,6 +19,7 @@ from support.processes import pid_alive
 from support.waiting import stays, wait_until
 from support.workloads import workload
 
+from harmony.actors.messages import ActorInfo
 from harmony.mesh.leases import LeaseStore
 from harmony.sim.launch import LocalMesh
 from harmony.sim.scenario import SIM_TIMINGS
@@ -41,10 +42,7 @@ def mesh(tmp_path: Path) -> Iterator[LocalMesh]:
         workloads=[workload("ledger", "absolute-consistency", "e1", ["e2"], tmp_path)],
     )
     try:
-        # The primary first: a standby that boots before it may take the lease (the
-        # strategy ranks the live sites), and an edge boots after the cores.
-        m.start([*CORES, "e1"], timeout=90, wait_formed=False)
-        m.start(["e2"], timeout=90)
+        m.start(timeout=90)
         yield m
     finally:
         m.stop()
@@ -61,6 +59,22 @@ def monitor(mesh: LocalMesh, site: str, path: str) -> Any:
     port = mesh.configs[site].nats.http_port
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/{path}", timeout=5) as r:
         return json.load(r)
+
+
+def running_edge(watch: Watcher) -> tuple[str, ActorInfo]:
+    """The edge that runs the ledger, once exactly one site runs it and its copy acted.
+    Usually the primary e1; e2 when it booted first (both are edges: either will do)."""
+
+    def one() -> tuple[str, ActorInfo] | None:
+        r = watch.runners("ledger")
+        if len(r) == 1 and set(r) <= set(EDGES) and watch.acting("ledger", r):
+            return next(iter(r.items()))
+        return None
+
+    found: tuple[str, ActorInfo] = wait_until(
+        one, 30, message=lambda: f"ledger on {sorted(watch.runners('ledger'))}\n{watch.tail()}"
+    )
+    return found
 
 
 def lease_token(mesh: LocalMesh) -> int | None:
@@ -89,7 +103,7 @@ def test_edges_are_leaf_nodes_and_an_edge_primary_runs_with_the_cores_token(
         assert stat.S_IMODE(conf.stat().st_mode) == 0o600
     for c in CORES:
         assert monitor(mesh, c, "varz")["jetstream"]["config"], f"{c} runs no JetStream"
-    run = watch.wait_runs_on("ledger", {"e1"}, 30)["e1"]
+    _, run = running_edge(watch)
     token = int(run.detail["token"])
     # The copy's token is the revision of the lease key in the core's replicated bucket.
     wait_until(lambda: (t := lease_token(mesh)) is not None and t >= token, 10)
@@ -97,36 +111,38 @@ def test_edges_are_leaf_nodes_and_an_edge_primary_runs_with_the_cores_token(
 
 
 def test_cut_off_edge_fences_before_a_standby_starts(mesh: LocalMesh, watch: Watcher) -> None:
-    first = watch.wait_runs_on("ledger", {"e1"}, 30)["e1"]
+    edge, first = running_edge(watch)
+    [other] = [e for e in EDGES if e != edge]
     old_pid, old_token = int(first.detail["pid"]), int(first.detail["token"])
-    cut_at = watch.record_fault("e1", "partition", "e1's leaf links to every core cut")
+    cut_at = watch.record_fault(edge, "partition", f"{edge}'s leaf links to every core cut")
     assert mesh.proxy is not None
-    mesh.proxy.partition(["e1"], [*CORES, "e2"])
+    mesh.proxy.partition([edge], [*CORES, other])
 
-    new = watch.wait_runs_on("ledger", {"e2"}, 40)["e2"]
+    new = watch.wait_runs_on("ledger", {other}, 40)[other]
     assert not pid_alive(old_pid)
     assert int(new.detail["token"]) > old_token
     history = watch.history()
-    fence = next(e for e in history if e.site == "e1" and e.kind == "fence")
-    fenced = next(e for e in history if e.site == "e1" and e.kind == "driver-fenced")
-    start = next(e for e in history if e.site == "e2" and e.kind == "start")
+    after = [e for e in history if e.mono > cut_at]
+    fence = next(e for e in after if e.site == edge and e.kind == "fence")
+    fenced = next(e for e in after if e.site == edge and e.kind == "driver-fenced")
+    start = next(e for e in after if e.site == other and e.kind == "start")
     assert fence.mono - cut_at <= SIM_TIMINGS.lease_ttl - SIM_TIMINGS.fence_margin + 0.5
     assert fenced.mono < start.mono, "the standby started before the cut-off edge had fenced"
     assert start.token is not None and start.token > old_token
     watch.assert_safe()
 
-    # Heal: e1's leaf links come back; it sees e2 holding the lease and stays down.
-    watch.record_fault("e1", "heal", "all links")
+    # Heal: the edge's leaf links come back; it sees the other holding the lease.
+    watch.record_fault(edge, "heal", "all links")
     mesh.proxy.heal_all()
     wait_until(
         lambda: (
-            (s := watch.snaps()).get("e1") is not None
-            and all(p.state == "alive" for p in s["e1"].peers)
+            (s := watch.snaps()).get(edge) is not None
+            and all(p.state == "alive" for p in s[edge].peers)
         ),
         40,
         message=watch.tail,
     )
-    watch.wait_runs_on("ledger", {"e2"}, 10)
+    watch.wait_runs_on("ledger", {other}, 10)
     watch.assert_safe()
 
 
@@ -135,24 +151,24 @@ def test_an_edge_that_loses_one_core_moves_to_another_and_keeps_its_lease(
 ) -> None:
     """Several leaf remotes: cut the core the edge's leaf link uses, and only that one; the
     edge re-dials another core before its fence deadline, so its copy runs on, same token."""
-    first = watch.wait_runs_on("ledger", {"e1"}, 30)["e1"]
-    [leaf] = monitor(mesh, "e1", "leafz")["leafs"]
+    edge, first = running_edge(watch)
+    [leaf] = monitor(mesh, edge, "leafz")["leafs"]
     core = leaf["name"]
-    cut_at = watch.record_fault("e1", "partition", f"e1's leaf link to {core} cut")
+    cut_at = watch.record_fault(edge, "partition", f"{edge}'s leaf link to {core} cut")
     assert mesh.proxy is not None
-    mesh.proxy.cut("e1", core)
+    mesh.proxy.cut(edge, core)
     moved = wait_until(
-        lambda: [x["name"] for x in monitor(mesh, "e1", "leafz")["leafs"] if x["name"] != core],
+        lambda: [x["name"] for x in monitor(mesh, edge, "leafz")["leafs"] if x["name"] != core],
         SIM_TIMINGS.lease_ttl - SIM_TIMINGS.fence_margin,
-        message=f"e1's leaf link did not move away from {core}",
+        message=f"{edge}'s leaf link did not move away from {core}",
     )
     assert moved[0] in CORES
     # Past the fence deadline of a holder that could not renew, its copy still runs (the
     # process table: snapshots from e1 pause while its interest moves to the new core).
     pid = int(first.detail["pid"])
-    stays(lambda: pid_alive(pid), SIM_TIMINGS.lease_ttl, f"e1's copy ended\n{watch.tail()}")
-    again = watch.wait_runs_on("ledger", {"e1"}, 10)["e1"]
+    stays(lambda: pid_alive(pid), SIM_TIMINGS.lease_ttl, f"{edge}'s copy ended\n{watch.tail()}")
+    again = watch.wait_runs_on("ledger", {edge}, 10)[edge]
     assert again.detail["token"] == first.detail["token"]
     history = watch.history()
-    assert not [e for e in history if e.site == "e1" and e.kind == "fence" and e.mono > cut_at]
+    assert not [e for e in history if e.site == edge and e.kind == "fence" and e.mono > cut_at]
     watch.assert_safe()
