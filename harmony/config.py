@@ -14,6 +14,7 @@ from typing import Literal
 
 import msgspec
 
+from harmony.site_roles import lease_replicas, role_problem
 from harmony.strategies.names import (
     DEFAULT_RECONCILE,
     DEFAULT_STRATEGY,
@@ -71,7 +72,15 @@ class NatsConfig(_Base):
     """Advertised route address; set to an unreachable address to force traffic via routes."""
     jetstream_max_store: str = "1G"
     kv_replicas: int = 0
-    """Replicas of the lease bucket; 0: min(3, number of servers in the mesh)."""
+    """Replicas of the lease bucket; 0: min(3, servers in the mesh, or cores if named)."""
+    role: Literal["core", "edge"] = "core"
+    """An edge's server is a leaf node of the core (see `harmony.site_roles`)."""
+    cores: list[str] = []
+    """The mesh's core sites, the same list on every site; empty: every site is a core."""
+    leafnode_port: int = 7422
+    """A core's listener for the edges' leaf connections (only when `cores` is named)."""
+    leaf_remotes: list[str] = []
+    """An edge's: the leafnode URLs of several core servers (``nats-leaf://host:port``)."""
 
 
 class SecurityConfig(_Base):
@@ -308,12 +317,15 @@ def validate(cfg: SiteConfig, source: str | Path) -> None:
     n = cfg.nats
     if n.mode == "external" and not n.servers:
         raise bad("nats.servers", "external mode needs at least one server URL")
-    for f in ("client_port", "cluster_port", "http_port"):
+    for f in ("client_port", "cluster_port", "http_port", "leafnode_port"):
         port = getattr(n, f)
         if not 0 < port < 65536:
             raise bad(f"nats.{f}", f"{port} is not a TCP port")
     if not 0 <= n.kv_replicas <= 5:
         raise bad("nats.kv_replicas", f"{n.kv_replicas}: must be 0 (automatic) or 1 to 5")
+    role = role_problem(cfg.site, n, witness=cfg.witness, valid_name=NAME_RE.match)
+    if role is not None:
+        raise bad(*role)
     sec = cfg.security
     if sec is not None and not sec.dir and not sec.insecure:
         raise bad("security.dir", "the mesh directory (`harmony mesh init`), or insecure = true")
@@ -389,5 +401,7 @@ def kv_replicas(cfg: SiteConfig) -> int:
     n = cfg.nats
     if n.kv_replicas:
         return n.kv_replicas
+    if n.cores:
+        return lease_replicas(n.cores)
     servers = len(n.routes) + 1 if n.mode == "embedded" else len(n.servers)
     return max(1, min(3, servers))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from harmony.config import (
     ConfigError,
@@ -96,6 +97,11 @@ def cross_check(configs: dict[str, SiteConfig], notes: list[str]) -> list[Proble
             problems.append(
                 Problem("", "site", f"{site!r} is configured twice: {', '.join(files)}")
             )
+    cores = _by_value(configs, lambda c: tuple(sorted(c.nats.cores)))
+    if len(cores) > 1:
+        said = _differs(cores, lambda v: ", ".join(cast(tuple[str, ...], v)) or "none")
+        why = "every site of a mesh names the same cores (an agent that does not is refused)"
+        problems.append(Problem("", "nats.cores", f"differs: {said}: {why}"))
 
     leasing = {p: c for p, c in configs.items() if _leases(c)}
     bucket = "an agent whose lease_ttl or replicas differ from the lease bucket's is refused"

@@ -69,10 +69,10 @@ EXPORTS: tuple[tuple[str, Mapping[str, MessageTypes]], ...] = (
 
 
 def mesh_sites(cfg: SiteConfig) -> frozenset[str]:
-    """The sites this site knows to be of its mesh: itself, every site of its workloads'
-    topologies and, on a secure mesh, every site of the roster (witnesses included: their
-    configurations name no other site)."""
-    sites = {cfg.site}
+    """The sites this site knows to be of its mesh: itself, its mesh's cores (if named),
+    every site of its workloads' topologies and, on a secure mesh, every site of the roster
+    (witnesses included: their configurations name no other site)."""
+    sites = {cfg.site, *cfg.nats.cores}
     for w in cfg.workloads:
         sites.update((w.topology.primary, *w.topology.standbys))
     sec = cfg.security

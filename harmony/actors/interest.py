@@ -20,8 +20,7 @@ from harmony.config import SiteConfig
 def core_sites(cfg: SiteConfig) -> frozenset[str] | None:
     """The mesh's core sites as this site's configuration lists them; None when it lists
     none (all-core: every site is a core). The one place that reads roles for liveness."""
-    cores = getattr(cfg, "cores", None) or getattr(cfg.nats, "cores", None)
-    return frozenset(cores) if cores else None
+    return frozenset(cfg.nats.cores) if cfg.nats.cores else None
 
 
 def topology_sites(cfg: SiteConfig) -> frozenset[str]:

@@ -31,6 +31,7 @@ from harmony.mesh import subjects, wire
 from harmony.mesh.admission import rate_from_env
 from harmony.mesh.connection import MeshConnection, MeshUnavailable
 from harmony.mesh.leases import BucketMismatch, LeaseStore
+from harmony.mesh.mesh_info import CoresDisagree, agree_on_cores
 from harmony.mesh.remote import ActorDirectory, Bridge
 from harmony.mesh.server import EmbeddedServer, ServerSpec
 from harmony.private_files import NotOurs, secure_data_dir
@@ -134,6 +135,8 @@ class Agent:
             journal=self.journal,
             leases=leases,
         )
+        if cfg.nats.cores:
+            self._agree_on_cores(connect_timeout)
         if any(uses_lease(w.strategy) for w in cfg.workloads):
             self._ensure_bucket(leases, connect_timeout)
         self.root = AgentSupervisor.start(ctx, ROOT_PATH, None)
@@ -176,6 +179,40 @@ class Agent:
                 if self.clock.monotonic() > deadline:
                     raise MeshUnavailable(f"lease bucket not available: {e}") from None
                 log.info("waiting for the lease bucket: %s", e)
+                time.sleep(0.5)
+
+    def _agree_on_cores(self, timeout: float) -> None:
+        """A mesh that names its cores: this site's list must be the one the mesh was formed
+        with (the first core wrote it; `harmony.mesh.mesh_info`). Retry while the core is
+        unreachable or electing; a disagreement is refused at once, naming both lists."""
+        cfg = self.config
+        assert self.conn is not None
+        deadline = self.clock.monotonic() + timeout
+        while True:
+            try:
+                agree_on_cores(
+                    self.conn,
+                    cfg.mesh,
+                    cfg.nats.cores,
+                    core=cfg.nats.role != "edge",
+                    replicas=self.kv_replicas(),
+                )
+                return
+            except CoresDisagree as e:
+                src = cfg.source or "the site configuration"
+                why = (
+                    f"the mesh's cores are {', '.join(e.theirs)} (written by the first core "
+                    f"to join, in KV bucket {e.bucket}), this site's nats.cores are "
+                    f"{', '.join(e.ours)} (in {src}): every site of a mesh must name the same "
+                    "cores"
+                )
+                if self.journal is not None:
+                    self.journal.record("", "agent-refused", why)
+                raise MeshDisagrees(why) from None
+            except Exception as e:
+                if self.clock.monotonic() > deadline:
+                    raise MeshUnavailable(f"the mesh's core list is not readable: {e}") from None
+                log.info("waiting for the mesh's core list: %s", e)
                 time.sleep(0.5)
 
     def wait(self, timeout: float | None = None) -> bool:

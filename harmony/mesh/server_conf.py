@@ -10,6 +10,14 @@ The server runs JetStream with ``sync_interval: always`` (the default periodic f
 acknowledged writes in an independent analysis), ``no_advertise`` on loopback (otherwise the
 servers gossip the machine's external address), and a cluster block only when it has routes
 to peers (nats-server refuses clustered JetStream without routes).
+
+In a core-and-edge mesh (`harmony.site_roles`) a core's server also listens for leaf
+connections (`leaf_port`): mutual TLS with the mesh's site CA only, and the same nkey users
+and permissions as its client port (nats-server authenticates a leaf connection like a
+client when ``leafnodes`` has no ``authorization`` of its own), so an edge's leaf link may
+carry exactly what its site may publish and receive. An edge's server (`leaf_remotes`) runs
+no JetStream and no cluster: its account is bound over the leaf link to the core's account,
+where the lease bucket's JetStream API answers its agent's requests.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from harmony.config import NAME_RE, ROSTER_FILE, SiteConfig, is_loopback_host
 from harmony.security.identity import Identity, site_identity
 from harmony.security.permissions import UserPermissions, lease_scope, mesh_users
 from harmony.security.roster import load_roster
+from harmony.site_roles import EDGE, LEAF_SCHEMES
 
 _SIZE_RE = re.compile(r"^[0-9]+(?:[KMGT]B?)?$", re.IGNORECASE)
 
@@ -117,9 +126,11 @@ class ServerSecurity:
     roster_file: Path
     bucket: str
     leases: dict[str, tuple[str, ...]]
+    cores: tuple[str, ...] = ()
+    """The mesh's core sites (none: all-core); the roster's other sites are edges."""
 
     def users(self) -> list[UserPermissions]:
-        return mesh_users(load_roster(self.roster_file), self.bucket, self.leases)
+        return mesh_users(load_roster(self.roster_file), self.bucket, self.leases, self.cores)
 
 
 def server_security(cfg: SiteConfig) -> ServerSecurity | None:
@@ -140,6 +151,7 @@ def server_security(cfg: SiteConfig) -> ServerSecurity | None:
         roster_file=Path(sec.dir) / ROSTER_FILE,
         bucket=bucket_name(cfg.mesh),
         leases=scope,
+        cores=tuple(cfg.nats.cores),
     )
 
 
@@ -168,9 +180,15 @@ class ServerSpec:
     """Raw configuration appended at top level, for settings this class does not model."""
     security: ServerSecurity | None = None
     """TLS and nkey users; None: plaintext and anonymous (loopback meshes that opted out)."""
+    leaf_port: int = 0
+    """A core's listener for edges' leaf connections; 0: none (an all-core mesh)."""
+    leaf_remotes: Sequence[str] = ()
+    """An edge's: leafnode URLs of core servers. Set, the server is a leaf node: no
+    JetStream, no cluster, no vote."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "routes", tuple(self.routes))
+        object.__setattr__(self, "leaf_remotes", tuple(self.leaf_remotes))
         object.__setattr__(self, "store_dir", Path(self.store_dir))
         if not NAME_RE.match(self.name):
             raise ValueError(f"server name {self.name!r} is not a valid name")
@@ -178,11 +196,19 @@ class ServerSpec:
             raise ValueError(f"cluster name {self.cluster_name!r} is not a valid name")
         ports = {"client_port": self.client_port, "cluster_port": self.cluster_port}
         ports["http_port"] = self.http_port
+        if self.leaf_port:
+            ports["leaf_port"] = self.leaf_port
         for label, port in ports.items():
             if not 0 < port < 65536:
                 raise ValueError(f"{label} {port} is not a TCP port")
         if len(set(ports.values())) != len(ports):
-            raise ValueError(f"client, cluster and http ports must differ: {ports}")
+            raise ValueError(f"client, cluster, http and leaf ports must differ: {ports}")
+        if self.leaf_remotes and (self.routes or self.leaf_port):
+            raise ValueError("a leaf node (leaf_remotes) has no routes and no leaf listener")
+        for remote in self.leaf_remotes:
+            parts = urlsplit(remote)
+            if parts.scheme not in LEAF_SCHEMES or not parts.hostname or not parts.port:
+                raise ValueError(f"leaf remote {remote!r} is not a nats-leaf://host:port URL")
         for route in self.routes:
             parts = urlsplit(route)
             if parts.scheme not in ("nats-route", "nats") or not parts.hostname or not parts.port:
@@ -196,6 +222,7 @@ class ServerSpec:
         n = cfg.nats
         if n.mode != "embedded":
             raise ValueError(f"site {cfg.site!r} uses external NATS servers; nothing to embed")
+        edge = n.role == EDGE
         return cls(
             name=cfg.site,
             host=n.host,
@@ -208,6 +235,8 @@ class ServerSpec:
             cluster_advertise=n.cluster_advertise,
             max_store=n.jetstream_max_store,
             security=server_security(cfg),
+            leaf_port=n.leafnode_port if n.cores and not edge else 0,
+            leaf_remotes=list(n.leaf_remotes) if edge else [],
         )
 
     @property
@@ -255,6 +284,16 @@ class ServerSpec:
         configured routes"), so a lone server runs standalone JetStream instead.
         """
         return bool(self.effective_routes)
+
+    @property
+    def leaf_node(self) -> bool:
+        """Whether this server is an edge's leaf node (no JetStream, no cluster)."""
+        return bool(self.leaf_remotes)
+
+    @property
+    def leaf_url(self) -> str:
+        """What an edge puts in its `leaf_remotes` to reach this core server."""
+        return f"nats-leaf://{hostport(connect_host(self.host), self.leaf_port)}"
 
 
 def _tls_block(indent: str, cert: Path, key: Path, ca: Path) -> list[str]:
@@ -305,19 +344,31 @@ def render_conf(spec: ServerSpec, users: Sequence[UserPermissions] | None = None
         # connected user that left the roster only when the user was in a named account
         # (in $G the connection stays). One account: every site shares the lease bucket.
         lines += ["", "# nkey users of the roster; no anonymous user", "accounts {"]
-        lines += [f"  {ACCOUNT} {{", "    jetstream: enabled", "    users = ["]
+        js = [] if spec.leaf_node else ["    jetstream: enabled"]
+        lines += [f"  {ACCOUNT} {{", *js, "    users = ["]
         for u in users:
             lines += ["  " + line for line in user_lines(u)]
         lines += ["    ]", "  }", "}"]
-    lines += [
-        "",
-        "jetstream {",
-        f"  store_dir: {_q(str(spec.store_dir))}",
-        f"  max_file_store: {_q(spec.max_store)}",
-        "  # fsync every write: the default (2 min) can lose acknowledged writes.",
-        "  sync_interval: always",
-        "}",
-    ]
+    if spec.leaf_node or spec.leaf_port:
+        # JetStream API traffic over a leaf link is denied both ways unless the account's
+        # default domain is the empty one: then an edge's requests reach the core's
+        # JetStream as if its agent were a client of the core (measured, nats-server 2.15).
+        account = ACCOUNT if sec is not None else "$G"
+        lines += ["", f'default_js_domain: {{{_q(account)}: ""}}']
+    if spec.leaf_node:
+        lines += _leaf_remotes(spec)
+    else:
+        lines += [
+            "",
+            "jetstream {",
+            f"  store_dir: {_q(str(spec.store_dir))}",
+            f"  max_file_store: {_q(spec.max_store)}",
+            "  # fsync every write: the default (2 min) can lose acknowledged writes.",
+            "  sync_interval: always",
+            "}",
+        ]
+    if spec.leaf_port:
+        lines += _leaf_listener(spec)
     if spec.clustered:
         lines += [
             "",
@@ -340,3 +391,44 @@ def render_conf(spec: ServerSpec, users: Sequence[UserPermissions] | None = None
     if spec.extra_conf:
         lines += ["", spec.extra_conf.rstrip()]
     return "\n".join(lines) + "\n"
+
+
+def _leaf_listener(spec: ServerSpec) -> list[str]:
+    """A core's ``leafnodes`` listener: edges connect here (authorised like clients)."""
+    lines = [
+        "",
+        "leafnodes {",
+        f"  listen: {_q(hostport(spec.host, spec.leaf_port))}",
+    ]
+    sec = spec.security
+    if sec is not None:
+        ident = sec.identity
+        lines.append("  # an edge is authorised by a site certificate and its site's nkey user")
+        lines += _tls_block("  ", ident.cert_file, ident.key_file, ident.ca_file)
+    if is_loopback_host(spec.host):
+        lines.append("  no_advertise: true")
+    return [*lines, "}"]
+
+
+def _leaf_remotes(spec: ServerSpec) -> list[str]:
+    """An edge's ``leafnodes`` remotes: one remote over all core URLs (it connects to one
+    at a time and fails over to another), bound to the account of its users."""
+    lines = ["", "# a leaf node of the core: no JetStream here, the core's answers", "leafnodes {"]
+    lines += ["  remotes: [", "    {"]
+    lines.append("      urls: [" + ", ".join(_q(u) for u in spec.leaf_remotes) + "]")
+    sec = spec.security
+    if sec is not None:
+        ident = sec.identity
+        seed = ident.seed_file.read_text().strip()
+        lines += [
+            f"      account: {_q(ACCOUNT)}",
+            "      # the site's own nkey (this file is the site's alone: 0600 in a 0700 dir)",
+            f"      nkey: {_q(seed)}",
+            "      tls {",
+            f"        cert_file: {_q(str(ident.cert_file))}",
+            f"        key_file: {_q(str(ident.key_file))}",
+            f"        ca_file: {_q(str(ident.ca_file))}",
+            "        timeout: 3",
+            "      }",
+        ]
+    return [*lines, "    }", "  ]", "}"]

@@ -14,6 +14,13 @@ may request snapshots too (its admin watches with ``harmony status --config``), 
 
 The sites bucket (``harmony-<mesh>-sites``, `harmony.mesh.summaries`): a site writes only its
 own key (and may create the bucket); everyone reads every summary with one ordered consumer.
+An edge site of a core-and-edge mesh (`harmony.site_roles`) reaches the core over a leaf
+link authorised as its site user, with one addition: it may publish to the mesh's inboxes.
+nats-server carries no response permission over a leaf link (measured: an edge's reply to a
+core's ask is dropped, because the core never sends the asker's inbox interest to a leaf
+that may not publish there). The edge's own server still holds its agent to
+``allow_responses``; what the addition opens is a reply from the edge's server to an inbox
+whose random name it has seen, i.e. to a request that reached it.
 """
 
 from __future__ import annotations
@@ -96,11 +103,49 @@ def sites_bucket_rules(mesh: str, site: str | None) -> list[str]:
     return rules
 
 
+CORES_KEY = "cores"
+"""The key of the mesh's core list in `mesh_info_bucket` (see `harmony.mesh.mesh_info`)."""
+
+
+def mesh_info_bucket(mesh: str) -> str:
+    """The KV bucket of what a core-and-edge mesh's sites must agree on (its core list)."""
+    return f"harmony-{mesh}-mesh"
+
+
+def _mesh_info(mesh: str, core: bool) -> list[str]:
+    """A site of a mesh that names its cores: read the core list; a core also creates the
+    bucket and writes the list (once: create only, see `harmony.mesh.mesh_info`)."""
+    bucket = mesh_info_bucket(mesh)
+    stream = f"KV_{bucket}"
+    reads = [
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}.>",
+    ]
+    if not core:
+        return reads
+    return [*reads, f"$JS.API.STREAM.CREATE.{stream}", f"$KV.{bucket}.{CORES_KEY}"]
+
+
+def mesh_inboxes(mesh: str) -> str:
+    """Every inbox of the mesh: where an edge's leaf link may send replies."""
+    return f"_INBOX.{mesh}.>"
+
+
 def site_permissions(
-    mesh: str, bucket: str, site: str, nkey: str, lease_workloads: Iterable[str]
+    mesh: str,
+    bucket: str,
+    site: str,
+    nkey: str,
+    lease_workloads: Iterable[str],
+    edge: bool = False,
+    roles: bool = False,
 ) -> UserPermissions:
     """A site: its own subjects, its lease keys (`lease_workloads`) in the lease `bucket`
-    (`harmony.mesh.leases.bucket_name`), the lease stream."""
+    (`harmony.mesh.leases.bucket_name`), the lease stream; an `edge` also the mesh's
+    inboxes (its replies cross a leaf link, see the module's docstring). `roles`: the mesh
+    names its cores, whose list every site reads (and a core writes)."""
     publish = [
         subjects.heartbeat(mesh, site),
         subjects.events(mesh, site),
@@ -111,6 +156,8 @@ def site_permissions(
         *_lease_client(bucket),
         *(lease_key(bucket, w) for w in sorted(set(lease_workloads))),
         *sites_bucket_rules(mesh, site),
+        *(_mesh_info(mesh, core=not edge) if roles else []),
+        *([mesh_inboxes(mesh)] if edge else []),
     ]
     subscribe = [
         subjects.actor_wildcard(mesh, site, subjects.TELL),
@@ -155,13 +202,25 @@ def lease_scope(workloads: Iterable[tuple[str, Sequence[str]]]) -> dict[str, tup
 
 
 def mesh_users(
-    roster: Roster, bucket: str, leases: Mapping[str, Sequence[str]]
+    roster: Roster,
+    bucket: str,
+    leases: Mapping[str, Sequence[str]],
+    cores: Sequence[str] = (),
 ) -> list[UserPermissions]:
     """Every user of the roster. `leases`: {site: workloads whose lease key it may write},
-    as this server knows them (from its site's configuration; see `lease_scope`)."""
+    as this server knows them (from its site's configuration; see `lease_scope`); `cores`:
+    the mesh's core sites (none named: every site is a core), the other sites are edges."""
     mesh = roster.mesh
     users = [
-        site_permissions(mesh, bucket, site, key, leases.get(site, ()))
+        site_permissions(
+            mesh,
+            bucket,
+            site,
+            key,
+            leases.get(site, ()),
+            edge=bool(cores) and site not in cores,
+            roles=bool(cores),
+        )
         for site, key in sorted(roster.sites.items())
     ]
     users += [

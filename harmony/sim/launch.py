@@ -34,7 +34,7 @@ from harmony.config import (
 from harmony.security.identity import Identity, load_identity
 from harmony.security.material import init_mesh
 from harmony.sim.proxy import FaultProxy
-from harmony.sim.site_configs import loopback_nats, write_site_config
+from harmony.sim.site_configs import core_edge_nats, loopback_nats, write_site_config
 
 if TYPE_CHECKING:
     from harmony.mesh.connection import MeshConnection
@@ -103,6 +103,10 @@ class LocalMesh:
     proxied: bool = False
     """Route every NATS route through a `FaultProxy` link, so tests can cut and heal them."""
     python: str = sys.executable
+    cores: int = 0
+    """A core-and-edge mesh: this many core sites (the witnesses, then the first sites),
+    the other sites edges, leaf nodes of every core (through the proxy when `proxied`).
+    0: every site is a core, routed to every other (as always)."""
     secure: bool = True
     """Generate a mesh directory per run (CAs, each site's certificate and nkey, an operator
     identity) and run every server with TLS and permissions. False: plaintext loopback."""
@@ -156,10 +160,20 @@ class LocalMesh:
     def timings_for(self, site: str) -> Timings:
         return self.site_timings.get(site, self.timings)
 
+    def core_sites(self) -> list[str]:
+        """The mesh's core sites (every site, unless `cores` names how many)."""
+        names = [*self.witnesses, *self.sites]
+        return names[: self.cores] if self.cores else [*self.sites, *self.witnesses]
+
     def nats_configs(self, names: Sequence[str]) -> dict[str, NatsConfig]:
-        """Each site's NATS settings (embedded servers on loopback; routes through a new
-        `FaultProxy` when `proxied`)."""
-        nats, links = loopback_nats(names, self.proxied)
+        """Each site's NATS settings (embedded servers on loopback; routes, and an edge's
+        leaf links, through a new `FaultProxy` when `proxied`)."""
+        if self.cores:
+            cores = self.core_sites()
+            edges = [s for s in names if s not in cores]
+            nats, links = core_edge_nats(cores, edges, self.proxied)
+        else:
+            nats, links = loopback_nats(names, self.proxied)
         if self.proxied:
             self.proxy = FaultProxy()
             for (a, b), (port, target) in links.items():
@@ -193,7 +207,13 @@ class LocalMesh:
         return {s: self.procs[s].config_path for s in names}
 
     def client_urls(self, sites: Iterable[str] | None = None) -> list[str]:
+        """Client URLs of these sites' servers (all by default). In a core-and-edge mesh,
+        of the cores among them (all cores if none is): a client of an edge's server
+        reaches the rest of the mesh only as far as that edge's permissions allow."""
         chosen = list(sites) if sites is not None else list(self.configs)
+        if self.cores:
+            cores = self.core_sites()
+            chosen = [s for s in chosen if s in cores] or cores
         return [f"nats://127.0.0.1:{self.configs[s].nats.client_port}" for s in chosen]
 
     # ------------------------------------------------------------------ processes

@@ -1,4 +1,5 @@
-"""The config files of a local mesh's sites: their NATS ports and routes, and the writing.
+"""The config files of a local mesh's sites: their NATS ports, routes and leaf links, and
+the writing.
 
 `LocalMesh` (embedded servers routed on loopback, optionally through the fault proxy) and
 the containers backend (external servers in Docker) differ only in each site's NATS
@@ -32,14 +33,19 @@ def write_site_config(path: Path, cfg: SiteConfig, header: str) -> SiteConfig:
     return load_config(path)
 
 
+def loopback_ports(names: Sequence[str], proxied: bool) -> int:
+    """How many ports `loopback_nats` takes for these sites."""
+    return 3 * len(names) + (len(names) * (len(names) - 1) if proxied else 0)
+
+
 def loopback_nats(
-    names: Sequence[str], proxied: bool
+    names: Sequence[str], proxied: bool, ports: Sequence[int] = ()
 ) -> tuple[dict[str, NatsConfig], dict[Link, tuple[int, int]]]:
-    """Each site's embedded-server settings on loopback, on free ports, and, when
-    `proxied`, the proxy links every route goes through: (a, b) -> (the port a's route
-    dials, b's cluster port)."""
+    """Each site's embedded-server settings on loopback, on free ports (`ports`, or new
+    ones), and, when `proxied`, the proxy links every route goes through: (a, b) -> (the
+    port a's route dials, b's cluster port)."""
     pairs = [(a, b) for a in names for b in names if a != b] if proxied else []
-    ports = free_ports(3 * len(names) + len(pairs))
+    ports = list(ports) or free_ports(loopback_ports(names, proxied))
     plan = {s: ports[3 * i : 3 * i + 3] for i, s in enumerate(names)}
     link_ports = dict(zip(pairs, ports[3 * len(names) :], strict=True))
     nats = {}
@@ -59,3 +65,36 @@ def loopback_nats(
             cluster_advertise="127.0.0.1:1" if proxied else "",
         )
     return nats, {(a, b): (port, plan[b][1]) for (a, b), port in link_ports.items()}
+
+
+def core_edge_nats(
+    cores: Sequence[str], edges: Sequence[str], proxied: bool
+) -> tuple[dict[str, NatsConfig], dict[Link, tuple[int, int]]]:
+    """A core-and-edge mesh on loopback: the `cores` routed to each other (as
+    `loopback_nats` routes a whole mesh), each with a leafnode port; each edge a leaf node
+    of every core. When `proxied`, an edge's leaf link to a core goes through the proxy too:
+    (edge, core) -> (the port the edge dials, the core's leafnode port)."""
+    leaf_links = [(e, c) for e in edges for c in cores] if proxied else []
+    routed = loopback_ports(cores, proxied)
+    ports = free_ports(routed + len(cores) + 3 * len(edges) + len(leaf_links))
+    nats, links = loopback_nats(cores, proxied, ports[:routed])
+    leaf_port = dict(zip(cores, ports[routed:], strict=False))
+    rest = ports[routed + len(cores) :]
+    for c in cores:
+        nats[c] = msgspec.structs.replace(nats[c], cores=list(cores), leafnode_port=leaf_port[c])
+    link_ports = dict(zip(leaf_links, rest[3 * len(edges) :], strict=True))
+    for i, e in enumerate(edges):
+        client, cluster, http = rest[3 * i : 3 * i + 3]
+        dial = {c: link_ports[(e, c)] if proxied else leaf_port[c] for c in cores}
+        nats[e] = NatsConfig(
+            client_port=client,
+            cluster_port=cluster,
+            http_port=http,
+            role="edge",
+            cores=list(cores),
+            # No fallback to a core's client port: an edge reaches the core only through
+            # its leaf link (which a test may cut).
+            leaf_remotes=[f"nats-leaf://127.0.0.1:{dial[c]}" for c in cores],
+        )
+    links.update({link: (port, leaf_port[link[1]]) for link, port in link_ports.items()})
+    return nats, links

@@ -15,7 +15,6 @@ from support.actors import Kit, make_kit
 from support.nats_servers import Node
 from support.waiting import wait_until
 
-from harmony.actors import peers
 from harmony.actors.clock import SystemClock
 from harmony.actors.exports import ExportPolicy
 from harmony.actors.interest import core_sites, heartbeat_interest, topology_sites
@@ -74,12 +73,15 @@ def test_with_cores_a_site_hears_its_topologies_and_the_core_only() -> None:
 class Watcher:
     """Site a's PeerWatch, with its own connection and bridge, on a real server."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, cores: tuple[str, ...] = ()) -> None:
         self.kit: Kit = make_kit(timings=Timings(heartbeat_interval=IV))
         ctx = self.kit.ctx
         ctx.scheduler.stop()
         ctx.clock, ctx.scheduler = SystemClock(), Scheduler(time.monotonic)
-        ctx.config = msgspec.structs.replace(ctx.config, workloads=[workload("w", "a", "b")])
+        nats = msgspec.structs.replace(ctx.config.nats, cores=list(cores))
+        ctx.config = msgspec.structs.replace(
+            ctx.config, workloads=[workload("w", "a", "b")], nats=nats
+        )
         self.conn = MeshConnection([url], "site-a").start()
         self.conn.wait_connected(10)
         ctx.bridge = Bridge(
@@ -148,22 +150,21 @@ def test_an_all_core_agent_holds_the_wildcard(
 
 @pytest.mark.mesh
 def test_with_cores_an_agent_subscribes_to_its_peers_only(
-    monkeypatch: pytest.MonkeyPatch, make_nats_server: Callable[..., Node]
+    make_nats_server: Callable[..., Node],
 ) -> None:
-    # The configuration names cores x and y (the role fields are another part's: the one
-    # hook that reads them is `core_sites`).
-    monkeypatch.setattr(peers, "core_sites", lambda cfg: frozenset({"x", "y"}))
+    # Site a is an edge of a mesh whose cores are x, y and z, and its one workload's
+    # topology is a, b: it hears b and the cores, not c.
     node = make_nats_server()
-    watcher = Watcher(node.client_url)
+    watcher = Watcher(node.client_url, cores=("x", "y", "z"))
     others = MeshConnection([node.client_url], "others").start()
     try:
         others.wait_connected(10)
-        want = {subjects.heartbeat("m", s) for s in ("b", "x", "y")}
+        want = {subjects.heartbeat("m", s) for s in ("b", "x", "y", "z")}
         wait_until(lambda: hb_subjects(node) == want, 10)
         wait_until(
             lambda: (
-                (beat(others, "b", "c", "x", "y"), watcher.states())[1]
-                == {"b": "alive", "x": "alive", "y": "alive"}
+                (beat(others, "b", "c", "x", "y", "z"), watcher.states())[1]
+                == {"b": "alive", "x": "alive", "y": "alive", "z": "alive"}
             ),
             10,
         )

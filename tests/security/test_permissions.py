@@ -207,6 +207,24 @@ def test_mesh_users_one_per_roster_entry_with_lease_scope() -> None:
     assert not can_pub(users["c"], f"$KV.{B}.ledger")
 
 
+def test_core_and_edge_users() -> None:
+    """Named cores: every site reads the core list and a core writes it; an edge's leaf link
+    may also publish to the mesh's inboxes (its replies). No cores named: as before."""
+    roster = Roster(mesh=M, sites={s: key() for s in ("a", "b", "c", "e1")})
+    plain = {u.name: u for u in mesh_users(roster, B, {})}
+    users = {u.name: u for u in mesh_users(roster, B, {}, cores=("a", "b", "c"))}
+    info, inbox = "$KV.harmony-m-mesh.cores", f"_INBOX.{M}.a.x1"
+    assert can_pub(users["a"], info) and not can_pub(users["e1"], info)
+    read = "$JS.API.STREAM.INFO.KV_harmony-m-mesh"
+    assert can_pub(users["a"], read) and can_pub(users["e1"], read)
+    assert can_pub(users["e1"], inbox) and can_pub(users["e1"], f"_INBOX.{M}._op.admin.x")
+    assert not can_pub(users["a"], inbox)
+    assert not can_pub(users["e1"], "_INBOX.other.a.x1")
+    for u in plain.values():
+        assert not can_pub(u, info) and not can_pub(u, read) and not can_pub(u, inbox)
+    assert {n: u.subscribe for n, u in plain.items()} == {n: u.subscribe for n, u in users.items()}
+
+
 def test_roster_errors_name_the_file_and_field() -> None:
     good = key()
     with pytest.raises(ConfigError) as e:
