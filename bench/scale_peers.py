@@ -51,8 +51,10 @@ from harmony.security.material import MeshDir
 
 CONNECT_AT_ONCE = 32
 """TLS handshakes in flight at once while the peers connect."""
-PENDING_MSGS = 20_000
-"""Per subscription: what nats-py keeps queued before it drops (a slow consumer)."""
+PENDING_MSGS = 1_000
+PENDING_BYTES = 1 << 20
+"""Per subscription: what nats-py keeps queued before it drops (counted as slow consumer);
+small, so that a harness that cannot keep up drops instead of growing."""
 
 
 def add_peers(mesh_dir: Path, names: Sequence[str]) -> None:
@@ -140,7 +142,9 @@ class Peer:
         if self.listen:
             subs.append((subjects.heartbeats(self.mesh), self.on_heartbeat))
         for subject, cb in subs:
-            await self.nc.subscribe(subject, cb=cb, pending_msgs_limit=PENDING_MSGS)
+            await self.nc.subscribe(
+                subject, cb=cb, pending_msgs_limit=PENDING_MSGS, pending_bytes_limit=PENDING_BYTES
+            )
         await self.nc.flush(10)
         self.n.connected += 1
 

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 from scale import cpu_seconds, detected, rss_mb
 from scale_peers import PeersProcess, add_peers
 
@@ -39,6 +40,19 @@ from harmony.mesh.connection import MeshConnection
 from harmony.sim.launch import LaunchError, LocalMesh
 
 CORE = ["c1", "c2", "c3"]
+MIN_AVAILABLE_MB = 3000
+"""Give up on a size when the machine's free memory falls below this (servers buffering
+for slow consumers can take it all; the machine is shared)."""
+
+
+class MemoryLow(Exception):
+    pass
+
+
+def guard() -> None:
+    available = psutil.virtual_memory().available / 2**20
+    if available < MIN_AVAILABLE_MB:
+        raise MemoryLow(f"stopped: the machine has {available:.0f} MB available")
 
 
 @dataclass
@@ -150,6 +164,7 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> SimSample:
         everyone = {*real, *sims}
         deadline = started + args.timeout
         while not sees_all(conn, mesh.mesh, real, everyone):
+            guard()
             if time.monotonic() > deadline:
                 sample.note = f"not every real site saw all {len(everyone)} sites alive"
                 return sample
@@ -164,6 +179,7 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> SimSample:
         t0 = time.monotonic()
         limit = timings.suspect_after * timings.heartbeat_interval
         while time.monotonic() - t0 < args.window:
+            guard()
             snaps = collect_snapshots(conn, mesh.mesh, timeout=3.0)
             for s in real:
                 if s not in snaps:
@@ -214,6 +230,9 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> SimSample:
                         sample.note += f" {victim} not seen alive again after kill {k + 1}"
                         return sample
                     time.sleep(0.5)
+        return sample
+    except (MemoryLow, RuntimeError) as e:
+        sample.note += f" {e}".splitlines()[0]
         return sample
     finally:
         if peers is not None:
