@@ -42,7 +42,7 @@ from typing import Any
 import nats
 from nats.errors import SlowConsumerError
 
-from harmony.actors.messages import Capacity, Heartbeat, Snapshot
+from harmony.actors.messages import Capacity, Heartbeat, PeerInfo, Snapshot
 from harmony.config import Timings
 from harmony.guard import atomic_write
 from harmony.mesh import subjects, wire
@@ -90,6 +90,7 @@ class Peer:
     interval: float
     listen: bool
     n: Counters
+    known: list[PeerInfo] = field(default_factory=list)
     incarnation: str = field(default_factory=lambda: secrets.token_hex(6))
     nc: Any = None
     seq: int = 0
@@ -165,7 +166,7 @@ class Peer:
             mono=time.monotonic(),
             wall=time.time(),
             actors=[],
-            peers=[],
+            peers=self.known,
         )
         await self.nc.publish(msg.reply, wire.encode(snap))
         self.n.snapshots += 1
@@ -199,6 +200,7 @@ class Peer:
 
 async def run_peers(args: argparse.Namespace) -> int:
     names = Path(args.names).read_text().split()
+    known = [PeerInfo(site=s, state="alive") for s in args.known.split(",") if s]
     servers = args.servers.split(",")
     n = Counters(peers=len(names))
     stop = asyncio.Event()
@@ -225,6 +227,7 @@ async def run_peers(args: argparse.Namespace) -> int:
             args.interval,
             args.listen == "all",
             n,
+            known,
         )
         for i, name in enumerate(names)
     ]
@@ -288,6 +291,7 @@ class PeersProcess:
         names: Sequence[str],
         *,
         listen: str = "all",
+        known: Sequence[str] = (),
         interval: float = Timings().heartbeat_interval,
         timeout: float = 300.0,
         python: str = sys.executable,
@@ -307,6 +311,7 @@ class PeersProcess:
             f"--ready-file={workdir / 'peers.ready'}",
             f"--stats-file={workdir / 'peers-stats.json'}",
             f"--listen={listen}",
+            f"--known={','.join(known)}",
             f"--interval={interval}",
             f"--timeout={timeout}",
         ]
@@ -364,6 +369,7 @@ def main() -> int:
     p.add_argument("--ready-file", required=True)
     p.add_argument("--stats-file", required=True)
     p.add_argument("--listen", choices=("all", "none"), default="all")
+    p.add_argument("--known", default="", help="sites a snapshot names as peers (comma-sep.)")
     p.add_argument("--interval", type=float, default=Timings().heartbeat_interval)
     p.add_argument("--timeout", type=float, default=300.0, help="to connect every peer")
     args = p.parse_args()

@@ -154,6 +154,7 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> SimSample:
             mesh.client_urls(CORE),
             sims,
             listen=args.listen,
+            known=real,
             timeout=args.timeout,
         )
         t_peers = time.monotonic()

@@ -91,7 +91,7 @@ def test_five_simulated_peers_beat_answer_and_stop_cleanly(
             seen[hb.site] = hb
 
     peers = peers_mod.PeersProcess.start(
-        tmp_path / "peers", mesh_dir, M, [srv.client_url], names, timeout=60
+        tmp_path / "peers", mesh_dir, M, [srv.client_url], names, known=["a"], timeout=60
     )
     try:
         conn.wait_connected(20)
@@ -111,6 +111,7 @@ def test_five_simulated_peers_beat_answer_and_stop_cleanly(
         snaps = [wire.decode(r) for r in replies]
         assert all(isinstance(s, Snapshot) for s in snaps)
         assert sorted(s.site for s in snaps) == names  # type: ignore[attr-defined]
+        assert all([p.site for p in s.peers] == ["a"] for s in snaps)  # type: ignore[attr-defined]
         assert sum(n.startswith("sim-") for n in _connections(srv)) == 5
         pid = peers.pid
     finally:
