@@ -119,7 +119,7 @@ class Peer:
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
-                    connect_timeout=5,
+                    connect_timeout=10,
                     ping_interval=5,
                     max_outstanding_pings=2,
                     dont_randomize=True,
@@ -140,14 +140,23 @@ class Peer:
             (subjects.snapshot(self.mesh, site), self.on_snapshot),
             (subjects.snapshot_all(self.mesh), self.on_snapshot),
         ]
-        if self.listen:
-            subs.append((subjects.heartbeats(self.mesh), self.on_heartbeat))
         for subject, cb in subs:
             await self.nc.subscribe(
                 subject, cb=cb, pending_msgs_limit=PENDING_MSGS, pending_bytes_limit=PENDING_BYTES
             )
         await self.nc.flush(10)
         self.n.connected += 1
+
+    async def hear(self) -> None:
+        """Every site's heartbeats, as today's PeerWatch (after every peer is connected: a
+        loop busy with heartbeats would stretch the other peers' TLS handshakes)."""
+        if self.listen:
+            await self.nc.subscribe(
+                subjects.heartbeats(self.mesh),
+                cb=self.on_heartbeat,
+                pending_msgs_limit=PENDING_MSGS,
+                pending_bytes_limit=PENDING_BYTES,
+            )
 
     async def on_heartbeat(self, msg: Any) -> None:
         self.n.hb_received += 1
@@ -235,12 +244,17 @@ async def run_peers(args: argparse.Namespace) -> int:
     gate = asyncio.Semaphore(CONNECT_AT_ONCE)
     deadline = time.monotonic() + args.timeout
 
-    async def start(p: Peer) -> None:
+    async def connect(p: Peer) -> None:
         async with gate:
             await p.connect(deadline)
-        tasks.append(asyncio.create_task(p.beat()))
 
-    starting = asyncio.gather(*(start(p) for p in peers))
+    async def start() -> None:
+        await asyncio.gather(*(connect(p) for p in peers))
+        for p in peers:
+            await p.hear()
+            tasks.append(asyncio.create_task(p.beat()))
+
+    starting = asyncio.create_task(start())
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
     code = 0
