@@ -241,6 +241,7 @@ def main() -> int:
         default="all",
         help="whether simulated peers subscribe to every heartbeat (as today)",
     )
+    sim.add_argument("--formation", type=float, default=150.0, help="formation deadline, s")
     sim.add_argument("--kills", type=int, default=3, help="kills of a real site per N")
     sim.add_argument("--status-runs", type=int, default=3, help="`harmony status` runs per N")
     args = p.parse_args()

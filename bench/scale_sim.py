@@ -84,12 +84,19 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def sees_all(conn: MeshConnection, mesh: str, real: list[str], everyone: set[str]) -> bool:
+def alive_seen(conn: MeshConnection, mesh: str, real: list[str], everyone: set[str]) -> int:
+    """The fewest of `everyone` (itself counted) that one of the `real` sites sees alive."""
     snaps = collect_snapshots(conn, mesh, timeout=5.0)
-    return all(
-        s in snaps and {p.site for p in snaps[s].peers if p.state == "alive"} >= everyone - {s}
+    return min(
+        len(({p.site for p in snaps[s].peers if p.state == "alive"} | {s}) & everyone)
+        if s in snaps
+        else 0
         for s in real
     )
+
+
+def sees_all(conn: MeshConnection, mesh: str, real: list[str], everyone: set[str]) -> bool:
+    return alive_seen(conn, mesh, real, everyone) >= len(everyone)
 
 
 def status_time(mesh: LocalMesh, site: str) -> tuple[float, int]:
@@ -163,14 +170,21 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> SimSample:
         conn = mesh.connect("bench-scale", CORE)
         conn.wait_connected(10)
         everyone = {*real, *sims}
-        deadline = started + args.timeout
-        while not sees_all(conn, mesh.mesh, real, everyone):
+        deadline = started + args.formation
+        best = 0
+        while (seen := alive_seen(conn, mesh.mesh, real, everyone)) < len(everyone):
             guard()
+            best = max(best, seen)
             if time.monotonic() > deadline:
-                sample.note = f"not every real site saw all {len(everyone)} sites alive"
-                return sample
+                # Measure anyway: what it costs, and how detection fares, when it does not.
+                sample.note = (
+                    f"never formed within {args.formation:g} s: at best every real site saw "
+                    f"{best} of the {len(everyone)} sites alive at once"
+                )
+                break
             time.sleep(0.5)
-        sample.formed_s = time.monotonic() - started
+        else:
+            sample.formed_s = time.monotonic() - started
         time.sleep(args.settle)  # the start-up burst (workloads spawning) passes
 
         agents = {s: p.proc.pid for s, p in mesh.procs.items() if p.proc is not None}
@@ -204,7 +218,7 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> SimSample:
         sample.harness = peers.stats()
         sample.load = os.getloadavg()
         if sample.max_hb_age >= limit:
-            sample.note = f"heartbeats up to {sample.max_hb_age:.2f} s old (suspect at {limit})"
+            sample.note += f" heartbeats up to {sample.max_hb_age:.2f} s old (suspect at {limit})"
 
         for _ in range(args.status_runs):
             took, answered = status_time(mesh, CORE[0])
