@@ -113,6 +113,8 @@ def status_time(mesh: LocalMesh, site: str) -> tuple[float, int]:
     try:
         return took, len(json.loads(out.stdout))
     except ValueError:
+        err = out.stderr.decode(errors="replace").strip().splitlines()
+        print(f"status exited {out.returncode}: {err[-1] if err else ''}", flush=True)
         return took, 0
 
 
