@@ -113,8 +113,9 @@ def status_time(mesh: LocalMesh, site: str) -> tuple[float, int]:
     try:
         return took, len(json.loads(out.stdout))
     except ValueError:
-        err = out.stderr.decode(errors="replace").strip().splitlines()
-        print(f"status exited {out.returncode}: {err[-1] if err else ''}", flush=True)
+        kept = mesh.workdir / f"status-{time.time_ns()}.out"
+        kept.write_bytes(out.stdout + b"\n--- stderr\n" + out.stderr)
+        print(f"status exited {out.returncode}, output not JSON: see {kept}", flush=True)
         return took, 0
 
 
