@@ -18,6 +18,11 @@ The sweep stops at the first size that does not form or is not healthy. Results 
 Markdown file with the exact command.
 
     .venv/bin/python bench/scale.py --sizes 5,10,20,30 --workloads 20
+
+`--simulated N1,N2,...` measures instead a few real sites with N simulated peers around
+them (bench/scale_sim.py, bench/scale_peers.py):
+
+    .venv/bin/python bench/scale.py --simulated 10,100,300,1000
 """
 
 from __future__ import annotations
@@ -225,12 +230,30 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=300.0, help="start-up timeout per size")
     p.add_argument("--settle", type=float, default=20.0, help="seconds after formation")
     p.add_argument("--keep-going", action="store_true", help="do not stop at a failed size")
-    p.add_argument("--out", default="bench/results-scale.md")
+    p.add_argument("--out", help="default: bench/results-scale.md (-sim.md: --simulated)")
     p.add_argument("--dir", help="work directory (default: temporary)")
+    sim = p.add_argument_group("simulated peers (bench/scale_sim.py)")
+    sim.add_argument("--simulated", metavar="N1,N2", help="simulated peer counts to sweep")
+    sim.add_argument("--real-extra", type=int, default=2, help="real sites besides 3 core")
+    sim.add_argument(
+        "--listen",
+        choices=("all", "none"),
+        default="all",
+        help="whether simulated peers subscribe to every heartbeat (as today)",
+    )
+    sim.add_argument("--formation", type=float, default=150.0, help="formation deadline, s")
+    sim.add_argument("--kills", type=int, default=3, help="kills of a real site per N")
+    sim.add_argument("--status-runs", type=int, default=3, help="`harmony status` runs per N")
     args = p.parse_args()
     interrupts.install()  # SIGTERM and Ctrl-C unwind through `measure`'s cleanup
     command = "python bench/scale.py " + shlex.join(sys.argv[1:])
     root = Path(args.dir or tempfile.mkdtemp(prefix="harmony-scale-"))
+    if args.simulated:
+        import scale_sim  # beside this file: sys.path[0]
+
+        args.out = args.out or "bench/results-scale-sim.md"
+        return scale_sim.run(args, command, root)
+    args.out = args.out or "bench/results-scale.md"
     samples: list[Sample] = []
     for n in [int(x) for x in args.sizes.split(",")]:
         print(f"--- {n} sites x {args.workloads} workloads", flush=True)
