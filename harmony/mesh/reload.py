@@ -14,7 +14,8 @@ import threading
 from pathlib import Path
 
 from harmony.guard import atomic_write
-from harmony.mesh.server_conf import ServerSpec, render_conf
+from harmony.mesh.conf_text import render_conf
+from harmony.mesh.server_conf import ServerSpec
 
 
 class RosterReload:

@@ -25,13 +25,13 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Self
 
+from harmony.mesh.conf_text import render_conf
 from harmony.mesh.monitor import jetstream_ready, serves, wait_jetstream_ready
 from harmony.mesh.reload import RosterReload
 from harmony.mesh.server_conf import (
     ServerSpec,
     ServerStartError,
     nats_server_binary,
-    render_conf,
     tied_to_parent,
 )
 from harmony.private_files import atomic_write, open_private_append, private_dir

@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from harmony.config import ROSTER_FILE, NatsConfig
+from harmony.mesh.conf_text import user_lines
 from harmony.mesh.leases import bucket_name
 from harmony.mesh.ports import free_ports
 from harmony.mesh.server import nats_server_binary
-from harmony.mesh.server_conf import ACCOUNT, user_lines
+from harmony.mesh.server_conf import ACCOUNT
 from harmony.security.permissions import UserPermissions, lease_scope, mesh_users
 from harmony.security.roster import load_roster
 from harmony.sim.backend import ProcessBackend

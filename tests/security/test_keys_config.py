@@ -100,7 +100,8 @@ def test_config_check_says_how_a_site_is_protected_and_catches_stale_keys(
 
 
 def test_a_secure_server_conf_locks_every_port(tmp_path: Path) -> None:
-    from harmony.mesh.server_conf import ServerSpec, render_conf
+    from harmony.mesh.conf_text import render_conf
+    from harmony.mesh.server_conf import ServerSpec
 
     md = init_mesh(tmp_path / "mesh", "m", {"a": (), "b": ()}, ["admin"])
     route = 'routes = ["nats-route://10.0.0.2:6222"]\n'

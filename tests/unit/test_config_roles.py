@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from harmony.config import ConfigError, kv_replicas, load_config
-from harmony.mesh.server_conf import ServerSpec, render_conf
+from harmony.mesh.conf_text import render_conf
+from harmony.mesh.server_conf import ServerSpec
 
 CORE = """
 mesh = "prod"
