@@ -211,10 +211,20 @@ def snapshot_to_builtins(snap: Snapshot) -> object:
     return msgspec.to_builtins(snap)
 
 
+def expected_peers(snap: Snapshot, sites: set[str]) -> set[str]:
+    """The sites of `sites` that `snap`'s site should see alive: every other one, or, when
+    its PeerWatch hears only its interest (a mesh that names cores), those in its peer table."""
+    watch = next((a for a in snap.actors if a.path == "agent/peers"), None)
+    if watch is None or watch.detail.get("hears", "all") == "all":
+        return sites - {snap.site}
+    return {p.site for p in snap.peers} & sites - {snap.site}
+
+
 def mesh_formed(snaps: dict[str, Snapshot], sites: set[str]) -> bool:
-    """Every site answered and sees every other site alive."""
+    """Every site answered and sees alive every other site it listens to."""
     return set(snaps) >= sites and all(
-        {p.site for p in s.peers if p.state == "alive"} >= sites - {s.site} for s in snaps.values()
+        {p.site for p in s.peers if p.state == "alive"} >= expected_peers(s, sites)
+        for s in snaps.values()
     )
 
 

@@ -235,7 +235,8 @@ class LocalMesh:
             self.wait_formed(timeout)
 
     def wait_formed(self, timeout: float = 60.0) -> None:
-        """Wait until every running site sees every other one alive (routes + heartbeats)."""
+        """Wait until every running site sees alive every other one it listens to (routes +
+        heartbeats; in a mesh that names cores, an edge listens to its topologies and the cores)."""
         from harmony.client import wait_formed
 
         running = {s for s, p in self.procs.items() if p.running}
