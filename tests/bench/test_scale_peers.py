@@ -10,19 +10,19 @@ import os
 import sys
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from support.nats_servers import Node
 from support.waiting import wait_until
 
 from harmony.actors.messages import Heartbeat, Snapshot, SnapshotRequest
 from harmony.mesh import subjects, wire
 from harmony.mesh.connection import MeshConnection
 from harmony.mesh.leases import bucket_name
-from harmony.mesh.ports import free_ports
-from harmony.mesh.server import EmbeddedServer, ServerSpec
+from harmony.mesh.server import EmbeddedServer
 from harmony.mesh.server_conf import ServerSecurity
 from harmony.security.identity import load_identity, site_identity
 from harmony.security.material import init_mesh
@@ -51,26 +51,13 @@ def _connections(server: EmbeddedServer) -> list[str]:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[Path, EmbeddedServer]]:
+def server(tmp_path: Path, make_nats_server: Callable[..., Node]) -> tuple[Path, EmbeddedServer]:
     md = init_mesh(tmp_path / "mesh", M, {"a": ()}, operators=["admin"])
     names = [f"p{i}" for i in range(5)]
     peers_mod.add_peers(md.path, names)  # before the start: the server renders them in
-    client, cluster, http = free_ports(3)
-    spec = ServerSpec(
-        name="a",
-        client_port=client,
-        cluster_port=cluster,
-        http_port=http,
-        cluster_name=M,
-        store_dir=tmp_path / "a",
-        security=ServerSecurity(site_identity(md.path, "a"), md.roster_file, bucket_name(M), {}),
-    )
-    srv = EmbeddedServer(spec, supervise=False)
-    try:
-        srv.start(timeout=30)
-        yield md.path, srv
-    finally:
-        srv.stop(grace=3)
+    security = ServerSecurity(site_identity(md.path, "a"), md.roster_file, bucket_name(M), {})
+    node = make_nats_server("a", supervise=False, cluster_name=M, security=security)
+    return md.path, node.server
 
 
 def test_five_simulated_peers_beat_answer_and_stop_cleanly(

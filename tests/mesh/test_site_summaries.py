@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,7 @@ from harmony.actors.messages import ActorInfo, PeerInfo
 from harmony.actors.summary import build_summary
 from harmony.mesh import summaries
 from harmony.mesh.leases import bucket_name as lease_bucket
-from harmony.mesh.ports import free_ports
-from harmony.mesh.server import EmbeddedServer, ServerSpec
+from harmony.mesh.server import EmbeddedServer
 from harmony.mesh.server_conf import ServerSecurity
 from harmony.mesh.summaries import SiteSummary, Summary, Unhealthy
 from harmony.render import summary_view
@@ -124,24 +123,11 @@ M = "sum"
 
 
 @pytest.fixture
-def secure(tmp_path: Path) -> Iterator[tuple[EmbeddedServer, Path]]:
+def secure(tmp_path: Path, make_nats_server: Callable[..., Node]) -> tuple[EmbeddedServer, Path]:
     md = init_mesh(tmp_path / "mesh", M, {"a": (), "b": ()}, ["admin"], ["watch"])
-    client, cluster, http = free_ports(3)
-    spec = ServerSpec(
-        name="a",
-        client_port=client,
-        cluster_port=cluster,
-        http_port=http,
-        cluster_name=M,
-        store_dir=tmp_path / "a",
-        security=ServerSecurity(site_identity(md.path, "a"), md.roster_file, lease_bucket(M), {}),
-    )
-    server = EmbeddedServer(spec, supervise=False)
-    try:
-        server.start(timeout=30)
-        yield server, md.path
-    finally:
-        server.stop(grace=3)
+    security = ServerSecurity(site_identity(md.path, "a"), md.roster_file, lease_bucket(M), {})
+    node = make_nats_server("a", supervise=False, cluster_name=M, security=security)
+    return node.server, md.path
 
 
 @pytest.mark.mesh
