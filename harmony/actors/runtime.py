@@ -10,6 +10,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -165,21 +166,13 @@ class Agent:
         """The lease bucket must exist before a lease actor uses it; retry while the
         cluster elects its JetStream leader (a fresh mesh takes a few seconds). A bucket made
         with other timings is refused at once: waiting would not make the sites agree."""
-        deadline = self.clock.monotonic() + timeout
-        while True:
-            try:
-                leases.ensure_bucket(timeout=5)
-                return
-            except BucketMismatch as e:
-                why = disagreement(self.config, e)
-                if self.journal is not None:
-                    self.journal.record("", "agent-refused", why)
-                raise MeshDisagrees(why) from None
-            except Exception as e:
-                if self.clock.monotonic() > deadline:
-                    raise MeshUnavailable(f"lease bucket not available: {e}") from None
-                log.info("waiting for the lease bucket: %s", e)
-                time.sleep(0.5)
+
+        def refusal(e: Exception) -> str | None:
+            return disagreement(self.config, e) if isinstance(e, BucketMismatch) else None
+
+        self._until_agreed(
+            lambda: leases.ensure_bucket(timeout=5), refusal, "the lease bucket", timeout
+        )
 
     def _agree_on_cores(self, timeout: float) -> None:
         """A mesh that names its cores: this site's list must be the one the mesh was formed
@@ -187,32 +180,50 @@ class Agent:
         unreachable or electing; a disagreement is refused at once, naming both lists."""
         cfg = self.config
         assert self.conn is not None
+        src = cfg.source or "the site configuration"
+
+        def refusal(e: Exception) -> str | None:
+            if not isinstance(e, CoresDisagree):
+                return None
+            return (
+                f"the mesh's cores are {', '.join(e.theirs)} (written by the first core "
+                f"to join, in KV bucket {e.bucket}), this site's nats.cores are "
+                f"{', '.join(e.ours)} (in {src}): every site of a mesh must name the same cores"
+            )
+
+        def attempt() -> None:
+            assert self.conn is not None
+            role = cfg.nats.role != "edge"
+            agree_on_cores(
+                self.conn, cfg.mesh, cfg.nats.cores, core=role, replicas=self.kv_replicas()
+            )
+
+        self._until_agreed(attempt, refusal, "the mesh's core list", timeout)
+
+    def _until_agreed(
+        self,
+        attempt: Callable[[], None],
+        refusal: Callable[[Exception], str | None],
+        what: str,
+        timeout: float,
+    ) -> None:
+        """Run a join check until it passes. An error `refusal` explains is a disagreement
+        with the mesh: journaled and refused at once. Any other error (the core unreachable
+        or electing) is retried until `timeout`, then the mesh counts as unavailable."""
         deadline = self.clock.monotonic() + timeout
         while True:
             try:
-                agree_on_cores(
-                    self.conn,
-                    cfg.mesh,
-                    cfg.nats.cores,
-                    core=cfg.nats.role != "edge",
-                    replicas=self.kv_replicas(),
-                )
+                attempt()
                 return
-            except CoresDisagree as e:
-                src = cfg.source or "the site configuration"
-                why = (
-                    f"the mesh's cores are {', '.join(e.theirs)} (written by the first core "
-                    f"to join, in KV bucket {e.bucket}), this site's nats.cores are "
-                    f"{', '.join(e.ours)} (in {src}): every site of a mesh must name the same "
-                    "cores"
-                )
-                if self.journal is not None:
-                    self.journal.record("", "agent-refused", why)
-                raise MeshDisagrees(why) from None
             except Exception as e:
+                why = refusal(e)
+                if why is not None:
+                    if self.journal is not None:
+                        self.journal.record("", "agent-refused", why)
+                    raise MeshDisagrees(why) from None
                 if self.clock.monotonic() > deadline:
-                    raise MeshUnavailable(f"the mesh's core list is not readable: {e}") from None
-                log.info("waiting for the mesh's core list: %s", e)
+                    raise MeshUnavailable(f"{what} is not available: {e}") from None
+                log.info("waiting for %s: %s", what, e)
                 time.sleep(0.5)
 
     def wait(self, timeout: float | None = None) -> bool:
