@@ -39,6 +39,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "harmony.cli",
             "harmony.status",
+            "harmony.unit",
             "harmony.config_check",
             "harmony.tui",
             "harmony.__main__",
