@@ -22,6 +22,7 @@ from harmony.exits import (
     EXIT_UNREACHABLE,
     err,
 )
+from harmony.logs import add_log_format_argument, setup_logging
 
 DESCRIPTION = """\
 Harmony Mesh keeps workloads running across independent sites. Each site runs one agent;
@@ -39,14 +40,6 @@ commands:
 
 exit codes: 0 ok, 1 failure, 2 bad usage or config, 3 mesh unreachable, 130 interrupted
 """
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 # ---------------------------------------------------------------------------- agent
@@ -73,7 +66,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         for field, reason in keys:
             err(f"invalid configuration: {args.config}: {field}: {reason}")
         return EXIT_CONFIG
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format, site=cfg.site)
     agent = Agent(cfg)
     stop_signal: list[int] = []
 
@@ -249,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--config", "-c", required=True, help="the site's TOML configuration file")
     a.add_argument("--witness", action="store_true", help="run as a witness (NATS vote only)")
     a.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    add_log_format_argument(a)
     a.add_argument(
         "--connect-timeout",
         type=float,

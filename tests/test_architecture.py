@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "harmony.procfs",
             "harmony.interrupts",
             "harmony.exits",
+            "harmony.logs",
         ),
     ),
     ("strategies", ("harmony.strategies",)),

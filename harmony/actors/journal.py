@@ -189,7 +189,14 @@ class Journal:
                 self.conn.publish(self.subject, wire.encode(ev))
             except Exception as e:  # the mesh has its own reconnects; the step goes on
                 log.debug("journal event not published: %s", e)
-        log.info("[%s] %s: %s (token %s)", workload or "-", kind, reason, token)
+        log.info(
+            "[%s] %s: %s (token %s)",
+            workload or "-",
+            kind,
+            reason,
+            token,
+            extra={"workload": workload, "event": kind, "token": token},
+        )
         return ev
 
     def _write(self, line: bytes) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harmony import interrupts
+from harmony.logs import LOG_FORMAT_ENV, add_log_format_argument
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -49,6 +50,7 @@ def add_sim_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     r.add_argument("--dir", help="work directory (default: a new temporary one, kept)")
     r.add_argument("--no-live", action="store_true", help="plain lines instead of a live view")
     r.add_argument("--log-level", default="info", help="the agents' log level")
+    add_log_format_argument(r)
     r.set_defaults(fn=cmd_run)
     c = simsub.add_parser("check", help="check a recorded history file again")
     c.add_argument("history", help="history.jsonl written by `harmony sim run`")
@@ -96,7 +98,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = _load(args.file, console)
     if scenario is None:
         return EXIT_USAGE
-    if (args.seed is None) != (args.duration is None):
+    os.environ[LOG_FORMAT_ENV] = args.log_format  # the agents this run starts inherit it
+    if (args is None) != (args.duration is None):
         console.print("[red]random mode needs both --seed and --duration[/]")
         return EXIT_USAGE
     schedule = None
