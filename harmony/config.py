@@ -96,6 +96,16 @@ class SecurityConfig(_Base):
     insecure: bool = False
 
 
+class MetricsConfig(_Base):
+    """``[metrics]``: where the agent serves Prometheus metrics (`harmony.actors.metrics`).
+    Beyond loopback it serves them over mutual TLS (the site's certificate; a scraper needs
+    one of the mesh's), so a non-loopback host needs ``[security]`` or ``insecure``."""
+
+    host: str = "127.0.0.1"
+    port: int = 9464
+    """0: no metrics."""
+
+
 MAX_HEARTBEAT_INTERVAL = 60.0
 """The slowest heartbeat a peer accepts (`harmony.actors.messages.Interval`)."""
 
@@ -179,6 +189,7 @@ class SiteConfig(_Base):
     nats: NatsConfig = msgspec.field(default_factory=NatsConfig)
     timings: Timings = msgspec.field(default_factory=Timings)
     supervision: Supervision = msgspec.field(default_factory=Supervision)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     workloads: list[WorkloadConfig] = []
     security: SecurityConfig | None = None
     source: str = ""
@@ -263,12 +274,15 @@ def insecure_problem(cfg: SiteConfig) -> str | None:
         return None
     if sec is not None and sec.insecure:
         return None
-    hosts = [cfg.nats.host] if cfg.nats.mode == "embedded" else []
-    exposed = [h for h in hosts if not is_loopback_host(h)]
+    hosts = [("nats.host", cfg.nats.host)] if cfg.nats.mode == "embedded" else []
+    if cfg.metrics.port:
+        hosts.append(("metrics.host", cfg.metrics.host))
+    exposed = [(f, h) for f, h in hosts if not is_loopback_host(h)]
     if not exposed:
         return None
     return (
-        f"nats.host {exposed[0]!r} is not loopback and there is no [security] section: the "
+        f"{exposed[0][0]} {exposed[0][1]!r} is not loopback and there is no [security] "
+        "section: the "
         "mesh would accept anyone without TLS or credentials. Create keys with `harmony mesh "
         'init` and set [security] dir = "<mesh dir>", or set [security] insecure = true to '
         "run without (anyone who reaches the ports can run and stop your workloads)"
@@ -321,6 +335,8 @@ def validate(cfg: SiteConfig, source: str | Path) -> None:
         port = getattr(n, f)
         if not 0 < port < 65536:
             raise bad(f"nats.{f}", f"{port} is not a TCP port")
+    if not 0 <= cfg.metrics.port < 65536:
+        raise bad("metrics.port", f"{cfg.metrics.port} is not a TCP port (0: no metrics)")
     if not 0 <= n.kv_replicas <= 5:
         raise bad("nats.kv_replicas", f"{n.kv_replicas}: must be 0 (automatic) or 1 to 5")
     role = role_problem(cfg.site, n, witness=cfg.witness, valid_name=NAME_RE.match)

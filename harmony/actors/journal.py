@@ -13,9 +13,11 @@ stderr (the first of each kind at once, then a count now and then, then the reco
 
 from __future__ import annotations
 
+import collections
 import errno
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -118,6 +120,22 @@ def _stderr(text: str) -> None:
         pass
 
 
+COUNTED_REASONS = frozenset({"start", "promote", "fence"})
+"""Kinds whose reason is kept as a metrics label: a copy command's reason starts with the
+row of the strategy's goal table that chose it (a bounded set of sentences), then details."""
+MAX_REASON = 80
+_DETAILS = re.compile(r"[:;(]")
+
+
+def reason_class(kind: str, reason: str) -> str:
+    """The table row of a copy command's reason (the text before its details) for
+    `COUNTED_REASONS`, "" otherwise: free text (a token, a deadline, an error) would make one
+    series per occurrence."""
+    if kind not in COUNTED_REASONS:
+        return ""
+    return _DETAILS.split(reason, maxsplit=1)[0].strip()[:MAX_REASON]
+
+
 class Journal:
     """Appends events to ``<data_dir>/journal.jsonl`` and publishes them on the mesh."""
 
@@ -139,6 +157,8 @@ class Journal:
         self.subject = subjects.events(mesh, site)
         self.failures = FailureReport(path, report_every)
         self._lock = threading.Lock()
+        self.counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        """Events recorded since start, by (workload, kind, reason class): the metrics'."""
         self._encoder = msgspec.json.Encoder()
         self._closed = False
         self._torn = False
@@ -178,6 +198,7 @@ class Journal:
         )
         line = self._encoder.encode(ev) + b"\n"
         with self._lock:
+            self.counts[(workload, kind, reason_class(kind, reason))] += 1
             if self._closed:
                 return ev
             if self._fd < 0:

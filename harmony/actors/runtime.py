@@ -25,6 +25,7 @@ from harmony.actors.clock import Clock, SystemClock
 from harmony.actors.exports import ExportPolicy
 from harmony.actors.journal import Journal
 from harmony.actors.messages import ActorInfo, Snapshot
+from harmony.actors.metrics import MetricsServer, serve_metrics
 from harmony.actors.timers import Scheduler
 from harmony.actors.workload_supervisor import Drain
 from harmony.config import ConfigError, SiteConfig, kv_replicas
@@ -65,6 +66,7 @@ class Agent:
         self.root: pykka.ActorRef[AgentSupervisor] | None = None
         self.failure: str | None = None
         self.journal: Journal | None = None
+        self.metrics: MetricsServer | None = None
         self._done = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -84,6 +86,7 @@ class Agent:
     def start(self, connect_timeout: float = 30.0) -> None:
         cfg = self.config
         self._secure_data_dir()
+        self.metrics = serve_metrics(self, self.identity())
         if cfg.nats.mode == "embedded":
             self.server = EmbeddedServer(ServerSpec.from_config(cfg), on_event=self._server_event)
             self.server.start()
@@ -267,6 +270,8 @@ class Agent:
             self.server.stop()
         if self.journal is not None:
             self.journal.close()
+        if self.metrics is not None:
+            self.metrics.close()
         self._done.set()
 
     def _escalate(self, reason: str) -> None:

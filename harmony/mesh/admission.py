@@ -100,6 +100,10 @@ class SenderBuckets:
 
 
 MAX_LOGGED = 1000
+ASK_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
+ASK_BUCKETS += (1.0, 2.5, 5.0)
+"""Upper bounds (seconds) of the ask-latency histogram: a local ask is well under a
+millisecond, a cross-site one a few; the tail goes to the ask timeout."""
 
 
 @dataclass
@@ -109,8 +113,40 @@ class WireStats:
     heartbeat reader's `subject-mismatch`); visible in the site's snapshot."""
 
     counts: dict[str, int] = field(default_factory=dict)
+    traffic: dict[str, int] = field(default_factory=dict)
+    """Frames that went through, by direction and kind (`tell-sent`, `tell-received`, ...)."""
+    ask_buckets: list[int] = field(default_factory=lambda: [0] * len(ASK_BUCKETS))
+    ask_sum: float = 0.0
+    ask_count: int = 0
     _logged: set[tuple[str, str]] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def passed(self, what: str, n: int = 1) -> None:
+        with self._lock:
+            self.traffic[what] = self.traffic.get(what, 0) + n
+
+    def asked(self, seconds: float) -> None:
+        """One ask of another site answered (or failed) after `seconds`."""
+        with self._lock:
+            self.ask_sum += seconds
+            self.ask_count += 1
+            for i, bound in enumerate(ASK_BUCKETS):
+                if seconds <= bound:
+                    self.ask_buckets[i] += 1
+                    break
+
+    def ask_histogram(self) -> tuple[list[tuple[float, int]], float, int]:
+        """(upper bound, cumulative count) pairs, the sum and the count."""
+        with self._lock:
+            total, out = 0, []
+            for bound, n in zip(ASK_BUCKETS, self.ask_buckets, strict=True):
+                total += n
+                out.append((bound, total))
+            return out, self.ask_sum, self.ask_count
+
+    def flows(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.traffic)
 
     def reject(self, kind: str, subject: str, reason: str) -> None:
         with self._lock:

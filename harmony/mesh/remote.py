@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -144,10 +145,13 @@ class RemoteRef:
         default_timeout: float,
         *,
         sender: str,
+        stats: WireStats | None = None,
     ) -> None:
         """`sender`: this site's name, or `subjects.OPERATOR` for an operator's tools; the
-        NATS server refuses a publish whose sender is not the credential's own."""
+        NATS server refuses a publish whose sender is not the credential's own. `stats`
+        counts what is sent and times asks (a bridge's)."""
         self.conn = conn
+        self.stats = stats
         self.site = site
         self.path = path
         self.default_timeout = default_timeout
@@ -156,15 +160,21 @@ class RemoteRef:
 
     def tell(self, message: wire.Message) -> None:
         self.conn.tell(self._tell_subject, wire.encode(message))
+        if self.stats is not None:
+            self.stats.passed("tell-sent")
 
     def ask(self, message: wire.Message, timeout: float | None = None) -> Any:
         timeout = timeout or self.default_timeout
+        t0 = time.monotonic()
         try:
             data = self.conn.request(self._ask_subject, wire.encode(message), timeout)
         except NoResponders:
             raise RemoteError(
                 wire.ERR_UNKNOWN_ACTOR, f"nobody answers for {self.path} on site {self.site}"
             ) from None
+        finally:
+            if self.stats is not None:
+                self.stats.asked(time.monotonic() - t0)
         try:
             reply = wire.decode(data)
         except wire.WireError as e:
@@ -218,7 +228,9 @@ class Bridge:
     def ref(self, site: str, path: str) -> LocalRef | RemoteRef:
         if site == self.site:
             return LocalRef(self.directory, path, self.ask_timeout)
-        return RemoteRef(self.conn, self.mesh, site, path, self.ask_timeout, sender=self.site)
+        return RemoteRef(
+            self.conn, self.mesh, site, path, self.ask_timeout, sender=self.site, stats=self.stats
+        )
 
     # -- the loop thread's side: check, decode, route, never block -------------------------
     def _admit(self, msg: Msg, many: bool) -> tuple[pykka.ActorRef[Any], list[wire.Message]]:
@@ -278,6 +290,7 @@ class Bridge:
             ref, messages = self._checked(msg, many=True)
         except Refused:
             return  # a tell frame is refused whole, silently: nobody waits for an answer
+        self.stats.passed("tell-received", len(messages))
         with contextlib.suppress(pykka.ActorDeadError):
             for m in messages:
                 ref.tell(m)
@@ -289,6 +302,7 @@ class Bridge:
         except Refused as e:
             self._reply(reply_to, wire.ErrorReply(code=e.code, reason=e.reason))
             return
+        self.stats.passed("ask-received")
         if not reply_to:
             with contextlib.suppress(pykka.ActorDeadError):
                 ref.tell(message)  # an ask nobody waits for is a tell

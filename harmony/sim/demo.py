@@ -90,6 +90,7 @@ def demo_mesh(
                 mesh.start()
             console.print(f"[green]mesh '{MESH}' is up[/] — configs and logs in {mesh.workdir}")
             console.print(secure_line(mesh))
+            console.print(metrics_line(mesh))
         else:
             mesh.start()
         yield mesh
@@ -122,6 +123,16 @@ def run_demo(
         console.print("stopping...")
     console.print("[green]demo stopped; no process left behind.[/]")
     return 0
+
+
+def metrics_line(mesh: LocalMesh) -> str:
+    """Where each site serves its Prometheus metrics (`curl` one of them)."""
+    urls = [
+        f"{s} http://127.0.0.1:{cfg.metrics.port}/metrics"
+        for s, cfg in mesh.configs.items()
+        if cfg.metrics.port
+    ]
+    return "metrics: " + ", ".join(urls)
 
 
 def secure_line(mesh: LocalMesh) -> str:

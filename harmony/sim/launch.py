@@ -24,6 +24,7 @@ from harmony import procfs
 from harmony.actors.drivers.containment import Containment, containment_id, scan_marked
 from harmony.config import (
     ROSTER_FILE,
+    MetricsConfig,
     NatsConfig,
     SecurityConfig,
     SiteConfig,
@@ -31,6 +32,7 @@ from harmony.config import (
     Timings,
     WorkloadConfig,
 )
+from harmony.mesh.ports import free_ports
 from harmony.security.identity import Identity, load_identity
 from harmony.security.material import init_mesh
 from harmony.sim.proxy import FaultProxy
@@ -186,6 +188,7 @@ class LocalMesh:
         names = [*self.sites, *self.witnesses]
         nats = self.nats_configs(names)
         security = self._make_keys(names)
+        metrics_ports = dict(zip(names, free_ports(len(names)), strict=True))
         for s in names:
             cfg = SiteConfig(
                 mesh=self.mesh,
@@ -195,6 +198,7 @@ class LocalMesh:
                 nats=nats[s],
                 timings=self.timings_for(s),
                 supervision=self.supervision,
+                metrics=MetricsConfig(port=metrics_ports[s]),
                 workloads=self.workloads_for(s),
                 security=security,
             )
