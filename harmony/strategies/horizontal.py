@@ -60,6 +60,7 @@ class SlotAct(StrEnum):
     PLACE = MoveKind.PLACE.value
     REPLACE = MoveKind.REPLACE.value
     EVICT = MoveKind.EVICT.value
+    SHED = "shed"  # over capacity: moved when another site has room, else kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,7 @@ SLOT_RULES: Final[tuple[tuple[Callable[[SlotFacts], bool], SlotAct, str], ...]] 
     (lambda f: not f.running, SlotAct.PLACE, "not running"),
     (lambda f: not f.site_alive, SlotAct.REPLACE, "its site was lost"),
     (lambda f: not f.site_eligible, SlotAct.EVICT, "its site is not eligible"),
-    (lambda f: f.crowded, SlotAct.EVICT, "its site runs more copies than its capacity"),
+    (lambda f: f.crowded, SlotAct.SHED, "its site runs more copies than its capacity"),
     (lambda f: True, SlotAct.KEEP, "running on an eligible live site"),
 )
 
@@ -269,7 +270,12 @@ def plan(
     for slot, act, why in todo:  # forced moves: no budget
         source = current.get(slot)
         target = loads.best_site()
-        kind = MoveKind(act.value)
+        kind = MoveKind.EVICT if act is SlotAct.SHED else MoveKind(act.value)
+        if target is None and act is SlotAct.SHED and source is not None:
+            notes.append(f"slot {slot}: {why}, but no other usable live site has room: kept")
+            loads.add(source)
+            placement[slot] = source
+            continue
         if target is None:
             short = f"slot {slot}: {why}; no usable live site has room"
             notes.append(short)
