@@ -10,7 +10,7 @@ what it can see (live sites, where each slot's active copy runs) whenever Hypoth
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 from support.lease_world import World
@@ -46,11 +46,13 @@ def slot_worlds(n: int, replicas: int) -> list[World]:
     return worlds
 
 
-def visible(worlds: list[World]) -> tuple[list[SiteFacts], dict[int, str]]:
+def visible(worlds: list[World], capacity: int = 1) -> tuple[list[SiteFacts], dict[int, str]]:
     """What a planner sees: live sites, and where each slot's active copy runs."""
     w0 = worlds[0]
     sites = [
-        SiteFacts(n, alive=w0.nodes[n].decision is not None and w0.nodes[n].connected)
+        SiteFacts(
+            n, capacity=capacity, alive=w0.nodes[n].decision is not None and w0.nodes[n].connected
+        )
         for n in w0.names
     ]
     current = {}
@@ -108,8 +110,14 @@ def test_a_lost_slot_is_replaced_where_the_plan_says_and_does_not_fail_back() ->
 class HorizontalSlotsMachine(RuleBasedStateMachine):
     worlds: list[World]
 
-    @initialize(n=st.integers(2, 5), replicas=st.integers(1, 3), settle=st.floats(0.0, 5.0))
-    def setup(self, n: int, replicas: int, settle: float) -> None:
+    @initialize(
+        n=st.integers(2, 5),
+        replicas=st.integers(1, 3),
+        settle=st.floats(0.0, 5.0),
+        capacity=st.integers(1, 3),
+    )
+    def setup(self, n: int, replicas: int, settle: float, capacity: int) -> None:
+        self.capacity = capacity
         self.spec = HorizontalSpec(replicas, max_unavailable=1, settle=settle)
         self.state = HorizontalState()
         self.worlds = slot_worlds(n, replicas)
@@ -168,9 +176,11 @@ class HorizontalSlotsMachine(RuleBasedStateMachine):
     @rule()
     def replan(self) -> None:
         """Plan from what is visible and hand each move to that slot's sites."""
-        sites, current = visible(self.worlds)
+        sites, current = visible(self.worlds, self.capacity)
         p = plan_horizontal(self.spec, self.state, sites, current, self.worlds[0].now)
         self.state = p.state
+        for m in p.moves:
+            event(f"a {m.kind} move")
         hand_over(self.worlds, p.moves)
 
     def teardown(self) -> None:
