@@ -8,8 +8,30 @@ from itertools import pairwise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harmony.strategies import CostSpec, CostState, SiteFacts, decide_cost, parse_constraints
-from harmony.strategies.cost import COST_RULES, CostAct, CostFacts, Step
+from harmony.strategies import (
+    Command,
+    CostSpec,
+    CostState,
+    FailoverTopology,
+    Params,
+    SiteFacts,
+    decide_cost,
+    parse_constraints,
+    strategy_for,
+)
+from harmony.strategies.commands import AcquireLease, ReleaseLease, StartCopy, StopCopy
+from harmony.strategies.cost import COST_RULES, CostAct, CostFacts, Step, move_steps
+from harmony.strategies.events import (
+    Copy,
+    LeaseAcquired,
+    LeaseObservedGone,
+    LeaseReleased,
+    MoveRequested,
+    PeerCopiesSeen,
+    WorkloadFenced,
+    WorkloadStarted,
+    WorkloadStopped,
+)
 from harmony.strategies.tables import first_match
 
 SPEC = CostSpec(min_saving=0.1, hold=30.0, cooldown=300.0)
@@ -149,3 +171,55 @@ def test_the_workload_never_goes_to_a_site_outside_the_constraints(
         state = d.state
         facts = [*facts[1:], facts[0]]  # liveness moves around
         facts = [SiteFacts(s.name, s.labels, price=s.price, alive=not s.alive) for s in facts]
+
+
+# -- the steps are what the strategies already do on MoveRequested ------------------------
+TOPO = FailoverTopology.of("a", "b", "c")
+
+
+def steps_seen(commands: tuple[Command, ...], site: str, source: str, target: str) -> list:
+    kinds = {StopCopy: Step.STOP_OLD, ReleaseLease: Step.RELEASE, AcquireLease: Step.ACQUIRE}
+    out = []
+    for c in commands:
+        if isinstance(c, StartCopy) and site == target:
+            out.append((Step.START_NEW, site))
+        elif type(c) in kinds and (site == source) == (type(c) is not AcquireLease):
+            out.append((kinds[type(c)], site))
+    return out
+
+
+def test_ac_move_steps_are_the_operator_move_of_absolute_consistency() -> None:
+    ac = strategy_for("absolute-consistency", Params())
+    seen = []
+    a = ac.step(ac.start("a", TOPO, 0.0).state, WorkloadFenced(), 0.0)
+    a = ac.step(a.state, LeaseObservedGone(None), 0.1)
+    a = ac.step(a.state, LeaseAcquired(5, 0.1), 0.2)
+    a = ac.step(a.state, WorkloadStarted(), 0.3)
+    c = ac.step(ac.start("c", TOPO, 0.0).state, WorkloadFenced(), 0.0)
+    for event, now in ((MoveRequested("c"), 1.0), (WorkloadStopped(), 1.2)):
+        a = ac.step(a.state, event, now)
+        seen += steps_seen(a.commands, "a", "a", "c")
+    a = ac.step(a.state, LeaseReleased(), 1.3)
+    c = ac.step(c.state, MoveRequested("c"), 1.0)
+    c = ac.step(c.state, LeaseObservedGone(6), 1.4)
+    seen += steps_seen(c.commands, "c", "a", "c")
+    expected = move_steps("absolute-consistency", "a", "c")
+    assert seen == [(s.step, s.site) for s in expected]
+
+
+def test_sba_move_steps_are_the_operator_move_of_split_brain_allowed() -> None:
+    sba = strategy_for("split-brain-allowed", Params())
+    seen = []
+    a = sba.step(sba.start("a", TOPO, 0.0).state, PeerCopiesSeen(()), 0.1)
+    a = sba.step(a.state, WorkloadStarted(), 0.2)
+    b = sba.step(sba.start("b", TOPO, 0.0).state, PeerCopiesSeen((Copy("a", 0.2),)), 0.1)
+    b = sba.step(b.state, MoveRequested("b"), 1.0)
+    seen += steps_seen(b.commands, "b", "a", "b")
+    b = sba.step(b.state, WorkloadStarted(), 1.2)
+    seen.append((Step.AWAIT_RUNNING, "b"))  # the old site stops only once it sees it run
+    a = sba.step(a.state, MoveRequested("b"), 1.0)
+    assert steps_seen(a.commands, "a", "a", "b") == []
+    a = sba.step(a.state, PeerCopiesSeen((Copy("a", 0.2), Copy("b", 1.2))), 1.5)
+    seen += steps_seen(a.commands, "a", "a", "b")
+    expected = move_steps("split-brain-allowed", "a", "b")
+    assert seen == [(s.step, s.site) for s in expected]
