@@ -5,9 +5,10 @@ returned last time, the sites (`SiteFacts`, with their liveness), where each slo
 runs now, and `now`, it returns the moves to make, each with its reason.
 
 * Per slot, `SLOT_RULES` (first match wins) says keep it, place it (not running), replace it
-  (its site was lost) or evict it (its site breaks a constraint or is over capacity). These
+  (its site was lost), evict it (its site breaks a constraint: it stops even with nowhere
+  to go) or shed it (its site is over capacity: moved only if another site has room). These
   moves are forced: they never wait for the disruption budget (a copy outside the
-  constraints must go; a lost copy is already unavailable).
+  constraints must go; a lost copy is already unavailable). Slots >= replicas are stopped.
 * A new place goes to the spread domain (the value of `spread_label`; without one, each
   site is its own domain) with the lowest ``(copies + 1) / weight``, then to its site with
   the fewest copies. Sites without room, without the label, or with a weightless value are
