@@ -94,6 +94,7 @@ class HorizontalSpec:
     weights: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     max_unavailable: int = 1
     settle: float = 30.0  # an imbalance must last this long before a rebalance
+    move_timeout: float = 300.0  # a move not done by then is given up (and planned afresh)
     constraints: tuple[Constraint, ...] = ()
 
     def __post_init__(self) -> None:
@@ -245,6 +246,9 @@ def plan(
         if move is not None and move.target not in loads.sites:
             notes.append(f"slot {slot}: the move to {move.target} was given up (site gone)")
             move = None
+        elif move is not None and site != move.target and now >= move.since + spec.move_timeout:
+            notes.append(f"slot {slot}: the move to {move.target} was given up (timed out)")
+            move = None
         facts = SlotFacts(
             pending=move is not None,
             arrived=move is not None and site == move.target,
@@ -303,6 +307,8 @@ def plan(
     state, more, wake = _rebalance(spec, state, loads, current, pending, placement, now, notes)
     moves += more
     state = replace(state, pending=MappingProxyType(pending))
+    timeouts = [m.since + spec.move_timeout for m in pending.values()]
+    wake = min((t for t in (wake, *timeouts) if t is not None and t > now), default=None)
     return Plan(state, tuple(moves), MappingProxyType(placement), tuple(notes), wake)
 
 

@@ -145,6 +145,18 @@ def test_a_crowded_site_sheds_a_copy_only_where_another_site_has_room() -> None:
     assert "kept" in p.notes[0]
 
 
+def test_a_move_that_never_completes_is_given_up_and_planned_again() -> None:
+    spec = HorizontalSpec(1, move_timeout=60.0)
+    p = plan_horizontal(spec, HorizontalState(), six(), {}, 0.0)
+    [m] = p.moves
+    assert p.wake_at == 60.0
+    p = plan_horizontal(spec, p.state, six(), {0: "s5"}, 59.0)  # it came up elsewhere
+    assert p.moves == () and p.state.pending[0].target == m.target
+    p = plan_horizontal(spec, p.state, six(), {0: "s5"}, 60.0)
+    assert p.moves == () and p.state.pending == {} and dict(p.placement) == {0: "s5"}
+    assert "timed out" in p.notes[0]
+
+
 def test_lowering_replicas_stops_the_extra_slots() -> None:
     p = plan_horizontal(HorizontalSpec(1), HorizontalState(), six(), {0: "s0", 1: "s1"}, 0.0)
     [m] = p.moves
