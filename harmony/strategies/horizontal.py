@@ -31,7 +31,10 @@ absolute-consistency stops the copy, releases ``w#i``, and the target, now first
 slot's topology, acquires it; split-brain-allowed starts the new copy and the old one yields
 to it. So "never two copies of one slot" is AbsoluteConsistency's proof applied per lease
 key: the plan only decides preferences, never who may run — sites that disagree on the
-plan (they see different liveness) can delay a move, never double a slot.
+plan (they see different liveness) can delay a move, never double a slot. Under
+split-brain-allowed a move must also reach the sites cut off when it was made (a durable
+move record, read again on heal), or the slot keeps two copies after the heal
+(tests/strategies/test_horizontal_sba.py).
 """
 
 from __future__ import annotations
