@@ -5,6 +5,10 @@ process with its embedded nats-server (`LocalMesh`), and every route between two
 passes through the `FaultProxy`, which cuts, delays and drops per ordered pair of sites.
 `harmony.sim.containers.ContainerBackend` runs the servers in Docker instead.
 
+A scenario that names `cores` runs a core-and-edge mesh: the cores routed to each other,
+every other site an edge whose server is a leaf node of every core, each leaf link through
+the proxy as the (edge, core) link (cutting it closes the connection, both directions).
+
 Process facts a scenario relies on:
 
 * an agent runs in its own process group; its nats-server is tied to it (``setpriv
@@ -162,11 +166,15 @@ class ProcessBackend:
         self.workdir = workdir
         self.truth = truth or workdir
         self.scenario = scenario
+        # A core-and-edge mesh: LocalMesh takes its cores as the witnesses, then the
+        # first sites (validation: every witness is a core), so the cores go first.
+        cores = [s for s in scenario.sites if s in scenario.cores]
         self.mesh = LocalMesh(
             workdir,
             mesh=scenario.mesh_name,
-            sites=list(scenario.sites),
+            sites=[*cores, *(s for s in scenario.sites if s not in cores)],
             witnesses=list(scenario.witnesses),
+            cores=len(scenario.cores),
             site_workloads={
                 s: [workload_config(w, workdir, s, self.truth) for w in scenario.workloads]
                 for s in scenario.sites
@@ -249,7 +257,9 @@ class ProcessBackend:
         self.mesh.sweep()
 
     def client_url(self, site: str) -> str:
-        return self.mesh.client_urls([site])[0]
+        """The site's own server (an edge's too: the observer must reach an edge's agent
+        while its leaf links are cut; the operator is a user of every server)."""
+        return f"nats://127.0.0.1:{self.mesh.configs[site].nats.client_port}"
 
     def identity(self) -> Identity | None:
         """The operator identity the observer connects as (None: an insecure mesh)."""

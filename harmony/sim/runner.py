@@ -38,7 +38,7 @@ from harmony.sim.result import SimResult
 from harmony.sim.scan_hook import start_scanner, stop_scanner
 from harmony.sim.scenario import Scenario, Step
 from harmony.sim.steps import StepError, Steps, refusal_problem
-from harmony.sim.streams import StreamPlacement, lease_stream, stream_placement
+from harmony.sim.streams import StreamPlacement, leaf_core, lease_stream, stream_placement
 from harmony.sim.truthfiles import truth_files
 from harmony.sim.world import World, encode_expectations
 
@@ -53,6 +53,8 @@ def make_backend(
     kind: str, scenario: Scenario, workdir: Path, log_level: str, truth: Path | None = None
 ) -> Backend:
     if kind == "containers":
+        if scenario.cores:
+            raise StepError("the containers backend runs no core-and-edge mesh: use processes")
         from harmony.sim.containers import ContainerBackend
 
         backend: Backend = ContainerBackend(scenario, workdir, log_level=log_level, truth=truth)
@@ -86,7 +88,9 @@ class Simulation:
         self.start_timeout = start_timeout
         self.log_level = log_level
         self.backend = make_backend(backend, scenario, self.workdir, log_level, self.workdir)
-        self.world = World(scenario.all_sites, down=set(scenario.expect_refused))
+        self.world = World(
+            scenario.all_sites, down=set(scenario.expect_refused), cores=set(scenario.cores)
+        )
         self.faults: list[JournalEvent] = []
         self.observer: Observer | None = None
         self.scanner: Any = None
@@ -363,6 +367,13 @@ class Simulation:
             if placement is None:
                 raise StepError("no leader of the lease stream within 20 s")
             return placement.leader
+        if ref.startswith("@leaf:"):
+            edge = ref.removeprefix("@leaf:")
+            url = self.backend.http_url(edge)
+            core = self.wait(lambda: leaf_core(url), 20, "leaf link")
+            if not core:
+                raise StepError(f"{edge}'s server has no leaf link to a core within 20 s")
+            return core
         if ref.startswith("@runner:"):
             name = ref.removeprefix("@runner:")
             assert self.observer is not None

@@ -96,6 +96,10 @@ FAULT_KINDS = (
     *HOOK_FAULTS,
 )
 
+ONE_WAY = ("one-way",)
+"""Random kinds a core-and-edge mesh cannot carry out: an edge's leaf link is one
+connection, whose cut holds both directions."""
+
 
 class RandomMode(_S, kw_only=True):
     """What `--seed S --duration D` may draw for this scenario."""
@@ -117,8 +121,8 @@ class _Step(_S, kw_only=True):
 
 
 class SiteStep(_Step, kw_only=True):
-    """A step on one site: its name, ``@leader`` or ``@runner:<workload>`` (resolved when
-    the step runs)."""
+    """A step on one site: its name, ``@leader``, ``@runner:<workload>`` or
+    ``@leaf:<edge>`` (the core an edge's leaf link uses; resolved when the step runs)."""
 
     site: str
 
@@ -126,8 +130,8 @@ class SiteStep(_Step, kw_only=True):
 class Partition(_Step, tag="partition", tag_field="do", kw_only=True):
     """Sites in different groups cannot reach each other; unlisted sites reach everyone (a
     bridge). With `one_way`, only traffic from the first group to the others is cut. A
-    group may name ``@runner:<workload>`` or ``@leader`` (resolved when the step runs) and
-    one group may be ``["@rest"]``: every site no other group names."""
+    group may name ``@runner:<workload>``, ``@leader`` or ``@leaf:<edge>`` (resolved when
+    the step runs) and one group may be ``["@rest"]``: every site no other group names."""
 
     groups: list[list[str]]
     one_way: bool = False
@@ -275,6 +279,10 @@ class Scenario(_S, kw_only=True):
     mesh: str = ""
     sites: list[str]
     witnesses: list[str] = []
+    cores: list[str] = []
+    """A core-and-edge mesh: its core sites (an odd number, at least 3, among `sites` and
+    `witnesses`; every witness is one); the other sites are edges, leaf nodes of every core
+    through the fault proxy. Empty: every site is a core, routed to every other."""
     timings: dict[str, float] = {}
     site_timings: dict[str, dict[str, float]] = {}
     """Per-site overrides of `timings` (``[site_timings.b] lease_ttl = 6.0``): sites that
@@ -300,6 +308,11 @@ class Scenario(_S, kw_only=True):
         return [*self.sites, *self.witnesses]
 
     @property
+    def edges(self) -> list[str]:
+        """Sites that are edges (none unless `cores` names the cores)."""
+        return [s for s in self.all_sites if self.cores and s not in self.cores]
+
+    @property
     def uses_hooks(self) -> bool:
         return any(w.driver == "hooks" for w in self.workloads)
 
@@ -313,7 +326,11 @@ class Scenario(_S, kw_only=True):
         """The kinds random mode draws from (see `RandomMode.faults`)."""
         if self.random.faults is not None:
             return list(self.random.faults)
-        return [k for k in FAULT_KINDS if self.uses_hooks or k not in HOOK_FAULTS]
+        return [
+            k
+            for k in FAULT_KINDS
+            if (self.uses_hooks or k not in HOOK_FAULTS) and not (self.cores and k in ONE_WAY)
+        ]
 
 
 # Safe for absolute-consistency (check_timings passes) and short, so a failover takes seconds.

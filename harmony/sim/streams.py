@@ -1,4 +1,5 @@
-"""Which nats-server leads (and which hold) the lease stream, from the monitoring endpoint.
+"""Which nats-server leads (and which hold) the lease stream, from the monitoring endpoint;
+and which core server an edge's leaf link uses right now.
 
 Scenarios that crash "the NATS stream leader's server" must find it at the moment of the
 fault: the leader moves with every election. Each server's ``/jsz?streams=true`` lists the
@@ -28,13 +29,26 @@ def lease_stream(mesh: str) -> str:
     return f"KV_{bucket_name(mesh)}"
 
 
-def _jsz(http_url: str, timeout: float) -> dict[str, object] | None:
+def _monitor(http_url: str, path: str, timeout: float) -> dict[str, object] | None:
     try:
-        with _opener.open(f"{http_url}/jsz?streams=true", timeout=timeout) as r:
+        with _opener.open(f"{http_url}/{path}", timeout=timeout) as r:
             data = json.load(r)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _jsz(http_url: str, timeout: float) -> dict[str, object] | None:
+    return _monitor(http_url, "jsz?streams=true", timeout)
+
+
+def leaf_core(http_url: str, timeout: float = 1.0) -> str:
+    """The core server an edge's leaf link is connected to now (its ``/leafz``), "" when
+    none is (an edge's one remote uses one core at a time and fails over)."""
+    leafz = _monitor(http_url, "leafz", timeout)
+    leafs = (leafz or {}).get("leafs") or []
+    names = [str(x.get("name") or "") for x in leafs if isinstance(x, dict)]  # type: ignore[attr-defined]
+    return next((n for n in names if n), "")
 
 
 def stream_placement(

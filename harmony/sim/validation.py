@@ -14,11 +14,16 @@ import msgspec
 
 from harmony.config import NAME_RE, timing_problem
 from harmony.sim import scenario
-from harmony.sim.scenario import FAULT_KINDS, HOOK_FAULTS, SIGNALS, Scenario, Step
+from harmony.sim.scenario import FAULT_KINDS, HOOK_FAULTS, ONE_WAY, SIGNALS, Scenario, Step
 from harmony.strategies import uses_lease
 
 Problem = tuple[str, str] | None
 SIZE_RE = re.compile(r"^[1-9][0-9]*[KMG]?$")
+ONE_WAY_EDGE = (
+    "no one-way faults in a core-and-edge mesh: an edge's leaf link is one connection, "
+    "whose cut, delay or drop holds both directions"
+)
+REFS = "@leader, @runner:<workload>, @leaf:<edge>"
 MIN_DISK = 4 << 20
 """A site's nats-server and journal need a few MiB before the disk is filled on purpose."""
 
@@ -30,7 +35,7 @@ def disk_bytes(size: str) -> int:
 
 
 def first_problem(sc: Scenario) -> Problem:
-    return _mesh(sc) or _timings(sc) or _random(sc) or _workloads(sc) or _steps(sc)
+    return _mesh(sc) or _cores(sc) or _timings(sc) or _random(sc) or _workloads(sc) or _steps(sc)
 
 
 def _mesh(sc: Scenario) -> Problem:
@@ -60,6 +65,32 @@ def _mesh(sc: Scenario) -> Problem:
     return None
 
 
+def _cores(sc: Scenario) -> Problem:
+    """A core-and-edge mesh: an odd number (3 or more) of distinct cores, sites of the
+    scenario, every witness among them, and at least one edge."""
+    if not sc.cores:
+        return None
+    for i, c in enumerate(sc.cores):
+        if c not in sc.all_sites:
+            return f"cores[{i}]", f"{c!r} is not a site of this scenario"
+    if len(set(sc.cores)) != len(sc.cores):
+        return "cores", "a core is listed twice"
+    if len(sc.cores) < 3 or len(sc.cores) % 2 == 0:
+        return "cores", (
+            f"{len(sc.cores)} cores: an odd number, at least 3 (the core is one Raft group "
+            "that must survive a core's loss while edges depend on it)"
+        )
+    for i, w in enumerate(sc.witnesses):
+        if w not in sc.cores:
+            return f"witnesses[{i}]", f"{w!r} is a witness: a witness is a core (it votes)"
+    if not sc.edges:
+        return "cores", "every site is a core: leave cores out for an all-core mesh"
+    for i, s in enumerate(sc.expect_refused):
+        if s in sc.cores:
+            return f"expect_refused[{i}]", f"{s!r} is a core: only an edge may start refused"
+    return None
+
+
 def _timings(sc: Scenario) -> Problem:
     for s in sc.site_timings:
         if s not in sc.all_sites:
@@ -81,6 +112,8 @@ def _random(sc: Scenario) -> Problem:
     for i, kind in enumerate(sc.random.faults or []):
         if kind not in FAULT_KINDS:
             return f"random.faults[{i}]", f"{kind!r}: one of {', '.join(FAULT_KINDS)}"
+        if kind in ONE_WAY and sc.cores:
+            return f"random.faults[{i}]", f"{kind!r}: {ONE_WAY_EDGE}"
         if kind in HOOK_FAULTS and not sc.uses_hooks:
             return f"random.faults[{i}]", f'{kind!r} needs a workload with driver = "hooks"'
     if not 0 < sc.random.hold_min <= sc.random.hold_max:
@@ -139,19 +172,30 @@ class _Refs:
         self.workloads = {w.name for w in sc.workloads}
 
     def site(self, s: str) -> bool:
-        """A site, ``@leader`` or ``@runner:<workload>``."""
+        """A site, ``@leader``, ``@runner:<workload>`` or ``@leaf:<edge>``."""
+        if s.startswith("@leaf:"):
+            return s.removeprefix("@leaf:") in self.sc.edges
         return s in self.sites or s == "@leader" or s.removeprefix("@runner:") in self.workloads
 
     def links(self, links: list[list[str]]) -> Problem:
+        edges = set(self.sc.edges)
         for j, link in enumerate(links):
             if len(link) != 2 or link[0] == link[1] or not set(link) <= self.sites:
                 return f"links[{j}]", f"{link} is not a pair of two different known sites"
+            if set(link) <= edges:
+                return f"links[{j}]", (
+                    f"{link}: two edges have no link of their own (an edge links to the cores "
+                    "only; partition them to part them)"
+                )
         return None
+
+    def one_way(self, one_way: bool) -> Problem:
+        return _when(one_way and bool(self.sc.cores), "one_way", ONE_WAY_EDGE)
 
     def on_site(self, step: scenario.SiteStep) -> Problem:
         if self.site(step.site):
             return None
-        return "site", f"{step.site!r} is not a site, @leader or @runner:<workload>"
+        return "site", f"{step.site!r} is not a site or a reference ({REFS})"
 
 
 def _check_kind(refs: _Refs, step: Step) -> Problem:
@@ -166,10 +210,19 @@ def _check_kind(refs: _Refs, step: Step) -> Problem:
             bad = step.times < 1 or step.down <= 0 or step.up <= 0
             return refs.links(step.links) or _when(bad, "times", "times >= 1, down > 0 and up > 0")
         case scenario.Delay():
-            return refs.links(step.links) or _when(step.seconds < 0, "seconds", "must be >= 0")
+            bad = step.seconds < 0
+            return (
+                refs.links(step.links)
+                or refs.one_way(step.one_way)
+                or _when(bad, "seconds", "must be >= 0")
+            )
         case scenario.Drop():
             bad = not 0 <= step.probability <= 1
-            return refs.links(step.links) or _when(bad, "probability", "must be between 0 and 1")
+            return (
+                refs.links(step.links)
+                or refs.one_way(step.one_way)
+                or _when(bad, "probability", "must be between 0 and 1")
+            )
         case scenario.Kill():
             bad = step.signal.upper().removeprefix("SIG") not in SIGNALS
             why = f"{step.signal!r}: one of {', '.join(SIGNALS)}"
@@ -216,12 +269,12 @@ def _check_partition(refs: _Refs, step: scenario.Partition) -> Problem:
         return "groups", "a site is in two groups"
     if "@rest" in listed and ["@rest"] not in step.groups:
         return "groups", '"@rest" must be a group of its own: ["@rest"]'
-    return None
+    return refs.one_way(step.one_way)
 
 
 def _check_flag(refs: _Refs, step: scenario.Flag | scenario.Unflag) -> Problem:
     if not (refs.site(step.site) or step.site == "@all"):
-        return "site", f"{step.site!r} is not a site, @all, @leader or @runner:<workload>"
+        return "site", f"{step.site!r} is not a site, @all or a reference ({REFS})"
     if not refs.sc.uses_hooks:
         return "flag", 'flags are read by hook scripts: no workload has driver = "hooks"'
     if isinstance(step, scenario.Flag) and step.hold is not None and step.hold <= 0:
@@ -236,7 +289,7 @@ def _check_move(refs: _Refs, step: scenario.Move) -> Problem:
     if step.to not in {spec.primary, *spec.standbys, "@next"}:
         return "to", f"{step.to!r} is not a site of {step.workload}'s topology (or @next)"
     if step.via and not refs.site(step.via):
-        return "via", f"{step.via!r} is not a site, @leader or @runner:<workload>"
+        return "via", f"{step.via!r} is not a site or a reference ({REFS})"
     return None
 
 

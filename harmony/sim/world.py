@@ -38,17 +38,40 @@ class World:
     down: set[str] = field(default_factory=set)
     paused: set[str] = field(default_factory=set)
     stream_peers: set[str] = field(default_factory=set)
-    """Servers holding a replica of the lease stream; empty: every server."""
+    """Servers holding a replica of the lease stream; empty: every core server."""
+    cores: set[str] = field(default_factory=set)
+    """A core-and-edge mesh's cores (empty: every site is a core)."""
+
+    def linked(self, a: str, b: str) -> bool:
+        """Whether the direct link between a and b is up (a route, or an edge's leaf link
+        to a core): neither direction cut."""
+        return (a, b) not in self.cut and (b, a) not in self.cut
 
     def connected(self, a: str, b: str) -> bool:
-        return (a, b) not in self.cut and (b, a) not in self.cut
+        """Whether a and b can exchange messages. All-core: their route is up. Core and
+        edge: an edge has no link but its leaf links to the cores, and a message crosses at
+        most one route between cores (nats-server forwards from a leaf link to its routes
+        and other leaf links, never from a route to another route), so two sites are
+        connected when an up core each reaches directly is the same core or routed to the
+        other's."""
+        if not self.cores:
+            return self.linked(a, b)
+        here, there = self._entries(a), self._entries(b)
+        return any(x == y or self.linked(x, y) for x in here for y in there)
+
+    def _entries(self, site: str) -> set[str]:
+        """The cores a site's messages enter the core by: itself (a core), or the up cores
+        its leaf links reach (an edge)."""
+        if site in self.cores:
+            return {site}
+        return {c for c in self.cores if c not in self.down and self.linked(site, c)}
 
     def sides(self) -> list[frozenset[str]] | None:
         """Groups of up sites that all reach each other; None if reachability is not
         transitive (a bridge or a one-way cut among up sites)."""
         up = [s for s in self.sites if s not in self.down]
         if any((b, a) not in self.cut for a, b in self.cut if a in up and b in up):
-            return None  # a one-way cut
+            return None  # a one-way cut (never in a core-and-edge mesh: refused)
         groups: list[set[str]] = []
         for s in up:
             joined = [g for g in groups if any(self.connected(s, o) for o in g)]
@@ -65,7 +88,7 @@ class World:
         if sides is None or self.paused:
             return None
         topo = {w.primary, *w.standbys}
-        peers = self.stream_peers or set(self.sites)
+        peers = self.stream_peers or self.cores or set(self.sites)
         out: Expectation = {}
         for side in sides:
             eligible = bool(side & topo)
