@@ -99,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if scenario is None:
         return EXIT_USAGE
     os.environ[LOG_FORMAT_ENV] = args.log_format  # the agents this run starts inherit it
-    if (args is None) != (args.duration is None):
+    if (args.seed is None) != (args.duration is None):
         console.print("[red]random mode needs both --seed and --duration[/]")
         return EXIT_USAGE
     schedule = None
