@@ -62,6 +62,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+def json_line(event: str, message: str, **fields: object) -> str:
+    """One JSON line with the same names as the logs' (for output that is not a log record,
+    e.g. a simulation's steps); `fields` may set ``level``, ``site``, ``workload``, more."""
+    line: dict[str, object] = {
+        "time": datetime.datetime.now(datetime.UTC).isoformat(),
+        "level": fields.pop("level", "info"),
+        "site": fields.pop("site", ""),
+        "workload": fields.pop("workload", ""),
+        "event": event,
+        "message": message,
+    }
+    line.update(fields)
+    return json.dumps(line, ensure_ascii=False, default=str)
+
+
 def setup_logging(level: str = "info", fmt: LogFormat = "text", site: str = "") -> None:
     """Log to stderr at `level` in `fmt`; `site` stamps every line (JSON has a field for it)."""
     handler = logging.StreamHandler(sys.stderr)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harmony import interrupts
-from harmony.logs import LOG_FORMAT_ENV, add_log_format_argument
+from harmony.logs import LOG_FORMAT_ENV, add_log_format_argument, json_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -94,7 +94,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harmony.sim.report import print_report, write_html
     from harmony.sim.runner import run_scenario, under_ci, unrunnable
 
-    console = Console()
+    json_lines = args.log_format == "json"
+    # JSON: one object a line on stdout, for machines; the human report goes to stderr.
+    console = Console(stderr=json_lines)
     scenario = _load(args.file, console)
     if scenario is None:
         return EXIT_USAGE
@@ -134,10 +136,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         backend=args.backend,
         console=console,
         live=not args.no_live and console.is_terminal,
+        json_lines=json_lines,
         seed=args.seed,
         log_level=args.log_level,
     )
     print_report(result, console)
+    if json_lines:
+        verdict = "passed" if result.ok else "failed"
+        print(json_line("sim-result", verdict, scenario=scenario.name, ok=result.ok), flush=True)
     if args.report:
         path = write_html(result, Path(args.report))
         console.print(f"report: {path}")

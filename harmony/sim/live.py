@@ -1,7 +1,8 @@
 """The live progress view of a running simulation (Rich): steps, recent events, placements.
 
 Redrawn by the runner's wait loop (no thread of its own), at most a few times a second.
-Disabled (e.g. in tests or when stdout is not a terminal) it prints one line per event.
+Disabled (e.g. in tests or when stdout is not a terminal) it prints one line per event; with
+`json_lines`, one JSON object per line on stdout instead (`harmony.logs.json_line`'s names).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harmony.actors.messages import Snapshot
+from harmony.logs import json_line
 from harmony.sim.conditions import state_line
 from harmony.sim.scenario import Scenario, Step
 
@@ -36,8 +38,15 @@ def step_label(step: Step) -> str:
 
 class LiveView:
     def __init__(
-        self, scenario: Scenario, steps: Sequence[Step], console: Console, enabled: bool = True
+        self,
+        scenario: Scenario,
+        steps: Sequence[Step],
+        console: Console,
+        enabled: bool = True,
+        json_lines: bool = False,
     ) -> None:
+        self.json_lines = json_lines
+        enabled = enabled and not json_lines
         self.scenario = scenario
         self.steps = list(steps)
         self.console = console
@@ -72,14 +81,24 @@ class LiveView:
         sign = "+" if self.t0 else "setup "
         return f"{sign}{time.monotonic() - base:.1f} s"
 
+    def emit(self, event: str, message: str, **fields: object) -> None:
+        """A JSON line on stdout (json_lines only): the run's own events, for machines."""
+        if self.json_lines:
+            elapsed = round(time.monotonic() - (self.t0 or self.started), 3)
+            line = json_line(event, message, scenario=self.scenario.name, elapsed=elapsed, **fields)
+            print(line, flush=True)
+
     def status(self, text: str) -> None:
         self.text = text
+        self.emit("sim-status", text)
         self.refresh(force=True)
 
     def log(self, line: str) -> None:
         stamped = f"{self._elapsed():>10}  {line}"
         self.events.append(stamped)
-        if not self.enabled:
+        if self.json_lines:
+            self.emit("sim-event", line)
+        elif not self.enabled:
             self.console.print(stamped, highlight=False)
         self.refresh(force=True)
 
@@ -90,12 +109,15 @@ class LiveView:
 
     def step_started(self, i: int) -> None:
         self.state[i] = "running"
-        if not self.enabled:
+        if self.json_lines:
+            self.emit("sim-step", step_label(self.steps[i]), step=i + 1)
+        elif not self.enabled:
             self.console.print(f"{self._elapsed():>10}  step {i + 1}: {step_label(self.steps[i])}")
         self.refresh(force=True)
 
     def step_done(self, i: int, ok: bool) -> None:
         self.state[i] = "ok" if ok else "failed"
+        self.emit("sim-step-done", "ok" if ok else "failed", step=i + 1, ok=ok)
         self.refresh(force=True)
 
     def refresh(self, force: bool = False) -> None:

@@ -73,6 +73,7 @@ class Simulation:
         backend: str = "processes",
         console: Console | None = None,
         live: bool = True,
+        json_lines: bool = False,
         seed: int | None = None,
         log_level: str = "info",
         start_timeout: float = 90.0,
@@ -94,7 +95,9 @@ class Simulation:
         self.faults: list[JournalEvent] = []
         self.observer: Observer | None = None
         self.scanner: Any = None
-        self.view = LiveView(scenario, self.steps, self.console, enabled=live)
+        self.view = LiveView(
+            scenario, self.steps, self.console, enabled=live, json_lines=json_lines
+        )
         self.executor = Steps(self)
         self.t0 = 0.0
         self._bound: float | None = None

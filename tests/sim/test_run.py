@@ -7,6 +7,7 @@ workload process carrying the simulation's environment marker.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -74,13 +75,32 @@ def test_a_failed_condition_exits_1_and_a_bad_file_exits_2(tmp_path: Path) -> No
     workdir = tmp_path / "run"
     report = tmp_path / "r.html"
     out = subprocess.run(
-        [*HARMONY, "sim", "run", str(scenario), "--dir", str(workdir), "--report", str(report)],
+        [
+            *HARMONY,
+            "sim",
+            "run",
+            str(scenario),
+            "--dir",
+            str(workdir),
+            "--report",
+            str(report),
+            "--log-format",
+            "json",
+        ],
         capture_output=True,
         text=True,
         timeout=170,
     )
-    assert out.returncode == 1, out.stdout[-3000:]
-    assert "FAIL" in out.stdout and "wait-until" in out.stdout
+    assert out.returncode == 1, out.stderr[-3000:]
+    # --log-format json: the report for people on stderr, one JSON object a line on stdout,
+    # and the agents' logs in JSON too.
+    assert "FAIL" in out.stderr and "wait-until" in out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert all({"time", "level", "event", "message"} <= line.keys() for line in lines)
+    assert any(ln["event"] == "sim-step" and "wait-until" in ln["message"] for ln in lines)
+    assert lines[-1]["event"] == "sim-result" and lines[-1]["ok"] is False
+    agent_log = [json.loads(line) for line in (workdir / "a.log").read_text().splitlines()]
+    assert agent_log and all(line["site"] == "a" for line in agent_log)
     assert report.exists() and "wait-until" in report.read_text()
     assert_nothing_left(workdir)
 
