@@ -140,6 +140,35 @@ def cross_check(configs: dict[str, SiteConfig], notes: list[str]) -> list[Proble
             Problem("", "security", f"differs: {said}: TLS routes and plaintext ones never meet")
         )
     problems += _workloads(configs)
+    problems += _cores_know_edge_leases(configs)
+    return problems
+
+
+def _cores_know_edge_leases(configs: dict[str, SiteConfig]) -> list[Problem]:
+    """A core's server lets an edge's leaf link write only the leases of workloads in the
+    core's own file (the server's permissions come from its site's config), so every core
+    must list every absolute-consistency workload an edge runs -- with role "none" if the
+    core does not run it -- or that edge's lease writes are refused and it never runs it."""
+    problems: list[Problem] = []
+    cores = {c.site: p for p, c in configs.items() if c.nats.cores and c.site in c.nats.cores}
+    for path, cfg in configs.items():
+        if not cfg.nats.cores or cfg.site in cfg.nats.cores:
+            continue
+        for w in cfg.workloads:
+            if not uses_lease(w.strategy):
+                continue
+            for core, core_path in sorted(cores.items()):
+                if all(x.name != w.name for x in configs[core_path].workloads):
+                    problems.append(
+                        Problem(
+                            core_path,
+                            "workloads",
+                            f"no workload {w.name!r}, which edge {cfg.site!r} ({path}) runs "
+                            f"with absolute-consistency: core {core!r}'s server allows an edge "
+                            "only the lease writes of workloads in its own file, so the edge "
+                            "could never take the lease (list it here with the same topology)",
+                        )
+                    )
     return problems
 
 

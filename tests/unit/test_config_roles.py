@@ -125,3 +125,35 @@ def test_config_check_names_files_whose_core_lists_differ(tmp_path: Path) -> Non
     same = tmp_path / "e2.toml"
     same.write_text(edge(site="e2"))
     assert not [p for p in check([str(core), str(same)]).problems if p.field == "nats.cores"]
+
+
+LEDGER = """
+[[workloads]]
+name = "ledger"
+driver = { kind = "process", command = ["sleep", "60"] }
+topology = { kind = "failover", primary = "e1", standbys = ["a"] }
+"""
+
+
+def test_config_check_wants_every_core_to_list_the_edges_leases(tmp_path: Path) -> None:
+    """A core's server allows an edge's leaf link only the lease writes of workloads in the
+    core's own file: a core that lacks an edge's exclusive workload is named."""
+    from harmony.config_check import check
+
+    files = {}
+    for site in ("a", "b", "c"):
+        text = CORE.format(witness="false", cores='["a", "b", "c"]').replace('"a"\n', f'"{site}"\n')
+        files[site] = tmp_path / f"{site}.toml"
+        files[site].write_text(
+            text.replace('site = "a"', f'site = "{site}"') + LEDGER * (site == "a")
+        )
+    files["e1"] = tmp_path / "e1.toml"
+    files["e1"].write_text(edge() + LEDGER)
+    report = check([str(p) for p in files.values()])
+    named = sorted(p.file for p in report.problems if "edge 'e1'" in p.reason)
+    assert named == [str(files["b"]), str(files["c"])], report.problems
+    # Listed on every core (b and c do not run it: role "none"), nothing to say.
+    for site in ("b", "c"):
+        files[site].write_text(files[site].read_text() + LEDGER)
+    report = check([str(p) for p in files.values()])
+    assert not [p for p in report.problems if "edge" in p.reason], report.problems
