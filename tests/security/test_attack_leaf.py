@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import socket
 import ssl
@@ -423,6 +424,11 @@ def test_the_core_tells_an_edge_no_jetstream_inbox(
     subs: list[str] = wait_until(learned, 20, message=lambda: str(evil.interest()))
     inboxes = [s for s in subs if s.startswith("_INBOX.")]
     assert not [s for s in inboxes if "._js." in s or s.endswith("._js")], inboxes
+    # Every other inbox it learned is a `ReplyTable`'s (<inbox>.<16 hex>.*), none nats-py's
+    # (a request mux <inbox>.<nuid>.*, a watch's deliver subject <inbox>.<nuid>).
+    ask_inbox = re.compile(rf"^_INBOX\.{MESH}\.(?:_op\.)?[A-Za-z0-9_-]+\.[0-9a-f]{{16}}\.\*$")
+    others = [s for s in inboxes if not s.startswith(f"_INBOX.{MESH}.{EDGE}.")]
+    assert others and all(ask_inbox.match(s) for s in others), others
     # The streams' own wildcards ($KV.<bucket>.>, $JS.API.>) are learned too: they are no
     # secret, and the core checks every message the link sends against e1's permissions
     # (the next test).
