@@ -34,7 +34,8 @@ The argument (all durations in seconds; T = lease_ttl)
 
 Leaf links (a core-and-edge mesh) are not in the inequality of step 4, on purpose. An
 edge's agent renews over its server's leaf link to a core, and its ``t0`` is still the
-*send* time of its last confirmed CAS (step 1) on its own monotonic clock: a link that is
+*send* time of its last confirmed CAS (step 1) on its own monotonic clock (the lease actor
+takes ``sent_at`` before it calls the store, edge or core alike): a link that is
 slow, stalled or gone only means that no CAS is confirmed, so the holder (and its tether)
 fences at ``t0 + T - fence_margin`` exactly as in step 3, and a late reply to a renewal
 sent before the stall is dropped by the request's timeout (it could only have moved ``t0``
