@@ -150,7 +150,7 @@ def _leaf_remotes(spec: ServerSpec) -> list[str]:
     lines = [
         "",
         "# A leaf link that stalls without closing is dropped after ping_max unanswered",
-        "# pings and re-dialled (another core first): harmony.strategies.timing.leaf_ping.",
+        "# pings and re-dialled (the next core URL): harmony.strategies.timing.leaf_ping.",
         "# nats-server has no per-link setting: the edge's own clients (its agent) answer too.",
         f"ping_interval: {_q(f'{ping.interval * 1000:.0f}ms')}",
         f"ping_max: {ping.max_outstanding}",

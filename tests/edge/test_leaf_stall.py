@@ -105,7 +105,7 @@ def test_a_stalled_leaf_link_is_redialled_before_the_edge_fences(
         message=lambda: f"{edge}'s leaf link is still on {core}: {leafs(mesh, edge)}",
     )
     assert moved[0] in CORES
-    assert proxied.accepted == before, "the stalled core was dialled again through the cut"
+    assert proxied.accepted == before, "a connection through the cut link"
     # Past the fence deadline of a holder that could not renew, its copy still runs: the
     # same process (the process table), the same token, no fence in the journal.
     pid = int(first.detail["pid"])
