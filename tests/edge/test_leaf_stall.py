@@ -3,8 +3,9 @@
 3 cores, 2 edges, secure, every leaf link through the fault proxy. The proxy holds every
 byte of one edge's link to its core in both directions and keeps the TCP connection open:
 nothing closes, so only the edge server's pings (`harmony.strategies.timing.leaf_ping`)
-can notice. At nats-server's default (2 min) the edge fenced at its deadline; now it drops
-the link, re-dials another core and renews its lease before the deadline.
+can notice. At nats-server's default (2 min) the link was still on the stalled core at the
+edge's fence deadline (this test failed there); now the edge drops the link, re-dials
+another core and renews its lease before the deadline.
 """
 
 from __future__ import annotations
