@@ -9,7 +9,7 @@ from pathlib import Path
 
 from harmony.config import is_loopback_host
 from harmony.mesh.server_conf import ACCOUNT, ServerSpec, hostport, monitor_host
-from harmony.security.permissions import UserPermissions
+from harmony.security.permissions import UserPermissions, with_connection_types
 
 
 def _q(value: str) -> str:
@@ -36,11 +36,20 @@ def user_lines(u: UserPermissions) -> list[str]:
     def allow(items: tuple[str, ...]) -> str:
         return "{allow: [" + ", ".join(_q(i) for i in items) + "]}"
 
+    def publish() -> str:
+        if not u.publish_deny:
+            return allow(u.publish)
+        deny = ", ".join(_q(i) for i in u.publish_deny)
+        return allow(u.publish)[:-1] + f", deny: [{deny}]}}"
+
     responses = ", allow_responses: true" if u.allow_responses else ""
+    types = ""
+    if u.connection_types:
+        types = ", allowed_connection_types: [" + ", ".join(map(_q, u.connection_types)) + "]"
     return [
         f"    # {u.role} {u.name}",
-        f"    {{nkey: {_q(u.nkey)}, permissions: {{",
-        f"      publish: {allow(u.publish)},",
+        f"    {{nkey: {_q(u.nkey)}{types}, permissions: {{",
+        f"      publish: {publish()},",
         f"      subscribe: {allow(u.subscribe)}{responses}",
         "    }}",
     ]
@@ -60,6 +69,9 @@ def render_conf(spec: ServerSpec, users: Sequence[UserPermissions] | None = None
     if sec is not None:
         ident = sec.identity
         users = sec.users() if users is None else users
+        if spec.leaf_port:
+            # Only an edge's site user may open a leaf link (README, Security).
+            users = with_connection_types(users, sec.cores)
         lines += ["", *_tls_block("", ident.cert_file, ident.key_file, ident.clients_ca_file)]
         # One named account, not the global one: nats-server disconnects, on reload, a
         # connected user that left the roster only when the user was in a named account
@@ -134,7 +146,17 @@ def _leaf_listener(spec: ServerSpec) -> list[str]:
 def _leaf_remotes(spec: ServerSpec) -> list[str]:
     """An edge's ``leafnodes`` remotes: one remote over all core URLs (it connects to one
     at a time and fails over to another), bound to the account of its users."""
-    lines = ["", "# a leaf node of the core: no JetStream here, the core's answers", "leafnodes {"]
+    ping = spec.leaf_ping
+    lines = [
+        "",
+        "# A leaf link that stalls without closing is dropped after ping_max unanswered",
+        "# pings and re-dialled (the next core URL): harmony.strategies.timing.leaf_ping.",
+        "# nats-server has no per-link setting: the edge's own clients (its agent) answer too.",
+        f"ping_interval: {_q(f'{ping.interval * 1000:.0f}ms')}",
+        f"ping_max: {ping.max_outstanding}",
+    ]
+    lines += ["", "# a leaf node of the core: no JetStream here, the core's answers", "leafnodes {"]
+    lines.append(f"  reconnect: {_q(f'{ping.reconnect * 1000:.0f}ms')}")
     lines += ["  remotes: [", "    {"]
     lines.append("      urls: [" + ", ".join(_q(u) for u in spec.leaf_remotes) + "]")
     sec = spec.security

@@ -12,6 +12,7 @@ loop and to wake on than a `concurrent.futures.Future`.
 from __future__ import annotations
 
 import itertools
+import secrets
 import threading
 from collections.abc import Callable
 
@@ -71,9 +72,15 @@ class ReplyTable:
         """How many requests wait for their reply."""
         return len(self._pending)
 
+    def _token(self, kind: str = "") -> str:
+        """A request's token: unguessable, because whoever may publish to this inbox learns
+        its name (a core tells an edge's server, see `harmony.security.permissions`) and
+        must answer only requests that reached it."""
+        return f"{kind}{next(self._tokens)}x{secrets.token_hex(8)}"
+
     def request(self, subject: str, payload: bytes, timeout: float) -> bytes:
         """Publish with a reply subject and wait (on this thread) for the first reply."""
-        token = str(next(self._tokens))
+        token = self._token()
         reply = _Reply()
         self._pending[token] = reply
         self._publish(subject, payload, f"{self.inbox}.{token}")
@@ -115,7 +122,7 @@ class ReplyTable:
         """
         replies: list[bytes] = []
         finished = threading.Event()
-        token = f"g{next(self._tokens)}"
+        token = self._token("g")
 
         def collect(data: bytes) -> None:
             replies.append(data)

@@ -17,7 +17,10 @@ and permissions as its client port (nats-server authenticates a leaf connection 
 client when ``leafnodes`` has no ``authorization`` of its own), so an edge's leaf link may
 carry exactly what its site may publish and receive. An edge's server (`leaf_remotes`) runs
 no JetStream and no cluster: its account is bound over the leaf link to the core's account,
-where the lease bucket's JetStream API answers its agent's requests.
+where the lease bucket's JetStream API answers its agent's requests. Only an edge's site
+user may open a leaf link (``allowed_connection_types``), and an edge's server pings its
+link often enough (`leaf_ping`) that a link that stalls without closing is re-dialled
+within the edge's fence budget.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ from harmony.security.identity import Identity, site_identity
 from harmony.security.permissions import UserPermissions, lease_scope, mesh_users
 from harmony.security.roster import load_roster
 from harmony.site_roles import EDGE, LEAF_SCHEMES
+from harmony.strategies.timing import LeafPing, leaf_ping
 
+DEFAULT_LEAF_PING = LeafPing()
 _SIZE_RE = re.compile(r"^[0-9]+(?:[KMGT]B?)?$", re.IGNORECASE)
 
 
@@ -179,6 +184,9 @@ class ServerSpec:
     leaf_remotes: Sequence[str] = ()
     """An edge's: leafnode URLs of core servers. Set, the server is a leaf node: no
     JetStream, no cluster, no vote."""
+    leaf_ping: LeafPing = DEFAULT_LEAF_PING
+    """An edge's: how soon a stalled leaf link is dropped and re-dialled (from the site's
+    timings, `harmony.strategies.timing.leaf_ping`)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "routes", tuple(self.routes))
@@ -231,6 +239,7 @@ class ServerSpec:
             security=server_security(cfg),
             leaf_port=n.leafnode_port if n.cores and not edge else 0,
             leaf_remotes=list(n.leaf_remotes) if edge else [],
+            leaf_ping=leaf_ping(cfg.timings),
         )
 
     @property

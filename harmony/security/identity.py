@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from harmony.config import ConfigError
-from harmony.security.permissions import identity_inbox, site_inbox
+from harmony.security.permissions import identity_inbox, js_inbox, site_inbox
 
 FILES = ("ca.pem", "cert.pem", "key.pem", "nkey.seed")
 SECRETS = ("key.pem", "nkey.seed")
@@ -72,11 +72,14 @@ class Identity:
         return ctx
 
     def connect_kwargs(self) -> dict[str, Any]:
-        """Keywords for nats-py's `connect` (and `MeshConnection`)."""
+        """Keywords for nats-py's `connect` (and `MeshConnection`). nats-py's own inboxes
+        (JetStream API replies, KV watches) go under `inbox_prefix` + ``._js``, apart from
+        the asks' inbox: an edge may answer asks, never JetStream requests (see
+        `harmony.security.permissions`)."""
         return {
             "tls": self.ssl_context(),
             "nkeys_seed": str(self.seed_file),
-            "inbox_prefix": self.inbox_prefix,
+            "inbox_prefix": js_inbox(self.inbox_prefix),
         }
 
 

@@ -15,18 +15,27 @@ may request snapshots too (its admin watches with ``harmony status --config``), 
 The sites bucket (``harmony-<mesh>-sites``, `harmony.mesh.summaries`): a site writes only its
 own key (and may create the bucket); everyone reads every summary with one ordered consumer.
 An edge site of a core-and-edge mesh (`harmony.site_roles`) reaches the core over a leaf
-link authorised as its site user, with one addition: it may publish to the mesh's inboxes.
-nats-server carries no response permission over a leaf link (measured: an edge's reply to a
-core's ask is dropped, because the core never sends the asker's inbox interest to a leaf
-that may not publish there). The edge's own server still holds its agent to
-``allow_responses``; what the addition opens is a reply from the edge's server to an inbox
-whose random name it has seen, i.e. to a request that reached it.
+link authorised as its site user, with one addition: it may publish to the mesh's ask
+inboxes. nats-server carries no response permission over a leaf link (measured: an edge's
+reply to a core's ask is dropped, because the core never sends the asker's inbox interest
+to a leaf that may not publish there). The edge's own server still holds its agent to
+``allow_responses``, but the edge's server is its owner's: it learns the name of every inbox
+the core lets it publish to (the core sends it that interest), so the addition is what a
+malicious edge can reach. It is kept to the inboxes of asks (`harmony.mesh.replies`: a
+random token per request, so knowing the inbox is not enough to answer a request that did
+not reach it); the inboxes under ``<inbox>._js`` (`js_inbox`: nats-py's, i.e. every
+JetStream API reply and KV watch delivery: leases, summaries, the core list) are denied,
+so an edge can neither see nor forge another site's lease answers.
+
+On a server with a leafnode listener (a core of a core-and-edge mesh) a user also says how
+it may connect (`UserPermissions.connection_types`): only an edge's site user may open a
+leaf link; a core site, an operator or a reader connects as a client only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harmony.mesh import subjects  # a stdlib-only leaf: the one definition of the scheme
 from harmony.mesh.summaries import bucket_name as sites_bucket
@@ -45,6 +54,11 @@ class UserPermissions:
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
     allow_responses: bool
+    publish_deny: tuple[str, ...] = ()
+    """Subjects refused although `publish` allows them (an edge's JetStream inboxes)."""
+    connection_types: tuple[str, ...] = ()
+    """nats-server's ``allowed_connection_types`` ("STANDARD", "LEAFNODE"); () = any. Set
+    on servers with a leafnode listener only (`with_connection_types`)."""
 
 
 def site_inbox(mesh: str, site: str) -> str:
@@ -54,6 +68,17 @@ def site_inbox(mesh: str, site: str) -> str:
 
 def identity_inbox(mesh: str, name: str) -> str:
     return f"_INBOX.{mesh}.{subjects.OPERATOR}.{name}"
+
+
+JS_INBOX = "_js"
+"""The token under a connection's inbox where nats-py's own inboxes live (JetStream API
+replies, KV watch deliveries); a name cannot start with ``_``, so no site or identity
+inbox is mistaken for it."""
+
+
+def js_inbox(inbox: str) -> str:
+    """nats-py's inbox prefix of a connection whose inbox is `inbox` (see `JS_INBOX`)."""
+    return f"{inbox}.{JS_INBOX}"
 
 
 def lease_key(bucket: str, workload: str) -> str:
@@ -129,8 +154,35 @@ def _mesh_info(mesh: str, core: bool) -> list[str]:
 
 
 def mesh_inboxes(mesh: str) -> str:
-    """Every inbox of the mesh: where an edge's leaf link may send replies."""
+    """Every inbox of the mesh: where an edge's leaf link may send replies (but see
+    `mesh_js_inboxes`)."""
     return f"_INBOX.{mesh}.>"
+
+
+def mesh_js_inboxes(mesh: str) -> list[str]:
+    """Every JetStream inbox of the mesh (sites' and identities'): an edge may not publish
+    there, so its leaf link is never told their names either."""
+    return [
+        js_inbox(site_inbox(mesh, "*")) + ".>",
+        js_inbox(identity_inbox(mesh, "*")) + ".>",
+    ]
+
+
+STANDARD = "STANDARD"
+LEAFNODE = "LEAFNODE"
+
+
+def with_connection_types(
+    users: Sequence[UserPermissions], cores: Sequence[str]
+) -> list[UserPermissions]:
+    """`users` as a server with a leafnode listener has them: an edge's site user may
+    connect as a client or open a leaf link, every other user as a client only."""
+    out = []
+    for u in users:
+        edge = u.role == "site" and bool(cores) and u.name not in cores
+        types = (STANDARD, LEAFNODE) if edge else (STANDARD,)
+        out.append(replace(u, connection_types=types))
+    return out
 
 
 def site_permissions(
@@ -167,7 +219,8 @@ def site_permissions(
         subjects.heartbeats(mesh),
         f"{site_inbox(mesh, site)}.>",
     ]
-    return UserPermissions(site, "site", nkey, tuple(publish), tuple(subscribe), True)
+    deny = tuple(mesh_js_inboxes(mesh)) if edge else ()
+    return UserPermissions(site, "site", nkey, tuple(publish), tuple(subscribe), True, deny)
 
 
 def identity_permissions(

@@ -32,6 +32,24 @@ The argument (all durations in seconds; T = lease_ttl)
 6. A new holder's token is its acquisition revision, and KV revisions (stream sequences) only
    grow, so a resource that checks tokens rejects a late writer.
 
+Leaf links (a core-and-edge mesh) are not in the inequality of step 4, on purpose. An
+edge's agent renews over its server's leaf link to a core, and its ``t0`` is still the
+*send* time of its last confirmed CAS (step 1) on its own monotonic clock (the lease actor
+takes ``sent_at`` before it calls the store, edge or core alike): a link that is
+slow, stalled or gone only means that no CAS is confirmed, so the holder (and its tether)
+fences at ``t0 + T - fence_margin`` exactly as in step 3, and a late reply to a renewal
+sent before the stall is dropped by the request's timeout (it could only have moved ``t0``
+to its send time anyway, never later). So the leaf timings (`leaf_ping`) cannot make a
+mesh unsafe; they decide only whether an edge whose link stalls *keeps* its lease:
+
+    detection + reconnect + dial + one renewal  <  T - fence_margin
+
+where detection <= (max_outstanding + 2) x interval (nats-server skips a ping after recent
+traffic, then closes at the tick after ``ping_max`` unanswered ones). `leaf_ping` spends
+half of the fence deadline on detection and reconnect, and leaves the other half (at least
+``min_renew_attempts - 1`` renewals, by step 5) for the dial and a renewal. A link that
+closes is noticed at once; one that stalls costs an availability gap, never safety.
+
 Liveness (not safety): a crashed primary's last write may land just before the crash, so a
 standby can take over ``max(T + expiry_lag, election_time)`` after it (the stream leader may
 have died with the primary), plus the CAS round trip and the driver's start. Peers must be
@@ -223,6 +241,35 @@ def fence_budget(t: SiteTimings) -> FenceBudget:
         renew_attempts=max(0, math.ceil(deadline / t.renew_interval) - 1),
         min_renew_attempts=MIN_RENEW_ATTEMPTS,
     )
+
+
+LEAF_PING_MAX: Final = 2
+"""Unanswered pings after which an edge's server drops its leaf link (nats-server's
+``ping_max``)."""
+
+
+@dataclass(frozen=True)
+class LeafPing:
+    """How an edge's server watches its leaf link (nats-server's ``ping_interval``,
+    ``ping_max`` and the leafnodes ``reconnect`` delay), in seconds."""
+
+    interval: float = 2.0
+    max_outstanding: int = LEAF_PING_MAX
+    reconnect: float = 1.0
+
+    @property
+    def detection(self) -> float:
+        """The longest a stalled link stays up (see the module docstring)."""
+        return (self.max_outstanding + 2) * self.interval
+
+
+def leaf_ping(t: SiteTimings) -> LeafPing:
+    """An edge's leaf-link timings from its lease timings: detection and reconnect take at
+    most half of the fence deadline ``lease_ttl - fence_margin`` (module docstring, "Leaf
+    links"); never pings more often than every 0.1 s, nor less often than every 2 s."""
+    deadline = max(t.lease_ttl - t.fence_margin, 0.0)
+    interval = min(2.0, max(0.1, deadline / (2 * (LEAF_PING_MAX + 3))))
+    return LeafPing(interval=round(interval, 3), reconnect=round(interval, 3))
 
 
 def worst_case_takeover(
