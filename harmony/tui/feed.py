@@ -131,7 +131,7 @@ class MeshFeed:
         self.summary_timeout = summary_timeout
         self.large = False
         self._summaries_read: float | None = None
-        self._watched: frozenset[str] = frozenset()
+        self.watched: frozenset[str] = frozenset()
         self._wake = threading.Event()
         self._askers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tui-site")
         self._sink: Sink | None = None
@@ -160,8 +160,8 @@ class MeshFeed:
 
     def watch(self, sites: frozenset[str]) -> None:
         """Poll these sites' snapshots (a large mesh); a newly watched one at once."""
-        new = sites - self._watched
-        self._watched = frozenset(sites)  # one assignment: the poll thread reads it whole
+        new = sites - self.watched
+        self.watched = frozenset(sites)  # one assignment: the poll thread reads it whole
         if new:
             self._wake.set()
 
@@ -211,7 +211,7 @@ class MeshFeed:
             snaps = collect_snapshots(conn, self.mesh, self.snapshot_timeout)
             self._emit(SnapshotsUpdate(snaps, time.monotonic()))
             return
-        sites = sorted(self._watched)
+        sites = sorted(self.watched)
         if sites:
             answers = self._askers.map(
                 lambda site: collect_snapshot(conn, self.mesh, site, self.snapshot_timeout),
