@@ -35,6 +35,9 @@ from harmony.textsafe import redact_url
 
 log = logging.getLogger(__name__)
 
+RETRY_READS = 3
+"""Summary reads that fail in a row and are retried at the next poll (then: on schedule)."""
+
 
 @dataclass(frozen=True)
 class SnapshotsUpdate:
@@ -119,7 +122,7 @@ class MeshFeed:
         name: str = "harmony-tui",
         identity: Identity | None = None,
         summary_every: float = 2.0,
-        summary_timeout: float = 2.0,
+        summary_timeout: float = 3.0,
     ) -> None:
         self.mesh = mesh
         self.identity = identity
@@ -131,6 +134,7 @@ class MeshFeed:
         self.summary_timeout = summary_timeout
         self.large = False
         self._summaries_read: float | None = None
+        self._failed_reads = 0
         self.watched: frozenset[str] = frozenset()
         self._wake = threading.Event()
         self._askers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tui-site")
@@ -204,9 +208,16 @@ class MeshFeed:
         if last is None or now - last >= every:
             self._summaries_read = now
             found = self._read_summaries(conn)
-            self.large = self.large or len(found) > SMALL_MESH
-            if self.large and found:
-                self._emit(SummariesUpdate(found, time.monotonic()))
+            if found is None and self._failed_reads < RETRY_READS:
+                self._failed_reads += 1  # a read that timed out is retried at the next poll
+                self._summaries_read = None if last is None else now - every
+                if last is None:
+                    return  # small or large is not known yet: do not ask every site
+            elif found is not None:
+                self._failed_reads = 0
+                self.large = self.large or len(found) > SMALL_MESH
+                if self.large and found:
+                    self._emit(SummariesUpdate(found, time.monotonic()))
         if not self.large:
             snaps = collect_snapshots(conn, self.mesh, self.snapshot_timeout)
             self._emit(SnapshotsUpdate(snaps, time.monotonic()))
@@ -221,13 +232,14 @@ class MeshFeed:
                 SiteSnapshotsUpdate(dict(zip(sites, answers, strict=True)), time.monotonic())
             )
 
-    def _read_summaries(self, conn: MeshConnection) -> dict[str, Summary]:
-        """The summaries bucket; {} when it cannot be read (an older mesh: stays small)."""
+    def _read_summaries(self, conn: MeshConnection) -> dict[str, Summary] | None:
+        """The summaries bucket ({} when there is none: an older mesh stays small); None
+        when the read failed (a loaded server: tried again)."""
         try:
             return collect_summaries(conn, self.mesh, self.summary_timeout)
         except Exception as e:
             log.debug("no site summaries: %s", e)
-            return {}
+            return None
 
 
 class RecordedFeed:
