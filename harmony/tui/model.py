@@ -112,6 +112,9 @@ class MeshModel:
     expanded: set[str] = field(default_factory=set)
     """A large mesh's sites whose actor trees are shown (and polled)."""
     filter_text: str = ""
+    memo: dict[object, tuple[object, object]] = field(default_factory=dict)
+    """The large view's labels and summary, kept while their inputs stay equal
+    (a thousand site labels are not rebuilt every second; see `harmony.tui.overview`)."""
     _signatures: dict[Key, tuple[str, ...]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ input

@@ -10,6 +10,8 @@ expanded. Pure functions of the model, like `harmony.tui.labels`.
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
+from typing import TypeVar
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -22,6 +24,7 @@ from harmony.tui.model import STALE, Key, MeshModel
 UNHEALTHY_ROWS = 30
 """Unhealthy items listed in the summary pane; the rest are counted."""
 SITE_UNHEALTHY_ROWS = 10
+T = TypeVar("T")
 
 
 def node_label(model: MeshModel, key: Key, now: float) -> Text:
@@ -31,8 +34,33 @@ def node_label(model: MeshModel, key: Key, now: float) -> Text:
     return labels.node_label(model, key, now)
 
 
+def remembered(model: MeshModel, what: object, inputs: object, make: Callable[[], T]) -> T:
+    """`make()`, or what it made last time for `what` if its `inputs` are equal."""
+    kept = model.memo.get(what)
+    if kept is not None and kept[0] == inputs:
+        return kept[1]  # type: ignore[return-value]
+    made = make()
+    model.memo[what] = (inputs, made)
+    return made
+
+
 def site_label(model: MeshModel, site: str, now: float) -> Text:
     """`s0042 running  20 workloads: 10 running, 10 stopped  peers 5 alive  ! 2 unhealthy`"""
+    view = model.sites.get(site)
+    summary = model.summaries.get(site)
+    if summary is None or summary.stale:  # its age moves: made anew
+        return _site_label(model, site, now)
+    inputs = (
+        summary.value,  # not its age: the label shows none while it is fresh
+        view.state if view else None,
+        site in model.expanded,
+        view is not None and view.snapshot is not None,
+        view is not None and view.answered,
+    )
+    return remembered(model, ("label", site), inputs, lambda: _site_label(model, site, now))
+
+
+def _site_label(model: MeshModel, site: str, now: float) -> Text:
     view = model.sites.get(site)
     summary = model.summaries.get(site)
     state = view.state if view is not None else "unknown"
@@ -119,7 +147,13 @@ def unhealthy(found: dict[str, Summary]) -> tuple[list[tuple[str, str, str]], in
 
 
 def summary_renderable(model: MeshModel) -> RenderableType:
-    """The root's detail pane on a large mesh: the mesh at a glance."""
+    """The root's detail pane on a large mesh: the mesh at a glance (the same object while
+    the summaries are: the pane is not redrawn every second)."""
+    inputs = [(site, s.value, s.stale) for site, s in model.summaries.items()]
+    return remembered(model, "summary", inputs, lambda: _summary(model))
+
+
+def _summary(model: MeshModel) -> RenderableType:
     found = model.summaries
     parts: list[RenderableType] = [
         Text.assemble(("mesh ", "dim"), (model.mesh, "bold"), f"  {len(found)} sites"),

@@ -142,10 +142,15 @@ def _next_siblings(
 class DetailPane(Static):
     """Everything about the selected node: its fields, its recent events, its output."""
 
+    _shown: RenderableType | None = None
+
     def show(
         self, model: MeshModel, key: Key | None, now: float, output: OutputTail | None
     ) -> None:
-        self.update(detail_renderable(model, key, now, output))
+        shown = detail_renderable(model, key, now, output)
+        if shown is not self._shown:  # a large mesh's summary: the same until it changes
+            self._shown = shown
+            self.update(shown)
 
 
 def detail_renderable(

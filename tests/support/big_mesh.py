@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 import nats
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -106,16 +107,31 @@ def make_big_mesh(root: Path, mesh: str, n: int) -> BigMesh:
     return big
 
 
-async def write_summaries(url: str, big: BigMesh, n: int, parallel: int = 25) -> None:
+CONNECT_ATTEMPTS = 5
+
+
+async def connect(url: str, big: BigMesh, site: str) -> Client:
+    """Connect as `site`. On a loaded machine the server may drop a connection whose TLS
+    handshake or authentication outlasted its timeout: such a connect is tried again."""
+    for attempt in range(CONNECT_ATTEMPTS):
+        try:
+            return await nats.connect(url, **big.site_creds(site))
+        except (OSError, nats.errors.Error):
+            if attempt + 1 == CONNECT_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def write_summaries(url: str, big: BigMesh, n: int, parallel: int = 10) -> None:
     """Every site writes its own summary on its own connection, acknowledged by JetStream."""
-    first = await nats.connect(url, **big.site_creds(site_name(0)))
+    first = await connect(url, big, site_name(0))
     await summaries.ensure_bucket(first, big.mesh, replicas=1)
     await first.close()
     gate = asyncio.Semaphore(parallel)
 
     async def one(i: int) -> None:
         async with gate:
-            nc = await nats.connect(url, **big.site_creds(site_name(i)))
+            nc = await connect(url, big, site_name(i))
             try:
                 await nc.jetstream().publish(
                     summaries.key_subject(big.mesh, site_name(i)), summaries.encode(synthetic(i))
@@ -139,7 +155,7 @@ class StandIn:
 
 async def stand_in(url: str, big: BigMesh, site: str) -> StandIn:
     """Connect as `site` (its own nkey) and answer its snapshot requests; close `nc` after."""
-    nc = await nats.connect(url, **big.site_creds(site))
+    nc = await connect(url, big, site)
     me = StandIn(site, nc)
     snap = Snapshot(
         mesh=big.mesh,
