@@ -24,12 +24,15 @@ from nats.aio.msg import Msg
 from harmony.actors.messages import ActorInfo, Snapshot
 from harmony.mesh import subjects, summaries, wire
 from harmony.mesh.leases import bucket_name as lease_bucket
+from harmony.mesh.ports import free_ports
+from harmony.mesh.server import ServerSpec, ServerStartError
 from harmony.mesh.server_conf import ServerSecurity
 from harmony.mesh.summaries import SiteSummary, Unhealthy
 from harmony.security.identity import Identity, load_identity, site_identity
 from harmony.security.material import init_mesh, new_user_seed, public_key
 from harmony.security.permissions import site_inbox
 from harmony.security.roster import dump_roster, load_roster
+from support.nats_servers import PORT_RACE_ATTEMPTS, NatsServers, Node, port_race
 
 PHASES = ("running", "stopped", "stopped", "running", "unknown")
 
@@ -108,6 +111,32 @@ def make_big_mesh(root: Path, mesh: str, n: int) -> BigMesh:
 
 
 CONNECT_ATTEMPTS = 5
+START_TIMEOUT = 120.0
+"""A roster of a thousand users makes a slow start on a loaded machine (20 s is not enough)."""
+
+
+def start_server(servers: NatsServers, big: BigMesh) -> Node:
+    """The mesh's one secure server (stopped by `servers.stop_all`)."""
+    for attempt in range(PORT_RACE_ATTEMPTS):
+        client, cluster, http = free_ports(3)
+        spec = ServerSpec(
+            name="core",
+            client_port=client,
+            cluster_port=cluster,
+            http_port=http,
+            cluster_name=big.mesh,
+            store_dir=servers.store_dir("core"),
+            security=big.server_security(),
+        )
+        node = servers.node(spec, supervise=False)
+        try:
+            node.server.start(timeout=START_TIMEOUT)
+        except ServerStartError as e:
+            if port_race(e) and attempt + 1 < PORT_RACE_ATTEMPTS:
+                continue
+            raise
+        return node
+    raise AssertionError("unreachable")
 
 
 async def connect(url: str, big: BigMesh, site: str) -> Client:

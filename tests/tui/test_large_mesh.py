@@ -13,7 +13,14 @@ from collections.abc import Iterator
 
 import pytest
 from rich.console import Console
-from support.big_mesh import BigMesh, make_big_mesh, site_name, stand_in, write_summaries
+from support.big_mesh import (
+    BigMesh,
+    make_big_mesh,
+    site_name,
+    stand_in,
+    start_server,
+    write_summaries,
+)
 from support.nats_servers import NatsServers
 from support.waiting import run_async, wait_for
 
@@ -36,9 +43,7 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, BigMesh
     mesh = make_big_mesh(root, MESH, N)
     servers = NatsServers(root / "nats")
     try:
-        node = servers.start_server(
-            "core", supervise=False, cluster_name=MESH, security=mesh.server_security()
-        )
+        node = start_server(servers, mesh)
         run_async(write_summaries(node.client_url, mesh, N), timeout=240)
         yield node.client_url, mesh
     finally:
@@ -104,15 +109,15 @@ def test_expanding_a_site_asks_that_site_only_and_only_while_expanded(
                 await wait_for(pilot, lambda: len(site_keys(app)) == N, 60, "no sites")
                 await pilot.press("slash", *target, "enter")
                 await wait_for(
-                    pilot, lambda: site_keys(app) == [target], 10, lambda: site_keys(app)
+                    pilot, lambda: site_keys(app) == [target], 60, lambda: site_keys(app)
                 )
                 await pilot.press("down")
-                await wait_for(pilot, lambda: app.selected() == Key(target), 5, "not on it")
+                await wait_for(pilot, lambda: app.selected() == Key(target), 30, "not on it")
                 await pilot.press("enter")  # expand
                 await wait_for(
                     pilot,
                     lambda: tree.node_for(Key(target, "agent")) is not None,
-                    15,
+                    30,
                     lambda: "\n".join(tree.label_of(k) for k in tree.keys),
                 )
                 assert standins[target].asked, "the tree came without asking the site?"
@@ -121,15 +126,15 @@ def test_expanding_a_site_asks_that_site_only_and_only_while_expanded(
                 assert isinstance(app.feed, MeshFeed) and app.feed.watched == {target}
                 # Re-polled while expanded.
                 seen = len(standins[target].asked)
-                await wait_for(pilot, lambda: len(standins[target].asked) > seen, 10, "no re-poll")
+                await wait_for(pilot, lambda: len(standins[target].asked) > seen, 30, "no re-poll")
                 await pilot.press("enter")  # collapse
-                await wait_for(pilot, lambda: tree.node_for(Key(target, "agent")) is None, 5)
+                await wait_for(pilot, lambda: tree.node_for(Key(target, "agent")) is None, 30)
                 collapsed = time.monotonic()
                 # Two summary reads made after the collapse: the poll cycle of the first one
                 # (which reads the watched sites after the summaries) has finished.
-                await wait_for(pilot, lambda: (app.model.last_poll or 0) > collapsed, 10)
+                await wait_for(pilot, lambda: (app.model.last_poll or 0) > collapsed, 30)
                 first = app.model.last_poll or 0
-                await wait_for(pilot, lambda: (app.model.last_poll or 0) > first, 10)
+                await wait_for(pilot, lambda: (app.model.last_poll or 0) > first, 30)
                 late = [t for t in standins[target].asked if t > first]
                 assert not late, "asked after it was collapsed"
                 assert not standins[other].asked
@@ -151,20 +156,20 @@ def test_the_filter_narrows_to_matching_sites_or_workloads_and_escape_clears_it(
             await wait_for(pilot, lambda: len(site_keys(app)) == N, 60, "no sites")
             await pilot.press("slash", *"s012")
             want = [site_name(i) for i in range(120, 130)]
-            await wait_for(pilot, lambda: site_keys(app) == want, 10, lambda: site_keys(app))
+            await wait_for(pilot, lambda: site_keys(app) == want, 60, lambda: site_keys(app))
             assert "filter s012 (10 shown)" in app.mesh_tree.root.label.plain
             # By a workload's name: w345-<k> is placed on s0345 only.
             for _ in "s012":
                 await pilot.press("backspace")
             await pilot.press(*"W345-")  # any case
             await wait_for(
-                pilot, lambda: site_keys(app) == [site_name(345)], 10, lambda: site_keys(app)
+                pilot, lambda: site_keys(app) == [site_name(345)], 30, lambda: site_keys(app)
             )
             await pilot.press("enter")  # keeps the filter, back to the tree
             assert app.focused is app.mesh_tree
             assert site_keys(app) == [site_name(345)]
             await pilot.press("escape")
-            await wait_for(pilot, lambda: len(site_keys(app)) == N, 10, lambda: site_keys(app))
+            await wait_for(pilot, lambda: len(site_keys(app)) == N, 60, lambda: site_keys(app))
             assert app.model.filter_text == "" and "filter" not in app.mesh_tree.root.label.plain
 
     asyncio.run(scenario())
