@@ -20,17 +20,25 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.widgets import Footer, Header, Tree
+from textual.widgets import Footer, Header, Input, Tree
 
 from harmony.actors.journal import JournalEvent
 from harmony.actors.messages import GetOutput, Output
 from harmony.textsafe import printable
-from harmony.tui import commands, labels
+from harmony.tui import commands, overview
 from harmony.tui.commands import Action, ActionKind, Outcome, SiteControl
-from harmony.tui.feed import ConnectionUpdate, EventUpdate, Feed, FeedUpdate, SnapshotsUpdate
+from harmony.tui.feed import (
+    ConnectionUpdate,
+    EventUpdate,
+    Feed,
+    FeedUpdate,
+    SiteSnapshotsUpdate,
+    SnapshotsUpdate,
+    SummariesUpdate,
+)
 from harmony.tui.model import Key, MeshModel
-from harmony.tui.screens import MODAL_CSS, ConfirmScreen, HelpScreen, MoveScreen
-from harmony.tui.widgets import Banner, DetailPane, EventLog, MeshTree, OutputTail
+from harmony.tui.screens import LARGE_HELP, MODAL_CSS, ConfirmScreen, HelpScreen, MoveScreen
+from harmony.tui.widgets import Banner, DetailPane, EventLog, FilterBar, MeshTree, OutputTail
 
 WORKLOAD_ACTIONS = ("stop", "start", "fence", "move")
 
@@ -65,6 +73,7 @@ class HarmonyApp(App[None]):
     #tree { width: 3fr; border: round $primary; }
     #detail-box { width: 2fr; border: round $secondary; padding: 0 1; }
     #log { height: 11; border: round $accent; }
+    #filter { height: 3; border: round $warning; }
     """
     )
     BINDINGS = [
@@ -78,6 +87,8 @@ class HarmonyApp(App[None]):
         Binding("e", "cycle_site", "Log site"),
         Binding("w", "cycle_workload", "Log workload"),
         Binding("x", "clear_filters", "All events", show=False),
+        Binding("slash", "filter", "Filter"),  # a large mesh's only (check_action)
+        Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
@@ -106,6 +117,7 @@ class HarmonyApp(App[None]):
         self.connection = "connecting"
         self.outputs: dict[tuple[str, str], OutputTail] = {}
         self.outcomes: list[tuple[Action, Outcome]] = []
+        self.filter_bar: FilterBar | None = None
         self.sub_title = f"mesh {feed.mesh}"
 
     # ------------------------------------------------------------------ layout
@@ -147,6 +159,15 @@ class HarmonyApp(App[None]):
             case SnapshotsUpdate(snaps, at):
                 self.model.apply(snaps, at)
                 self.refresh_view()
+            case SummariesUpdate(found, at):
+                large = self.model.large
+                self.model.apply_summaries(found, at)
+                self.refresh_view()
+                if not large:  # the footer now offers the filter
+                    self.refresh_bindings()
+            case SiteSnapshotsUpdate(snaps, at):
+                self.model.apply_sites(snaps, at)
+                self.refresh_view()
             case EventUpdate(event):
                 self.model.add_event(event)
                 self.log_pane.add(event)
@@ -159,7 +180,7 @@ class HarmonyApp(App[None]):
 
     def refresh_view(self) -> None:
         now = self.clock()
-        self.mesh_tree.sync(self.model, labels.mesh_label(self.model, self.connection, now), now)
+        self.mesh_tree.sync(self.model, overview.root_label(self.model, self.connection, now), now)
         self.refresh_detail()
 
     def selected(self) -> Key | None:
@@ -179,6 +200,48 @@ class HarmonyApp(App[None]):
         self.refresh_detail()
         self.refresh_bindings()
         self.fetch_output()
+
+    # ------------------------------------------------------------------ a large mesh
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded[Key]) -> None:
+        """A large mesh's site opened: ask it (alone) for its actor tree, now and each poll."""
+        key = event.node.data
+        if self.model.large and key is not None and key.path == "":
+            self.model.expand(key.site)
+            self.feed.watch(frozenset(self.model.expanded))
+            self.refresh_view()
+
+    def on_tree_node_collapsed(self, event: Tree.NodeCollapsed[Key]) -> None:
+        key = event.node.data
+        if self.model.large and key is not None and key.path == "":
+            self.model.collapse(key.site)
+            self.feed.watch(frozenset(self.model.expanded))
+            self.refresh_view()
+
+    def action_filter(self) -> None:
+        """`/`: type to narrow the tree to sites or workloads whose name contains it."""
+        if self.filter_bar is None:
+            self.filter_bar = FilterBar(id="filter")
+            self.mount(self.filter_bar, before=self.query_one("#main"))
+        self.filter_bar.display = True
+        self.filter_bar.focus()
+
+    def action_clear_filter(self) -> None:
+        """Escape: the whole tree again."""
+        if self.filter_bar is not None:
+            self.filter_bar.value = ""
+            self.filter_bar.display = False
+        self.model.filter_text = ""
+        self.mesh_tree.focus()
+        self.refresh_view()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input is self.filter_bar:
+            self.model.filter_text = event.value.strip()
+            self.refresh_view()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input is self.filter_bar:
+            self.mesh_tree.focus()  # the filter stays; Escape clears it
 
     # ------------------------------------------------------------------ driver output
     def fetch_output(self) -> None:
@@ -219,6 +282,8 @@ class HarmonyApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide kill and restart outside the demo; grey out what the selection cannot take."""
         key = self.selected()
+        if action in ("filter", "clear_filter"):
+            return self.model.large
         if action == "workload":
             return True if key is not None and key.workload else None
         if action == "site":
@@ -304,7 +369,7 @@ class HarmonyApp(App[None]):
         self.log_pane.refilter(self.model, None, None)
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(LARGE_HELP if self.model.large else ""))
 
 
 def _cycle(options: list[str], current: str | None) -> str | None:

@@ -4,6 +4,10 @@ Pure data, no Textual and no NATS: the feed hands snapshots and events in, the w
 the result. Keeping it free of I/O and clocks (``now`` is always an argument) is what lets
 the snapshot tests render a recorded mesh byte for byte, and lets a site that stopped
 answering keep its last known tree instead of vanishing from the screen.
+
+A large mesh (more than `SMALL_MESH` sites) is known by its summaries instead: one
+collapsed node per site, whose actor tree is there only while the site is `expanded`, and a
+`filter_text` that narrows the tree to sites or workloads whose name contains it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import NamedTuple
 
 from harmony.actors.journal import JournalEvent
 from harmony.actors.messages import ActorInfo, PeerInfo, Snapshot
+from harmony.mesh.summaries import Summary
 
 PEER_PREFIX = "agent/peers/@"
 """Peers hang under the PeerWatch actor with this path prefix ('@' is never in actor names)."""
@@ -34,6 +39,8 @@ SIGNIFICANT_FIELDS = (
 )
 
 LIVE_STATES = ("alive", "suspect")
+STALE = "stale"
+"""A large mesh's site whose summary is stale: it stopped writing."""
 
 
 class Key(NamedTuple):
@@ -99,6 +106,15 @@ class MeshModel:
     changed_at: dict[Key, float] = field(default_factory=dict)
     polls: int = 0
     last_poll: float | None = None
+    large: bool = False
+    """Known by summaries (more than `SMALL_MESH` sites), not by every site's snapshot."""
+    summaries: dict[str, Summary] = field(default_factory=dict)
+    expanded: set[str] = field(default_factory=set)
+    """A large mesh's sites whose actor trees are shown (and polled)."""
+    filter_text: str = ""
+    memo: dict[object, tuple[object, object]] = field(default_factory=dict)
+    """The large view's labels and summary, kept while their inputs stay equal
+    (a thousand site labels are not rebuilt every second; see `harmony.tui.overview`)."""
     _signatures: dict[Key, tuple[str, ...]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ input
@@ -126,6 +142,53 @@ class MeshModel:
             self._signatures[key] = sig
         return changed
 
+    def apply_summaries(self, found: dict[str, Summary], at: float) -> None:
+        """A large mesh's summaries, read at local time `at`: the sites and their states."""
+        self.large = True
+        self.polls += 1
+        self.last_poll = at
+        self.summaries = dict(found)
+        for name, s in found.items():
+            view = self.sites.setdefault(name, SiteView(name))
+            view.state = STALE if s.stale else s.value.state
+            view.witness = s.value.witness
+
+    def apply_sites(self, snaps: dict[str, Snapshot | None], at: float) -> None:
+        """The expanded sites of a large mesh, each asked alone (None: did not answer)."""
+        for name, snap in snaps.items():
+            if name not in self.expanded:
+                continue  # collapsed while it was being asked
+            view = self.sites.setdefault(name, SiteView(name))
+            view.answered = snap is not None
+            if snap is not None:
+                view.snapshot, view.received = snap, at
+
+    def expand(self, site: str) -> None:
+        self.expanded.add(site)
+
+    def collapse(self, site: str) -> None:
+        """Forget a collapsed site's tree: a later expand shows it fresh, not as it was."""
+        self.expanded.discard(site)
+        view = self.sites.get(site)
+        if view is not None:
+            view.snapshot, view.received, view.answered = None, None, False
+
+    def shown(self, name: str) -> bool:
+        """Whether the filter lets a site through: its name, or a workload placed there
+        (as its summary, or its snapshot when expanded, says), contains the text."""
+        text = self.filter_text.lower()
+        if not text or text in name.lower():
+            return True
+        summary = self.summaries.get(name)
+        placed = summary.value.placed if summary is not None else []
+        return any(text in w.lower() for w in [*placed, *self._snapshot_workloads(name)])
+
+    def _snapshot_workloads(self, name: str) -> list[str]:
+        view = self.sites.get(name)
+        if view is None or view.snapshot is None:
+            return []
+        return [Key(name, a.path).workload for a in view.snapshot.actors]
+
     def add_event(self, event: JournalEvent) -> None:
         self.events.append(event)
 
@@ -144,20 +207,39 @@ class MeshModel:
 
     # ------------------------------------------------------------------ output
     def tree(self) -> list[tuple[Key, Key | None]]:
-        """Every node with its parent, parents first, in display order."""
+        """Every node with its parent, parents first, in display order. On a large mesh:
+        the sites the filter lets through, with the actor trees of the expanded ones."""
         out: list[tuple[Key, Key | None]] = []
         for name in sorted(self.sites):
-            view = self.sites[name]
-            site_key = Key(name)
-            out.append((site_key, None))
-            if view.snapshot is None:
+            if self.large and not self.shown(name):
                 continue
-            paths = {a.path for a in view.snapshot.actors}
-            for info in sorted(view.snapshot.actors, key=lambda a: _order(a.path)):
-                out.append((Key(name, info.path), Key(name, _parent(info.path, paths))))
-            if "agent/peers" in paths:
-                for p in sorted(view.snapshot.peers, key=lambda p: p.site):
-                    out.append((Key(name, PEER_PREFIX + p.site), Key(name, "agent/peers")))
+            out.append((Key(name), None))
+            if not self.large or name in self.expanded:
+                out.extend(self._site_tree(name))
+        return out
+
+    def _site_tree(self, name: str) -> list[tuple[Key, Key | None]]:
+        """A site's actors (and the peers it watches). A site let through by a workload's
+        name only (not its own) shows the matching workloads, not the others."""
+        view = self.sites[name]
+        if view.snapshot is None:
+            return []
+        text = self.filter_text.lower()
+        narrow = self.large and text and text not in name.lower()
+        actors = [
+            a
+            for a in view.snapshot.actors
+            if not narrow
+            or text in Key(name, a.path).workload.lower()
+            or not Key(name, a.path).workload
+        ]
+        paths = {a.path for a in actors}
+        out: list[tuple[Key, Key | None]] = []
+        for info in sorted(actors, key=lambda a: _order(a.path)):
+            out.append((Key(name, info.path), Key(name, _parent(info.path, paths))))
+        if "agent/peers" in paths:
+            for p in sorted(view.snapshot.peers, key=lambda p: p.site):
+                out.append((Key(name, PEER_PREFIX + p.site), Key(name, "agent/peers")))
         return out
 
     def counts(self) -> dict[str, int]:

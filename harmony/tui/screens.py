@@ -113,12 +113,27 @@ Escape closes this help.
 """
 
 
+LARGE_HELP = """\
+[b]A large mesh[/b] (more than ten sites): the summary first (select the mesh line), one
+line per site from its summary. Enter or space on a site asks that site alone for its actor
+tree (re-asked while it stays open). [b]/[/b] filters the tree by site or workload name
+(Enter keeps the filter, Escape clears it).
+
+"""
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
 
+    def __init__(self, extra: str = "") -> None:
+        super().__init__()
+        self.extra = extra
+
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(HELP)
+            yield Static(
+                HELP.replace("Escape closes this help.", self.extra + "Escape closes this help.")
+            )
 
     def action_close(self) -> None:
         self.dismiss(None)

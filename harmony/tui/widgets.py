@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import RichLog, Static, Tree
+from textual.widgets import Input, RichLog, Static, Tree
 from textual.widgets.tree import TreeNode, UnknownNodeID
 
 from harmony.actors.journal import JournalEvent
 from harmony.client import rejected_summary
 from harmony.textsafe import redact_url
-from harmony.tui import labels
+from harmony.tui import labels, overview
 from harmony.tui.model import PEER_PREFIX, Key, MeshModel, matches
 
 DETAIL_EVENTS = 8
@@ -77,15 +77,22 @@ class MeshTree(Tree[Key]):
         for key in [k for k in self._by_key if not _attached(self, self._by_key[k])]:
             self._by_key.pop(key)  # a wanted node whose ancestor went (re-added below)
             self._labels.pop(key, None)
+        following = _next_siblings(structure, self._by_key)
         for i, (key, parent) in enumerate(structure):
-            label = labels.node_label(model, key, now)
+            label = overview.node_label(model, key, now)
             node = self._by_key.get(key)
             if node is None:
                 parent_node = self.root if parent is None else self._by_key[parent]
-                before = _next_sibling(structure, i, parent, self._by_key)
+                before = following[i]
                 expandable = parent is None or key in parents
+                # A large mesh's site opens on demand: its tree is asked for when expanded.
+                folded = model.large and parent is None and key.site not in model.expanded
                 node = parent_node.add(
-                    label, data=key, before=before, expand=expandable, allow_expand=expandable
+                    label,
+                    data=key,
+                    before=before,
+                    expand=expandable and not folded,
+                    allow_expand=expandable,
                 )
                 self._by_key[key] = node
                 reshaped = True
@@ -115,31 +122,42 @@ def _attached(tree: Tree[Key], node: TreeNode[Key]) -> bool:
         return False
 
 
-def _next_sibling(
-    structure: list[tuple[Key, Key | None]],
-    index: int,
-    parent: Key | None,
-    nodes: dict[Key, TreeNode[Key]],
-) -> TreeNode[Key] | None:
-    """The first later sibling already in the tree: a new node goes right before it."""
-    for key, p in structure[index + 1 :]:
-        if p == parent and key in nodes:
-            return nodes[key]
-    return None
+def _next_siblings(
+    structure: list[tuple[Key, Key | None]], nodes: dict[Key, TreeNode[Key]]
+) -> list[TreeNode[Key] | None]:
+    """For each entry, its first later sibling already in the tree: a new node goes right
+    before it. One pass from the end (a thousand sites: not a scan per node). Nodes added
+    while syncing do not change the answers: they are added in order, so a node's later
+    siblings are never added before it."""
+    out: list[TreeNode[Key] | None] = [None] * len(structure)
+    last: dict[Key | None, TreeNode[Key]] = {}
+    for i in range(len(structure) - 1, -1, -1):
+        key, parent = structure[i]
+        out[i] = last.get(parent)
+        if key in nodes:
+            last[parent] = nodes[key]
+    return out
 
 
 class DetailPane(Static):
     """Everything about the selected node: its fields, its recent events, its output."""
 
+    _shown: RenderableType | None = None
+
     def show(
         self, model: MeshModel, key: Key | None, now: float, output: OutputTail | None
     ) -> None:
-        self.update(detail_renderable(model, key, now, output))
+        shown = detail_renderable(model, key, now, output)
+        if shown is not self._shown:  # a large mesh's summary: the same until it changes
+            self._shown = shown
+            self.update(shown)
 
 
 def detail_renderable(
     model: MeshModel, key: Key | None, now: float, output: OutputTail | None
 ) -> RenderableType:
+    if key is None and model.large:
+        return overview.summary_renderable(model)
     if key is None:
         return Text(
             f"mesh {model.mesh}\n\nSelect a site, an actor or a workload in the tree.\n"
@@ -154,6 +172,9 @@ def detail_renderable(
     title = Text.assemble((key.site, "bold cyan"), " ", (key.path or "(site)", "bold"))
     if view is None:
         return title
+    if model.large and key.path == "":
+        rows = overview.site_rows(model, key.site, now)
+        return Group(title, *rows, Text(""), *_events(model, key.site, None))
     if key.path == "":
         table.add_row("state", labels.state_text(view.state))
         table.add_row("witness", "yes" if view.witness else "no")
@@ -186,11 +207,7 @@ def detail_renderable(
         table.add_row("", Text("site not answering: last known values", style="bold yellow"))
     parts: list[RenderableType] = [title, table, Text("")]
     workload = key.workload or None
-    events = model.events_for(key.site, workload, limit=DETAIL_EVENTS)
-    parts.append(Text(f"recent events ({key.site}{' / ' + workload if workload else ''})", "bold"))
-    parts.extend(labels.event_line(e, compact=True) for e in events)
-    if not events:
-        parts.append(Text("none yet", style="dim"))
+    parts.extend(_events(model, key.site, workload))
     if workload:
         parts.append(Text(""))
         parts.append(Text("driver output (tail)", style="bold"))
@@ -203,6 +220,17 @@ def detail_renderable(
             if not output.lines:
                 parts.append(Text("no output", style="dim"))
     return Group(*parts)
+
+
+def _events(model: MeshModel, site: str, workload: str | None) -> list[RenderableType]:
+    events = model.events_for(site, workload, limit=DETAIL_EVENTS)
+    out: list[RenderableType] = [
+        Text(f"recent events ({site}{' / ' + workload if workload else ''})", "bold")
+    ]
+    out.extend(labels.event_line(e, compact=True) for e in events)
+    if not events:
+        out.append(Text("none yet", style="dim"))
+    return out
 
 
 class EventLog(RichLog):
@@ -229,6 +257,14 @@ class EventLog(RichLog):
             f"events · site: {self.site_filter or 'all'} (e)"
             f" · workload: {self.workload_filter or 'all'} (w)"
         )
+
+
+class FilterBar(Input):
+    """`/` on a large mesh: the text a site's or a workload's name must contain."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(placeholder="site or workload name (Enter keeps, Escape clears)", id=id)
+        self.border_title = "filter"
 
 
 class Banner(Static):

@@ -7,6 +7,7 @@ Import them as ``from support.waiting import wait_until`` (pytest puts tests/ on
 * `processes`: the process table's word (`pid_alive`), pid files, open TCP ports.
 * `commands`: the `harmony` command run as a subprocess.
 * `nats_servers`: real nats-server processes (the conftest fixtures' bodies).
+* `big_mesh`: a thousand sites' summaries on a secure server (no agents), stand-in sites.
 * `containers`: a Docker engine and a NATS image/container without a registry.
 * `meshes`: LocalMeshes of real agents: timings, snapshots, logs, the failover `Watcher`.
 * `workloads`: workload configs the mesh tests run (the example workload, `sleep`).
