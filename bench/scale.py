@@ -19,6 +19,17 @@ Markdown file with the exact command.
 
     .venv/bin/python bench/scale.py --sizes 5,10,20,30 --workloads 20
 
+`--cores 3` makes it a core-and-edge mesh (`LocalMesh(cores=3)`): the first 3 sites are
+cores, the others edges (leaf nodes of every core), every agent hears only its interest
+(the sites of its workloads' topologies and the cores). Each workload then names
+`--standbys` more sites, the next ones around the ring of sites, so every site is heard by
+its neighbours; health samples only the peers each site listens to
+(`harmony.client.expected_peers`), servers are reported by role, and detection is of a
+killed edge, as seen by the sites that listen to it. The cores start first, the edges
+`--batch` at a time:
+
+    .venv/bin/python bench/scale.py --sizes 60 --cores 3
+
 `--simulated N1,N2,...` measures instead a few real sites with N simulated peers around
 them (bench/scale_sim.py, bench/scale_peers.py):
 
@@ -28,6 +39,7 @@ them (bench/scale_sim.py, bench/scale_peers.py):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import signal
@@ -35,6 +47,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +55,7 @@ import psutil
 
 from harmony import interrupts
 from harmony.actors.journal import read_journal
-from harmony.client import collect_snapshots
+from harmony.client import collect_snapshots, expected_peers
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, Timings, WorkloadConfig
 from harmony.sim.launch import LaunchError, LocalMesh
 
@@ -60,7 +73,14 @@ class Sample:
     agent_rss: list[float] = field(default_factory=list)
     server_cpu: list[float] = field(default_factory=list)
     server_rss: list[float] = field(default_factory=list)
+    """Every server's, or with cores the core servers' (the edges' below)."""
+    edge_cpu: list[float] = field(default_factory=list)
+    edge_rss: list[float] = field(default_factory=list)
+    core_agent_cpu: list[float] = field(default_factory=list)
+    cores: int = 0
     detect: list[float] = field(default_factory=list)
+    listeners: int = 0
+    """Sites that listen to the killed one (every other one without cores)."""
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
     running: int = 0
     """Workload copies whose driver reported running at the end of the window."""
@@ -83,44 +103,82 @@ def rss_mb(pid: int) -> float:
         return 0.0
 
 
-def workloads_for(sites: list[str], per_site: int) -> list[WorkloadConfig]:
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block is done (a cleanup is not cut short by a
+    second signal); one that came meanwhile is delivered at its end."""
+    came: list[int] = []
+    stops = (signal.SIGINT, signal.SIGTERM)
+    old = {sig: signal.signal(sig, lambda signum, _: came.append(signum)) for sig in stops}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if came:
+        raise KeyboardInterrupt(f"signal {came[0]}")
+
+
+def workloads_for(sites: list[str], per_site: int, standbys: int = 0) -> list[WorkloadConfig]:
+    """`per_site` workloads whose primary is each site, standbys the next `standbys` sites
+    around the ring (a site hears the sites of its topologies: its neighbours)."""
+    n = len(sites)
     return [
         WorkloadConfig(
             name=f"w{i:02d}-{s}",
             strategy="split-brain-allowed",
             driver=ProcessDriverConfig(command=["sleep", "infinity"], restart="never"),
-            topology=FailoverTopologyConfig(primary=s, standbys=[]),
+            topology=FailoverTopologyConfig(
+                primary=s, standbys=[sites[(k + j) % n] for j in range(1, min(standbys, n - 1) + 1)]
+            ),
         )
-        for s in sites
+        for k, s in enumerate(sites)
         for i in range(per_site)
     ]
 
 
-def measure(
-    n: int, per_site: int, window: float, root: Path, timeout: float, settle: float
-) -> Sample:
-    sample = Sample(n, per_site)
+def start_mesh(mesh: LocalMesh, cores: int, batch: int, timeout: float) -> None:
+    """All at once (as always), or the cores first and then the edges `batch` at a time
+    (each batch ready before the next), then wait until the mesh is formed."""
+    if not cores:
+        mesh.start(timeout=timeout)
+        return
+    mesh.write_configs()
+    deadline = time.monotonic() + timeout
+    names = list(mesh.sites)
+    for k in range(cores, len(names) + batch, batch):
+        group = names[:cores] if k == cores else names[k - batch : k]
+        if group:
+            mesh.start(group, timeout=max(1.0, deadline - time.monotonic()), wait_formed=False)
+    mesh.wait_formed(max(1.0, deadline - time.monotonic()))
+
+
+def measure(n: int, args: argparse.Namespace, root: Path) -> Sample:
+    per_site, window, settle, cores = args.workloads, args.window, args.settle, args.cores
+    sample = Sample(n, per_site, cores=cores)
     sites = [f"s{i:02d}" for i in range(n)]
     timings = Timings()  # the product defaults
     mesh = LocalMesh(
         root / f"n{n}",
         mesh=f"scale{n}",
         sites=sites,
-        workloads=workloads_for(sites, per_site),
+        workloads=workloads_for(sites, per_site, args.standbys if cores else 0),
         timings=timings,
         log_level="warning",
+        cores=cores,
     )
     conn = None
     try:
         started = time.monotonic()
         try:
-            mesh.start(timeout=timeout)
+            start_mesh(mesh, cores, args.batch, args.timeout)
         except LaunchError as e:
             sample.note = f"did not form: {str(e).splitlines()[0]}"
             return sample
         sample.formed_s = time.monotonic() - started
         conn = mesh.connect("bench-scale")
         conn.wait_connected(10)
+        core_sites = set(mesh.core_sites()) if cores else set(sites)
         time.sleep(settle)  # let the start-up burst (spawning every workload) pass
         agents = {s: p.proc.pid for s, p in mesh.procs.items() if p.proc is not None}
         servers = {s: mesh.server_pids(s) for s in sites}
@@ -135,7 +193,13 @@ def measure(
                 if snap is None:
                     sample.bad_views += 1
                     continue
+                listens = expected_peers(snap, set(sites))
+                heard = {p.site for p in snap.peers}
+                sample.views += len(listens - heard)
+                sample.bad_views += len(listens - heard)  # listened to, not in its table
                 for p in snap.peers:
+                    if p.site not in listens:
+                        continue
                     sample.views += 1
                     age = p.last_heartbeat_age or 0.0
                     sample.max_hb_age = max(sample.max_hb_age, age)
@@ -152,28 +216,45 @@ def measure(
             and a.path.endswith("/run")
             and a.state == "running"
         )
-        for pid in agents.values():
-            sample.agent_cpu.append(100 * (cpu_seconds(pid) - before[pid]) / elapsed)
+        for s, pid in agents.items():
+            cpu = 100 * (cpu_seconds(pid) - before[pid]) / elapsed
+            sample.agent_cpu.append(cpu)
             sample.agent_rss.append(rss_mb(pid))
-        for pids in servers.values():
+            if s in core_sites:
+                sample.core_agent_cpu.append(cpu)
+        for s, pids in servers.items():
             for pid in pids:
-                sample.server_cpu.append(100 * (cpu_seconds(pid) - before[pid]) / elapsed)
-                sample.server_rss.append(rss_mb(pid))
+                cpu_of, rss_of = (
+                    (sample.server_cpu, sample.server_rss)
+                    if s in core_sites
+                    else (sample.edge_cpu, sample.edge_rss)
+                )
+                cpu_of.append(100 * (cpu_seconds(pid) - before[pid]) / elapsed)
+                rss_of.append(rss_mb(pid))
         sample.load = os.getloadavg()
         sample.healthy = sample.bad_views == 0 and sample.max_hb_age < limit
         victim = sites[-1]
+        # Who listens to the victim: every other site, or (cores named) those whose peer
+        # table holds it.
+        watchers = [
+            s
+            for s in sites[:-1]
+            if not cores or (s in final and victim in {p.site for p in final[s].peers})
+        ]
+        sample.listeners = len(watchers)
         killed_at = time.monotonic()
         mesh.kill(victim, signal.SIGKILL)
         deadline = killed_at + 10 * timings.heartbeat_interval * timings.silent_after + 10
-        while time.monotonic() < deadline and len(sample.detect) < n - 1:
-            found = [detected(mesh, s, victim, killed_at) for s in sites[:-1]]
+        while time.monotonic() < deadline and len(sample.detect) < len(watchers):
+            found = [detected(mesh, s, victim, killed_at) for s in watchers]
             sample.detect = [t for t in found if t is not None]
             time.sleep(0.5)
         return sample
     finally:
-        if conn is not None:
-            conn.close()
-        mesh.stop()
+        with shielded():
+            if conn is not None:
+                conn.close()
+            mesh.stop()
 
 
 def detected(mesh: LocalMesh, site: str, victim: str, since: float) -> float | None:
@@ -192,7 +273,22 @@ def _stats(values: list[float], unit: str) -> str:
     return f"{statistics.median(values):.1f} {unit} (min {min(values):.1f}, max {max(values):.1f})"
 
 
-def markdown(samples: list[Sample], command: str, per_site: int) -> str:
+def markdown(samples: list[Sample], command: str, args: argparse.Namespace) -> str:
+    cores = args.cores
+    shape = (
+        f"{cores} core sites (clustered JetStream, routes among themselves) and the others "
+        "edges (leaf nodes of every core), every agent hearing only the sites of its "
+        f"workloads' topologies and the cores; each workload names the next {args.standbys} "
+        "site(s) around the ring as standbys; *views* are each site's views of the peers "
+        "it listens to; detection: the last site (an edge) killed, seen by its listeners"
+        if cores
+        else "full mesh of routes"
+    )
+    servers = (
+        "core server CPU | core server RSS | edge server CPU | edge server RSS"
+        if cores
+        else "server CPU | server RSS"
+    )
     lines = [
         "# Scale: how large a mesh this machine runs in real mode",
         "",
@@ -200,23 +296,32 @@ def markdown(samples: list[Sample], command: str, per_site: int) -> str:
         "",
         f"Machine: {os.cpu_count()} CPUs; default timings (heartbeat 0.5 s, suspect after "
         "1.5 intervals, silent after 2.5). Every site is a real agent process with its own "
-        f"nats-server (full mesh of routes) and {per_site} split-brain-allowed workloads, "
+        f"nats-server ({shape}) and {args.workloads} split-brain-allowed workloads, "
         "each a real `sleep` process (a supervisor and a driver actor each).",
         "",
         "| sites | workloads running | formed in | healthy | non-alive views | max hb age | "
-        "agent CPU | agent RSS | server CPU | server RSS | detection (kill one site) | load 1m |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"agent CPU | agent RSS | {servers} | detection (kill one site) | load 1/5/15 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if cores else ""),
     ]
     for s in samples:
         formed = f"{s.formed_s:.0f} s" if s.formed_s is not None else "no"
+        edge = f" {_stats(s.edge_cpu, '%')} | {_stats(s.edge_rss, 'MB')} |" if cores else ""
+        det = _stats(s.detect, "s") + (f", {len(s.detect)} of {s.listeners}" if cores else "")
         lines.append(
             f"| {s.sites} | {s.running}/{s.sites * s.workloads} | {formed} | "
             f"{'yes' if s.healthy else 'NO'} | "
             f"{s.bad_views}/{s.views} | {s.max_hb_age:.2f} s | {_stats(s.agent_cpu, '%')} | "
             f"{_stats(s.agent_rss, 'MB')} | {_stats(s.server_cpu, '%')} | "
-            f"{_stats(s.server_rss, 'MB')} | {_stats(s.detect, 's')} | {s.load[0]:.1f} |"
+            f"{_stats(s.server_rss, 'MB')} |{edge} {det} | "
+            + "/".join(f"{x:.1f}" for x in s.load)
+            + " |"
         )
     notes = [f"- {s.sites} sites: {s.note}" for s in samples if s.note]
+    notes += [
+        f"- {s.sites} sites: core agents' CPU {_stats(s.core_agent_cpu, '%')}"
+        for s in samples
+        if cores and s.core_agent_cpu
+    ]
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"
@@ -232,6 +337,9 @@ def main() -> int:
     p.add_argument("--keep-going", action="store_true", help="do not stop at a failed size")
     p.add_argument("--out", help="default: bench/results-scale.md (-sim.md: --simulated)")
     p.add_argument("--dir", help="work directory (default: temporary)")
+    p.add_argument("--cores", type=int, default=0, help="core sites (0: all-core, as always)")
+    p.add_argument("--standbys", type=int, default=1, help="with --cores: standbys per workload")
+    p.add_argument("--batch", type=int, default=10, help="with --cores: edges started at once")
     sim = p.add_argument_group("simulated peers (bench/scale_sim.py)")
     sim.add_argument("--simulated", metavar="N1,N2", help="simulated peer counts to sweep")
     sim.add_argument("--real-extra", type=int, default=2, help="real sites besides 3 core")
@@ -258,13 +366,13 @@ def main() -> int:
     for n in [int(x) for x in args.sizes.split(",")]:
         print(f"--- {n} sites x {args.workloads} workloads", flush=True)
         try:
-            s = measure(n, args.workloads, args.window, root, args.timeout, args.settle)
+            s = measure(n, args, root)
         except KeyboardInterrupt:
             print("interrupted: every site stopped", flush=True)
             return 130
         samples.append(s)
-        print(markdown([s], command, args.workloads).splitlines()[-1], flush=True)
-        Path(args.out).write_text(markdown(samples, command, args.workloads))
+        print(markdown([s], command, args).splitlines()[-1], flush=True)
+        Path(args.out).write_text(markdown(samples, command, args))
         if (s.formed_s is None or not s.healthy) and not args.keep_going:
             print(f"stopping the sweep at {n} sites: not healthy", flush=True)
             break

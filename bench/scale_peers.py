@@ -61,9 +61,7 @@ def add_peers(mesh_dir: Path, names: Sequence[str]) -> None:
     """Give each simulated site its material and roster entry (those it has are kept)."""
     md = MeshDir(Path(mesh_dir))
     have = set(md.roster().sites)
-    for name in names:
-        if name not in have:
-            md.add_site(name)
+    md.add_sites({name: () for name in names if name not in have})
 
 
 @dataclass
