@@ -21,12 +21,12 @@ Markdown file with the exact command.
 
 `--cores 3` makes it a core-and-edge mesh (`LocalMesh(cores=3)`): the first 3 sites are
 cores, the others edges (leaf nodes of every core), every agent hears only its interest
-(the sites of its workloads' topologies and the cores). Each workload then names
-`--standbys` more sites, the next ones around the ring of sites, so every site is heard by
-its neighbours; health samples only the peers each site listens to
-(`harmony.client.expected_peers`), servers are reported by role, and detection is of a
-killed edge, as seen by the sites that listen to it. The cores start first, the edges
-`--batch` at a time:
+(the sites of its workloads' topologies and the cores). The first `--with-standby`
+workloads of each site name the next site around the ring as their standby, so every site
+is heard by its two neighbours (and hears them); health samples only the peers each site
+listens to (`harmony.client.expected_peers`), servers are reported by role, and detection
+is of a killed edge, as seen by the sites that listen to it. The cores start first, the
+edges `--batch` at a time:
 
     .venv/bin/python bench/scale.py --sizes 60 --cores 3
 
@@ -103,6 +103,31 @@ def rss_mb(pid: int) -> float:
         return 0.0
 
 
+MIN_AVAILABLE_MB = 3000
+"""Give up on a size when the machine's available memory falls below this (every workload
+copy is a `sleep` and its keeper, a Python process; the machine is shared)."""
+
+
+class MemoryLow(Exception):
+    pass
+
+
+def guard() -> None:
+    available = psutil.virtual_memory().available / 2**20
+    if available < MIN_AVAILABLE_MB:
+        raise MemoryLow(f"stopped: the machine has {available:.0f} MB of memory available")
+
+
+def stop_mesh(mesh: LocalMesh) -> None:
+    """Stop every process of the mesh, also when the machine is too loaded for `stop`'s
+    own waits (it then raises before its sweep)."""
+    try:
+        mesh.stop()
+    except Exception as e:
+        print(f"stop: {type(e).__name__}: {e}; sweeping", flush=True)
+        mesh.sweep()
+
+
 @contextlib.contextmanager
 def shielded() -> Iterator[None]:
     """Ctrl-C and SIGTERM wait until the block is done (a cleanup is not cut short by a
@@ -119,9 +144,9 @@ def shielded() -> Iterator[None]:
         raise KeyboardInterrupt(f"signal {came[0]}")
 
 
-def workloads_for(sites: list[str], per_site: int, standbys: int = 0) -> list[WorkloadConfig]:
-    """`per_site` workloads whose primary is each site, standbys the next `standbys` sites
-    around the ring (a site hears the sites of its topologies: its neighbours)."""
+def workloads_for(sites: list[str], per_site: int, with_standby: int = 0) -> list[WorkloadConfig]:
+    """`per_site` workloads whose primary is each site; the first `with_standby` of them
+    name the next site around the ring as standby (a site hears its topologies' sites)."""
     n = len(sites)
     return [
         WorkloadConfig(
@@ -129,7 +154,7 @@ def workloads_for(sites: list[str], per_site: int, standbys: int = 0) -> list[Wo
             strategy="split-brain-allowed",
             driver=ProcessDriverConfig(command=["sleep", "infinity"], restart="never"),
             topology=FailoverTopologyConfig(
-                primary=s, standbys=[sites[(k + j) % n] for j in range(1, min(standbys, n - 1) + 1)]
+                primary=s, standbys=[sites[(k + 1) % n]] if i < with_standby and n > 1 else []
             ),
         )
         for k, s in enumerate(sites)
@@ -149,6 +174,7 @@ def start_mesh(mesh: LocalMesh, cores: int, batch: int, timeout: float) -> None:
     for k in range(cores, len(names) + batch, batch):
         group = names[:cores] if k == cores else names[k - batch : k]
         if group:
+            guard()
             mesh.start(group, timeout=max(1.0, deadline - time.monotonic()), wait_formed=False)
     mesh.wait_formed(max(1.0, deadline - time.monotonic()))
 
@@ -162,7 +188,7 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> Sample:
         root / f"n{n}",
         mesh=f"scale{n}",
         sites=sites,
-        workloads=workloads_for(sites, per_site, args.standbys if cores else 0),
+        workloads=workloads_for(sites, per_site, args.with_standby if cores else 0),
         timings=timings,
         log_level="warning",
         cores=cores,
@@ -174,6 +200,10 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> Sample:
             start_mesh(mesh, cores, args.batch, args.timeout)
         except LaunchError as e:
             sample.note = f"did not form: {str(e).splitlines()[0]}"
+            return sample
+        except MemoryLow as e:
+            started_n = sum(p.running for p in mesh.procs.values())
+            sample.note = f"{e} with {started_n} of {n} agents started"
             return sample
         sample.formed_s = time.monotonic() - started
         conn = mesh.connect("bench-scale")
@@ -254,7 +284,7 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> Sample:
         with shielded():
             if conn is not None:
                 conn.close()
-            mesh.stop()
+            stop_mesh(mesh)
 
 
 def detected(mesh: LocalMesh, site: str, victim: str, since: float) -> float | None:
@@ -278,8 +308,8 @@ def markdown(samples: list[Sample], command: str, args: argparse.Namespace) -> s
     shape = (
         f"{cores} core sites (clustered JetStream, routes among themselves) and the others "
         "edges (leaf nodes of every core), every agent hearing only the sites of its "
-        f"workloads' topologies and the cores; each workload names the next {args.standbys} "
-        "site(s) around the ring as standbys; *views* are each site's views of the peers "
+        f"workloads' topologies and the cores; {args.with_standby} workloads of each site "
+        "name the next site around the ring as standby; *views* are each site's views of the peers "
         "it listens to; detection: the last site (an edge) killed, seen by its listeners"
         if cores
         else "full mesh of routes"
@@ -338,16 +368,20 @@ def main() -> int:
     p.add_argument("--out", help="default: bench/results-scale.md (-sim.md: --simulated)")
     p.add_argument("--dir", help="work directory (default: temporary)")
     p.add_argument("--cores", type=int, default=0, help="core sites (0: all-core, as always)")
-    p.add_argument("--standbys", type=int, default=1, help="with --cores: standbys per workload")
-    p.add_argument("--batch", type=int, default=10, help="with --cores: edges started at once")
+    p.add_argument(
+        "--with-standby",
+        type=int,
+        default=2,
+        help="with --cores: workloads with a standby, per site",
+    )
+    p.add_argument("--batch", type=int, default=5, help="with --cores: edges started at once")
     sim = p.add_argument_group("simulated peers (bench/scale_sim.py)")
     sim.add_argument("--simulated", metavar="N1,N2", help="simulated peer counts to sweep")
     sim.add_argument("--real-extra", type=int, default=2, help="real sites besides 3 core")
     sim.add_argument(
         "--listen",
-        choices=("all", "none"),
-        default="all",
-        help="whether simulated peers subscribe to every heartbeat (as today)",
+        choices=("all", "interest", "none"),
+        help="heartbeats simulated peers subscribe to (default: interest with --cores, else all)",
     )
     sim.add_argument("--formation", type=float, default=150.0, help="formation deadline, s")
     sim.add_argument("--kills", type=int, default=3, help="kills of a real site per N")
@@ -360,6 +394,9 @@ def main() -> int:
         import scale_sim  # beside this file: sys.path[0]
 
         args.out = args.out or "bench/results-scale-sim.md"
+        args.listen = args.listen or ("interest" if args.cores else "all")
+        if args.cores not in (0, 3):
+            p.error("--simulated runs 3 real cores: --cores 3 or none")
         return scale_sim.run(args, command, root)
     args.out = args.out or "bench/results-scale.md"
     samples: list[Sample] = []
