@@ -104,8 +104,8 @@ def rss_mb(pid: int) -> float:
 
 
 MIN_AVAILABLE_MB = 3000
-"""Give up on a size when the machine's available memory falls below this (every workload
-copy is a `sleep` and its keeper, a Python process; the machine is shared)."""
+"""Give up on a size when the machine's available memory falls below this (`--min-available`;
+every workload copy is a `sleep` and its keeper, a Python process of ~12 MB of its own)."""
 
 
 class MemoryLow(Exception):
@@ -114,7 +114,7 @@ class MemoryLow(Exception):
 
 def guard() -> None:
     available = psutil.virtual_memory().available / 2**20
-    if available < MIN_AVAILABLE_MB:
+    if available < float(os.environ.get("SCALE_MIN_AVAILABLE_MB", MIN_AVAILABLE_MB)):
         raise MemoryLow(f"stopped: the machine has {available:.0f} MB of memory available")
 
 
@@ -386,7 +386,10 @@ def main() -> int:
     sim.add_argument("--formation", type=float, default=150.0, help="formation deadline, s")
     sim.add_argument("--kills", type=int, default=3, help="kills of a real site per N")
     sim.add_argument("--status-runs", type=int, default=3, help="`harmony status` runs per N")
+    p.add_argument("--min-available", type=int, help=f"MB; default {MIN_AVAILABLE_MB}")
     args = p.parse_args()
+    if args.min_available is not None:  # `guard` reads it, here and in scale_sim
+        os.environ["SCALE_MIN_AVAILABLE_MB"] = str(args.min_available)
     interrupts.install()  # SIGTERM and Ctrl-C unwind through `measure`'s cleanup
     command = "python bench/scale.py " + shlex.join(sys.argv[1:])
     root = Path(args.dir or tempfile.mkdtemp(prefix="harmony-scale-"))
