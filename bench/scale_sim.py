@@ -53,6 +53,8 @@ class SimSample:
     keys_s: float = 0.0
     formed_s: float | None = None
     peers_up_s: float = 0.0
+    real_s: float = 0.0
+    """Seconds for the real sites alone to form (before the simulated ones start)."""
     views: int = 0
     bad_views: int = 0
     max_hb_age: float = 0.0
@@ -173,6 +175,7 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> SimSample:
         except LaunchError as e:
             sample.note = f"real sites did not form: {str(e).splitlines()[0]}"
             return sample
+        sample.real_s = time.monotonic() - started
         peers = PeersProcess.start(
             mesh.workdir / "peers",
             mesh.mesh_dir,
@@ -376,7 +379,8 @@ def markdown(samples: list[SimSample], command: str, args: argparse.Namespace) -
         per_site = ", ".join(f"{k} {v:.1f}" for k, v in s.agent_cpu.items())
         sent = s.harness.get("hb_sent", 0)
         lines.append(
-            f"- {s.peers} simulated: keys {s.keys_s:.0f} s, peers connected in "
+            f"- {s.peers} simulated: keys {s.keys_s:.0f} s, real sites formed in {s.real_s:.0f} "
+            f"s, then the simulated ones connected in "
             f"{s.peers_up_s:.0f} s; agent CPU % by site: {per_site or '—'}; harness sent "
             f"{sent} heartbeats, received {s.harness.get('hb_received', 0)}. {s.note}".rstrip()
         )
