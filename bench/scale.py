@@ -199,7 +199,8 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> Sample:
         try:
             start_mesh(mesh, cores, args.batch, args.timeout)
         except LaunchError as e:
-            sample.note = f"did not form: {str(e).splitlines()[0]}"
+            said = [ln for ln in str(e).splitlines() if ln.strip()]
+            sample.note = f"did not form: {' '.join(dict.fromkeys([said[0], said[-1]]))}"
             return sample
         except MemoryLow as e:
             started_n = sum(p.running for p in mesh.procs.values())
