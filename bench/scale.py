@@ -386,6 +386,9 @@ def main() -> int:
     )
     sim.add_argument("--formation", type=float, default=150.0, help="formation deadline, s")
     sim.add_argument("--kills", type=int, default=3, help="kills of a real site per N")
+    sim.add_argument(
+        "--sim-standbys", type=int, default=2, help="simulated standbys of the real workloads"
+    )
     sim.add_argument("--status-runs", type=int, default=3, help="`harmony status` runs per N")
     p.add_argument("--min-available", type=int, help=f"MB; default {MIN_AVAILABLE_MB}")
     args = p.parse_args()

@@ -103,13 +103,13 @@ def sees_all(conn: MeshConnection, mesh: str, real: list[str], everyone: set[str
     return not_alive(real_views(conn, mesh, real), real, everyone) == 0
 
 
-def interest_of(sims: list[str], extra: list[str]) -> dict[str, list[str]]:
+def interest_of(sims: list[str], extra: list[str], shared: int = 2) -> dict[str, list[str]]:
     """The sites each simulated site hears with interest scoping, besides the cores: its
-    topologies' (p0000 and p0001 share the extra real sites'; the others pair up)."""
-    hears = {p: [*extra, *(q for q in sims[:2] if q != p)] for p in sims[:2]}
-    for i in range(2, len(sims)):
+    topologies' (the first `shared` share the extra real sites'; the others pair up)."""
+    hears = {p: [*extra, *(q for q in sims[:shared] if q != p)] for p in sims[:shared]}
+    for i in range(shared, len(sims)):
         partner = i ^ 1
-        hears[sims[i]] = [sims[partner]] if partner < len(sims) else []
+        hears[sims[i]] = [sims[partner]] if shared <= partner < len(sims) else []
     return {p: [*CORE, *h] for p, h in hears.items()}
 
 
@@ -147,7 +147,9 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> SimSample:
             name=f"w{i:02d}-{r}",
             strategy="split-brain-allowed",
             driver=ProcessDriverConfig(command=["sleep", "infinity"], restart="never"),
-            topology=FailoverTopologyConfig(primary=r, standbys=[*ring[k], *sims[:2]]),
+            topology=FailoverTopologyConfig(
+                primary=r, standbys=[*ring[k], *sims[: args.sim_standbys]]
+            ),
         )
         for k, r in enumerate(extra)
         for i in range(args.workloads)
@@ -182,7 +184,7 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> SimSample:
             mesh.mesh,
             mesh.client_urls(CORE),
             sims,
-            hears=interest_of(sims, extra),
+            hears=interest_of(sims, extra, args.sim_standbys),
             listen=args.listen,
             known=real,
             timeout=args.timeout,
@@ -342,7 +344,8 @@ def markdown(samples: list[SimSample], command: str, args: argparse.Namespace) -
         "",
         f"Machine: {os.cpu_count()} CPUs; default timings. Real sites: {real}, each an agent "
         "with its own nats-server, secure (TLS + nkeys); the extra ones run "
-        f"{args.workloads} split-brain-allowed workloads each, standbys two simulated sites"
+        f"{args.workloads} split-brain-allowed workloads each, standbys {args.sim_standbys} "
+        "simulated sites"
         f"{' and the next extra real site' if args.cores else ''}. Simulated sites: one "
         "process, one client connection each to a core server, heartbeats every "
         f"{Timings().heartbeat_interval} s, a summary every 5 s, subscriptions of an agent "
