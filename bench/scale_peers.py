@@ -6,10 +6,14 @@ on it does what a real agent does on the wire:
 
 * publishes a real `Heartbeat` (harmony.mesh.wire) on its own subject every
   `heartbeat_interval` (the product default), with its own incarnation and sequence;
-* holds the subscriptions a real agent holds: every site's heartbeats (`harmony.<mesh>.*.hb`,
-  as today's PeerWatch subscribes; `--listen none` leaves that one out), its own actor
-  subjects (tell and ask) and the snapshot subjects, answering a snapshot request with a
-  minimal `Snapshot` (no actors, no peers) so that `harmony status` hears from it.
+* holds the subscriptions a real agent holds: heartbeats as a PeerWatch subscribes to
+  them (`--listen all`: every site's, `harmony.<mesh>.*.hb`, as an all-core mesh;
+  `interest`: one subject per site it hears, as an edge with interest scoping, given per
+  peer in the names file; `none`), its own actor subjects (tell and ask) and the snapshot
+  subjects, answering a snapshot request with a minimal `Snapshot` (no actors; the sites
+  it hears as peers) so that `harmony status --all` hears from it;
+* writes its site summary (`harmony.mesh.summaries`) every `SUMMARY_INTERVAL`, as an
+  agent does, so that `harmony status` counts it.
 
 It decodes nothing it receives (it counts): its CPU is the harness's, not the product's.
 Every simulated site runs as tasks of one asyncio loop in one process (`PeersProcess`
@@ -34,7 +38,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +49,7 @@ from nats.errors import SlowConsumerError
 from harmony.actors.messages import Capacity, Heartbeat, PeerInfo, Snapshot
 from harmony.config import Timings
 from harmony.guard import atomic_write
-from harmony.mesh import subjects, wire
+from harmony.mesh import subjects, summaries, wire
 from harmony.security.identity import site_identity
 from harmony.security.material import MeshDir
 
@@ -61,9 +65,7 @@ def add_peers(mesh_dir: Path, names: Sequence[str]) -> None:
     """Give each simulated site its material and roster entry (those it has are kept)."""
     md = MeshDir(Path(mesh_dir))
     have = set(md.roster().sites)
-    for name in names:
-        if name not in have:
-            md.add_site(name)
+    md.add_sites({name: () for name in names if name not in have})
 
 
 @dataclass
@@ -73,6 +75,7 @@ class Counters:
     hb_sent: int = 0
     hb_received: int = 0
     snapshots: int = 0
+    summaries: int = 0
     actor_msgs: int = 0
     slow_consumer: int = 0
     disconnects: int = 0
@@ -88,9 +91,10 @@ class Peer:
     mesh_dir: Path
     servers: list[str]
     interval: float
-    listen: bool
+    listen: str
     n: Counters
     known: list[PeerInfo] = field(default_factory=list)
+    hears: list[str] = field(default_factory=list)
     incarnation: str = field(default_factory=lambda: secrets.token_hex(6))
     nc: Any = None
     seq: int = 0
@@ -148,11 +152,15 @@ class Peer:
         self.n.connected += 1
 
     async def hear(self) -> None:
-        """Every site's heartbeats, as today's PeerWatch (after every peer is connected: a
-        loop busy with heartbeats would stretch the other peers' TLS handshakes)."""
-        if self.listen:
+        """Heartbeats, as a PeerWatch hears them (after every peer is connected: a loop
+        busy with heartbeats would stretch the other peers' TLS handshakes)."""
+        heard = {
+            "all": [subjects.heartbeats(self.mesh)],
+            "interest": [subjects.heartbeat(self.mesh, s) for s in self.hears],
+        }.get(self.listen, [])
+        for subject in heard:
             await self.nc.subscribe(
-                subjects.heartbeats(self.mesh),
+                subject,
                 cb=self.on_heartbeat,
                 pending_msgs_limit=PENDING_MSGS,
                 pending_bytes_limit=PENDING_BYTES,
@@ -205,10 +213,26 @@ class Peer:
             )
             await self.nc.publish(subject, wire.encode(hb))
             self.n.hb_sent += 1
+            if self.seq % round(summaries.SUMMARY_INTERVAL / self.interval) == 1:
+                await self.summarize()
+
+    async def summarize(self) -> None:
+        summary = summaries.SiteSummary(
+            site=self.name,
+            incarnation=self.incarnation,
+            state="running",
+            wall=time.time(),
+            peers={"alive": len(self.known)} if self.known else {},
+        )
+        subject = summaries.key_subject(self.mesh, self.name)
+        await self.nc.publish(subject, summaries.encode(summary))
+        self.n.summaries += 1
 
 
 async def run_peers(args: argparse.Namespace) -> int:
-    names = Path(args.names).read_text().split()
+    lines = [ln.split() for ln in Path(args.names).read_text().splitlines() if ln.strip()]
+    names = [ln[0] for ln in lines]
+    hears = {ln[0]: ln[1].split(",") if len(ln) > 1 else [] for ln in lines}
     known = [PeerInfo(site=s, state="alive") for s in args.known.split(",") if s]
     servers = args.servers.split(",")
     n = Counters(peers=len(names))
@@ -234,9 +258,10 @@ async def run_peers(args: argparse.Namespace) -> int:
             Path(args.mesh_dir),
             servers[i % len(servers) :] + servers[: i % len(servers)],
             args.interval,
-            args.listen == "all",
+            args.listen,
             n,
-            known,
+            [PeerInfo(site=s, state="alive") for s in hears[name]] if hears[name] else known,
+            hears[name],
         )
         for i, name in enumerate(names)
     ]
@@ -304,6 +329,7 @@ class PeersProcess:
         servers: Sequence[str],
         names: Sequence[str],
         *,
+        hears: Mapping[str, Sequence[str]] | None = None,
         listen: str = "all",
         known: Sequence[str] = (),
         interval: float = Timings().heartbeat_interval,
@@ -311,7 +337,9 @@ class PeersProcess:
         python: str = sys.executable,
     ) -> PeersProcess:
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "peers.names").write_text("\n".join(names) + "\n")
+        hears = hears or {}
+        lines = [f"{n} {','.join(hears[n])}" if hears.get(n) else n for n in names]
+        (workdir / "peers.names").write_text("\n".join(lines) + "\n")
         for f in ("peers.ready", "peers-stats.json"):
             with contextlib.suppress(FileNotFoundError):
                 (workdir / f).unlink()
@@ -379,10 +407,10 @@ def main() -> int:
     p.add_argument("--mesh-dir", required=True)
     p.add_argument("--mesh", required=True)
     p.add_argument("--servers", required=True, help="comma-separated client URLs")
-    p.add_argument("--names", required=True, help="file: one simulated site name a line")
+    p.add_argument("--names", required=True, help="file: a line per peer: NAME [HEARS,...]")
     p.add_argument("--ready-file", required=True)
     p.add_argument("--stats-file", required=True)
-    p.add_argument("--listen", choices=("all", "none"), default="all")
+    p.add_argument("--listen", choices=("all", "interest", "none"), default="all")
     p.add_argument("--known", default="", help="sites a snapshot names as peers (comma-sep.)")
     p.add_argument("--interval", type=float, default=Timings().heartbeat_interval)
     p.add_argument("--timeout", type=float, default=300.0, help="to connect every peer")

@@ -1,21 +1,26 @@
-"""`bench/scale.py --simulated N1,N2,...`: today's design with N simulated peers around a
-few real sites.
+"""`bench/scale.py --simulated N1,N2,...`: N simulated peers around a few real sites.
 
 For each N, on a fresh mesh: 3 real core sites (agent + embedded nats-server each, as
-`LocalMesh` starts them, secure) and `--real-extra` more real sites (today every site is a
-full JetStream server in the route mesh: there is no edge yet), all with the product's
-default timings. The extra real sites run `--workloads` split-brain-allowed workloads each
-(a real `sleep`), whose topologies name two simulated sites as standbys. Then N simulated
-sites (bench/scale_peers.py, one process) join: each its own identity (roster entry, nkey,
-certificate), its own connection to one of the 3 core servers, real heartbeats on its own
-subject at the default interval, and an agent's subscriptions.
+`LocalMesh` starts them, secure) and `--real-extra` more real sites, all with the product's
+default timings. Without `--cores` every real site is a full JetStream server in one route
+mesh and hears every heartbeat (all-core, the baseline). With `--cores 3` the mesh names
+c1-c3 as its cores: the extra real sites are edges (leaf nodes of every core) and every
+agent hears only its interest (its topologies' sites and the cores). The extra real sites
+run `--workloads` split-brain-allowed workloads each (a real `sleep`) whose standbys are
+two simulated sites (and, with cores, the next extra real site around their ring, so that
+a killed one has real listeners). Then N simulated sites (bench/scale_peers.py, one
+process) join: each its own identity (roster entry, nkey, certificate), its own client
+connection to one of the 3 core servers, real heartbeats on its own subject at the default
+interval, its summary every 5 s, and the subscriptions an agent of that mesh would hold
+(`--listen interest`, the default with cores: the cores and its topology sites, where
+simulated sites pair up: p0000 with p0001 and the extra real sites, p0002 with p0003...).
 
 Per N: formation (the real mesh started -> every real site sees every site alive), health
 of the real sites' views over a steady window, CPU (% of one core) and RSS of each real
 agent and each core nats-server, the harness's own CPU, `harmony status` wall time, and
 silent-peer detection (a real extra site SIGKILLed, agent and server, `--kills` times,
-restarted in between; latency until each other real site journals `peer-silent`, on the
-machine-wide monotonic clock).
+restarted in between; latency until each other real site that listens to it journals
+`peer-silent`, on the machine-wide monotonic clock).
 """
 
 from __future__ import annotations
@@ -30,29 +35,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-from scale import cpu_seconds, detected, rss_mb
+from scale import MemoryLow, cpu_seconds, detected, guard, rss_mb, shielded, stop_mesh
 from scale_peers import PeersProcess, add_peers
 
-from harmony.client import collect_snapshots
+from harmony.actors.messages import Snapshot
+from harmony.client import collect_snapshot, expected_peers
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, Timings, WorkloadConfig
 from harmony.mesh.connection import MeshConnection
 from harmony.sim.launch import LaunchError, LocalMesh
 
 CORE = ["c1", "c2", "c3"]
-MIN_AVAILABLE_MB = 3000
-"""Give up on a size when the machine's free memory falls below this (servers buffering
-for slow consumers can take it all; the machine is shared)."""
-
-
-class MemoryLow(Exception):
-    pass
-
-
-def guard() -> None:
-    available = psutil.virtual_memory().available / 2**20
-    if available < MIN_AVAILABLE_MB:
-        raise MemoryLow(f"stopped: the machine has {available:.0f} MB available")
 
 
 @dataclass
@@ -61,6 +53,8 @@ class SimSample:
     keys_s: float = 0.0
     formed_s: float | None = None
     peers_up_s: float = 0.0
+    real_s: float = 0.0
+    """Seconds for the real sites alone to form (before the simulated ones start)."""
     views: int = 0
     bad_views: int = 0
     max_hb_age: float = 0.0
@@ -74,6 +68,7 @@ class SimSample:
     status_s: list[float] = field(default_factory=list)
     status_sites: int = 0
     detect: list[float] = field(default_factory=list)
+    listeners: int = 0
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
     note: str = ""
 
@@ -84,19 +79,38 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def alive_seen(conn: MeshConnection, mesh: str, real: list[str], everyone: set[str]) -> int:
-    """The fewest of `everyone` (itself counted) that one of the `real` sites sees alive."""
-    snaps = collect_snapshots(conn, mesh, timeout=5.0)
-    return min(
-        len(({p.site for p in snaps[s].peers if p.state == "alive"} | {s}) & everyone)
+def real_views(conn: MeshConnection, mesh: str, real: list[str]) -> dict[str, Snapshot]:
+    """The real sites' snapshots, asked one by one (a request to every site would have a
+    thousand simulated ones answer it)."""
+    snaps = {s: collect_snapshot(conn, mesh, s, timeout=3.0) for s in real}
+    return {s: snap for s, snap in snaps.items() if snap is not None}
+
+
+def not_alive(snaps: dict[str, Snapshot], real: list[str], everyone: set[str]) -> int:
+    """How many (real site, peer it listens to) pairs are not alive: 0 when formed."""
+    return sum(
+        len(
+            expected_peers(snaps[s], everyone)
+            - {p.site for p in snaps[s].peers if p.state == "alive"}
+        )
         if s in snaps
-        else 0
+        else len(everyone)
         for s in real
     )
 
 
 def sees_all(conn: MeshConnection, mesh: str, real: list[str], everyone: set[str]) -> bool:
-    return alive_seen(conn, mesh, real, everyone) >= len(everyone)
+    return not_alive(real_views(conn, mesh, real), real, everyone) == 0
+
+
+def interest_of(sims: list[str], extra: list[str], shared: int = 2) -> dict[str, list[str]]:
+    """The sites each simulated site hears with interest scoping, besides the cores: its
+    topologies' (the first `shared` share the extra real sites'; the others pair up)."""
+    hears = {p: [*extra, *(q for q in sims[:shared] if q != p)] for p in sims[:shared]}
+    for i in range(shared, len(sims)):
+        partner = i ^ 1
+        hears[sims[i]] = [sims[partner]] if shared <= partner < len(sims) else []
+    return {p: [*CORE, *h] for p, h in hears.items()}
 
 
 def status_time(mesh: LocalMesh, site: str) -> tuple[float, int]:
@@ -124,15 +138,20 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> SimSample:
     extra = [f"r{i + 1}" for i in range(args.real_extra)]
     real = [*CORE, *extra]
     sims = [f"p{i:04d}" for i in range(n)]
-    standbys = sims[:2]
+    ring = [
+        [extra[(k + 1) % len(extra)]] if args.cores and len(extra) > 1 else []
+        for k in range(len(extra))
+    ]
     workloads = [
         WorkloadConfig(
             name=f"w{i:02d}-{r}",
             strategy="split-brain-allowed",
             driver=ProcessDriverConfig(command=["sleep", "infinity"], restart="never"),
-            topology=FailoverTopologyConfig(primary=r, standbys=standbys),
+            topology=FailoverTopologyConfig(
+                primary=r, standbys=[*ring[k], *sims[: args.sim_standbys]]
+            ),
         )
-        for r in extra
+        for k, r in enumerate(extra)
         for i in range(args.workloads)
     ]
     timings = Timings()
@@ -143,6 +162,7 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> SimSample:
         workloads=workloads,
         timings=timings,
         log_level="warning",
+        cores=len(CORE) if args.cores else 0,
     )
     peers: PeersProcess | None = None
     conn = None
@@ -157,12 +177,14 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> SimSample:
         except LaunchError as e:
             sample.note = f"real sites did not form: {str(e).splitlines()[0]}"
             return sample
+        sample.real_s = time.monotonic() - started
         peers = PeersProcess.start(
             mesh.workdir / "peers",
             mesh.mesh_dir,
             mesh.mesh,
             mesh.client_urls(CORE),
             sims,
+            hears=interest_of(sims, extra, args.sim_standbys),
             listen=args.listen,
             known=real,
             timeout=args.timeout,
@@ -174,15 +196,15 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> SimSample:
         conn.wait_connected(10)
         everyone = {*real, *sims}
         deadline = started + args.formation
-        best = 0
-        while (seen := alive_seen(conn, mesh.mesh, real, everyone)) < len(everyone):
+        best = len(real) * len(everyone)
+        while (missing := not_alive(real_views(conn, mesh.mesh, real), real, everyone)) > 0:
             guard()
-            best = max(best, seen)
+            best = min(best, missing)
             if time.monotonic() > deadline:
                 # Measure anyway: what it costs, and how detection fares, when it does not.
                 sample.note = (
-                    f"never formed within {args.formation:g} s: at best every real site saw "
-                    f"{best} of the {len(everyone)} sites alive at once"
+                    f"never formed within {args.formation:g} s: at best {best} of the real "
+                    "sites' views of the peers they listen to were not alive at once"
                 )
                 break
             time.sleep(0.5)
@@ -198,12 +220,18 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> SimSample:
         limit = timings.suspect_after * timings.heartbeat_interval
         while time.monotonic() - t0 < args.window:
             guard()
-            snaps = collect_snapshots(conn, mesh.mesh, timeout=3.0)
+            snaps = real_views(conn, mesh.mesh, real)
             for s in real:
                 if s not in snaps:
                     sample.bad_views += 1
                     continue
+                listens = expected_peers(snaps[s], everyone)
+                unheard = listens - {p.site for p in snaps[s].peers}
+                sample.views += len(unheard)
+                sample.bad_views += len(unheard)
                 for p in snaps[s].peers:
+                    if p.site not in listens:
+                        continue
                     sample.views += 1
                     sample.max_hb_age = max(sample.max_hb_age, p.last_heartbeat_age or 0.0)
                     if p.state != "alive":
@@ -229,7 +257,13 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> SimSample:
             sample.status_sites = answered
 
         victim = extra[-1] if extra else CORE[-1]
-        watchers = [s for s in real if s != victim]
+        final = real_views(conn, mesh.mesh, real)
+        watchers = [
+            s
+            for s in real
+            if s != victim and s in final and victim in expected_peers(final[s], everyone)
+        ]
+        sample.listeners = len(watchers)
         for k in range(args.kills):
             killed_at = time.monotonic()
             mesh.kill(victim, signal.SIGKILL)
@@ -253,11 +287,12 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> SimSample:
         sample.note += f" {e}".splitlines()[0]
         return sample
     finally:
-        if peers is not None:
-            peers.stop()
-        if conn is not None:
-            conn.close()
-        mesh.stop()
+        with shielded():
+            if peers is not None:
+                peers.stop()
+            if conn is not None:
+                conn.close()
+            stop_mesh(mesh)
 
 
 def _med(values: list[float] | dict[str, float], unit: str) -> str:
@@ -268,29 +303,64 @@ def _med(values: list[float] | dict[str, float], unit: str) -> str:
     return f"{mid:.1f} {unit} ({min(vals):.1f}-{max(vals):.1f})"
 
 
+def targets(samples: list[SimSample]) -> list[str]:
+    """Issue 11's targets, from the smallest and the largest N measured."""
+    done = [s for s in samples if s.agent_cpu]
+    if len(done) < 2:
+        return []
+    lo, hi = done[0], done[-1]
+    ratios = {k: hi.agent_cpu[k] / lo.agent_cpu[k] for k in hi.agent_cpu if lo.agent_cpu.get(k)}
+    worst = max(ratios, key=lambda k: ratios[k]) if ratios else "—"
+    p99 = quantile(hi.detect, 0.99) if hi.detect else float("inf")
+    server = max(hi.server_cpu.values(), default=float("inf"))
+    yes = {True: "met", False: "NOT met"}
+    return [
+        f"- target, real agent CPU at {hi.peers} within 1.5x of {lo.peers}: "
+        f"{yes[bool(ratios) and ratios[worst] <= 1.5]} (worst {worst}: "
+        f"{lo.agent_cpu.get(worst, 0):.1f} -> {hi.agent_cpu.get(worst, 0):.1f} %, "
+        f"{ratios.get(worst, 0):.2f}x)",
+        f"- target, detection p99 < 1.5 s at {hi.peers}: {yes[p99 < 1.5]} ({p99:.2f} s, "
+        f"{len(hi.detect)} samples)",
+        f"- target, core servers < 50 % of a core at {hi.peers}: {yes[server < 50]} "
+        f"(max {server:.1f} %)",
+    ]
+
+
 def markdown(samples: list[SimSample], command: str, args: argparse.Namespace) -> str:
+    design = (
+        "core and edge, interest-scoped (every agent hears its topologies' sites and the cores)"
+        if args.cores
+        else "all-core (every agent hears every heartbeat)"
+    )
+    real = (
+        f"3 core ({', '.join(CORE)}) + {args.real_extra} edges (leaf nodes of every core)"
+        if args.cores
+        else f"3 core ({', '.join(CORE)}) + {args.real_extra} more, all in one route mesh"
+    )
     lines = [
-        "# Scale, simulated peers: today's design (every agent hears every heartbeat)",
+        f"# Scale, simulated peers: {design}",
         "",
         f"Command: `{command}`",
         "",
-        f"Machine: {os.cpu_count()} CPUs; default timings. Real sites: 3 core "
-        f"({', '.join(CORE)}) + {args.real_extra} more, each an agent with its own "
-        "nats-server (today all in one route mesh), secure (TLS + nkeys); the extra ones run "
-        f"{args.workloads} split-brain-allowed workloads each, standbys two simulated sites. "
-        f"Simulated sites: one process, one connection each to a core server, heartbeats "
-        f"every {Timings().heartbeat_interval} s, subscriptions of an agent "
-        f"(heartbeats: {args.listen}).",
+        f"Machine: {os.cpu_count()} CPUs; default timings. Real sites: {real}, each an agent "
+        "with its own nats-server, secure (TLS + nkeys); the extra ones run "
+        f"{args.workloads} split-brain-allowed workloads each, standbys {args.sim_standbys} "
+        "simulated sites"
+        f"{' and the next extra real site' if args.cores else ''}. Simulated sites: one "
+        "process, one client connection each to a core server, heartbeats every "
+        f"{Timings().heartbeat_interval} s, a summary every 5 s, subscriptions of an agent "
+        f"(heartbeats: {args.listen}). Detection: n = samples (listeners x kills).",
         "",
         "| simulated | formed in | non-alive views | max hb age | agent CPU | agent RSS | "
         "core server CPU | core server RSS | detection p50 / p99 (n) | status | "
-        "harness CPU / RSS | harness drops | load 1m |",
+        "harness CPU / RSS | harness drops | load 1/5/15 |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in samples:
         formed = f"{s.formed_s:.0f} s" if s.formed_s is not None else "no"
         det = (
-            f"{quantile(s.detect, 0.5):.2f} / {quantile(s.detect, 0.99):.2f} s ({len(s.detect)})"
+            f"{quantile(s.detect, 0.5):.2f} / {quantile(s.detect, 0.99):.2f} s "
+            f"({len(s.detect)} of {s.listeners} x {args.kills})"
             if s.detect
             else "—"
         )
@@ -300,19 +370,24 @@ def markdown(samples: list[SimSample], command: str, args: argparse.Namespace) -
             else "—"
         )
         drops = f"{s.harness.get('slow_consumer', 0)} slow, {s.harness.get('disconnects', 0)} disc."
+        load = "/".join(f"{x:.1f}" for x in s.load)
         lines.append(
             f"| {s.peers} | {formed} | {s.bad_views}/{s.views} | {s.max_hb_age:.2f} s | "
             f"{_med(s.agent_cpu, '%')} | {_med(s.agent_rss, 'MB')} | "
             f"{_med(s.server_cpu, '%')} | {_med(s.server_rss, 'MB')} | {det} | {status} | "
-            f"{s.harness_cpu:.0f} % / {s.harness_rss:.0f} MB | {drops} | {s.load[0]:.1f} |"
+            f"{s.harness_cpu:.0f} % / {s.harness_rss:.0f} MB | {drops} | {load} |"
         )
     lines.append("")
     for s in samples:
         per_site = ", ".join(f"{k} {v:.1f}" for k, v in s.agent_cpu.items())
+        sent = s.harness.get("hb_sent", 0)
         lines.append(
-            f"- {s.peers} simulated: keys {s.keys_s:.0f} s, peers connected in "
-            f"{s.peers_up_s:.0f} s; agent CPU % by site: {per_site or '—'}. {s.note}".rstrip()
+            f"- {s.peers} simulated: keys {s.keys_s:.0f} s, real sites formed in {s.real_s:.0f} "
+            f"s, then the simulated ones connected in "
+            f"{s.peers_up_s:.0f} s; agent CPU % by site: {per_site or '—'}; harness sent "
+            f"{sent} heartbeats, received {s.harness.get('hb_received', 0)}. {s.note}".rstrip()
         )
+    lines += targets(samples)
     return "\n".join(lines) + "\n"
 
 

@@ -134,13 +134,24 @@ class MeshDir:
     # ------------------------------------------------------------------ operations
     def add_site(self, site: str, hosts: Sequence[str] = ()) -> str:
         """Issue a site's material and add its key to the roster; return the key."""
+        return self.add_sites({site: hosts})[site]
+
+    def add_sites(self, sites: Mapping[str, Sequence[str]]) -> dict[str, str]:
+        """`add_site` for many sites ({site: hosts}) with one read and one write of the
+        roster (linear: a thousand sites in seconds). Sites issued before a failure are
+        in the roster; the one that failed and those after it are not."""
         roster = self.roster()
-        self._taken(roster, site)
-        who = IdentityFile(roster.mesh, site, SITE_ROLE, list(hosts))
-        key = self._issue(self.site_dir(site), who)
-        sites = {**roster.sites, site: key}
-        self._save_roster(msgspec.structs.replace(roster, sites=sites))
-        return key
+        added: dict[str, str] = {}
+        try:
+            for site, hosts in sites.items():
+                self._taken(roster, site)
+                who = IdentityFile(roster.mesh, site, SITE_ROLE, list(hosts))
+                added[site] = self._issue(self.site_dir(site), who)
+        finally:
+            if added:
+                sites_now = {**roster.sites, **added}
+                self._save_roster(msgspec.structs.replace(roster, sites=sites_now))
+        return added
 
     def add_identity(self, name: str, role: Role) -> str:
         roster = self.roster()
@@ -203,8 +214,7 @@ def init_mesh(
         _write(root / f"{which}.pem", pem.cert, secret=False)
     md = MeshDir(root)
     md._save_roster(Roster(mesh=mesh))
-    for site, hosts in sites.items():
-        md.add_site(site, hosts)
+    md.add_sites(sites)
     for name in operators:
         md.add_identity(name, "operator")
     for name in readers:

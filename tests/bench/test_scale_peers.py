@@ -117,3 +117,43 @@ def test_five_simulated_peers_beat_answer_and_stop_cleanly(
     assert stats["hb_received"] > 0  # they hold the heartbeat subscription, as an agent
     logs = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("nats-server.log*"))
     assert "Violation" not in logs  # everything they did, their permissions allow
+
+
+def _subscriptions(server: EmbeddedServer) -> dict[str, set[str]]:
+    with urllib.request.urlopen(f"{server.http_url}/connz?subs=1", timeout=2) as r:
+        conns = json.load(r).get("connections", [])
+    return {c.get("name", ""): set(c.get("subscriptions_list", [])) for c in conns}
+
+
+def test_peers_with_interest_hear_only_their_sites_and_write_summaries(
+    tmp_path: Path, server: tuple[Path, EmbeddedServer]
+) -> None:
+    """As an edge with interest scoping: one heartbeat subject per site it hears (no
+    wildcard), and a site summary on its own key, which its permissions allow."""
+    mesh_dir, srv = server
+    names = ["p0", "p1", "p2"]
+    hears = {"p0": ["a", "p1"], "p1": ["a", "p0"], "p2": ["a"]}
+    peers = peers_mod.PeersProcess.start(
+        tmp_path / "peers", mesh_dir, M, [srv.client_url], names, hears=hears,
+        listen="interest", timeout=60,
+    )  # fmt: skip
+    try:
+        peers.wait_ready(60)
+
+        def all_connected() -> dict[str, set[str]] | None:
+            found = _subscriptions(srv)
+            return found if all(f"sim-{n}" in found for n in names) else None
+
+        subs = wait_until(all_connected, 10, "the peers' connections")
+        for name in names:
+            heard = {x for x in subs[f"sim-{name}"] if x.endswith(".hb")}
+            assert heard == {subjects.heartbeat(M, s) for s in hears[name]}, (name, heard)
+        wait_until(lambda: peers.stats().get("summaries", 0) >= 3, 20, "a summary each")
+        # p0 hears p1's heartbeats (its interest), p2 hears none but the silent site a's.
+        wait_until(lambda: peers.stats().get("hb_received", 0) >= 4, 20, "heartbeats heard")
+    finally:
+        code = peers.stop()
+    assert code == 0, peers.log_tail()
+    assert peers.stats()["errors"] == 0, peers.stats()
+    logs = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("nats-server.log*"))
+    assert "Violation" not in logs
