@@ -3,13 +3,14 @@
     python bench/spurious_fences.py [--runs 24] [--json out.json]
 
 One mesh of 3 real sites (agents with embedded nats-servers, default timings) runs three
-absolute-consistency workloads, one held by each site (`w-a` by a, ...). Each run kills one
-site (SIGKILL agent and nats-server): alternately the site whose server leads the lease
-stream's Raft group right now (found through the monitoring endpoint, `/jsz`) and a site
-that does not. The two other holders are healthy: nothing happened to their sites. The run
-counts their fences (journal `fence` of a workload whose holder was not the killed site) and
-their failed renewals, measures how long the lease stream had no leader, then restarts the
-killed site and waits until each workload runs exactly once again.
+absolute-consistency workloads, one held by each site at first (`w-a` by a, ...). Each run
+kills one site (SIGKILL agent and nats-server): alternately, when there is one, a site whose
+server leads the lease stream of a workload held *elsewhere* (found through the monitoring
+endpoint, `/jsz`), and any other site. The holders on the other sites are healthy: nothing
+happened to their sites. The run counts their fences (journal `fence` of a workload whose
+holder was not the killed site) and their failed renewals, measures how long the streams the
+victim led had no leader, then restarts the killed site and waits until each workload runs
+exactly once again.
 
 A healthy holder fences when the lease stream is between leaders for longer than its fence
 deadline (`lease_ttl - fence_margin` after its last renewal): issue 13, item 5.
@@ -33,15 +34,20 @@ from rich.table import Table
 from harmony.client import collect_snapshots, wait_formed
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, Timings, WorkloadConfig
 from harmony.mesh.connection import MeshConnection
+from harmony.mesh.leases import lease_stream
 from harmony.sim.history import load_history
 from harmony.sim.launch import LocalMesh
-from harmony.sim.streams import StreamPlacement, lease_stream, stream_placement
+from harmony.sim.streams import StreamPlacement, stream_placement
 
 SITES = ("a", "b", "c")
 MESH = "sf"
 OBSERVE = 20.0
 """Seconds after the kill in which a healthy holder's fence counts: more than the longest
 election (9 s) plus a fence deadline (5.5 s)."""
+
+
+LED = {True: "led another holder's stream", False: "led no other holder's stream"}
+WORKLOADS = tuple(f"w-{s}" for s in SITES)
 
 
 def workloads() -> list[WorkloadConfig]:
@@ -63,6 +69,7 @@ def workloads() -> list[WorkloadConfig]:
 class Run:
     victim: str
     victim_led_stream: bool
+    """The victim led the lease stream of a workload held on another site."""
     healthy_fences: int
     healthy_renew_failures: int
     leaderless_s: float
@@ -101,15 +108,25 @@ class Bench:
                     runs.setdefault(a.path.split("/")[2], set()).add(site)
         return {w: next(iter(s)) for w, s in runs.items() if len(s) == 1}
 
-    def placement(self, up: list[str]) -> StreamPlacement | None:
+    def placement(self, up: list[str], workload: str) -> StreamPlacement | None:
         servers = [(s, f"http://127.0.0.1:{self.mesh.configs[s].nats.http_port}") for s in up]
-        return stream_placement(servers, lease_stream(MESH))
+        return stream_placement(servers, lease_stream(MESH, workload))
 
-    def new_leader(self, up: list[str], old: str) -> bool:
-        """The surviving servers name a leader other than the dead one (until the election,
-        they still report the old one)."""
-        p = self.placement(up)
-        return p is not None and p.leader != old
+    def leaders(self, up: list[str]) -> dict[str, str] | None:
+        """workload -> the server leading its lease stream; None until every one has one."""
+        out = {}
+        for w in WORKLOADS:
+            p = self.placement(up, w)
+            if p is None:
+                return None
+            out[w] = p.leader
+        return out
+
+    def new_leaders(self, up: list[str], old: str) -> bool:
+        """The surviving servers name a leader other than the dead one for every stream
+        (until an election, they still report the old one)."""
+        now = self.leaders(up)
+        return now is not None and old not in now.values()
 
     def wait(self, what: str, pred: Callable[[], object], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -123,23 +140,23 @@ class Bench:
         conn = self.conn
         self.wait("mesh formed", lambda: wait_formed(conn, MESH, set(SITES), 5), 120)
         self.wait("each workload once", lambda: len(self.holders()) == len(SITES), 120)
-        self.wait("a stream leader", lambda: self.placement(list(SITES)) is not None, 60)
+        self.wait("stream leaders", lambda: self.leaders(list(SITES)) is not None, 60)
         return self.holders()
 
-    def run(self, want_leader: bool) -> Run:
+    def run(self, i: int) -> Run:
         holders = self.steady()
-        placement = self.placement(list(SITES))
-        assert placement is not None
-        if want_leader:
-            victim = placement.leader
-        else:
-            victim = next(s for s in SITES if s != placement.leader)
+        leaders = self.leaders(list(SITES))
+        assert leaders is not None
+        foreign = sorted({leaders[w] for w in WORKLOADS if leaders[w] != holders.get(w)})
+        pick_foreign = i % 2 == 0 and foreign
+        victim = foreign[(i // 2) % len(foreign)] if pick_foreign else SITES[i % len(SITES)]
+        led_foreign = victim in foreign
         t0 = time.monotonic()
         self.mesh.kill(victim, signal.SIGKILL)
         up = [s for s in SITES if s != victim]
         leaderless = 0.0
-        if victim == placement.leader:
-            self.wait("a new stream leader", lambda: self.new_leader(up, victim), 60)
+        if victim in leaders.values():
+            self.wait("new stream leaders", lambda: self.new_leaders(up, victim), 60)
             leaderless = time.monotonic() - t0
         self.wait("the observation window", lambda: time.monotonic() - t0 >= OBSERVE, OBSERVE + 5)
         healthy = {w for w, s in holders.items() if s != victim}
@@ -152,7 +169,7 @@ class Bench:
         ]
         run = Run(
             victim=victim,
-            victim_led_stream=victim == placement.leader,
+            victim_led_stream=led_foreign,
             healthy_fences=sum(e.kind == "fence" for e in events),
             healthy_renew_failures=sum(e.kind == "renew-failed" for e in events),
             leaderless_s=leaderless,
@@ -172,7 +189,7 @@ def table(runs: list[Run]) -> Table:
         "leaderless s (max)",
     ):
         t.add_column(col, justify="left" if col == "killed site" else "right")
-    for led, label in ((True, "led the lease stream"), (False, "did not")):
+    for led, label in ((True, "led another holder's lease stream"), (False, "did not")):
         rs = [r for r in runs if r.victim_led_stream is led]
         if not rs:
             continue
@@ -190,7 +207,7 @@ def table(runs: list[Run]) -> Table:
 def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--runs", type=int, default=24, help="kills in all, half of them of the leader")
+    ap.add_argument("--runs", type=int, default=24, help="kills in all (default 24)")
     ap.add_argument("--json", help="also write each run here")
     ap.add_argument("--workdir", help="keep configs, logs and journals here (default: temporary)")
     args = ap.parse_args()
@@ -202,11 +219,11 @@ def main() -> int:
             with console.status("starting 3 sites..."):
                 bench.start()
             for i in range(args.runs):
-                r = bench.run(want_leader=i % 2 == 0)
+                r = bench.run(i)
                 runs.append(r)
                 console.log(
                     f"run {i + 1}/{args.runs}: killed {r.victim} "
-                    f"({'stream leader' if r.victim_led_stream else 'not the leader'}): "
+                    f"({LED[r.victim_led_stream]}): "
                     f"{r.healthy_fences} healthy-holder fences, "
                     f"{r.healthy_renew_failures} renew failures, leaderless {r.leaderless_s:.1f}s"
                 )

@@ -193,6 +193,11 @@ class HarmonyActor(pykka.ThreadingActor):
             self.ctx.on_escalate(f"{self.path} failed: {error}")
 
     # -- state on the board --------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        """What the board shows for this actor ("running", or a kind's own, e.g. "held")."""
+        return self._state
+
     def set_state(self, state: str, **detail: str) -> None:
         self._state = state
         if detail:

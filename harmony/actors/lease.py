@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -63,8 +64,13 @@ class Poll:
     pass
 
 
+LEAD_EVERY = 5
+"""Polls between checks that the held lease's stream is led from this site's server."""
+
+
 class LeaseActor(OfWorkload):
     kind = "lease"
+    polls = 0
     last_seen: tuple[str | None, int] | None = None
     """(holder, revision) of the last observation reported; None: report the next one."""
     watch: Any = None
@@ -128,6 +134,7 @@ class LeaseActor(OfWorkload):
         def held(rev: int) -> None:
             self.set_state("held", holder=self.ctx.site, token=str(rev))
             self.report(LeaseAcquired(rev, sent_at))
+            self.lead()
 
         over = cmd.expected_revision
         self.cas(
@@ -179,6 +186,9 @@ class LeaseActor(OfWorkload):
     # -- observations ----------------------------------------------------------------------
     @handles(Poll)
     def on_poll(self, _: Poll) -> None:
+        self.polls += 1
+        if self.state == "held" and self.polls % LEAD_EVERY == 0:
+            self.lead()  # an election may have moved the leader away since
         try:
             entry = self.store.read(self.key)
         except LeaseError as e:
@@ -208,6 +218,24 @@ class LeaseActor(OfWorkload):
         else:
             self.set_detail(seen=entry.holder.site, seen_revision=str(entry.revision))
             self.report(LeaseObservedHeld(entry.holder.site, entry.revision))
+
+    def lead(self) -> None:
+        """Ask for the held lease's stream to be led from this site's server (see
+        `LeaseStore.lead`: a non-holder's death then never leaves the stream leaderless).
+        Never waits: the answer is only logged."""
+        path = self.path
+
+        def said(f: Future[str]) -> None:
+            err = f.exception()
+            if err is not None:
+                log.info("%s: lease stream leader not moved: %s", path, err)
+            elif f.result().startswith("moved"):
+                log.info("%s: lease stream leader %s to this site", path, f.result())
+
+        try:
+            self.store.lead(self.key).add_done_callback(said)
+        except LeaseError as e:
+            log.info("%s: lease stream leader not moved: %s", path, e)
 
     # -- the KV watcher ----------------------------------------------------------------------
     def _start_watch(self) -> None:

@@ -125,6 +125,7 @@ class Agent:
             ttl=cfg.timings.lease_ttl,
             replicas=self.kv_replicas(),
             op_timeout=max(0.5, cfg.timings.renew_interval),
+            server=self.server.spec.name if self.server is not None else None,
         )
         ctx = AgentContext(
             config=cfg,
@@ -173,8 +174,9 @@ class Agent:
         def refusal(e: Exception) -> str | None:
             return disagreement(self.config, e) if isinstance(e, BucketMismatch) else None
 
+        keys = [w.name for w in self.config.workloads if uses_lease(w.strategy)]
         self._until_agreed(
-            lambda: leases.ensure_bucket(timeout=5), refusal, "the lease bucket", timeout
+            lambda: leases.ensure_buckets(keys, timeout=5), refusal, "the lease buckets", timeout
         )
 
     def _agree_on_cores(self, timeout: float) -> None:

@@ -1,9 +1,18 @@
 """Leases in a replicated JetStream KV bucket: create-if-absent, CAS renew, CAS release.
 
-One bucket per mesh (``harmony-<mesh>-leases``), one key per exclusive workload. The bucket's
-`max_age` is the lease TTL, so the *server* expires a lease `ttl` seconds after its last
-write; with limit markers, watchers see the expiry as a marker entry. The KV revision of a
-successful write is the fencing token: stream sequences only grow.
+One bucket per exclusive workload (``harmony-<mesh>-lease-<workload>``), its key the workload's
+name. The bucket's `max_age` is the lease TTL, so the *server* expires a lease `ttl` seconds
+after its last write; with limit markers, watchers see the expiry as a marker entry. The KV
+revision of a successful write is the fencing token: stream sequences only grow.
+
+Why one bucket (one stream, one Raft group) per workload: a holder can renew only while its
+stream has a leader, and a stream whose leader's server dies has none for a whole election
+(4-9 s in nats-server, longer than the fence deadline). With one stream for every lease, the
+death of whichever site led it fenced every healthy holder elsewhere. Each workload's stream
+instead follows its holder (`lead`): the holder asks the leader to step down in favour of its
+own server, so only the holder's own death leaves its stream leaderless -- and then there is
+no healthy holder to fence. Moving the leader changes nothing in the safety argument: the new
+leader expires the key by the stored message's timestamp, as any leader does.
 
 What bites (see docs/design.md): reads may be stale, so only a successful CAS proves anything;
 `update(last=None)` behaves like create, so we always pass `last`; nats-py's `create()` does
@@ -15,9 +24,10 @@ Every method blocks the *calling* thread (an actor's) and runs the NATS call on 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -105,8 +115,14 @@ _STREAM_EXISTS_OTHERWISE = 10058
 """JetStream: "stream name already in use with a different configuration"."""
 
 
-def bucket_name(mesh: str) -> str:
-    return f"harmony-{mesh}-leases"
+def lease_bucket(mesh: str, workload: str) -> str:
+    """The KV bucket holding `workload`'s lease (its key is the workload's name)."""
+    return f"harmony-{mesh}-lease-{workload}"
+
+
+def lease_stream(mesh: str, workload: str) -> str:
+    """The JetStream stream behind `lease_bucket`."""
+    return f"KV_{lease_bucket(mesh, workload)}"
 
 
 def _entry_from(revision: int, data: bytes, headers: dict[str, str] | None) -> LeaseEntry:
@@ -124,7 +140,9 @@ def _entry_from(revision: int, data: bytes, headers: dict[str, str] | None) -> L
 
 
 class LeaseStore:
-    """The lease bucket of one mesh, used from actor threads."""
+    """The lease buckets of one mesh's exclusive workloads, used from actor threads. A key is
+    a workload's name; `server` is this site's nats-server (None: an edge's, or an external
+    one), where `lead` moves the leader of the stream of a lease held here."""
 
     def __init__(
         self,
@@ -133,27 +151,38 @@ class LeaseStore:
         ttl: float,
         replicas: int = 3,
         op_timeout: float = 2.0,
+        server: str | None = None,
     ) -> None:
         self.conn = conn
-        self.bucket = bucket_name(mesh)
+        self.mesh = mesh
         self.ttl = ttl
         self.replicas = replicas
         self.op_timeout = op_timeout
-        self._kv: KeyValue | None = None
+        self.server = server
+        self._kvs: dict[str, KeyValue] = {}
+
+    def bucket(self, key: str) -> str:
+        return lease_bucket(self.mesh, key)
 
     # ------------------------------------------------------------------ setup
-    def ensure_bucket(self, timeout: float = 30.0) -> None:
-        """Create the bucket (idempotent across sites) or bind to it, and refuse one whose
+    def ensure_buckets(self, keys: Iterable[str], timeout: float = 30.0) -> None:
+        """`ensure_bucket` for each key."""
+        for key in keys:
+            self.ensure_bucket(key, timeout)
+
+    def ensure_bucket(self, key: str, timeout: float = 30.0) -> None:
+        """Create `key`'s bucket (idempotent across sites) or bind to it, and refuse one whose
         settings differ from ours (`BucketMismatch`): its max_age is every holder's TTL."""
+        bucket = self.bucket(key)
         cfg = KeyValueConfig(
-            bucket=self.bucket,
+            bucket=bucket,
             history=1,
             ttl=self.ttl,
             replicas=self.replicas,
             storage=StorageType.FILE,
             limit_marker_ttl=self.marker_ttl,
         )
-        stream = f"KV_{self.bucket}"
+        stream = f"KV_{bucket}"
 
         async def ensure(nc: Client) -> KeyValue:
             js = nc.jetstream(timeout=self.op_timeout)
@@ -167,17 +196,17 @@ class LeaseStore:
                         raise
                     # another site created it in the same moment, with other settings
                 info = await js.stream_info(stream)
-            self._check(info.config)
-            return await js.key_value(self.bucket)
+            self._check(bucket, info.config)
+            return await js.key_value(bucket)
 
-        self._kv = self._call(ensure, timeout)
+        self._kvs[key] = self._call(ensure, timeout)
 
     @property
     def marker_ttl(self) -> float:
         """How long an expiry marker stays (the server wants at least 1 s)."""
         return max(1.0, self.ttl)
 
-    def _check(self, config: StreamConfig) -> None:
+    def _check(self, bucket: str, config: StreamConfig) -> None:
         found = [
             BucketSetting("max_age", config.max_age, self.ttl),
             BucketSetting("replicas", config.num_replicas, self.replicas, unit=""),
@@ -187,7 +216,7 @@ class LeaseStore:
             s for s in found if s.bucket is None or not math.isclose(s.bucket, s.ours, abs_tol=1e-3)
         ]
         if differ:
-            raise BucketMismatch(self.bucket, differ)
+            raise BucketMismatch(bucket, differ)
 
     def _call(self, fn: Callable[[Client], Any], timeout: float | None = None) -> Any:
         try:
@@ -205,22 +234,21 @@ class LeaseStore:
             # buffers, ...) means the same to a lease holder: not committed, maybe later.
             raise LeaseUnavailable(f"{type(e).__name__}: {e}") from None
 
-    @property
-    def kv(self) -> KeyValue:
-        if self._kv is None:
-            self.ensure_bucket()
-        assert self._kv is not None
-        return self._kv
+    def kv(self, key: str) -> KeyValue:
+        if key not in self._kvs:
+            self.ensure_bucket(key)
+        return self._kvs[key]
 
     # ------------------------------------------------------------------ operations
     def read(self, key: str) -> LeaseEntry | None:
         """The latest entry for `key` (possibly stale), including markers; None if never."""
-        self.kv  # noqa: B018 - the bucket must exist
+        self.kv(key)  # the bucket must exist
+        bucket = self.bucket(key)
 
         async def read(nc: Client) -> LeaseEntry | None:
             js = nc.jetstream(timeout=self.op_timeout)
             try:
-                msg = await js.get_last_msg(f"KV_{self.bucket}", f"$KV.{self.bucket}.{key}")
+                msg = await js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.{key}")
             except nats.js.errors.NotFoundError:
                 return None
             return _entry_from(msg.seq or 0, msg.data or b"", msg.headers)
@@ -233,7 +261,7 @@ class LeaseStore:
 
         Returns the new revision (the fencing token). `LeaseConflict` if someone holds it.
         """
-        kv, value = self.kv, msgspec.json.encode(holder)
+        kv, value = self.kv(key), msgspec.json.encode(holder)
 
         async def create(nc: Client) -> int:
             # last=0 means "no message for this key"; last=over steps over a marker.
@@ -244,7 +272,7 @@ class LeaseStore:
         return rev
 
     def renew(self, key: str, holder: LeaseHolder, revision: int) -> int:
-        kv, value = self.kv, msgspec.json.encode(holder)
+        kv, value = self.kv(key), msgspec.json.encode(holder)
 
         async def renew(nc: Client) -> int:
             new: int = await kv.update(key, value, last=revision)
@@ -256,7 +284,7 @@ class LeaseStore:
     def watch(self, key: str, on_entry: Callable[[LeaseEntry], None]) -> Future[None]:
         """Call `on_entry` (on the loop thread) for every change of `key`, expiry markers
         included, until the returned future is cancelled. Re-watches after errors."""
-        kv = self.kv
+        kv = self.kv(key)
 
         async def watch() -> None:
             while True:
@@ -277,9 +305,39 @@ class LeaseStore:
 
     def release(self, key: str, revision: int) -> None:
         """Delete the lease if we still hold `revision`; a standby may take it at once."""
-        kv = self.kv
+        kv = self.kv(key)
 
         async def release(nc: Client) -> None:
             await kv.delete(key, last=revision)
 
         self._call(release)
+
+    def lead(self, key: str) -> Future[str]:
+        """Move the leader of `key`'s stream to this site's server, if it is a replica and the
+        leader is elsewhere. Does not wait (a renewal must never queue behind it); the future
+        says what happened: "here", "moved from <server>", "not a replica", "no server"."""
+        stream, server = f"KV_{self.bucket(key)}", self.server
+
+        async def lead() -> str:
+            if not server:
+                return "no server"
+            nc = self.conn.nc
+            assert nc is not None
+            info = await nc.jetstream(timeout=self.op_timeout).stream_info(stream)
+            cluster = info.cluster
+            leader = cluster.leader if cluster is not None else None
+            replicas = {r.name for r in (cluster.replicas or [])} if cluster is not None else set()
+            if leader == server:
+                return "here"
+            if server not in replicas:
+                return "not a replica"
+            body = json.dumps({"placement": {"preferred": server}}).encode()
+            reply = await nc.request(
+                f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", body, timeout=self.op_timeout
+            )
+            answer = json.loads(reply.data or b"{}")
+            if "error" in answer:
+                raise LeaseUnavailable(f"step-down of {stream} refused: {answer['error']}")
+            return f"moved from {leader}"
+
+        return asyncio.run_coroutine_threadsafe(lead(), self.conn.loop)

@@ -123,18 +123,16 @@ class ServerSecurity:
 
     identity: Identity
     roster_file: Path
-    bucket: str
     leases: dict[str, tuple[str, ...]]
     cores: tuple[str, ...] = ()
     """The mesh's core sites (none: all-core); the roster's other sites are edges."""
 
     def users(self) -> list[UserPermissions]:
-        return mesh_users(load_roster(self.roster_file), self.bucket, self.leases, self.cores)
+        return mesh_users(load_roster(self.roster_file), self.leases, self.cores)
 
 
 def server_security(cfg: SiteConfig) -> ServerSecurity | None:
     """The security of `cfg`'s embedded server, or None when it runs without (insecure)."""
-    from harmony.mesh.leases import bucket_name
     from harmony.strategies.registry import uses_lease
 
     sec = cfg.security
@@ -148,7 +146,6 @@ def server_security(cfg: SiteConfig) -> ServerSecurity | None:
     return ServerSecurity(
         identity=site_identity(sec.dir, cfg.site),
         roster_file=Path(sec.dir) / ROSTER_FILE,
-        bucket=bucket_name(cfg.mesh),
         leases=scope,
         cores=tuple(cfg.nats.cores),
     )

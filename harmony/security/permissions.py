@@ -4,10 +4,13 @@ The server enforces these; the receiving side trusts them. A site publishes only
 own name (heartbeats, events, actor subjects whose `<from>` is itself) and replies only to
 requests it received (``allow_responses``: no ``_INBOX.>`` publish, so no forged replies to
 someone else's request). It writes only the lease keys of workloads whose topology names
-it, and of JetStream only what a lease client needs on the lease stream: reads, consumers
-for watches, and ``STREAM.CREATE`` for bootstrap (the first site creates the bucket;
-JetStream refuses to re-create an existing stream with other settings, so this cannot
-reconfigure it). No one may delete, purge or update a stream, nor delete a message.
+it, and of JetStream only what a lease client needs on those workloads' lease streams (one
+per workload, `harmony.mesh.leases`): reads, consumers for watches, ``STREAM.CREATE`` for
+bootstrap (the first site creates the bucket; JetStream refuses to re-create an existing
+stream with other settings, so this cannot reconfigure it), and a leader step-down, which the
+holder asks for to have its stream led from its own server (it moves the Raft leader, never
+the data: a site of the topology can cost the holder a renewal, no more). No one may delete,
+purge or update a stream, nor delete a message.
 
 Operators send tells and asks as ``_op`` and request snapshots; readers only read. A site
 may request snapshots too (its admin watches with ``harmony status --config``), as a reader.
@@ -38,6 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from harmony.mesh import subjects  # a stdlib-only leaf: the one definition of the scheme
+from harmony.mesh.leases import lease_bucket, lease_stream
 from harmony.mesh.summaries import bucket_name as sites_bucket
 from harmony.security.roster import Roster
 
@@ -81,14 +85,13 @@ def js_inbox(inbox: str) -> str:
     return f"{inbox}.{JS_INBOX}"
 
 
-def lease_key(bucket: str, workload: str) -> str:
-    return f"$KV.{bucket}.{workload}"
+def lease_key(mesh: str, workload: str) -> str:
+    return f"$KV.{lease_bucket(mesh, workload)}.{workload}"
 
 
-def _lease_reads(bucket: str) -> list[str]:
-    stream = f"KV_{bucket}"
+def _lease_reads(mesh: str, workload: str) -> list[str]:
+    stream = lease_stream(mesh, workload)
     return [
-        "$JS.API.INFO",
         f"$JS.API.STREAM.INFO.{stream}",
         f"$JS.API.STREAM.MSG.GET.{stream}",
         f"$JS.API.DIRECT.GET.{stream}",
@@ -96,10 +99,13 @@ def _lease_reads(bucket: str) -> list[str]:
     ]
 
 
-def _lease_client(bucket: str) -> list[str]:
-    """What an agent's LeaseStore needs beyond reads: bootstrap and watches."""
-    stream = f"KV_{bucket}"
+def _lease_client(mesh: str, workload: str) -> list[str]:
+    """What an agent's LeaseStore needs beyond reads: bootstrap, watches, the write of its
+    key, and moving the stream's leader to the holder (`LeaseStore.lead`)."""
+    stream = lease_stream(mesh, workload)
     return [
+        lease_key(mesh, workload),
+        f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}",
         f"$JS.API.STREAM.CREATE.{stream}",
         f"$JS.API.CONSUMER.CREATE.{stream}",
         f"$JS.API.CONSUMER.CREATE.{stream}.>",
@@ -185,17 +191,25 @@ def with_connection_types(
     return out
 
 
+def lease_rules(mesh: str, workloads: Iterable[str], write: bool) -> list[str]:
+    """JetStream's general info, and for each workload its lease stream's reads and, with
+    `write`, what its holder needs."""
+    rules = ["$JS.API.INFO"]
+    for w in sorted(set(workloads)):
+        rules += _lease_reads(mesh, w) + (_lease_client(mesh, w) if write else [])
+    return rules
+
+
 def site_permissions(
     mesh: str,
-    bucket: str,
     site: str,
     nkey: str,
     lease_workloads: Iterable[str],
     edge: bool = False,
     roles: bool = False,
 ) -> UserPermissions:
-    """A site: its own subjects, its lease keys (`lease_workloads`) in the lease `bucket`
-    (`harmony.mesh.leases.bucket_name`), the lease stream; an `edge` also the mesh's
+    """A site: its own subjects, the lease buckets of `lease_workloads` (the workloads whose
+    topology names it; `harmony.mesh.leases.lease_bucket`); an `edge` also the mesh's
     inboxes (its replies cross a leaf link, see the module's docstring). `roles`: the mesh
     names its cores, whose list every site reads (and a core writes)."""
     publish = [
@@ -204,9 +218,7 @@ def site_permissions(
         subjects.snapshot(mesh, "*"),  # a site's admin may watch: `harmony status -c site`
         subjects.sent_by(mesh, site, subjects.TELL),
         subjects.sent_by(mesh, site, subjects.ASK),
-        *_lease_reads(bucket),
-        *_lease_client(bucket),
-        *(lease_key(bucket, w) for w in sorted(set(lease_workloads))),
+        *lease_rules(mesh, lease_workloads, write=True),
         *sites_bucket_rules(mesh, site),
         *(_mesh_info(mesh, core=not edge) if roles else []),
         *([mesh_inboxes(mesh)] if edge else []),
@@ -224,9 +236,10 @@ def site_permissions(
 
 
 def identity_permissions(
-    mesh: str, bucket: str, name: str, nkey: str, role: str
+    mesh: str, name: str, nkey: str, role: str, lease_workloads: Iterable[str] = ()
 ) -> UserPermissions:
-    """An operator (commands, snapshots, lease reads) or a reader (the same without commands)."""
+    """An operator (commands, snapshots, lease reads of `lease_workloads`) or a reader (the
+    same without commands)."""
     publish = [subjects.snapshot(mesh, "*")]
     if role == "operator":
         publish[:0] = [
@@ -235,7 +248,7 @@ def identity_permissions(
         ]
     elif role != "reader":
         raise ValueError(f"unknown role {role!r}")
-    publish += _lease_reads(bucket)
+    publish += lease_rules(mesh, lease_workloads, write=False)
     publish += sites_bucket_rules(mesh, None)
     subscribe = [
         subjects.all_events(mesh),
@@ -256,7 +269,6 @@ def lease_scope(workloads: Iterable[tuple[str, Sequence[str]]]) -> dict[str, tup
 
 def mesh_users(
     roster: Roster,
-    bucket: str,
     leases: Mapping[str, Sequence[str]],
     cores: Sequence[str] = (),
 ) -> list[UserPermissions]:
@@ -264,10 +276,10 @@ def mesh_users(
     as this server knows them (from its site's configuration; see `lease_scope`); `cores`:
     the mesh's core sites (none named: every site is a core), the other sites are edges."""
     mesh = roster.mesh
+    every_lease = sorted({w for ws in leases.values() for w in ws})
     users = [
         site_permissions(
             mesh,
-            bucket,
             site,
             key,
             leases.get(site, ()),
@@ -277,7 +289,7 @@ def mesh_users(
         for site, key in sorted(roster.sites.items())
     ]
     users += [
-        identity_permissions(mesh, bucket, name, entry.nkey, entry.role)
+        identity_permissions(mesh, name, entry.nkey, entry.role, every_lease)
         for name, entry in sorted(roster.identities.items())
     ]
     return users

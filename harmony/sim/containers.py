@@ -31,7 +31,6 @@ from typing import Any
 
 from harmony.config import ROSTER_FILE, NatsConfig
 from harmony.mesh.conf_text import user_lines
-from harmony.mesh.leases import bucket_name
 from harmony.mesh.ports import free_ports
 from harmony.mesh.server import nats_server_binary
 from harmony.mesh.server_conf import ACCOUNT
@@ -190,7 +189,7 @@ class _ExternalMesh(LocalMesh):
             if uses_lease(w.strategy)
         )
         roster = load_roster(self.mesh_dir / ROSTER_FILE)
-        return mesh_users(roster, bucket_name(self.mesh), scope)
+        return mesh_users(roster, scope)
 
 
 class ContainerBackend(ProcessBackend):

@@ -26,6 +26,7 @@ from rich.console import Console
 
 from harmony import interrupts
 from harmony.actors.journal import JournalEvent
+from harmony.mesh.leases import lease_stream
 from harmony.sim import conditions
 from harmony.sim.backend import Backend, ProcessBackend
 from harmony.sim.checks import SIM, evaluate
@@ -38,9 +39,10 @@ from harmony.sim.result import SimResult
 from harmony.sim.scan_hook import start_scanner, stop_scanner
 from harmony.sim.scenario import Scenario, Step
 from harmony.sim.steps import StepError, Steps, refusal_problem
-from harmony.sim.streams import StreamPlacement, leaf_core, lease_stream, stream_placement
+from harmony.sim.streams import StreamPlacement, leaf_core, stream_placement
 from harmony.sim.truthfiles import truth_files
 from harmony.sim.world import World, encode_expectations
+from harmony.strategies.registry import uses_lease
 
 T = TypeVar("T")
 __all__ = ["Simulation", "StepError", "run_scenario", "under_ci", "unrunnable"]
@@ -280,9 +282,14 @@ class Simulation:
 
     # ------------------------------------------------------------------ helpers
     def _placement(self) -> StreamPlacement | None:
+        """Where the first exclusive workload's lease stream is (each such workload has one,
+        led by its holder's server): `@leader` is its leader. None without one."""
+        exclusive = [w.name for w in self.scenario.workloads if uses_lease(w.strategy)]
+        if not exclusive:
+            return None
         up = [s for s in self.scenario.all_sites if s not in self.world.down]
         servers = [(s, self.backend.http_url(s)) for s in up]
-        return stream_placement(servers, lease_stream(self.scenario.mesh_name))
+        return stream_placement(servers, lease_stream(self.scenario.mesh_name, exclusive[0]))
 
     def _desired(self) -> bool:
         """Desired state, judged only when every up site answered (a missing snapshot may

@@ -13,8 +13,6 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from harmony.mesh.leases import bucket_name
-
 # Monitoring endpoints are on loopback (or the mesh network): never via an HTTP proxy.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -23,10 +21,6 @@ _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 class StreamPlacement:
     leader: str
     peers: frozenset[str]
-
-
-def lease_stream(mesh: str) -> str:
-    return f"KV_{bucket_name(mesh)}"
 
 
 def _monitor(http_url: str, path: str, timeout: float) -> dict[str, object] | None:
