@@ -34,7 +34,7 @@ from rich.table import Table
 from harmony.client import collect_snapshots, wait_formed
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, Timings, WorkloadConfig
 from harmony.mesh.connection import MeshConnection
-from harmony.mesh.leases import lease_stream
+from harmony.mesh.subjects import lease_stream
 from harmony.sim.history import load_history
 from harmony.sim.launch import LocalMesh
 from harmony.sim.streams import StreamPlacement, stream_placement

@@ -45,7 +45,6 @@ from rich.table import Table
 from harmony.client import collect_summaries
 from harmony.mesh import summaries
 from harmony.mesh.connection import MeshConnection
-from harmony.mesh.leases import bucket_name as lease_bucket
 from harmony.mesh.ports import free_ports
 from harmony.mesh.server import EmbeddedServer, ServerSpec
 from harmony.mesh.server_conf import ServerSecurity
@@ -110,7 +109,7 @@ def start_server(root: Path, mesh_dir: Path | None) -> EmbeddedServer:
     security = None
     if mesh_dir is not None:
         ident = site_identity(mesh_dir, site_name(0))
-        security = ServerSecurity(ident, mesh_dir / "roster.toml", lease_bucket(MESH), {})
+        security = ServerSecurity(ident, mesh_dir / "roster.toml", {})
     spec = ServerSpec(
         name="core",
         client_port=client,

@@ -40,6 +40,7 @@ from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 from nats.js.kv import KV_DEL, KV_MARKER_REASON, KV_OP, KV_PURGE, KeyValue
 
 from harmony.mesh.connection import MeshConnection
+from harmony.mesh.subjects import lease_bucket
 
 log = logging.getLogger(__name__)
 
@@ -113,16 +114,6 @@ class LeaseEntry:
 _holder_decoder = msgspec.json.Decoder(LeaseHolder)
 _STREAM_EXISTS_OTHERWISE = 10058
 """JetStream: "stream name already in use with a different configuration"."""
-
-
-def lease_bucket(mesh: str, workload: str) -> str:
-    """The KV bucket holding `workload`'s lease (its key is the workload's name)."""
-    return f"harmony-{mesh}-lease-{workload}"
-
-
-def lease_stream(mesh: str, workload: str) -> str:
-    """The JetStream stream behind `lease_bucket`."""
-    return f"KV_{lease_bucket(mesh, workload)}"
 
 
 def _entry_from(revision: int, data: bytes, headers: dict[str, str] | None) -> LeaseEntry:

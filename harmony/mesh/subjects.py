@@ -81,3 +81,14 @@ def events(mesh: str, site: str) -> str:
 
 def all_events(mesh: str) -> str:
     return f"{PREFIX}.{mesh}.*.event"
+
+
+def lease_bucket(mesh: str, workload: str) -> str:
+    """The KV bucket holding an exclusive `workload`'s lease (its key: the workload's name);
+    one per workload, so that its stream's leader can follow its holder (`mesh.leases`)."""
+    return f"harmony-{mesh}-lease-{workload}"
+
+
+def lease_stream(mesh: str, workload: str) -> str:
+    """The JetStream stream behind `lease_bucket`."""
+    return f"KV_{lease_bucket(mesh, workload)}"

@@ -41,7 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from harmony.mesh import subjects  # a stdlib-only leaf: the one definition of the scheme
-from harmony.mesh.leases import lease_bucket, lease_stream
+from harmony.mesh.subjects import lease_bucket, lease_stream
 from harmony.mesh.summaries import bucket_name as sites_bucket
 from harmony.security.roster import Roster
 

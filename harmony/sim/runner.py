@@ -26,7 +26,7 @@ from rich.console import Console
 
 from harmony import interrupts
 from harmony.actors.journal import JournalEvent
-from harmony.mesh.leases import lease_stream
+from harmony.mesh.subjects import lease_stream
 from harmony.sim import conditions
 from harmony.sim.backend import Backend, ProcessBackend
 from harmony.sim.checks import SIM, evaluate

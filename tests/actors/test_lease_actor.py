@@ -62,7 +62,7 @@ def store(make_nats_server: Callable[..., Node]) -> Iterator[LeaseStore]:
     try:
         conn.wait_connected(10)
         s = LeaseStore(conn, "t", ttl=30.0, replicas=1)
-        s.ensure_bucket()
+        s.ensure_bucket("w")
         yield s
     finally:
         pykka.ActorRegistry.stop_all()

@@ -127,7 +127,7 @@ def leases(make_nats_server: Callable[..., Node]) -> Iterator[LeaseStore]:
     try:
         conn.wait_connected(10)
         store = LeaseStore(conn, "m", ttl=Timings().lease_ttl, replicas=1)
-        store.ensure_bucket()
+        store.ensure_bucket("w")
         yield store
     finally:
         pykka.ActorRegistry.stop_all()

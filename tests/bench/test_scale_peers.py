@@ -21,7 +21,6 @@ from support.waiting import wait_until
 from harmony.actors.messages import Heartbeat, Snapshot, SnapshotRequest
 from harmony.mesh import subjects, wire
 from harmony.mesh.connection import MeshConnection
-from harmony.mesh.leases import bucket_name
 from harmony.mesh.server import EmbeddedServer
 from harmony.mesh.server_conf import ServerSecurity
 from harmony.security.identity import load_identity, site_identity
@@ -55,7 +54,7 @@ def server(tmp_path: Path, make_nats_server: Callable[..., Node]) -> tuple[Path,
     md = init_mesh(tmp_path / "mesh", M, {"a": ()}, operators=["admin"])
     names = [f"p{i}" for i in range(5)]
     peers_mod.add_peers(md.path, names)  # before the start: the server renders them in
-    security = ServerSecurity(site_identity(md.path, "a"), md.roster_file, bucket_name(M), {})
+    security = ServerSecurity(site_identity(md.path, "a"), md.roster_file, {})
     node = make_nats_server("a", supervise=False, cluster_name=M, security=security)
     return md.path, node.server
 

@@ -35,7 +35,7 @@ def conn(make_nats_server: Callable[..., Node]) -> Iterator[MeshConnection]:
 @pytest.fixture
 def store(conn: MeshConnection) -> LeaseStore:
     s = LeaseStore(conn, "t", ttl=1.0, replicas=1)
-    s.ensure_bucket()
+    s.ensure_bucket("w")
     return s
 
 
@@ -94,21 +94,21 @@ def test_watch_reports_changes_including_expiry(store: LeaseStore) -> None:
 
 
 def test_a_bucket_made_with_another_ttl_is_refused_naming_both(conn: MeshConnection) -> None:
-    LeaseStore(conn, "m", ttl=8.0, replicas=1).ensure_bucket()
-    LeaseStore(conn, "m", ttl=8.0, replicas=1).ensure_bucket()  # same timings: binds
+    LeaseStore(conn, "m", ttl=8.0, replicas=1).ensure_bucket("w")
+    LeaseStore(conn, "m", ttl=8.0, replicas=1).ensure_bucket("w")  # same timings: binds
     with pytest.raises(BucketMismatch) as caught:
-        LeaseStore(conn, "m", ttl=4.0, replicas=1).ensure_bucket()
+        LeaseStore(conn, "m", ttl=4.0, replicas=1).ensure_bucket("w")
     e = caught.value
-    assert e.bucket == "harmony-m-leases"
+    assert e.bucket == "harmony-m-lease-w"
     got = {s.name: (s.bucket, s.ours) for s in e.settings}
     assert got == {"max_age": (8.0, 4.0), "limit marker TTL": (8.0, 4.0)}
     assert "max_age 8 s (this site: 4 s)" in str(e)
 
 
 def test_a_bucket_with_other_replicas_is_refused(conn: MeshConnection) -> None:
-    LeaseStore(conn, "r", ttl=2.0, replicas=1).ensure_bucket()
+    LeaseStore(conn, "r", ttl=2.0, replicas=1).ensure_bucket("w")
     with pytest.raises(BucketMismatch, match=r"replicas 1 \(this site: 3\)") as caught:
-        LeaseStore(conn, "r", ttl=2.0, replicas=3).ensure_bucket()
+        LeaseStore(conn, "r", ttl=2.0, replicas=3).ensure_bucket("w")
     assert [s.name for s in caught.value.settings] == ["replicas"]
 
 
@@ -124,7 +124,7 @@ def test_two_sites_creating_the_bucket_at_once_one_is_refused(conn: MeshConnecti
         def ensure(s: LeaseStore, start: threading.Barrier, outcome: dict[float, str]) -> None:
             start.wait(10)
             try:
-                s.ensure_bucket()
+                s.ensure_bucket("w")
                 outcome[s.ttl] = "ok"
             except BucketMismatch as e:
                 outcome[s.ttl] = str(e)
@@ -145,7 +145,7 @@ def test_an_unreadable_lease_is_held_by_someone_unknown(store: LeaseStore, garba
     seen: list[LeaseEntry] = []
     handle = store.watch("w", seen.append)
     try:
-        kv = store.kv
+        kv = store.kv("w")
         rev = store.conn.run(lambda nc: kv.put("w", garbage), 5)
         entry = store.read("w")
         assert entry is not None and entry.revision == rev

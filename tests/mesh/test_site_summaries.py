@@ -22,7 +22,6 @@ from support.waiting import run_async
 from harmony.actors.messages import ActorInfo, PeerInfo
 from harmony.actors.summary import build_summary
 from harmony.mesh import summaries
-from harmony.mesh.leases import bucket_name as lease_bucket
 from harmony.mesh.server import EmbeddedServer
 from harmony.mesh.server_conf import ServerSecurity
 from harmony.mesh.summaries import SiteSummary, Summary, Unhealthy
@@ -125,7 +124,7 @@ M = "sum"
 @pytest.fixture
 def secure(tmp_path: Path, make_nats_server: Callable[..., Node]) -> tuple[EmbeddedServer, Path]:
     md = init_mesh(tmp_path / "mesh", M, {"a": (), "b": ()}, ["admin"], ["watch"])
-    security = ServerSecurity(site_identity(md.path, "a"), md.roster_file, lease_bucket(M), {})
+    security = ServerSecurity(site_identity(md.path, "a"), md.roster_file, {})
     node = make_nats_server("a", supervise=False, cluster_name=M, security=security)
     return node.server, md.path
 

@@ -50,14 +50,14 @@ from harmony.actors.site import SITE_PATH
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, WorkloadConfig
 from harmony.mesh import subjects, wire
 from harmony.mesh.connection import MeshConnection, MeshUnavailable, NoResponders
-from harmony.mesh.leases import bucket_name
+from harmony.mesh.subjects import lease_bucket
 from harmony.security.material import MeshDir
 from harmony.sim.launch import LocalMesh, pids_mentioning
 
 pytestmark = pytest.mark.mesh
 
 OP = subjects.OPERATOR
-BUCKET = bucket_name(MESH)
+BUCKET = lease_bucket(MESH, "bonly")
 B_ONLY = "bonly"
 """A workload whose topology is b alone: site a may not touch its lease."""
 

@@ -21,10 +21,10 @@ import nats
 import pytest
 from support.waiting import run_async, wait_until
 
-from harmony.mesh.leases import bucket_name
 from harmony.mesh.ports import free_ports
 from harmony.mesh.server import EmbeddedServer, ServerSpec
 from harmony.mesh.server_conf import ServerSecurity
+from harmony.mesh.subjects import lease_bucket
 from harmony.security import ca
 from harmony.security.identity import Identity, load_identity, site_identity
 from harmony.security.material import MeshDir, init_mesh
@@ -32,7 +32,8 @@ from harmony.security.material import MeshDir, init_mesh
 pytestmark = pytest.mark.mesh
 
 M = "sec"
-BUCKET = bucket_name(M)
+BUCKET = lease_bucket(M, "ledger")
+WEB = lease_bucket(M, "web")
 
 
 @dataclass
@@ -60,7 +61,7 @@ def start_secure(root: Path, host: str = "127.0.0.1") -> tuple[MeshDir, dict[str
     leases = {"a": ("ledger",), "b": ("ledger", "web")}
     specs = {}
     for i, site in enumerate(("a", "b")):
-        sec = ServerSecurity(site_identity(md.path, site), md.roster_file, BUCKET, leases)
+        sec = ServerSecurity(site_identity(md.path, site), md.roster_file, leases)
         other = ports[3 * (1 - i) + 1]
         specs[site] = ServerSpec(
             name=site,
@@ -198,7 +199,8 @@ def test_a_site_cannot_speak_for_another_nor_touch_others_leases_or_streams(
             f"harmony.{M}.b.ask.b.agent.site",  # claims to be b
             f"harmony.{M}.b.ask._op.agent.site",  # claims to be an operator
             f"harmony.{M}.b.hb",
-            f"$KV.{BUCKET}.web",  # outside a's topology
+            f"$KV.{WEB}.web",  # outside a's topology
+            f"$JS.API.STREAM.LEADER.STEPDOWN.KV_{WEB}",  # nor its stream's leader
             f"$JS.API.STREAM.DELETE.KV_{BUCKET}",
             f"$JS.API.STREAM.PURGE.KV_{BUCKET}",
             f"_INBOX.{M}.b.x.1",

@@ -11,7 +11,7 @@ import pytest
 
 from harmony.config import ConfigError
 from harmony.mesh import subjects
-from harmony.mesh.leases import bucket_name
+from harmony.mesh.subjects import lease_bucket
 from harmony.security.material import new_user_seed, public_key
 from harmony.security.permissions import (
     UserPermissions,
@@ -23,7 +23,8 @@ from harmony.security.permissions import (
 from harmony.security.roster import IdentityEntry, Roster, parse_roster, valid_user_key
 
 M = "m"
-B = bucket_name(M)
+B = lease_bucket(M, "ledger")
+WEB = lease_bucket(M, "web")
 S = f"KV_{B}"
 
 
@@ -63,7 +64,7 @@ def test_covers_follows_nats_matching() -> None:
     assert covers(">", ">") and not covers("harmony.>", ">")
 
 
-SITE_A = site_permissions(M, B, "a", "UA", ["ledger"])
+SITE_A = site_permissions(M, "a", "UA", ["ledger"])
 
 
 @pytest.mark.parametrize(
@@ -102,7 +103,7 @@ def test_a_site_publishes_its_own_subjects_and_lease_work(subject: str) -> None:
         "harmony.m.b.ask._op.agent.workload.ledger",  # claiming to be an operator
         "harmony.m.b.tell._op.agent",
         "harmony.other.b.ask.a.agent.site",  # another mesh
-        f"$KV.{B}.web",  # a workload outside its topology
+        f"$KV.{WEB}.web",  # a workload outside its topology
         f"$KV.{B}.>",
         "_INBOX.m.b.x.1",  # a forged reply: replies go through allow_responses only
         "_INBOX.anything",
@@ -153,7 +154,7 @@ def test_a_site_subscribes_to_its_own_requests_heartbeats_and_inbox_only() -> No
 
 
 def test_operator_commands_as_op_and_reads_leases_only() -> None:
-    op = identity_permissions(M, B, "admin", "UX", "operator")
+    op = identity_permissions(M, "admin", "UX", "operator", ["ledger"])
     assert can_pub(op, "harmony.m.a.tell._op.agent.workload.ledger")
     assert can_pub(op, "harmony.m.b.ask._op.agent.site")
     assert can_pub(op, "harmony.m._all.snapshot") and can_pub(op, "harmony.m.a.snapshot")
@@ -177,14 +178,14 @@ def test_operator_commands_as_op_and_reads_leases_only() -> None:
 
 
 def test_reader_cannot_ask_or_tell() -> None:
-    reader = identity_permissions(M, B, "watch", "UR", "reader")
+    reader = identity_permissions(M, "watch", "UR", "reader", ["ledger"])
     for verb in subjects.VERBS:
         assert not can_pub(reader, f"harmony.m.a.{verb}._op.agent.site")
         assert not any(verb in p for p in reader.publish)
     assert can_pub(reader, "harmony.m._all.snapshot")
     assert can_sub(reader, "harmony.m.*.event")
     with pytest.raises(ValueError, match="unknown role"):
-        identity_permissions(M, B, "x", "UR", "admin")
+        identity_permissions(M, "x", "UR", "admin", ["ledger"])
 
 
 def test_mesh_users_one_per_roster_entry_with_lease_scope() -> None:
@@ -199,20 +200,28 @@ def test_mesh_users_one_per_roster_entry_with_lease_scope() -> None:
     )
     scope = lease_scope([("ledger", ["a", "b"]), ("db", ["b", "c"])])
     assert scope == {"a": ("ledger",), "b": ("db", "ledger"), "c": ("db",)}
-    users = {u.name: u for u in mesh_users(roster, B, scope)}
+    users = {u.name: u for u in mesh_users(roster, scope)}
     assert {u.nkey for u in users.values()} == set(keys.values())
     assert [users[n].role for n in ("a", "admin", "watch")] == ["site", "operator", "reader"]
-    assert can_pub(users["b"], f"$KV.{B}.db") and can_pub(users["b"], f"$KV.{B}.ledger")
-    assert not can_pub(users["a"], f"$KV.{B}.db")
+    db = lease_bucket(M, "db")
+    assert can_pub(users["b"], f"$KV.{db}.db") and can_pub(users["b"], f"$KV.{B}.ledger")
+    assert not can_pub(users["a"], f"$KV.{db}.db")
     assert not can_pub(users["c"], f"$KV.{B}.ledger")
+    # Only a site of the topology may move its lease stream's leader (to itself).
+    assert can_pub(users["a"], f"$JS.API.STREAM.LEADER.STEPDOWN.{S}")
+    assert not can_pub(users["c"], f"$JS.API.STREAM.LEADER.STEPDOWN.{S}")
+    assert not can_pub(users["admin"], f"$JS.API.STREAM.LEADER.STEPDOWN.{S}")
+    # An operator reads every lease this server knows of, writes none.
+    assert can_pub(users["admin"], f"$JS.API.STREAM.INFO.KV_{db}")
+    assert not can_pub(users["admin"], f"$KV.{db}.db")
 
 
 def test_core_and_edge_users() -> None:
     """Named cores: every site reads the core list and a core writes it; an edge's leaf link
     may also publish to the mesh's inboxes (its replies). No cores named: as before."""
     roster = Roster(mesh=M, sites={s: key() for s in ("a", "b", "c", "e1")})
-    plain = {u.name: u for u in mesh_users(roster, B, {})}
-    users = {u.name: u for u in mesh_users(roster, B, {}, cores=("a", "b", "c"))}
+    plain = {u.name: u for u in mesh_users(roster, {})}
+    users = {u.name: u for u in mesh_users(roster, {}, cores=("a", "b", "c"))}
     info, inbox = "$KV.harmony-m-mesh.cores", f"_INBOX.{M}.a.x1"
     assert can_pub(users["a"], info) and not can_pub(users["e1"], info)
     read = "$JS.API.STREAM.INFO.KV_harmony-m-mesh"
