@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from support.nats_servers import Node
@@ -19,6 +20,7 @@ from harmony.mesh.leases import (
     LeaseHolder,
     LeaseStore,
 )
+from harmony.mesh.subjects import lease_stream
 
 
 @pytest.fixture
@@ -158,3 +160,50 @@ def test_an_unreadable_lease_is_held_by_someone_unknown(store: LeaseStore, garba
         assert not any(e.holder is None for e in seen), "a watcher saw it gone"
     finally:
         handle.cancel()
+
+
+# -- each lease's stream follows its holder -------------------------------------------------
+
+
+def test_lead_moves_a_lease_streams_leader_to_the_holders_server(
+    nats_cluster: list[Node],
+) -> None:
+    """Three routed servers, an R3 lease bucket per workload: each holder asks for its own
+    stream to be led from its server, and JetStream moves it there (the others untouched)."""
+    conns = {n.name: MeshConnection([n.client_url], f"lead-{n.name}").start() for n in nats_cluster}
+    try:
+        for c in conns.values():
+            c.wait_connected(10)
+        stores = {
+            name: LeaseStore(c, "lead", ttl=8.0, replicas=3, server=name)
+            for name, c in conns.items()
+        }
+        names = sorted(stores)
+        for name in names:  # workload "w-<server>" held by that server's site
+            stores[name].ensure_bucket(f"w-{name}")
+            stores[name].acquire(f"w-{name}", holder(name))
+
+        def leader(workload: str) -> str | None:
+            async def info(nc: Any) -> str | None:
+                si = await nc.jetstream().stream_info(lease_stream("lead", workload))
+                return si.cluster.leader if si.cluster is not None else None
+
+            result: str | None = conns[names[0]].run(info, 5)
+            return result
+
+        for name in names:
+            said = stores[name].lead(f"w-{name}").result(10)
+            assert said == "here" or said.startswith("moved from"), said
+        for name in names:
+            wait_until(lambda n=name: leader(f"w-{n}") == n, 20, message=f"w-{name} led by {name}")
+        # Asking again where it already is changes nothing.
+        assert stores[names[0]].lead(f"w-{names[0]}").result(10) == "here"
+    finally:
+        for c in conns.values():
+            c.close()
+
+
+def test_lead_without_a_server_of_its_own_does_nothing(store: LeaseStore) -> None:
+    """An edge's or an external server's agent (server None) never asks for a move."""
+    store.acquire("w", holder("a"))
+    assert store.lead("w").result(10) == "no server"
