@@ -51,9 +51,22 @@ half of the fence deadline on detection and reconnect, and leaves the other half
 closes is noticed at once; one that stalls costs an availability gap, never safety.
 
 Liveness (not safety): a crashed primary's last write may land just before the crash, so a
-standby can take over ``max(T + expiry_lag, election_time)`` after it (the stream leader may
-have died with the primary), plus the CAS round trip and the driver's start. Peers must be
-declared silent before that, or the first standby defers to a dead primary.
+standby can take over ``max(T + expiry_lag, election_time)`` after it (the stream leader
+dies with the primary: each lease's stream is led from its holder's server, see below), plus
+the CAS round trip and the driver's start. Peers must be declared silent before that, or the
+first standby defers to a dead primary.
+
+Healthy holders (availability, not safety): renewals need the lease stream to have a leader,
+and a JetStream election takes ``election_time`` (4-9 s, fixed in nats-server), more than
+``T - fence_margin``. A holder whose stream lost its leader would fence although nothing
+happened to its site. So each exclusive workload has a stream of its own, led from its
+holder's server (`harmony.mesh.leases`, ``LeaseStore.lead``): another site's death leaves it
+led. Where the leader sits is outside the argument above: steps 2-6 hold for any leader, since
+every leader expires a key by the stored write's timestamp and accepts only CAS writes. The
+price is in the liveness term: the holder's own crash now always costs an election, so a
+takeover waits ``max(T + expiry_lag, election_time)`` every time, not only when the leader
+happened to share the holder's site. An edge holder's stream is led from a core (an edge's
+server holds no replica), so the death of that core can still cost it a fence.
 """
 
 from __future__ import annotations
