@@ -126,6 +126,7 @@ class Agent:
             replicas=self.kv_replicas(),
             op_timeout=max(0.5, cfg.timings.renew_interval),
             server=self.server.spec.name if self.server is not None else None,
+            own=self.own_leases(),
         )
         ctx = AgentContext(
             config=cfg,
@@ -162,6 +163,16 @@ class Agent:
         if note:
             log.warning("%s", note)
 
+    def own_leases(self) -> list[str]:
+        """The exclusive workloads whose topology names this site: their lease buckets are
+        its to make (and to agree on before it starts)."""
+        site = self.config.site
+        return [
+            w.name
+            for w in self.config.workloads
+            if uses_lease(w.strategy) and site in (w.topology.primary, *w.topology.standbys)
+        ]
+
     def kv_replicas(self) -> int:
         """R3 by default; fewer only when the mesh has fewer servers than that."""
         return kv_replicas(self.config)
@@ -174,7 +185,7 @@ class Agent:
         def refusal(e: Exception) -> str | None:
             return disagreement(self.config, e) if isinstance(e, BucketMismatch) else None
 
-        keys = [w.name for w in self.config.workloads if uses_lease(w.strategy)]
+        keys = self.own_leases()
         self._until_agreed(
             lambda: leases.ensure_buckets(keys, timeout=5), refusal, "the lease buckets", timeout
         )

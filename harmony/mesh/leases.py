@@ -132,8 +132,10 @@ def _entry_from(revision: int, data: bytes, headers: dict[str, str] | None) -> L
 
 class LeaseStore:
     """The lease buckets of one mesh's exclusive workloads, used from actor threads. A key is
-    a workload's name; `server` is this site's nats-server (None: an edge's, or an external
-    one), where `lead` moves the leader of the stream of a lease held here."""
+    a workload's name; `own` are the keys of workloads whose topology names this site (it may
+    create their buckets; the others it only binds to, once a site of theirs made them);
+    `server` is this site's nats-server (None: an edge's, or an external one), where `lead`
+    moves the leader of the stream of a lease held here."""
 
     def __init__(
         self,
@@ -143,8 +145,11 @@ class LeaseStore:
         replicas: int = 3,
         op_timeout: float = 2.0,
         server: str | None = None,
+        own: Iterable[str] | None = None,
     ) -> None:
         self.conn = conn
+        self.own = None if own is None else frozenset(own)
+        """None: every key is this site's to create (tests, a mesh without permissions)."""
         self.mesh = mesh
         self.ttl = ttl
         self.replicas = replicas
@@ -175,11 +180,17 @@ class LeaseStore:
         )
         stream = f"KV_{bucket}"
 
+        may_create = self.own is None or key in self.own
+
         async def ensure(nc: Client) -> KeyValue:
             js = nc.jetstream(timeout=self.op_timeout)
             try:
                 info = await js.stream_info(stream)
             except nats.js.errors.NotFoundError:
+                if not may_create:
+                    raise LeaseUnavailable(
+                        f"{bucket} is not made yet (a site of its topology makes it)"
+                    ) from None
                 try:
                     await js.create_key_value(cfg)
                 except nats.js.errors.APIError as e:

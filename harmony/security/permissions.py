@@ -99,20 +99,27 @@ def _lease_reads(mesh: str, workload: str) -> list[str]:
     ]
 
 
-def _lease_client(mesh: str, workload: str) -> list[str]:
-    """What an agent's LeaseStore needs beyond reads: bootstrap, watches, the write of its
-    key, and moving the stream's leader to the holder (`LeaseStore.lead`)."""
+def _lease_watch(mesh: str, workload: str) -> list[str]:
+    """What watching a lease needs beyond reads: an ordered consumer and its flow control."""
     stream = lease_stream(mesh, workload)
     return [
-        lease_key(mesh, workload),
-        f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}",
-        f"$JS.API.STREAM.CREATE.{stream}",
         f"$JS.API.CONSUMER.CREATE.{stream}",
         f"$JS.API.CONSUMER.CREATE.{stream}.>",
         f"$JS.API.CONSUMER.DELETE.{stream}.*",
         f"$JS.API.CONSUMER.INFO.{stream}.*",
         f"$JS.FC.{stream}.>",
         f"$JS.ACK.{stream}.>",
+    ]
+
+
+def _lease_write(mesh: str, workload: str) -> list[str]:
+    """What a site of the workload's topology needs: bootstrap, the write of its key, and
+    moving the stream's leader to the holder (`LeaseStore.lead`)."""
+    stream = lease_stream(mesh, workload)
+    return [
+        lease_key(mesh, workload),
+        f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}",
+        f"$JS.API.STREAM.CREATE.{stream}",
     ]
 
 
@@ -191,12 +198,16 @@ def with_connection_types(
     return out
 
 
-def lease_rules(mesh: str, workloads: Iterable[str], write: bool) -> list[str]:
-    """JetStream's general info, and for each workload its lease stream's reads and, with
-    `write`, what its holder needs."""
+def lease_rules(
+    mesh: str, read: Iterable[str], write: Iterable[str] = (), watch: bool = True
+) -> list[str]:
+    """JetStream's general info; for each workload of `read` its lease stream's reads (and,
+    with `watch`, a watch); for each of `write` what a site of its topology needs besides."""
     rules = ["$JS.API.INFO"]
-    for w in sorted(set(workloads)):
-        rules += _lease_reads(mesh, w) + (_lease_client(mesh, w) if write else [])
+    for w in sorted(set(read) | set(write)):
+        rules += _lease_reads(mesh, w) + (_lease_watch(mesh, w) if watch else [])
+    for w in sorted(set(write)):
+        rules += _lease_write(mesh, w)
     return rules
 
 
@@ -207,9 +218,11 @@ def site_permissions(
     lease_workloads: Iterable[str],
     edge: bool = False,
     roles: bool = False,
+    known_leases: Iterable[str] = (),
 ) -> UserPermissions:
     """A site: its own subjects, the lease buckets of `lease_workloads` (the workloads whose
-    topology names it; `harmony.mesh.leases.lease_bucket`); an `edge` also the mesh's
+    topology names it; `harmony.mesh.leases.lease_bucket`), reads and watches of the lease
+    buckets of `known_leases` (a site outside a topology watches it too); an `edge` also the mesh's
     inboxes (its replies cross a leaf link, see the module's docstring). `roles`: the mesh
     names its cores, whose list every site reads (and a core writes)."""
     publish = [
@@ -218,7 +231,7 @@ def site_permissions(
         subjects.snapshot(mesh, "*"),  # a site's admin may watch: `harmony status -c site`
         subjects.sent_by(mesh, site, subjects.TELL),
         subjects.sent_by(mesh, site, subjects.ASK),
-        *lease_rules(mesh, lease_workloads, write=True),
+        *lease_rules(mesh, known_leases, lease_workloads),
         *sites_bucket_rules(mesh, site),
         *(_mesh_info(mesh, core=not edge) if roles else []),
         *([mesh_inboxes(mesh)] if edge else []),
@@ -248,7 +261,7 @@ def identity_permissions(
         ]
     elif role != "reader":
         raise ValueError(f"unknown role {role!r}")
-    publish += lease_rules(mesh, lease_workloads, write=False)
+    publish += lease_rules(mesh, lease_workloads, watch=False)
     publish += sites_bucket_rules(mesh, None)
     subscribe = [
         subjects.all_events(mesh),
@@ -285,6 +298,7 @@ def mesh_users(
             leases.get(site, ()),
             edge=bool(cores) and site not in cores,
             roles=bool(cores),
+            known_leases=every_lease,
         )
         for site, key in sorted(roster.sites.items())
     ]

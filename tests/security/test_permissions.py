@@ -206,6 +206,10 @@ def test_mesh_users_one_per_roster_entry_with_lease_scope() -> None:
     db = lease_bucket(M, "db")
     assert can_pub(users["b"], f"$KV.{db}.db") and can_pub(users["b"], f"$KV.{B}.ledger")
     assert not can_pub(users["a"], f"$KV.{db}.db")
+    # A site outside a topology watches that lease (role "none"), cannot make or lead it.
+    assert can_pub(users["a"], f"$JS.API.CONSUMER.CREATE.KV_{db}")
+    assert not can_pub(users["a"], f"$JS.API.STREAM.CREATE.KV_{db}")
+    assert not can_pub(users["a"], f"$JS.API.STREAM.LEADER.STEPDOWN.KV_{db}")
     assert not can_pub(users["c"], f"$KV.{B}.ledger")
     # Only a site of the topology may move its lease stream's leader (to itself).
     assert can_pub(users["a"], f"$JS.API.STREAM.LEADER.STEPDOWN.{S}")
