@@ -80,7 +80,7 @@ def test_a_site_with_other_lease_timings_is_refused_and_starts_nothing(mesh: Loc
         mesh.start(["b"], timeout=90)
     b = mesh.procs["b"]
     expected = (
-        f"refusing to start: lease bucket harmony-{MESH}-leases has max_age 8 s, this site's "
+        f"refusing to start: lease bucket harmony-{MESH}-lease-ledger has max_age 8 s, this site's "
         f"lease_ttl is 6 s (timings.lease_ttl in {b.config_path}): every site of a mesh must "
         "use the same lease timings"
     )
