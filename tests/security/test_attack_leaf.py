@@ -41,9 +41,9 @@ from harmony.actors.messages import FenceWorkload, Heartbeat, StartWorkload
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, WorkloadConfig
 from harmony.mesh import subjects, wire
 from harmony.mesh.connection import MeshConnection
-from harmony.mesh.leases import bucket_name
 from harmony.mesh.ports import free_ports
 from harmony.mesh.server_conf import nats_server_binary
+from harmony.mesh.subjects import lease_bucket
 from harmony.mesh.summaries import bucket_name as sites_bucket
 from harmony.security import ca
 from harmony.security.identity import Identity
@@ -56,7 +56,7 @@ pytestmark = pytest.mark.mesh
 MESH = "lf"
 CORES = ("a", "b", "c")
 EDGE = "e1"
-BUCKET = bucket_name(MESH)
+BUCKET = lease_bucket(MESH, "aonly")
 MARK = random.randrange(100_000, 900_000)
 MARKS = {"ledger": MARK, "aonly": MARK + 1}
 

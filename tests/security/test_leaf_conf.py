@@ -12,7 +12,6 @@ import pytest
 
 from harmony.config import Timings
 from harmony.mesh.conf_text import render_conf
-from harmony.mesh.leases import bucket_name
 from harmony.mesh.server_conf import ServerSecurity, ServerSpec, nats_server_binary
 from harmony.security.identity import site_identity
 from harmony.security.material import init_mesh
@@ -30,7 +29,6 @@ from harmony.sim.scenario import SIM_TIMINGS
 from harmony.strategies.timing import LEAF_PING_MAX, leaf_ping
 
 M = "m"
-B = bucket_name(M)
 CORES = ("a", "b", "c")
 
 
@@ -46,7 +44,7 @@ def _covers(pattern: str, subject: str) -> bool:
 
 def test_an_edge_may_answer_asks_but_never_publish_to_a_jetstream_inbox(tmp_path: Path) -> None:
     md = init_mesh(tmp_path / "mesh", M, {s: () for s in (*CORES, "e1")}, ["admin"], ["watch"])
-    users = {u.name: u for u in mesh_users(load_roster(md.roster_file), B, {}, cores=CORES)}
+    users = {u.name: u for u in mesh_users(load_roster(md.roster_file), {}, cores=CORES)}
     edge = users["e1"]
     ask_reply = f"{site_inbox(M, 'a')}.0123456789abcdef.7x0a1b2c3d4e5f6a7b"
     js_reply = f"{js_inbox(site_inbox(M, 'a'))}.NUID.TOKEN"
@@ -59,13 +57,13 @@ def test_an_edge_may_answer_asks_but_never_publish_to_a_jetstream_inbox(tmp_path
     for name in (*CORES, "admin", "watch"):
         assert users[name].publish_deny == (), name
     # No cores named: nobody has a deny list.
-    plain = mesh_users(load_roster(md.roster_file), B, {})
+    plain = mesh_users(load_roster(md.roster_file), {})
     assert all(u.publish_deny == () for u in plain)
 
 
 def test_only_an_edge_site_user_may_open_a_leaf_link(tmp_path: Path) -> None:
     md = init_mesh(tmp_path / "mesh", M, {s: () for s in (*CORES, "e1")}, ["admin"], ["watch"])
-    users = mesh_users(load_roster(md.roster_file), B, {}, cores=CORES)
+    users = mesh_users(load_roster(md.roster_file), {}, cores=CORES)
     types = {u.name: u.connection_types for u in with_connection_types(users, CORES)}
     assert types["e1"] == (STANDARD, LEAFNODE)
     for name in (*CORES, "admin", "watch"):
@@ -78,7 +76,7 @@ def _specs(tmp_path: Path, cores: tuple[str, ...]) -> dict[str, ServerSpec]:
     specs = {}
     for i, site in enumerate(sites):
         edge = bool(cores) and site not in cores
-        sec = ServerSecurity(site_identity(md.path, site), md.roster_file, B, {}, cores)
+        sec = ServerSecurity(site_identity(md.path, site), md.roster_file, {}, cores)
         base = 20000 + 10 * i
         specs[site] = ServerSpec(
             name=site,

@@ -23,7 +23,6 @@ from nats.aio.msg import Msg
 
 from harmony.actors.messages import ActorInfo, Snapshot
 from harmony.mesh import subjects, summaries, wire
-from harmony.mesh.leases import bucket_name as lease_bucket
 from harmony.mesh.ports import free_ports
 from harmony.mesh.server import ServerSpec, ServerStartError
 from harmony.mesh.server_conf import ServerSecurity
@@ -80,7 +79,7 @@ class BigMesh:
 
     def server_security(self) -> ServerSecurity:
         ident = site_identity(self.dir, site_name(0))
-        return ServerSecurity(ident, self.dir / "roster.toml", lease_bucket(self.mesh), {})
+        return ServerSecurity(ident, self.dir / "roster.toml", {})
 
     def site_creds(self, site: str) -> dict[str, Any]:
         """nats.connect keyword arguments of a site."""
