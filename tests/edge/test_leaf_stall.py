@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from support.meshes import Watcher
 from support.processes import pid_alive
 from support.waiting import stays, wait_until
-from support.workloads import workload
 
 from harmony.actors.messages import ActorInfo
 from harmony.sim.launch import LocalMesh
@@ -29,33 +26,8 @@ from harmony.strategies.timing import leaf_ping
 
 pytestmark = pytest.mark.mesh
 
-CORES = ("a", "b", "c")
+CORES = ("a", "b", "c")  # as tests/edge/conftest.py starts them
 EDGES = ("e1", "e2")
-
-
-@pytest.fixture
-def mesh(tmp_path: Path) -> Iterator[LocalMesh]:
-    m = LocalMesh(
-        tmp_path,
-        mesh="stall",
-        sites=(*CORES, *EDGES),
-        cores=3,
-        timings=SIM_TIMINGS,
-        proxied=True,
-        workloads=[workload("ledger", "absolute-consistency", "e1", ["e2"], tmp_path)],
-    )
-    try:
-        m.start(timeout=90)
-        yield m
-    finally:
-        m.stop()
-
-
-@pytest.fixture
-def watch(mesh: LocalMesh) -> Iterator[Watcher]:
-    w = Watcher(mesh)
-    yield w
-    w.close()
 
 
 def leafs(mesh: LocalMesh, site: str) -> list[dict[str, Any]]:

@@ -35,7 +35,8 @@ from typing import Any
 import pytest
 from support.meshes import FAST_HEARTBEATS, dump
 from support.waiting import stays, wait_until
-from support.wire_attacks import delta, snapshot
+from support.wire_attacks import copies, delta, same_agents, snapshot
+from support.wire_attacks import rejected as wire_rejected
 
 from harmony.actors.messages import FenceWorkload, Heartbeat, StartWorkload
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, WorkloadConfig
@@ -49,7 +50,7 @@ from harmony.security import ca
 from harmony.security.identity import Identity
 from harmony.security.material import new_user_seed
 from harmony.security.permissions import mesh_info_bucket
-from harmony.sim.launch import LocalMesh, alive, pids_mentioning
+from harmony.sim.launch import LocalMesh, pids_mentioning
 
 pytestmark = pytest.mark.mesh
 
@@ -68,16 +69,6 @@ def _sleeper(name: str, mark: int, primary: str, standbys: list[str]) -> Workloa
         driver=ProcessDriverConfig(command=["sleep", str(mark)], restart="never"),
         topology=FailoverTopologyConfig(primary=primary, standbys=standbys),
     )
-
-
-def copies(mark: int) -> list[int]:
-    """The process table's word: live `sleep <mark>` processes."""
-    return [
-        p
-        for p in pids_mentioning(f"sleep {mark}")
-        if open(f"/proc/{p}/cmdline", "rb").read().startswith(f"sleep\0{mark}".encode())
-        and alive(p)
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -137,16 +128,11 @@ def baseline(op: MeshConnection, settled: dict[str, int]) -> dict[str, str]:
 
 def untouched(op: MeshConnection, settled: dict[str, int], incarnations: dict[str, str]) -> bool:
     """Same agents, nothing restarted, each copy the same one process where it was."""
-    for site, incarnation in incarnations.items():
-        snap = snapshot(op, site, mesh=MESH)
-        if snap.incarnation != incarnation or any(i.restarts for i in snap.actors):
-            return False
-    return all(copies(mark) == [settled[w]] for w, mark in MARKS.items())
+    return same_agents(op, settled, incarnations, MARKS, mesh=MESH)
 
 
 def rejected(op: MeshConnection, site: str) -> dict[str, int]:
-    """What `site`'s bridge refused so far, by reason."""
-    return dict(snapshot(op, site, mesh=MESH).rejected)
+    return wire_rejected(op, site, mesh=MESH)
 
 
 def core_log(mesh: LocalMesh) -> list[str]:

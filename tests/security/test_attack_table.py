@@ -33,7 +33,10 @@ from support.wire_attacks import (
     copies,
     delta,
     rejected,
+    same_agents,
+    server_refuses_publish,
     snapshot,
+    violations,
     write_hooks,
 )
 from support.wire_attacks import workloads as wire_workloads
@@ -49,7 +52,7 @@ from harmony.actors.messages import (
 from harmony.actors.site import SITE_PATH
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, WorkloadConfig
 from harmony.mesh import subjects, wire
-from harmony.mesh.connection import MeshConnection, MeshUnavailable, NoResponders
+from harmony.mesh.connection import MeshConnection, MeshUnavailable
 from harmony.mesh.subjects import lease_bucket
 from harmony.security.material import MeshDir
 from harmony.sim.launch import LocalMesh, pids_mentioning
@@ -149,26 +152,7 @@ def baseline(op: MeshConnection, settled: dict[str, int]) -> dict[str, str]:
 
 def untouched(op: MeshConnection, settled: dict[str, int], incarnations: dict[str, str]) -> bool:
     """Same agents, nothing restarted, each copy the same one process where it was."""
-    for site in ("a", "b"):
-        snap = snapshot(op, site)
-        if snap.incarnation != incarnations[site] or any(i.restarts for i in snap.actors):
-            return False
-    marks = {**MARKS, B_ONLY: MARK + 3}
-    return all(copies(mark) == [settled[w]] for w, mark in marks.items())
-
-
-def violations(mesh: LocalMesh, subject: str) -> int:
-    return sum(subject in line for line in mesh.permission_violations())
-
-
-def server_refuses_publish(
-    mesh: LocalMesh, conn: MeshConnection, subject: str, payload: bytes
-) -> None:
-    """The server drops it and logs a violation; nobody answers (a request times out)."""
-    before = violations(mesh, subject)
-    with pytest.raises((TimeoutError, NoResponders)):
-        conn.request(subject, payload, 1.0)
-    wait_until(lambda: violations(mesh, subject) > before, 10, message=f"no violation: {subject}")
+    return same_agents(op, settled, incarnations, {**MARKS, B_ONLY: MARK + 3})
 
 
 def ask_subject(site: str, sender: str, path: str) -> str:

@@ -12,9 +12,10 @@ import os
 import random
 import signal
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import pytest
 import tomli_w
 
 from harmony import procfs
@@ -26,9 +27,10 @@ from harmony.config import (
     WorkloadConfig,
 )
 from harmony.mesh import subjects, wire
-from harmony.mesh.connection import MeshConnection
+from harmony.mesh.connection import MeshConnection, NoResponders
 from harmony.sim.launch import LocalMesh, alive, pids_mentioning
 from support.meshes import FAST_HEARTBEATS
+from support.waiting import wait_until
 
 MESH = "wire"
 MARK = random.randrange(100_000, 900_000)
@@ -137,8 +139,40 @@ def snapshot(conn: MeshConnection, site: str, timeout: float = 3.0, mesh: str = 
     return snap
 
 
-def rejected(conn: MeshConnection, site: str) -> dict[str, int]:
-    return dict(snapshot(conn, site).rejected)
+def rejected(conn: MeshConnection, site: str, mesh: str = MESH) -> dict[str, int]:
+    """What `site`'s bridge refused so far, by reason."""
+    return dict(snapshot(conn, site, mesh=mesh).rejected)
+
+
+def same_agents(
+    conn: MeshConnection,
+    settled: Mapping[str, int],
+    incarnations: Mapping[str, str],
+    marks: Mapping[str, int] = MARKS,
+    mesh: str = MESH,
+) -> bool:
+    """An attack row's ground truth: the same agents (incarnations), no actor restarted, and
+    each copy the same one process it was (`settled`: workload -> pid, from the process
+    table, whose `sleep <mark>` processes are looked up again)."""
+    for site, incarnation in incarnations.items():
+        snap = snapshot(conn, site, mesh=mesh)
+        if snap.incarnation != incarnation or any(i.restarts for i in snap.actors):
+            return False
+    return all(copies(mark) == [settled[w]] for w, mark in marks.items())
+
+
+def violations(mesh: LocalMesh, subject: str) -> int:
+    return sum(subject in line for line in mesh.permission_violations())
+
+
+def server_refuses_publish(
+    mesh: LocalMesh, conn: MeshConnection, subject: str, payload: bytes
+) -> None:
+    """The server drops it and logs a violation; nobody answers (a request times out)."""
+    before = violations(mesh, subject)
+    with pytest.raises((TimeoutError, NoResponders)):
+        conn.request(subject, payload, 1.0)
+    wait_until(lambda: violations(mesh, subject) > before, 10, message=f"no violation: {subject}")
 
 
 def ask_raw(
