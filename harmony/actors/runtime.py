@@ -187,7 +187,7 @@ class Agent:
 
         keys = self.own_leases()
         self._until_agreed(
-            lambda: leases.ensure_buckets(keys, timeout=5), refusal, "the lease buckets", timeout
+            lambda: leases.ensure_buckets(keys, timeout=5), refusal, "a lease bucket", timeout
         )
 
     def _agree_on_cores(self, timeout: float) -> None:

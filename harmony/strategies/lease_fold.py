@@ -179,10 +179,12 @@ def release_failed(
 
 
 def after_release(state: WorkloadState, p: Params, now: float) -> WorkloadState:
+    """Released: what the bucket holds now is unknown until a fresh observation, so ask for
+    one. (The watch may have reported the deletion before the release's answer came; a lease
+    actor reports only changes, so without a re-read this site would wait for ever.)"""
     state = not_holding(state, p, now)
-    return replace(
-        state, lease=replace(state.lease, pending=None, seen=Seen.UNKNOWN, seen_since=now)
-    )
+    lease = replace(state.lease, pending=None, seen=Seen.UNKNOWN, seen_since=now, rewatch=True)
+    return replace(state, lease=lease)
 
 
 def actor_restarted(

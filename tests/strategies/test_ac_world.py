@@ -294,3 +294,29 @@ def test_a_holder_that_cannot_renew_is_down_before_anyone_else_takes_over(
         w.pump(truth=True)
         w.advance(0.05, healthy=True)
     assert len(w.active_sites()) <= 1
+
+
+def test_a_primary_whose_copy_failed_with_its_standbys_dead_runs_it_again() -> None:
+    """Found by the machine above: the copy fails to start, the primary hands the lease over
+    (releases it) and nobody else is alive. The watch had reported the deletion before the
+    release's answer came, and observers report only changes: unless a release asks for a
+    fresh read, the primary waits for ever with its workload down."""
+    m = AbsoluteConsistencyMachine()
+    p = Params(
+        lease_ttl=2.0,
+        renew_interval=0.34275,
+        fence_margin=0.629,
+        stop_grace=0.5,
+        heartbeat_interval=0.1,
+        rank_delay=1.0,
+        failed_cooldown=0.0,
+        sync_grace=2.0,
+    )
+    m.setup(n=3, timing=(p, 0.0, 0.171375), warm=False)
+    m.advance(dt=1.0, healthy=False, truth=True)
+    m.crash(i=1)
+    m.crash(i=2)
+    m.drive(fail=True, i=0, restart=False)
+    m.serve(delay=True, drop=False, i=0)
+    m.deliver_watch(i=0)
+    m.teardown()  # asserts that the one eligible site runs the copy
