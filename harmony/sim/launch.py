@@ -351,16 +351,18 @@ class LocalMesh:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(sp.proc.pid, signal.SIGTERM)  # type: ignore[union-attr]
         deadline = time.monotonic() + grace
-        for sp in running:
-            assert sp.proc is not None
-            try:
-                sp.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(sp.proc.pid, signal.SIGKILL)
-                sp.proc.wait(5)
-        if sweep:
-            self.sweep()
+        try:
+            for sp in running:
+                assert sp.proc is not None
+                try:
+                    sp.proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(sp.proc.pid, signal.SIGKILL)
+                    sp.proc.wait(5)  # a loaded machine may take longer to reap: still sweep
+        finally:
+            if sweep:
+                self.sweep()
 
     def sweep(self) -> None:
         """SIGKILL every process naming the work directory and every process of the sites'
