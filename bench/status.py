@@ -58,6 +58,13 @@ MESH = "big"
 PHASES = ("running", "stopped", "stopped", "running", "unknown")
 
 
+def _phase_counts(extra: str) -> dict[str, int]:
+    """20 workloads: 10 running, 9 stopped, and one more in `extra`'s phase."""
+    counts = {"running": 10, "stopped": 9}
+    counts[extra] = counts.get(extra, 0) + 1
+    return counts
+
+
 def site_name(i: int) -> str:
     return f"s{i:04}"
 
@@ -76,7 +83,7 @@ def synthetic(i: int) -> SiteSummary:
         state="running",
         wall=time.time(),
         interval=3600.0,  # never stale during the run
-        workloads={"running": 10, "stopped": 9, PHASES[i % 5]: 1},
+        workloads=_phase_counts(PHASES[i % 5]),
         placed=[f"w{i}-{k}" for k in range(20)],
         peers={"alive": 5},
         unhealthy=trouble,
