@@ -96,7 +96,10 @@ def test_cut_off_primary_fences_before_the_majority_starts(mesh: LocalMesh, watc
     assert start_b.token is not None and start_b.token > old_token
     watch.assert_safe()
 
-    # Heal: a rejoins, sees b holding the lease and stays down.
+    # Heal: a rejoins and the mesh keeps one copy. Usually b keeps the lease and a stays
+    # down; but a's server comes back with a higher Raft term (it campaigned alone), which
+    # can force an election of the lease stream that outlasts b's fence deadline at these
+    # short timings, and then a, the primary, may take the lease back. Either is safe.
     watch.record_fault("a", "heal", "all links")
     mesh.proxy.heal_all()
     wait_until(
@@ -107,7 +110,7 @@ def test_cut_off_primary_fences_before_the_majority_starts(mesh: LocalMesh, watc
         30,
         message=watch.tail,
     )
-    watch.wait_runs_on("ledger", {"b"}, 10)
+    wait_until(lambda: len(watch.runners("ledger")) == 1, BOUND, message=lambda: watch.tail())
     watch.assert_safe()
 
 
