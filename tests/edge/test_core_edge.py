@@ -37,17 +37,7 @@ def monitor(mesh: LocalMesh, site: str, path: str) -> Any:
 def running_edge(watch: Watcher) -> tuple[str, ActorInfo]:
     """The edge that runs the ledger, once exactly one site runs it and its copy acted.
     Usually the primary e1; e2 when it booted first (both are edges: either will do)."""
-
-    def one() -> tuple[str, ActorInfo] | None:
-        r = watch.runners("ledger")
-        if len(r) == 1 and set(r) <= set(EDGES) and watch.acting("ledger", r):
-            return next(iter(r.items()))
-        return None
-
-    found: tuple[str, ActorInfo] = wait_until(
-        one, 30, message=lambda: f"ledger on {sorted(watch.runners('ledger'))}\n{watch.tail()}"
-    )
-    return found
+    return watch.wait_one_runner("ledger", EDGES, 30)
 
 
 def lease_token(mesh: LocalMesh) -> int | None:

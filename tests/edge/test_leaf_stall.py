@@ -38,16 +38,9 @@ def leafs(mesh: LocalMesh, site: str) -> list[dict[str, Any]]:
 
 
 def running_edge(watch: Watcher) -> tuple[str, ActorInfo]:
-    def one() -> tuple[str, ActorInfo] | None:
-        r = watch.runners("ledger")
-        if len(r) == 1 and set(r) <= set(EDGES) and watch.acting("ledger", r):
-            return next(iter(r.items()))
-        return None
-
-    found: tuple[str, ActorInfo] = wait_until(
-        one, 30, message=lambda: f"ledger on {sorted(watch.runners('ledger'))}\n{watch.tail()}"
-    )
-    return found
+    """The edge that runs the ledger, once exactly one site runs it and its copy acted.
+    Usually the primary e1; e2 when it booted first (both are edges: either will do)."""
+    return watch.wait_one_runner("ledger", EDGES, 30)
 
 
 def test_leaf_ping_fits_the_fence_budget() -> None:

@@ -12,6 +12,7 @@ silent quickly.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from harmony.actors.drivers.containment import containment_id
@@ -131,6 +132,24 @@ class Watcher:
             return True  # these copies do not record
         ticks = {(r.site, r.token) for r in read_records([path]) if r.kind == "tick"}
         return all((site, _token(a)) in ticks for site, a in runners.items())
+
+    def wait_one_runner(
+        self, name: str, among: Iterable[str], timeout: float
+    ) -> tuple[str, ActorInfo]:
+        """The one site of `among` that runs `name`, once exactly one site runs it and its copy
+        has acted (its own records say so)."""
+        allowed = set(among)
+
+        def one() -> tuple[str, ActorInfo] | None:
+            r = self.runners(name)
+            if len(r) == 1 and set(r) <= allowed and self.acting(name, r):
+                return next(iter(r.items()))
+            return None
+
+        found: tuple[str, ActorInfo] = wait_until(
+            one, timeout, message=lambda: f"{name} on {sorted(self.runners(name))}\n{self.tail()}"
+        )
+        return found
 
     def record_fault(self, site: str, kind: str, reason: str) -> float:
         now = time.monotonic()
