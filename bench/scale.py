@@ -55,8 +55,9 @@ import psutil
 
 from harmony import interrupts
 from harmony.actors.journal import read_journal
-from harmony.client import collect_snapshots, expected_peers
+from harmony.client import collect_snapshots, collect_summaries, expected_peers
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, Timings, WorkloadConfig
+from harmony.mesh.connection import MeshConnection
 from harmony.sim.launch import LaunchError, LocalMesh
 
 
@@ -162,21 +163,56 @@ def workloads_for(sites: list[str], per_site: int, with_standby: int = 0) -> lis
     ]
 
 
-def start_mesh(mesh: LocalMesh, cores: int, batch: int, timeout: float) -> None:
-    """All at once (as always), or the cores first and then the edges `batch` at a time
-    (each batch ready before the next), then wait until the mesh is formed."""
+def start_mesh(mesh: LocalMesh, cores: int, batch: int, timeout: float, per_site: int) -> None:
+    """All at once (as always), or the cores first and then the edges `batch` at a time,
+    each batch's copies all running (from the site summaries) before the next batch starts:
+    spawning a thousand copies and their keepers at once on 2 cores starves the agents'
+    start-up (an edge's join check timed out at load 816). Then wait until formed."""
     if not cores:
         mesh.start(timeout=timeout)
         return
     mesh.write_configs()
     deadline = time.monotonic() + timeout
     names = list(mesh.sites)
-    for k in range(cores, len(names) + batch, batch):
-        group = names[:cores] if k == cores else names[k - batch : k]
-        if group:
+    conn = None
+    try:
+        for k in range(cores, len(names) + batch, batch):
+            group = names[:cores] if k == cores else names[k - batch : k]
+            if not group:
+                continue
             guard()
+            t0 = time.monotonic()
             mesh.start(group, timeout=max(1.0, deadline - time.monotonic()), wait_formed=False)
+            if conn is None:
+                conn = mesh.connect("bench-scale-start")
+                conn.wait_connected(max(1.0, deadline - time.monotonic()))
+            started = names[: max(k, cores)]
+            running = wait_running(conn, mesh.mesh, started, per_site, deadline)
+            print(
+                f"  started {group[0]}..{group[-1]}: {running}/{per_site * len(started)} copies "
+                f"running after {time.monotonic() - t0:.0f} s, load {os.getloadavg()[0]:.0f}",
+                flush=True,
+            )
+    finally:
+        if conn is not None:
+            conn.close()
     mesh.wait_formed(max(1.0, deadline - time.monotonic()))
+
+
+def wait_running(
+    conn: MeshConnection, mesh: str, started: list[str], per_site: int, deadline: float
+) -> int:
+    """Copies running on the `started` sites, once they run `per_site` each in all (a copy
+    may run on its standby: the ring's last edge's standby is a core, which started first),
+    or at the deadline (the formation wait that follows then says what is missing)."""
+    running = 0
+    while time.monotonic() < deadline:
+        found = collect_summaries(conn, mesh, timeout=2.0)
+        running = sum(found[s].value.workloads.get("running", 0) for s in started if s in found)
+        if running >= per_site * len(started):
+            break
+        time.sleep(1.0)  # summaries are written every few seconds
+    return running
 
 
 def measure(n: int, args: argparse.Namespace, root: Path) -> Sample:
@@ -192,12 +228,13 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> Sample:
         timings=timings,
         log_level="warning",
         cores=cores,
+        connect_timeout=args.timeout,  # the join checks of the last edges wait for the core
     )
     conn = None
     try:
         started = time.monotonic()
         try:
-            start_mesh(mesh, cores, args.batch, args.timeout)
+            start_mesh(mesh, cores, args.batch, args.timeout, per_site)
         except LaunchError as e:
             said = [ln for ln in str(e).splitlines() if ln.strip()]
             sample.note = f"did not form: {' '.join(dict.fromkeys([said[0], said[-1]]))}"

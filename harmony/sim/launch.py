@@ -109,6 +109,10 @@ class LocalMesh:
     """A core-and-edge mesh: this many core sites (the witnesses, then the first sites),
     the other sites edges, leaf nodes of every core (through the proxy when `proxied`).
     0: every site is a core, routed to every other (as always)."""
+    connect_timeout: float = 30.0
+    """Each agent's `--connect-timeout`: how long its start may wait for the mesh (its NATS
+    connection and its join checks) before it exits 3. A large mesh starting on a small
+    machine needs longer than the operator's default."""
     secure: bool = True
     """Generate a mesh directory per run (CAs, each site's certificate and nkey, an operator
     identity) and run every server with TLS and permissions. False: plaintext loopback."""
@@ -269,6 +273,8 @@ class LocalMesh:
             str(sp.ready_file),
             "--log-level",
             self.log_level,
+            "--connect-timeout",
+            f"{self.connect_timeout:g}",
         ]
         with open(sp.log_path, "ab") as log:
             sp.proc = subprocess.Popen(
