@@ -207,7 +207,10 @@ def wait_running(
     or at the deadline (the formation wait that follows then says what is missing)."""
     running = 0
     while time.monotonic() < deadline:
-        found = collect_summaries(conn, mesh, timeout=2.0)
+        try:
+            found = collect_summaries(conn, mesh, timeout=2.0)
+        except TimeoutError:  # the core is busy with the start-up: ask again
+            continue
         running = sum(found[s].value.workloads.get("running", 0) for s in started if s in found)
         if running >= per_site * len(started):
             break

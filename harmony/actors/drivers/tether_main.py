@@ -24,6 +24,10 @@ from harmony.actors.drivers.tether import TETHER_FENCED, add_tether_args, read_d
 POLL = 0.25
 """How often the deadline file and the parent pid are read again (a pidfd of the agent and
 SIGCHLD wake the keeper at once where the kernel has them)."""
+IDLE_POLL = 5.0
+"""The same with no deadline file and a pidfd of the agent: nothing then needs a poll (the
+agent's end and COMMAND's wake the keeper at once), and a mesh of a thousand copies on one
+machine spent most of a core in keepers waking four times a second for nothing."""
 
 
 class Keeper:
@@ -96,7 +100,10 @@ class Keeper:
                 deadline = max(deadline, fresh)
                 if now >= deadline:
                     return self.fence("fence deadline passed with no renewal (agent silent)")
-            timeout = POLL if deadline is None else min(POLL, max(0.0, deadline - now))
+            if deadline is not None:
+                timeout = min(POLL, max(0.0, deadline - now))
+            else:
+                timeout = IDLE_POLL if agent_fd >= 0 else POLL
             fds = [wake_r] + ([agent_fd] if agent_fd >= 0 else [])
             ready, _, _ = select.select(fds, [], [], timeout)
             if agent_fd in ready:  # the agent ended: readable for good, keep the poll only
