@@ -222,7 +222,8 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> Sample:
     per_site, window, settle, cores = args.workloads, args.window, args.settle, args.cores
     sample = Sample(n, per_site, cores=cores)
     sites = [f"s{i:02d}" for i in range(n)]
-    timings = Timings()  # the product defaults
+    # the product defaults, or another heartbeat to compare false suspicions
+    timings = Timings(heartbeat_interval=args.heartbeat) if args.heartbeat else Timings()
     mesh = LocalMesh(
         root / f"n{n}",
         mesh=f"scale{n}",
@@ -415,6 +416,7 @@ def main() -> int:
         default=2,
         help="with --cores: workloads with a standby, per site",
     )
+    p.add_argument("--heartbeat", type=float, help="heartbeat_interval, s (default: the product's)")
     p.add_argument("--batch", type=int, default=5, help="with --cores: edges started at once")
     sim = p.add_argument_group("simulated peers (bench/scale_sim.py)")
     sim.add_argument("--simulated", metavar="N1,N2", help="simulated peer counts to sweep")

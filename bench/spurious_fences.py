@@ -31,12 +31,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from harmony import procfs
 from harmony.client import collect_snapshots, wait_formed
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, Timings, WorkloadConfig
 from harmony.mesh.connection import MeshConnection
 from harmony.mesh.subjects import lease_stream
 from harmony.sim.history import load_history
-from harmony.sim.launch import LocalMesh
+from harmony.sim.launch import LocalMesh, pids_with_env
 from harmony.sim.streams import StreamPlacement, stream_placement
 
 SITES = ("a", "b", "c")
@@ -73,6 +74,29 @@ class Run:
     healthy_fences: int
     healthy_renew_failures: int
     leaderless_s: float
+    healthy_copies_lost: int = 0
+    """Ground truth: healthy holders' copies (their pid and start time, from the process
+    table before the kill) that were gone at the end of the observation window."""
+
+
+def copy_of(workload: str, site: str) -> tuple[int, int] | None:
+    """The pid and start time of the `sleep` that is `workload`'s copy on `site`, from the
+    process table (its environment names both), not from any agent."""
+    for pid in pids_with_env(f"HARMONY_WORKLOAD={workload}"):
+        env = procfs.environ(pid, ("HARMONY_SITE",))
+        stat = procfs.stat(pid)
+        if (
+            env.get("HARMONY_SITE") == site
+            and stat is not None
+            and procfs.cmdline(pid).startswith("sleep")
+        ):
+            return pid, stat.start
+    return None
+
+
+def still_runs(copy: tuple[int, int]) -> bool:
+    stat = procfs.stat(copy[0])
+    return stat is not None and stat.start == copy[1] and stat.alive
 
 
 class Bench:
@@ -151,6 +175,8 @@ class Bench:
         pick_foreign = i % 2 == 0 and foreign
         victim = foreign[(i // 2) % len(foreign)] if pick_foreign else SITES[i % len(SITES)]
         led_foreign = victim in foreign
+        healthy = {w for w, s in holders.items() if s != victim}
+        copies = {w: copy_of(w, holders[w]) for w in healthy}
         t0 = time.monotonic()
         self.mesh.kill(victim, signal.SIGKILL)
         up = [s for s in SITES if s != victim]
@@ -159,7 +185,7 @@ class Bench:
             self.wait("new stream leaders", lambda: self.new_leaders(up, victim), 60)
             leaderless = time.monotonic() - t0
         self.wait("the observation window", lambda: time.monotonic() - t0 >= OBSERVE, OBSERVE + 5)
-        healthy = {w for w, s in holders.items() if s != victim}
+        lost = sum(c is None or not still_runs(c) for c in copies.values())
         events = [
             e
             for e in load_history(
@@ -173,6 +199,7 @@ class Bench:
             healthy_fences=sum(e.kind == "fence" for e in events),
             healthy_renew_failures=sum(e.kind == "renew-failed" for e in events),
             leaderless_s=leaderless,
+            healthy_copies_lost=lost,
         )
         self.mesh.start([victim], timeout=120)
         return run
@@ -186,6 +213,7 @@ def table(runs: list[Run]) -> Table:
         "runs with a fence",
         "fences",
         "renew failures",
+        "copies lost (process table)",
         "leaderless s (max)",
     ):
         t.add_column(col, justify="left" if col == "killed site" else "right")
@@ -199,6 +227,7 @@ def table(runs: list[Run]) -> Table:
             str(sum(r.healthy_fences > 0 for r in rs)),
             str(sum(r.healthy_fences for r in rs)),
             str(sum(r.healthy_renew_failures for r in rs)),
+            str(sum(r.healthy_copies_lost for r in rs)),
             f"{max(r.leaderless_s for r in rs):.1f}",
         )
     return t
@@ -225,7 +254,8 @@ def main() -> int:
                     f"run {i + 1}/{args.runs}: killed {r.victim} "
                     f"({LED[r.victim_led_stream]}): "
                     f"{r.healthy_fences} healthy-holder fences, "
-                    f"{r.healthy_renew_failures} renew failures, leaderless {r.leaderless_s:.1f}s"
+                    f"{r.healthy_renew_failures} renew failures, "
+                    f"{r.healthy_copies_lost} copies lost, leaderless {r.leaderless_s:.1f}s"
                 )
         finally:
             bench.stop()

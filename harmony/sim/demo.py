@@ -23,7 +23,6 @@ from harmony.client import collect_snapshots
 from harmony.config import (
     FailoverTopologyConfig,
     ProcessDriverConfig,
-    Timings,
     WorkloadConfig,
 )
 from harmony.render import mesh_view
@@ -81,7 +80,6 @@ def demo_mesh(
         mesh=MESH,
         sites=names,
         workloads=demo_workloads(names, Path(workdir)),
-        timings=Timings(heartbeat_interval=0.5),
     )
     try:
         mesh.write_configs()

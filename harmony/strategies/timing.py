@@ -80,7 +80,12 @@ RECOMMENDED_LEASE_TTL: Final = 8.0
 RECOMMENDED_RENEW_INTERVAL: Final = 1.0
 RECOMMENDED_FENCE_MARGIN: Final = 2.5
 RECOMMENDED_STOP_GRACE: Final = 1.5
-RECOMMENDED_HEARTBEAT_INTERVAL: Final = 0.5
+RECOMMENDED_HEARTBEAT_INTERVAL: Final = 0.3
+"""A dead peer is reported silent within silent_after x 0.3 = 0.75 s, plus a check tick of
+0.06 s: under 1 s at p99 (0.5 gave 1.1-1.4 s, and a split-brain-allowed replacement waits
+for exactly this). Its cost is traffic, bounded by the interest (an agent hears its
+topologies' sites and the cores), and a suspicion after 0.45 s of silence (measured in
+BENCHMARKS.md "failover" and "scale": false suspicions under load)."""
 RECOMMENDED_SILENT_AFTER: Final = 2.5
 """In heartbeat intervals, as in the site config."""
 RECOMMENDED_CLOCK_SKEW: Final = 0.0
