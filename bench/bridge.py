@@ -153,17 +153,17 @@ def print_table(
                 "",
             )
     for q in ("p50", "p99"):
-        p, x = med(f"plain_ask_{q}"), med(f"tls_ask_{q}")
+        pm, xm = med(f"plain_ask_{q}"), med(f"tls_ask_{q}")
         plain_target = TARGET_P50_MS if q == "p50" else TARGET_P99_MS
-        target = f"plain <= {plain_target} ms {ok(p <= plain_target)}"
+        target = f"plain <= {plain_target} ms {ok(pm <= plain_target)}"
         if q == "p50":
-            target += f"; TLS <= {TARGET_TLS_P50_MS} ms {ok(x <= TARGET_TLS_P50_MS)}"
+            target += f"; TLS <= {TARGET_TLS_P50_MS} ms {ok(xm <= TARGET_TLS_P50_MS)}"
         t.add_row(
             f"ask {q} (ms)",
             cell(f"local_ask_{q}", ".3f"),
             cell(f"plain_ask_{q}", ".3f"),
             cell(f"tls_ask_{q}", ".3f"),
-            f"{x / p:.2f}x",
+            f"{xm / pm:.2f}x",
             target,
         )
     ratio = {m: med(f"{m}_ask_p50") / med(f"{m}_npy_p50") for m in MODES}

@@ -38,6 +38,7 @@ from harmony.client import collect_snapshots, wait_formed
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, Timings, WorkloadConfig
 from harmony.mesh.connection import MeshConnection
 from harmony.mesh.remote import RemoteRef
+from harmony.mesh.subjects import OPERATOR
 from harmony.sim.history import load_history
 from harmony.sim.launch import LocalMesh
 
@@ -151,7 +152,7 @@ class Bench:
         (where,) = self.runners("web")
         if where == holder:
             return True
-        ref = RemoteRef(self.conn, "fo", where, "agent/workload/web", 5.0)
+        ref = RemoteRef(self.conn, "fo", where, "agent/workload/web", 5.0, sender=OPERATOR)
         answer = ref.ask(MoveWorkload(target=holder, reason="bench: next to ledger"))
         if isinstance(answer, CommandResult) and not answer.ok:
             self.console.log(f"move of web to {holder} refused: {answer.detail}")

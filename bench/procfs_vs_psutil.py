@@ -53,7 +53,7 @@ def marked_psutil() -> dict[str, list[ProcInfo]]:
 
 def live_psutil() -> list[tuple[int, int, str, float, int, int]]:
     """`procfs.live()` through psutil (which has no group nor session: two more syscalls)."""
-    out = []
+    out: list[tuple[int, int, str, float, int, int]] = []
     for p in psutil.process_iter():
         try:
             with p.oneshot():
