@@ -141,7 +141,7 @@ class Bench:
             self.wait("one web", lambda: len(self.runners("web")) == 1, 60)
             before = (self.runners("ledger"), self.runners("web"))
             time.sleep(2 * Timings().heartbeat_interval + 0.5)
-            if (self.runners("ledger"), self.runners("web")) == before:
+            if (self.runners("ledger"), self.runners("web")) == before and len(before[0]) == 1:
                 (holder,) = before[0]
                 return holder
 
@@ -253,6 +253,8 @@ def main() -> int:
                     r = bench.run(kind)
                     for k, v in r.items():
                         samples[kind].setdefault(k, []).append(v)
+                    if args.json:  # after every run: a bench stopped half-way keeps its samples
+                        Path(args.json).write_text(json.dumps(samples, indent=1))
                     console.log(
                         f"{kind} run {i + 1}/{args.runs}: "
                         + ", ".join(f"{k} {v:.2f}s" for k, v in r.items())
