@@ -11,6 +11,7 @@ import msgspec
 from harmony.config.base import ConfigError
 from harmony.config.exposure import check_security_files
 from harmony.config.site import SiteConfig
+from harmony.config.topologies import TOPOLOGY_KINDS
 from harmony.config.validate import validate
 from harmony.strategies.names import RECONCILE_POLICIES, STRATEGY_NAMES
 
@@ -28,11 +29,14 @@ def _field_of(msg: str) -> tuple[str, str]:
     names = NAMED.get(field.rsplit(".", 1)[-1])
     if names is not None and reason.startswith("Invalid enum value"):
         reason += f"; valid: {', '.join(names)}"
+    if field.endswith("topology.kind") and reason.startswith("Invalid value"):
+        reason += f"; valid: {', '.join(TOPOLOGY_KINDS)} (geo: `constraints` on any of them)"
     return field, reason
 
 
 def parse_config(data: bytes | str, source: str | Path = "<string>") -> SiteConfig:
-    """Decode and validate TOML text; relative ``data_dir`` is resolved against `source`."""
+    """Decode and validate TOML text; relative paths (``data_dir``, ``security.dir``,
+    ``price.hook``) are resolved against `source`'s folder."""
     try:
         cfg = msgspec.toml.decode(data, type=SiteConfig)
     except msgspec.ValidationError as e:
@@ -52,8 +56,11 @@ def parse_config(data: bytes | str, source: str | Path = "<string>") -> SiteConf
             sec_dir = (base / sec_dir).resolve()
         security = msgspec.structs.replace(security, dir=str(sec_dir))
         check_security_files(security, cfg.site, source)
+    price = cfg.price
+    if price is not None and price.hook and not Path(price.hook).is_absolute():
+        price = msgspec.structs.replace(price, hook=str((base / price.hook).resolve()))
     return msgspec.structs.replace(
-        cfg, data_dir=str(data_dir), source=str(source), security=security
+        cfg, data_dir=str(data_dir), source=str(source), security=security, price=price
     )
 
 

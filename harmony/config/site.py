@@ -9,10 +9,12 @@ import msgspec
 from harmony.config.base import Base
 from harmony.config.drivers import DriverConfig
 from harmony.config.exposure import MetricsConfig, SecurityConfig
+from harmony.config.facts import PriceConfig
 from harmony.config.nats import NatsConfig
 from harmony.config.timings import Supervision, Timings
 from harmony.config.topologies import TopologyConfig
 from harmony.site_roles import lease_replicas
+from harmony.strategies.labels import SiteFacts
 from harmony.strategies.names import (
     DEFAULT_RECONCILE,
     DEFAULT_STRATEGY,
@@ -35,6 +37,12 @@ class SiteConfig(Base):
     data_dir: str = ""
     """Relative paths are taken from the config file's folder. Default: ``./data/<site>``."""
     witness: bool = False
+    labels: dict[str, str] = {}
+    """What the site is (``region``, ``jurisdiction``, ``provider``, free keys): what
+    workloads' constraints read and horizontal topologies spread over."""
+    capacity: int | None = None
+    """Copies of one workload this site takes (horizontal topologies); None: one."""
+    price: PriceConfig | None = None
     nats: NatsConfig = msgspec.field(default_factory=NatsConfig)
     timings: Timings = msgspec.field(default_factory=Timings)
     supervision: Supervision = msgspec.field(default_factory=Supervision)
@@ -47,6 +55,13 @@ class SiteConfig(Base):
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+    def facts(self, alive: bool = True) -> SiteFacts:
+        """What this site advertises, as the pure topologies read it (a `hook` price is
+        not known until it runs: None)."""
+        price = self.price.value if self.price is not None else None
+        capacity = self.capacity if self.capacity is not None else 1
+        return SiteFacts(self.site, self.labels, capacity, price, alive)
 
 
 def kv_replicas(cfg: SiteConfig) -> int:

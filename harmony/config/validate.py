@@ -7,11 +7,12 @@ from pathlib import Path
 from harmony.config.base import ENV_NAME_RE, NAME_RE, ConfigError
 from harmony.config.drivers import ProcessDriverConfig
 from harmony.config.exposure import is_loopback_host
+from harmony.config.facts import capacity_problem, labels_problem, price_problem
 from harmony.config.site import SiteConfig
 from harmony.config.timings import timing_problem
+from harmony.config.topologies import topology_problem
 from harmony.site_roles import role_problem
 from harmony.strategies.registry import uses_lease
-from harmony.strategies.topology import repeated_site
 
 
 def insecure_problem(cfg: SiteConfig) -> str | None:
@@ -60,6 +61,10 @@ def validate(cfg: SiteConfig, source: str | Path) -> None:
     role = role_problem(cfg.site, n, witness=cfg.witness, valid_name=NAME_RE.match)
     if role is not None:
         raise bad(*role)
+    facts = (labels_problem(cfg.labels), capacity_problem(cfg.capacity), price_problem(cfg.price))
+    for fact in facts:
+        if fact is not None:
+            raise bad(*fact)
     sec = cfg.security
     if sec is not None and not sec.dir and not sec.insecure:
         raise bad("security.dir", "the mesh directory (`harmony mesh init`), or insecure = true")
@@ -89,11 +94,6 @@ def validate(cfg: SiteConfig, source: str | Path) -> None:
         for j, var in enumerate(w.driver.pass_env):
             if not ENV_NAME_RE.match(var):
                 raise bad(f"{where}.driver.pass_env[{j}]", f"{var!r} is not a variable name")
-        sites = [w.topology.primary, *w.topology.standbys]
-        for j, site in enumerate(sites):
-            if not NAME_RE.match(site):
-                field = "primary" if j == 0 else f"standbys[{j - 1}]"
-                raise bad(f"{where}.topology.{field}", f"{site!r} is not a valid site name")
-        repeated = repeated_site(sites)
-        if repeated is not None:
-            raise bad(f"{where}.topology", repeated)
+        if (problem := topology_problem(w.topology)) is not None:
+            field, reason = problem
+            raise bad(f"{where}.topology" + (f".{field}" if field else ""), reason)
