@@ -265,3 +265,31 @@ def test_any_plain_labels_are_accepted_and_advertised_as_written(found: dict[str
     cfg = parse_config(text)
     assert cfg.labels == found
     assert dict(cfg.facts().labels) == found
+
+
+def readme_example(heading: str) -> str:
+    """The first TOML block after `heading` in the README's configuration reference."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split(f"\n{heading}\n", 1)[1]
+    return section.split("```toml\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_reference_is_a_valid_site(tmp_path: Path) -> None:
+    path = tmp_path / "paris.toml"
+    path.write_text(readme_example("## Configuration reference"))
+    assert [w.name for w in load_config(path).workloads] == ["ledger", "legacy-db"]
+
+
+def test_the_readme_example_of_labels_and_topologies_is_a_valid_site(tmp_path: Path) -> None:
+    path = tmp_path / "paris.toml"
+    path.write_text(readme_example("### Labels, constraints and topologies"))
+    cfg = load_config(path)
+    assert cfg.labels["jurisdiction"] == "EU" and cfg.capacity == 2
+    assert cfg.price is not None and cfg.price.hook == str(tmp_path / "bin" / "spot-price")
+    kinds = [type(w.topology) for w in cfg.workloads]
+    assert kinds == [FailoverTopologyConfig, HorizontalTopologyConfig, CostTopologyConfig]
+    assert [f for f, _ in unsupported_topologies([w.topology for w in cfg.workloads])] == [
+        "workloads[0].topology.constraints",
+        "workloads[1].topology.kind",
+        "workloads[2].topology.kind",
+    ]
