@@ -125,9 +125,7 @@ def constraints_of(t: TopologyConfig) -> tuple[Constraint, ...]:
 def topology_problem(t: TopologyConfig) -> tuple[str, str] | None:
     """(field below ``topology``, reason) of the first problem, or None."""
     if isinstance(t, FailoverTopologyConfig):
-        problem = _site_names(
-            list(t.sites), lambda j: "primary" if j == 0 else f"standbys[{j - 1}]"
-        )
+        problem = _site_names(list(t.sites), _failover_field)
         if problem is None and (why := repeated_site(t.sites)) is not None:
             problem = "", why
     else:
