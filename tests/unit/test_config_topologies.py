@@ -10,6 +10,7 @@ from types import MappingProxyType
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.commands import harmony
 
 from harmony.config import (
     LABEL_KEY_RE,
@@ -293,3 +294,22 @@ def test_the_readme_example_of_labels_and_topologies_is_a_valid_site(tmp_path: P
         "workloads[1].topology.kind",
         "workloads[2].topology.kind",
     ]
+
+
+def test_harmony_agent_refuses_a_topology_it_does_not_run_and_starts_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "a.toml"
+    path.write_text(
+        'mesh = "m"\nsite = "a"\n[[workloads]]\nname = "web"\n'
+        'driver = { kind = "process", command = ["sleep", "600"] }\n'
+        'topology = { kind = "horizontal", sites = ["a", "b"], replicas = 2 }\n'
+    )
+    out = harmony("agent", "--config", str(path), timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert (
+        f"invalid configuration: {path}: workloads[0].topology.kind: 'horizontal' is not run "
+        "by this agent yet" in out.stderr
+    )
+    assert not (tmp_path / "data").exists()  # refused before anything was created
+    assert harmony("config", "check", str(path)).returncode == 0  # while the check accepts it
