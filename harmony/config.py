@@ -15,6 +15,7 @@ from typing import Literal
 import msgspec
 
 from harmony.site_roles import lease_replicas, role_problem
+from harmony.strategies.labels import ConstraintError, labels_problem, parse_constraints
 from harmony.strategies.names import (
     DEFAULT_RECONCILE,
     DEFAULT_STRATEGY,
@@ -167,6 +168,9 @@ DriverConfig = ProcessDriverConfig | HooksDriverConfig
 class FailoverTopologyConfig(_Base, tag="failover", tag_field="kind"):
     primary: str
     standbys: list[str] = []
+    constraints: list[str] = []
+    """``geo`` constraints on the sites' labels (``jurisdiction in ["EU"]``): a site whose
+    labels break one never runs the workload (`harmony.strategies.geo`)."""
 
 
 TopologyConfig = FailoverTopologyConfig
@@ -186,6 +190,11 @@ class SiteConfig(_Base):
     data_dir: str = ""
     """Relative paths are taken from the config file's folder. Default: ``./data/<site>``."""
     witness: bool = False
+    labels: dict[str, str] = {}
+    """Free labels (``region``, ``jurisdiction``, ``provider``...) that workloads' constraints
+    name; carried in heartbeats and summaries."""
+    capacity: int | None = None
+    """Copies of one workload this site takes (None: no limit said)."""
     nats: NatsConfig = msgspec.field(default_factory=NatsConfig)
     timings: Timings = msgspec.field(default_factory=Timings)
     supervision: Supervision = msgspec.field(default_factory=Supervision)
@@ -356,6 +365,11 @@ def validate(cfg: SiteConfig, source: str | Path) -> None:
         raise bad("supervision.max_restarts", "must be >= 0")
     if s.within <= 0:
         raise bad("supervision.within", "must be > 0")
+    label = labels_problem(cfg.labels)
+    if label is not None:
+        raise bad(f"labels.{label[0]}" if label[0] else "labels", label[1])
+    if cfg.capacity is not None and cfg.capacity < 0:
+        raise bad("capacity", "must be >= 0")
     if cfg.witness and cfg.workloads:
         raise bad("workloads", "a witness site runs no workloads")
     seen: set[str] = set()
@@ -379,6 +393,10 @@ def validate(cfg: SiteConfig, source: str | Path) -> None:
         repeated = repeated_site(sites)
         if repeated is not None:
             raise bad(f"{where}.topology", repeated)
+        try:
+            parse_constraints(w.topology.constraints)
+        except ConstraintError as e:
+            raise bad(f"{where}.topology.constraints", str(e)) from None
 
 
 def timing_problem(t: Timings, lease: bool) -> tuple[str, str] | None:

@@ -75,6 +75,8 @@ def build_summary(ctx: AgentContext, interval: float = summaries.SUMMARY_INTERVA
         peers=peers,
         unhealthy=trouble[:MAX_UNHEALTHY],
         unhealthy_total=len(trouble),
+        labels=ctx.config.labels,
+        site_capacity=ctx.config.capacity,
     )
 
 
