@@ -74,8 +74,13 @@ class AbsoluteConsistency(FailoverStrategy):
 
     # -- facts -----------------------------------------------------------------------------
     def rank(self, state: WorkloadState) -> int:
-        """Our position among the live sites of the topology (0: try first)."""
-        live = [s for s in state.topology.sites if state.live(s)]
+        """Our position among the live sites of the topology that the geo constraints do not
+        bar (0: try first)."""
+        live = [
+            s
+            for s in state.topology.sites
+            if s == state.site or (state.live(s) and state.eligible(s))
+        ]
         return live.index(state.site)
 
     def acquire_at(self, state: WorkloadState) -> float | None:
@@ -205,6 +210,7 @@ class AbsoluteConsistency(FailoverStrategy):
             or state.lease.revision is None
             or peer is None
             or peer.status is not PeerStatus.ALIVE
+            or not state.eligible(primary)
         ):
             return None
         return max(peer.since + self.params.failback_after, state.no_failback_until)
