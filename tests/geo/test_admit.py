@@ -264,3 +264,15 @@ def test_sba_no_copy_outside_under_crashes_and_partitions(
                 if s not in GeoSbaWorld.barred and w.nodes[s].decision is not None
             ]
             assert len(w.running_in(group)) == (1 if up else 0), (group, up)
+
+
+def test_sba_a_barred_site_stops_whatever_else_holds_unless_its_copy_is_in_doubt() -> None:
+    from dataclasses import fields
+
+    from harmony.strategies.tables import SBA_GOALS, Goal, SbaFacts
+
+    names = [f.name for f in fields(SbaFacts) if f.name != "barred"]
+    for values in product((False, True), repeat=len(names)):
+        facts = SbaFacts(**dict(zip(names, values, strict=True)), barred=True)
+        goal, _ = first_match(SBA_GOALS, facts)
+        assert goal is (Goal.FENCED if facts.unknown else Goal.STOPPED), facts
