@@ -222,7 +222,8 @@ class AbsoluteConsistency(FailoverStrategy):
         bucket without limit markers tells no watcher) or our watch broke.
         """
         lease = state.lease
-        if lease.revision is not None or lease.seen is not Seen.HELD or state.leaving:
+        gone = state.shutting_down or state.handing_over  # a barred site keeps watching
+        if lease.revision is not None or lease.seen is not Seen.HELD or gone:
             return None
         return lease.seen_at + self.params.lease_ttl
 

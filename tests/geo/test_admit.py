@@ -18,6 +18,7 @@ from harmony.strategies.commands import RecordEvent
 from harmony.strategies.events import MoveRequested, SitesBarred
 from harmony.strategies.geo import ADMIT_RULES, Admit, AdmitFacts, admit
 from harmony.strategies.labels import SiteFacts, constraints_digest, parse_constraints
+from harmony.strategies.state import Seen
 from harmony.strategies.tables import first_match
 
 EU = parse_constraints(['jurisdiction in ["EU"]'])
@@ -130,6 +131,8 @@ def test_ac_a_barred_standby_never_takes_over_and_the_next_eligible_one_does() -
     w.crash("s2")
     w.settle(4 * SAFE.lease_ttl)  # only the barred site is up: nothing runs, ever
     assert w.active_sites() == [] and w.nodes["s1"].proc is None
+    us = w.nodes["s1"].decision
+    assert us is not None and us.state.lease.seen is Seen.GONE  # it knows, and stays out
     w.boot("s2")
     run_until(w, lambda: w.active_sites() == ["s2"], 2 * SAFE.lease_ttl)
 
