@@ -113,9 +113,26 @@ def test_the_ledger_never_leaves_the_eu(watch: Watcher) -> None:
     assert watch.runners("ledger") == {}
     never_on_us(watch)
     config = str(mesh.procs["b"].config_path)
-    out = harmony("status", "--config", config, "--workload", "ledger")
-    assert "geo=down" in out.stdout, out
-    out = harmony("status", "--config", config, "--workload", "ledger", "--json")
+    # `status --workload` finds b by the sites bucket, whose stream may be electing a leader
+    # after two of its servers died: ask again until b's answer is in.
+    out = wait_until(
+        lambda: (
+            (o := harmony("status", "--config", config, "--workload", "ledger"))
+            and "geo=down" in o.stdout
+            and o
+        ),
+        60,
+        message="harmony status --workload ledger never showed geo=down",
+    )
+    out = wait_until(
+        lambda: (
+            (o := harmony("status", "--config", config, "--workload", "ledger", "--json"))
+            and '"site":"b"' in o.stdout
+            and o
+        ),
+        60,
+        message="harmony status --workload ledger --json never answered for b",
+    )
     [snap] = [s for s in json.loads(out.stdout) if s["site"] == "b"]
     [sup] = [a for a in snap["actors"] if a["path"] == PATH]
     reason = sup["detail"]["geo_reason"]
