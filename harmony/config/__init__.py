@@ -26,7 +26,6 @@ from harmony.config.nats import NatsConfig
 from harmony.config.site import SiteConfig, WorkloadConfig, kv_replicas
 from harmony.config.timings import MAX_HEARTBEAT_INTERVAL, Supervision, Timings, timing_problem
 from harmony.config.topologies import (
-    AGENT_ENFORCES_CONSTRAINTS,
     AGENT_RUNS,
     CostTopologyConfig,
     FailoverTopologyConfig,
@@ -40,7 +39,6 @@ from harmony.config.topologies import unsupported as unsupported_topologies
 from harmony.config.validate import insecure_problem, validate
 
 __all__ = [
-    "AGENT_ENFORCES_CONSTRAINTS",
     "AGENT_RUNS",
     "ENV_NAME_RE",
     "LABEL_KEY_RE",

@@ -197,9 +197,6 @@ def _constraints_problem(texts: list[str]) -> tuple[str, str] | None:
 
 AGENT_RUNS: frozenset[str] = frozenset({"failover"})
 """The topology kinds `harmony agent` runs; `harmony config check` accepts every kind."""
-AGENT_ENFORCES_CONSTRAINTS = False
-"""Whether this agent keeps a failover workload within its constraints. Until the runtime
-does (issue 12, item 3), it refuses constraints rather than run a copy outside them."""
 
 
 def unsupported(topologies: list[TopologyConfig]) -> list[tuple[str, str]]:
@@ -213,14 +210,6 @@ def unsupported(topologies: list[TopologyConfig]) -> list[tuple[str, str]]:
                     f"workloads[{i}].topology.kind",
                     f"{kind!r} is not run by this agent yet (`harmony config check` checks it; "
                     "a later release runs it)",
-                )
-            )
-        elif t.constraints and not AGENT_ENFORCES_CONSTRAINTS:
-            found.append(
-                (
-                    f"workloads[{i}].topology.constraints",
-                    "not enforced by this agent yet: refused rather than risk a copy outside "
-                    "them (`harmony config check` checks them)",
                 )
             )
     return found

@@ -7,6 +7,7 @@ as `now`, read by the actor *before* the request left (so they are never late).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 # -- peers (from PeerWatch) ----------------------------------------------------------------
@@ -215,6 +216,21 @@ class MoveRequested:
     target: str
 
 
+# -- geo constraints -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SitesBarred:
+    """The sites of the topology that may not run the workload, and why (`geo.admit`).
+
+    This site among them never starts a copy and never takes the lease (it leaves the
+    workload as a site shutting down does: stop, then release); barred peers are skipped
+    when the others rank themselves. Every site of the topology gets this event.
+    """
+
+    barred: Mapping[str, str]
+
+
 # -- SplitBrainAllowed ---------------------------------------------------------------------
 
 
@@ -270,6 +286,7 @@ DriverEvent = (
 )
 Event = (
     MoveRequested
+    | SitesBarred
     | PeerEvent
     | LeaseEvent
     | DriverEvent
