@@ -75,12 +75,22 @@ class LeaseRead:
     """What a read of the lease key returned right after a refusal.
 
     `ours`: the value names this site *and this incarnation* (an earlier incarnation's
-    value is someone else's). An unreadable value is never ours.
+    value is someone else's). An unreadable value is never ours. `revision` is `KEY_ABSENT`
+    when the key has no message at all: it expired and its marker aged out.
     """
 
     revision: int
     holder: str | None
     ours: bool
+
+    @property
+    def absent(self) -> bool:
+        return self.revision == KEY_ABSENT
+
+
+KEY_ABSENT = 0
+"""A `LeaseRead` revision no write has: stream sequences start at 1 (``create`` is a CAS
+against 0, "no message for this key")."""
 
 
 @dataclass(frozen=True, slots=True)
