@@ -47,7 +47,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     import msgspec
 
     from harmony.actors.runtime import Agent, MeshDisagrees
-    from harmony.config import ConfigError, load_config, validate
+    from harmony.config import ConfigError, load_config, unsupported_topologies, validate
     from harmony.mesh.connection import MeshUnavailable
     from harmony.mesh.server import ServerStartError
 
@@ -58,6 +58,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
             validate(cfg, args.config)
     except ConfigError as e:
         err(f"invalid configuration: {e}")
+        return EXIT_CONFIG
+    later = unsupported_topologies([w.topology for w in cfg.workloads])
+    for field, reason in later:  # valid, checked by `config check`, not run yet
+        err(f"invalid configuration: {args.config}: {field}: {reason}")
+    if later:
         return EXIT_CONFIG
     from harmony.security.check import security_problems
 
@@ -180,8 +185,13 @@ the lease safety inequality
 
 With several files (the sites of one mesh), also what they must agree on: one mesh name, one
 lease_ttl, clock_skew and lease bucket replica count among the sites that hold leases, the
-same strategy and topology for a workload wherever it is configured, and every site of a
-workload's topology whose file is given configures that workload.
+same strategy and topology for a workload wherever it is configured (constraints compared by
+meaning), and every site of a workload's topology whose file is given configures that workload.
+
+Topologies, from the files given: enough eligible sites (meeting the constraints, with room)
+for a horizontal workload's replicas, or for one copy; no constraint or spread_label naming a
+label no given site has; a priced eligible site for a cost workload; a price hook that is an
+executable file. What depends on a site whose file is not given is a note, not a problem.
 
 exit codes: 0 every file is valid (a short summary of each is printed),
             2 a problem (each one printed to stderr as FILE: FIELD: REASON)

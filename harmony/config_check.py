@@ -4,7 +4,8 @@ One file: everything `load_config` refuses (the safety inequality included). Sev
 also the facts a mesh shares, which no single file can be checked for: one mesh name, one
 lease_ttl / clock_skew / bucket replicas among the sites that hold leases (the bucket has one
 max_age, and an agent whose timings differ from the bucket's is refused at start), and the
-same strategy and topology for a workload wherever it is configured.
+same strategy and topology for a workload wherever it is configured. With one file or
+several, whether the given sites can place each workload (`harmony.config.placement`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from typing import cast
 
 from harmony.config import (
     ConfigError,
+    FailoverTopologyConfig,
+    HorizontalTopologyConfig,
     ProcessDriverConfig,
     SiteConfig,
     WorkloadConfig,
     kv_replicas,
     load_config,
 )
+from harmony.config.placement import meaning, placement
 from harmony.security.check import describe as describe_security
 from harmony.security.check import security_problems
 from harmony.strategies import uses_lease
@@ -65,6 +69,9 @@ def check(paths: Sequence[str]) -> Report:
     notes: list[str] = []
     if len(configs) > 1:
         problems += cross_check(configs, notes)
+    findings, said = placement(configs)
+    problems += [Problem(f.file, f.field, f.reason) for f in findings]
+    notes += said
     return Report(configs, problems, notes)
 
 
@@ -190,21 +197,9 @@ def _workloads(configs: dict[str, SiteConfig]) -> list[Problem]:
             where[w.name][path] = w
     sites = {cfg.site: path for path, cfg in configs.items()}
     for name, found in sorted(where.items()):
-        facts: list[tuple[str, Callable[[WorkloadConfig], object]]] = [
-            ("strategy", lambda w: w.strategy),
-            ("reconcile", lambda w: w.reconcile),
-            ("topology.primary", lambda w: w.topology.primary),
-            ("topology.standbys", lambda w: list(w.topology.standbys)),
-        ]
-        for attr, get in facts:
-            groups: dict[str, list[str]] = defaultdict(list)
-            for path, w in found.items():
-                groups[repr(get(w))].append(path)
-            if len(groups) > 1:
-                said = "; ".join(f"{v} in {', '.join(files)}" for v, files in groups.items())
-                problems.append(Problem("", f"workload {name!r} {attr}", f"differs: {said}"))
+        problems += _agree(name, found)
         for path, w in found.items():
-            for site in (w.topology.primary, *w.topology.standbys):
+            for site in w.topology.sites:
                 other = sites.get(site)
                 if other is not None and other not in found:
                     problems.append(
@@ -218,6 +213,41 @@ def _workloads(configs: dict[str, SiteConfig]) -> list[Problem]:
     return list(dict.fromkeys(problems))
 
 
+def _agree(name: str, found: dict[str, WorkloadConfig]) -> list[Problem]:
+    """The facts of a workload that differ between the files configuring it: strategy,
+    reconcile, and its topology by meaning (all of it when the kinds differ)."""
+    facts: dict[str, dict[str, str]] = {
+        path: {
+            "strategy": repr(w.strategy),
+            "reconcile": repr(w.reconcile),
+            **{f"topology.{k}": v for k, v in meaning(w.topology).items()},
+        }
+        for path, w in found.items()
+    }
+    shown = {path: {f"topology.{k}": v for k, v in _shown(w).items()} for path, w in found.items()}
+    kinds = {f["topology.kind"] for f in facts.values()}
+    attrs = dict.fromkeys(a for f in facts.values() for a in f)
+    problems: list[Problem] = []
+    for attr in attrs:
+        if len(kinds) > 1 and attr.startswith("topology.") and attr != "topology.kind":
+            continue
+        groups: dict[str, list[str]] = defaultdict(list)
+        for path, f in facts.items():
+            groups[f.get(attr, "")].append(path)
+        if len(groups) > 1:
+            said = "; ".join(
+                f"{shown[files[0]].get(attr, facts[files[0]][attr])} in {', '.join(files)}"
+                for files in groups.values()
+            )
+            problems.append(Problem("", f"workload {name!r} {attr}", f"differs: {said}"))
+    return problems
+
+
+def _shown(w: WorkloadConfig) -> dict[str, str]:
+    """How a topology's facts are written back: as the file said them."""
+    return {"constraints": repr(list(w.topology.constraints))}
+
+
 def summary(path: str, cfg: SiteConfig) -> list[str]:
     """A few lines a person can check the file against."""
     n, t = cfg.nats, cfg.timings
@@ -228,12 +258,11 @@ def summary(path: str, cfg: SiteConfig) -> list[str]:
         f"  {role} {cfg.site} of mesh {cfg.mesh}; nats {n.mode} ({where}); data {cfg.data_dir}",
         f"  {describe_security(cfg)}",
     ]
+    lines += site_facts(cfg)
     for w in cfg.workloads:
-        standbys = ", ".join(w.topology.standbys) or "none"
-        lines.append(
-            f"  workload {w.name}: {w.strategy}, {_driver(w)} driver, "
-            f"primary {w.topology.primary}, standbys {standbys}"
-        )
+        lines.append(f"  workload {w.name}: {w.strategy}, {_driver(w)} driver, {_where(w)}")
+        if w.topology.constraints:
+            lines.append(f"    constraints: {'; '.join(w.topology.constraints)}")
     if not cfg.workloads:
         lines.append("  no workloads")
     if not _leases(cfg):
@@ -250,6 +279,40 @@ def summary(path: str, cfg: SiteConfig) -> list[str]:
         f"{b.min_renew_attempts} needed)",
     ]
     return lines
+
+
+def site_facts(cfg: SiteConfig) -> list[str]:
+    """The site's labels, capacity and price, when it has any."""
+    said = []
+    if cfg.labels:
+        said.append("labels " + ", ".join(f"{k}={v}" for k, v in sorted(cfg.labels.items())))
+    if cfg.capacity is not None:
+        said.append(f"capacity {cfg.capacity}")
+    if cfg.price is not None:
+        p = cfg.price
+        said.append(
+            f"price {p.value:g}"
+            if p.value is not None
+            else f"price from {p.hook} every {_s(p.interval)}"
+        )
+    return [f"  {'; '.join(said)}"] if said else []
+
+
+def _where(w: WorkloadConfig) -> str:
+    t = w.topology
+    if isinstance(t, FailoverTopologyConfig):
+        return f"primary {t.primary}, standbys {', '.join(t.standbys) or 'none'}"
+    later = " (the agent runs it in a later release)"
+    if isinstance(t, HorizontalTopologyConfig):
+        spread = f"spread over {t.spread_label}" if t.spread_label else "one domain per site"
+        return (
+            f"horizontal, {t.replicas} replicas over {', '.join(t.sites)} ({spread}, "
+            f"max_skew {t.max_skew}, max_unavailable {t.max_unavailable}){later}"
+        )
+    return (
+        f"cost over {', '.join(t.sites)} (min_saving {t.min_saving:g}, hold {_s(t.hold)}, "
+        f"cooldown {_s(t.cooldown)}){later}"
+    )
 
 
 def _driver(w: WorkloadConfig) -> str:

@@ -37,6 +37,15 @@ def _state(state: str) -> Text:
 ALARM = "bold white on red"
 
 
+def site_facts(labels: dict[str, str], capacity: int | None = None) -> str:
+    """A site's labels and capacity in one line (``jurisdiction=EU region=eu-west
+    capacity=2``); "" when it has neither."""
+    words = [f"{k}={v}" for k, v in sorted(labels.items())]
+    if capacity is not None:
+        words.append(f"capacity={capacity}")
+    return " ".join(words)
+
+
 def _actor_label(info: ActorInfo) -> Text:
     name = info.path.rsplit("/", 1)[-1] if "/" in info.path else info.path
     label = Text.assemble((name, "bold"), " ", (f"[{info.kind}]", "dim"), " ", _state(info.state))
@@ -57,6 +66,9 @@ def site_tree(snap: Snapshot, view_state: str = "alive") -> Tree:
     head = Text.assemble(("site ", "dim"), (snap.site, "bold cyan"), " ", _state(view_state))
     if snap.witness:
         head.append(" witness", style="magenta")
+    facts = site_facts(snap.labels, snap.site_capacity)
+    if facts:
+        head.append(f"  {facts}", style="cyan")
     head.append(f"  nats={redact_url(snap.nats_url)}", style="dim")
     rejected = rejected_summary(snap)
     if rejected:
@@ -84,6 +96,9 @@ def _peer_label(p: PeerInfo) -> Text:
     )
     if p.witness:
         label.append(" witness", style="magenta")
+    facts = site_facts(p.labels, p.site_capacity)
+    if facts:
+        label.append(f"  {facts}", style="cyan")
     return label
 
 
@@ -151,6 +166,8 @@ def mesh_view(mesh: str, snaps: dict[str, Snapshot]) -> Group:
     return Group(root, table) if table is not None else Group(root)
 
 
+LABEL_VALUES = 12
+"""Label values (key=value, by how many sites carry them) the summary view lists."""
 UNHEALTHY_ROWS = 50
 """Unhealthy items shown in the summary view; the rest are counted."""
 STALE = "stale"
@@ -174,12 +191,15 @@ def summary_view(mesh: str, found: dict[str, Summary]) -> Group:
     with the age of its last summary."""
     sites: dict[str, int] = {}
     workloads: dict[str, int] = {}
+    labelled: dict[str, int] = {}
     trouble: list[tuple[str, str, str]] = []
     hidden = 0
     for site, s in found.items():
         v = s.value
         state = STALE if s.stale else v.state
         sites[state] = sites.get(state, 0) + 1
+        for key, value in v.labels.items():
+            labelled[f"{key}={value}"] = labelled.get(f"{key}={value}", 0) + 1
         if s.stale:
             trouble.append((site, "site", f"no summary for {s.age:.0f} s (last: {v.state})"))
             continue
@@ -193,6 +213,12 @@ def summary_view(mesh: str, found: dict[str, Summary]) -> Group:
         _counts_line("sites", sites),
         _counts_line("workloads", workloads),
     ]
+    if labelled:
+        top = sorted(labelled.items(), key=lambda kv: (-kv[1], kv[0]))[:LABEL_VALUES]
+        line = _counts_line("labels (sites)", dict(top))
+        if len(labelled) > LABEL_VALUES:
+            line.append(f", {len(labelled) - LABEL_VALUES} more", style="dim")
+        parts.append(line)
     if trouble or hidden:
         t = Table(title=f"unhealthy ({len(trouble) + hidden})", title_justify="left")
         for col in ("site", "what", "why"):

@@ -16,7 +16,7 @@ import pykka
 
 from harmony.actors.base import handles
 from harmony.actors.messages import CommandResult, DrainSite
-from harmony.actors.peers import PeerChanged, PeerCopies, PeerWatch
+from harmony.actors.peers import PeerChanged, PeerCopies, PeerFacts, PeerWatch
 from harmony.actors.site import SiteActor
 from harmony.actors.supervision import Supervisor
 from harmony.actors.workload_supervisor import Drain, MoveAway, WorkloadSupervisor
@@ -47,8 +47,8 @@ class AgentSupervisor(Supervisor):
         self.ctx.record("", f"peer-{msg.new}", f"{msg.site} was {msg.old}", site_of=msg.site)
         self.to_workloads(msg)
 
-    @handles(PeerCopies)
-    def on_peer_copies(self, msg: PeerCopies) -> None:
+    @handles(PeerCopies, PeerFacts)
+    def on_peer_copies(self, msg: PeerCopies | PeerFacts) -> None:
         self.to_workloads(msg)
 
     def to_workloads(self, msg: object) -> None:

@@ -22,6 +22,7 @@ from harmony.actors.base import OfWorkload, handles
 from harmony.mesh.leases import LeaseConflict, LeaseEntry, LeaseError, LeaseHolder, LeaseStore
 from harmony.strategies.commands import AcquireLease, ReleaseLease, RenewLease, WatchLease
 from harmony.strategies.events import (
+    KEY_ABSENT,
     AcquireFailed,
     LeaseAcquired,
     LeaseObservedGone,
@@ -163,8 +164,8 @@ class LeaseActor(OfWorkload):
             entry = self.store.read(self.key)
         except LeaseError:
             return None
-        if entry is None:
-            return None
+        if entry is None:  # no message: expired, and the marker aged out
+            return LeaseRead(KEY_ABSENT, None, False)
         h = entry.holder
         ours = h is not None and (h.site, h.incarnation) == (self.ctx.site, self.ctx.incarnation)
         return LeaseRead(entry.revision, h.site if h is not None else None, ours)

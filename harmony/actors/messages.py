@@ -18,7 +18,9 @@ from harmony.config import MAX_HEARTBEAT_INTERVAL
 from harmony.mesh.wire import (
     MAX_ITEMS,
     Count,
+    Digest,
     Finite,
+    Labels,
     Message,
     Name,
     Shown,
@@ -70,6 +72,14 @@ class Heartbeat(Message):
     capacity: Capacity | None = None
     copies: Annotated[dict[Name, CopyInfo], msgspec.Meta(max_length=MAX_ITEMS)] = {}
     """Workload name -> the copy this site runs (split-brain-allowed reconciliation)."""
+    labels: Labels = {}
+    """The site's labels (config ``labels``); an older peer sends none."""
+    site_capacity: Count | None = None
+    """Config ``capacity``: copies of one workload the site takes (`capacity` above is the
+    machine's CPU and memory)."""
+    constraints: Annotated[dict[Name, Digest], msgspec.Meta(max_length=MAX_ITEMS)] = {}
+    """Workload placed here -> the digest of its geo constraints as this site reads them:
+    sites that read different constraints refuse the workload (`strategies.geo`)."""
 
 
 # -- diagnostics: a site's agent reaching another site's agent ----------------------------
@@ -150,6 +160,10 @@ class PeerInfo(Message):
     state: Text
     last_heartbeat_age: Finite | None = None
     witness: bool = False
+    labels: Labels = {}
+    site_capacity: Count | None = None
+    constraints: Annotated[dict[Name, Digest], msgspec.Meta(max_length=MAX_ITEMS)] = {}
+    """As the peer's latest heartbeat said (see `Heartbeat`)."""
 
 
 class SnapshotRequest(Message):
@@ -174,6 +188,8 @@ class Snapshot(Message):
     rejected: Annotated[dict[Text, Count], msgspec.Meta(max_length=100)] = {}
     """What the wire refused since the agent started, by reason (`malformed`, `not-exported`,
     `unknown-sender`, `too-large`, `rate-limited`, ...; see `harmony.mesh.remote.WireStats`)."""
+    labels: Labels = {}
+    site_capacity: Count | None = None
 
 
 # -- workload commands (from the workload supervisor, or from an operator over the mesh) ---

@@ -77,6 +77,14 @@ class PeerCopies:
     copies: dict[str, CopyInfo]
 
 
+@dataclass(frozen=True)
+class PeerFacts:
+    """Local: what `site` says of itself (labels, capacity, the digests of its workloads'
+    constraints), sent once per incarnation of it; the peer view holds the same."""
+
+    site: str
+
+
 @dataclass
 class _Peer:
     state: str
@@ -87,6 +95,11 @@ class _Peer:
     copies: dict[str, CopyInfo] = field(default_factory=dict)
     copies_sent: str = ""
     """The incarnation whose copies the parent last heard of (first heartbeat: always send)."""
+    labels: dict[str, str] = field(default_factory=dict)
+    site_capacity: int | None = None
+    constraints: dict[str, str] = field(default_factory=dict)
+    facts_of: str = ""
+    """The incarnation the facts above come from (a site's config changes only by restart)."""
 
 
 def classify(age: float, interval: float, suspect_after: float, silent_after: float) -> str:
@@ -234,8 +247,15 @@ class PeerWatch(HarmonyActor):
         restarted = bool(peer.incarnation) and peer.incarnation != hb.incarnation
         peer.last_seen, peer.interval, peer.witness = msg.received, hb.interval, hb.witness
         peer.incarnation = hb.incarnation
+        news = peer.facts_of != hb.incarnation
+        if news:
+            peer.labels, peer.site_capacity = dict(hb.labels), hb.site_capacity
+            peer.constraints, peer.facts_of = dict(hb.constraints), hb.incarnation
+            self._publish()
         if peer.state != ALIVE or restarted:
             self._change(hb.site, peer, ALIVE, 0.0, restarted)
+        if news and self.parent:
+            self.parent.tell(PeerFacts(hb.site))
         if (hb.copies != peer.copies or peer.copies_sent != hb.incarnation) and self.parent:
             peer.copies, peer.copies_sent = dict(hb.copies), hb.incarnation
             self.parent.tell(PeerCopies(hb.site, peer.copies))
@@ -286,6 +306,9 @@ class PeerWatch(HarmonyActor):
                 state=p.state,
                 last_heartbeat_age=None if p.last_seen is None else round(now - p.last_seen, 3),
                 witness=p.witness,
+                labels=p.labels,
+                site_capacity=p.site_capacity,
+                constraints=p.constraints,
             )
             for site, p in self.peers.items()
         }

@@ -7,6 +7,7 @@ an exited copy back, and `DriverState.UNKNOWN` (the copy may still run) becomes
 
 from __future__ import annotations
 
+import os
 from typing import Final
 
 from harmony.actors.drivers import DriverEvent, DriverState
@@ -44,3 +45,11 @@ def copy_gone(ev: DriverEvent) -> bool:
     return ev.state in (DriverState.STOPPED, DriverState.FENCED) or (
         ev.state is DriverState.EXITED and not ev.restarting
     )
+
+
+def free_cpu() -> float:
+    """best-score: free CPU of this site (cpus - load), higher is better."""
+    try:
+        return round((os.cpu_count() or 1) - os.getloadavg()[0], 3)
+    except OSError:
+        return 0.0

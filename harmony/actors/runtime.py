@@ -318,6 +318,8 @@ class Agent:
             unknown_actor=stats.unknown_actor if stats else 0,
             nats_url=redact_url(url),
             rejected=stats.rejected() if stats else {},
+            labels=self.config.labels,
+            site_capacity=self.config.capacity,
         )
 
     def _on_snapshot(self, msg: Msg) -> None:

@@ -24,7 +24,9 @@ from harmony.actors.messages import (
     SendNotice,
 )
 from harmony.actors.summary import SummaryWriter
+from harmony.config import SiteConfig
 from harmony.mesh import subjects, summaries, wire
+from harmony.strategies.labels import constraints_digest, parse_constraints
 
 SITE_PATH = "agent/site"
 
@@ -51,6 +53,16 @@ def read_capacity() -> Capacity:
     return Capacity(cpus=os.cpu_count() or 1, load1=round(load1, 2), mem_available_mb=mem)
 
 
+def constraint_digests(cfg: SiteConfig) -> dict[str, str]:
+    """Each workload placed on this site -> the digest of its constraints as this site reads
+    them (announced in heartbeats: sites that read different ones refuse the workload)."""
+    return {
+        w.name: constraints_digest(parse_constraints(w.topology.constraints))
+        for w in cfg.workloads
+        if cfg.site in (w.topology.primary, *w.topology.standbys)
+    }
+
+
 class SiteActor(HarmonyActor):
     kind = "site"
 
@@ -60,6 +72,7 @@ class SiteActor(HarmonyActor):
         self.notices_total = 0
         self.capacity = read_capacity()
         self.capacity_at = 0.0
+        self.digests = constraint_digests(self.ctx.config)
         self.every(self.ctx.config.timings.heartbeat_interval, Beat())
         self.summary = SummaryWriter(self.ctx)
         self.every(summaries.SUMMARY_INTERVAL, WriteSummary(), first=1.0)
@@ -85,6 +98,9 @@ class SiteActor(HarmonyActor):
             witness=self.ctx.config.witness,
             capacity=self.capacity,
             copies=self.ctx.copies.read(),
+            labels=self.ctx.config.labels,
+            site_capacity=self.ctx.config.capacity,
+            constraints=self.digests,
         )
         bridge.conn.publish(subjects.heartbeat(self.ctx.mesh, self.ctx.site), wire.encode(hb))
         if self.seq % 10 == 1:

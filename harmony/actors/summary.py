@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 _NOT_STATE = re.compile(r"[^a-z0-9_-]")
 PEER_TROUBLE = ("suspect", "silent")
+GEO_TROUBLE = ("down", "refused")
+"""`geo.Admit` verdicts that leave a workload down everywhere this site knows of."""
 
 
 def _state(s: str) -> str:
@@ -57,6 +59,10 @@ def build_summary(ctx: AgentContext, interval: float = summaries.SUMMARY_INTERVA
                 trouble.append(
                     Unhealthy(what=f"workload {parts[2]}", why=_text(doubt, "FENCE UNCONFIRMED: "))
                 )
+            geo = info.detail.get("geo", "")
+            if geo in GEO_TROUBLE:
+                why = _text(info.detail.get("geo_reason", ""), f"GEO {geo.upper()}: ")
+                trouble.append(Unhealthy(what=f"workload {parts[2]}", why=why))
         if info.state == "failed":
             trouble.append(Unhealthy(what=_text(info.path), why="failed"))
     for p in ctx.peer_view.read(ctx.clock.monotonic()):
@@ -75,6 +81,8 @@ def build_summary(ctx: AgentContext, interval: float = summaries.SUMMARY_INTERVA
         peers=peers,
         unhealthy=trouble[:MAX_UNHEALTHY],
         unhealthy_total=len(trouble),
+        labels=ctx.config.labels,
+        site_capacity=ctx.config.capacity,
     )
 
 

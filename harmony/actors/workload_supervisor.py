@@ -23,9 +23,10 @@ from harmony.actors import messages as m
 from harmony.actors.base import OfWorkload, handles
 from harmony.actors.drivers import DriverState
 from harmony.actors.drivers.tether import DeadlineHandoff, TetherSpec, deadline_dir
+from harmony.actors.geo_gate import GeoGate
 from harmony.actors.lease import LeaseActor
-from harmony.actors.peers import PeerChanged, PeerCopies
-from harmony.actors.reports import copy_gone, driver_event
+from harmony.actors.peers import PeerChanged, PeerCopies, PeerFacts
+from harmony.actors.reports import copy_gone, driver_event, free_cpu
 from harmony.actors.supervision import Supervisor
 from harmony.actors.timers import Timer
 from harmony.actors.workload import DriverReport, WorkloadActor
@@ -109,6 +110,7 @@ class WorkloadSupervisor(Supervisor, OfWorkload):
         self.topology = FailoverTopology(t.primary, tuple(t.standbys))
         params = Params.from_timings(self.ctx.config.timings, reconcile=w.reconcile)
         self.strategy = strategy_for(w.strategy, params)
+        self.geo = GeoGate(self.ctx.config, w)
         self.peer_copies: dict[str, Copy] = {}
         self.last_copies: tuple[Copy, ...] | None = None
         self.drained = threading.Event()
@@ -126,6 +128,7 @@ class WorkloadSupervisor(Supervisor, OfWorkload):
             cls = PEER_EVENTS.get(peer.state)
             if cls is not None:
                 self.feed(cls(peer.site))
+        self.review_geo()
 
     def stopping(self) -> None:
         state = self.decision.state if self.decision is not None else None
@@ -264,12 +267,25 @@ class WorkloadSupervisor(Supervisor, OfWorkload):
         if cls is None:
             return
         self.feed(cls(msg.site))
+        self.geo.peer_state(msg.site, msg.new)
+        self.review_geo()
         if msg.new == "silent":
             self.peer_copies.pop(msg.site, None)
             self.feed_copies()
         if msg.old == "silent" and msg.new == "alive":
             self.ctx.record(self.name, "peer-back", f"{msg.site} is back after silence")
             self.feed(PartitionHealed((msg.site,)))
+
+    @handles(PeerFacts)
+    def on_peer_facts(self, _: PeerFacts) -> None:
+        self.review_geo()
+
+    def review_geo(self) -> None:
+        """Ask the geo rule again on what is known of the sites now (`GeoGate`)."""
+        barred = self.geo.review(self.ctx.peer_view.read(self.ctx.clock.monotonic()))
+        if barred is not None:
+            self.feed(barred)
+        self.set_detail(**({"geo": "", "geo_reason": ""} | self.geo.detail()))
 
     @handles(PeerCopies)
     def on_peer_copies(self, msg: PeerCopies) -> None:
@@ -313,7 +329,7 @@ class WorkloadSupervisor(Supervisor, OfWorkload):
             old = self.ctx.copies.read().get(self.name)
             started = old.started_wall if old is not None else ev.wall
             self.ctx.copies.set(
-                self.name, m.CopyInfo(started_wall=started, score=self.score(), token=ev.token)
+                self.name, m.CopyInfo(started_wall=started, score=free_cpu(), token=ev.token)
             )
         elif copy_gone(ev):
             # A fact: this copy is gone. Its watcher may leave; an unknown copy keeps both.
@@ -332,15 +348,6 @@ class WorkloadSupervisor(Supervisor, OfWorkload):
             self.tether.release(token)
         except OSError as e:  # the watcher then fences a stopped copy: harmless, and loud
             log.error("%s: cannot release the deadline of token %s: %s", self.name, token, e)
-
-    def score(self) -> float:
-        """best-score: free CPU of this site (cpus - load), higher is better."""
-        import os
-
-        try:
-            return round((os.cpu_count() or 1) - os.getloadavg()[0], 3)
-        except OSError:
-            return 0.0
 
     @handles(*lease.REPORTS)
     def on_lease_event(self, event: Event) -> None:
@@ -380,6 +387,10 @@ class WorkloadSupervisor(Supervisor, OfWorkload):
             return m.CommandResult(
                 ok=False, detail=f"{target} is not a site of {self.name} ({self.topology.sites})"
             )
+        refusal = self.geo.move_refusal(target, self.ctx.peer_view.read(self.ctx.clock.monotonic()))
+        if refusal is not None:
+            self.ctx.record(self.name, "move-refused", refusal)
+            return m.CommandResult(ok=False, detail=refusal)
         self.ctx.record(self.name, "operator-move", f"to {target} {msg.reason}".strip())
         if not msg.origin:  # every site of the topology must agree on the new preference
             for site in self.topology.sites:
@@ -397,6 +408,6 @@ class WorkloadSupervisor(Supervisor, OfWorkload):
             return m.CommandResult(ok=True, detail=f"{self.name}: not running here")
         state = self.decision.state
         for site in self.topology.sites:
-            if site != self.ctx.site and state.live(site):
+            if site != self.ctx.site and state.live(site) and state.eligible(site):
                 return self.on_move_workload(m.MoveWorkload(target=site, reason="drain"))
         return m.CommandResult(ok=False, detail=f"{self.name}: no other live site to move to")

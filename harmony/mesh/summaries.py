@@ -29,7 +29,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType
 
-from harmony.mesh.wire import Count, Finite, Name, Text
+from harmony.mesh.wire import Count, Finite, Labels, Name, Text
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,10 @@ class SiteSummary(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     unhealthy: Annotated[list[Unhealthy], msgspec.Meta(max_length=MAX_UNHEALTHY)] = []
     unhealthy_total: Count = 0
     """How many unhealthy items in all (`unhealthy` lists at most MAX_UNHEALTHY)."""
+    labels: Labels = {}
+    """The site's labels (config ``labels``)."""
+    site_capacity: Count | None = None
+    """Config ``capacity``: copies of one workload the site takes."""
 
 
 class Summary(msgspec.Struct, frozen=True):

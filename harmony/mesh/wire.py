@@ -24,6 +24,13 @@ from typing import Annotated, Any, Union
 
 import msgspec
 
+from harmony.strategies.labels import (
+    DIGEST_CHARS,
+    LABEL_KEY_PATTERN,
+    LABEL_VALUE_PATTERN,
+    MAX_LABELS,
+)
+
 SCHEMA_VERSION = 1
 
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
@@ -57,6 +64,18 @@ Finite = Annotated[float, msgspec.Meta(ge=-1e15, le=1e15)]
 
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 """A counter or sequence number."""
+
+Labels = Annotated[
+    dict[
+        Annotated[str, msgspec.Meta(pattern=LABEL_KEY_PATTERN)],
+        Annotated[str, msgspec.Meta(pattern=LABEL_VALUE_PATTERN)],
+    ],
+    msgspec.Meta(max_length=MAX_LABELS),
+]
+"""A site's labels (`harmony.strategies.labels`): as bounded as its config allows them."""
+
+Digest = Annotated[str, msgspec.Meta(pattern=rf"\A[0-9a-f]{{{DIGEST_CHARS}}}\Z")]
+"""`labels.constraints_digest` of a workload's constraints."""
 
 MAX_ITEMS = 10_000
 """Lists and maps in a message: far above a real mesh (workloads per site, output lines)."""

@@ -149,7 +149,9 @@ def workload_config(
         strategy=w.strategy,
         reconcile=w.reconcile,
         driver=driver,
-        topology=FailoverTopologyConfig(primary=w.primary, standbys=list(w.standbys)),
+        topology=FailoverTopologyConfig(
+            primary=w.primary, standbys=list(w.standbys), constraints=list(w.constraints)
+        ),
     )
 
 
@@ -181,6 +183,7 @@ class ProcessBackend:
             },
             timings=scenario.timing_values(),
             site_timings={s: scenario.timing_values(s) for s in scenario.site_timings},
+            site_labels=dict(scenario.labels),
             log_level=log_level,
             proxied=True,
         )

@@ -186,6 +186,24 @@ def split_expected(
     return other, known
 
 
+def check_constraints(
+    intervals: Sequence[Interval], workload: str, allowed: Sequence[str], origin: float = 0.0
+) -> list[Violation]:
+    """geo: every copy of `workload` that ran on a site outside its constraints (from the
+    history: ground truth where there is some)."""
+    return [
+        Violation(
+            "geo",
+            workload,
+            i.start,
+            f"a copy ran on {i.site}, outside the workload's constraints (allowed: "
+            f"{', '.join(allowed) or 'none'}) {_evidence(i, origin)}",
+        )
+        for i in intervals
+        if i.site not in allowed
+    ]
+
+
 def check_all(
     events: Sequence[JournalEvent],
     strategies: Mapping[str, str],
@@ -296,6 +314,11 @@ def evaluate(
     )
     if gt is not None and gt.ledger is not None:
         found += check_stale_writes(gt.ledger, gt.owners)
+    origin = min((e.mono for e in events), default=0.0)
+    for spec in scenario.workloads:
+        if spec.constraints:
+            allowed = spec.eligible_sites(scenario.labels)
+            found += check_constraints(intervals[spec.name], spec.name, allowed, origin)
     found = sorted([*found, *problems], key=lambda v: v.at)
     violations, expected = split_expected(found, c.expect_violations)
     return Evaluation(violations, expected, recoveries, residuals, intervals, sources)

@@ -100,6 +100,8 @@ class LocalMesh:
     """Per-site workload configs (e.g. a per-site records path), instead of `workloads`."""
     site_timings: dict[str, Timings] = field(default_factory=dict)
     """Per-site timings, instead of `timings` (sites that disagree)."""
+    site_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Each site's labels (config ``labels``; geo constraints name them)."""
     supervision: Supervision = field(default_factory=Supervision)
     log_level: str = "info"
     proxied: bool = False
@@ -205,6 +207,7 @@ class LocalMesh:
                 metrics=MetricsConfig(port=metrics_ports[s]),
                 workloads=self.workloads_for(s),
                 security=security,
+                labels=self.site_labels.get(s, {}),
             )
             path = self.workdir / f"{s}.toml"
             header = f"site {s} of mesh {self.mesh}, written by harmony.sim.launch{self.note}"

@@ -92,7 +92,10 @@ class Simulation:
         self.log_level = log_level
         self.backend = make_backend(backend, scenario, self.workdir, log_level, self.workdir)
         self.world = World(
-            scenario.all_sites, down=set(scenario.expect_refused), cores=set(scenario.cores)
+            scenario.all_sites,
+            down=set(scenario.expect_refused),
+            cores=set(scenario.cores),
+            labels=dict(scenario.labels),
         )
         self.faults: list[JournalEvent] = []
         self.observer: Observer | None = None

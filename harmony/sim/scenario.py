@@ -15,11 +15,13 @@ the mesh is up and every workload runs where it should); without ``at`` a step r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, get_args
 
 import msgspec
 
 from harmony.config import Timings
+from harmony.strategies.labels import SiteFacts, eligible, parse_constraints
 from harmony.strategies.names import (
     DEFAULT_RECONCILE,
     DEFAULT_STRATEGY,
@@ -57,6 +59,15 @@ class WorkloadSpec(_S, kw_only=True):
     """hooks: seconds between probes (short, so a probe failure of ~3 s is seen)."""
     hook_timeout: float = 10.0
     """hooks: a hook running longer is killed (its process group) and counts as failed."""
+    constraints: list[str] = []
+    """geo constraints on the sites' labels (``jurisdiction in ["EU"]``, the scenario's
+    `labels`): no copy may ever run outside them (the `geo` checker)."""
+
+    def eligible_sites(self, labels: Mapping[str, Mapping[str, str]]) -> list[str]:
+        """The sites of its topology that its constraints allow (all, without any)."""
+        facts = [SiteFacts(s, labels.get(s, {})) for s in (self.primary, *self.standbys)]
+        kept, _ = eligible(facts, parse_constraints(self.constraints))
+        return [f.name for f in kept]
 
 
 class Checks(_S, kw_only=True):
@@ -293,6 +304,8 @@ class Scenario(_S, kw_only=True):
     data_dir_size: dict[str, str] = {}
     """Sites whose data_dir is a tmpfs of this size (``{ a = "8M" }``), for `fill-disk`.
     Needs mounting (root); where impossible the scenario is skipped (failed under CI)."""
+    labels: dict[str, dict[str, str]] = {}
+    """Each site's labels (``[labels] a = { jurisdiction = "EU" }``), as its config says."""
     workloads: list[WorkloadSpec] = []
     checks: Checks = msgspec.field(default_factory=Checks)
     random: RandomMode = msgspec.field(default_factory=RandomMode)

@@ -27,8 +27,7 @@ def write_site_config(path: Path, cfg: SiteConfig, header: str) -> SiteConfig:
     load it (so a config the loader refuses fails here, before anything starts)."""
     data = msgspec.to_builtins(cfg)
     data.pop("source", None)
-    if data.get("security") is None:
-        data.pop("security", None)
+    data = {k: v for k, v in data.items() if v is not None}  # TOML has no null
     path.write_text(f"# {header}\n" + tomli_w.dumps(data))
     return load_config(path)
 

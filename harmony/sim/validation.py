@@ -16,6 +16,7 @@ from harmony.config import NAME_RE, timing_problem
 from harmony.sim import scenario
 from harmony.sim.scenario import FAULT_KINDS, HOOK_FAULTS, ONE_WAY, SIGNALS, Scenario, Step
 from harmony.strategies import uses_lease
+from harmony.strategies.labels import ConstraintError, labels_problem, parse_constraints
 
 Problem = tuple[str, str] | None
 SIZE_RE = re.compile(r"^[1-9][0-9]*[KMG]?$")
@@ -122,6 +123,12 @@ def _random(sc: Scenario) -> Problem:
 
 
 def _workloads(sc: Scenario) -> Problem:
+    for site, labels in sc.labels.items():
+        if site not in sc.all_sites:
+            return f"labels.{site}", f"{site!r} is not a site of the scenario"
+        bad = labels_problem(labels)
+        if bad is not None:
+            return f"labels.{site}", bad[1]
     seen: set[str] = set()
     for i, w in enumerate(sc.workloads):
         if not NAME_RE.match(w.name) or w.name in seen:
@@ -137,6 +144,10 @@ def _workloads(sc: Scenario) -> Problem:
                 "the hooks driver runs the example workload through harmony.sim.hook_scripts: "
                 "leave command empty",
             )
+        try:
+            parse_constraints(w.constraints)
+        except ConstraintError as e:
+            return f"workloads[{i}].constraints", str(e)
         if w.probe_interval <= 0 or w.hook_timeout <= 0:
             return f"workloads[{i}].probe_interval", "probe_interval and hook_timeout > 0"
         if not [s for s in [w.primary, *w.standbys] if s not in sc.expect_refused]:

@@ -41,6 +41,9 @@ class World:
     """Servers holding a replica of the lease stream; empty: every core server."""
     cores: set[str] = field(default_factory=set)
     """A core-and-edge mesh's cores (empty: every site is a core)."""
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Each site's labels: a workload's constraints leave the sites outside them out of its
+    topology (no side runs it through them alone)."""
 
     def linked(self, a: str, b: str) -> bool:
         """Whether the direct link between a and b is up (a route, or an edge's leaf link
@@ -87,7 +90,7 @@ class World:
         sides = self.sides()
         if sides is None or self.paused:
             return None
-        topo = {w.primary, *w.standbys}
+        topo = set(w.eligible_sites(self.labels))
         peers = self.stream_peers or self.cores or set(self.sites)
         out: Expectation = {}
         for side in sides:

@@ -74,8 +74,13 @@ class AbsoluteConsistency(FailoverStrategy):
 
     # -- facts -----------------------------------------------------------------------------
     def rank(self, state: WorkloadState) -> int:
-        """Our position among the live sites of the topology (0: try first)."""
-        live = [s for s in state.topology.sites if state.live(s)]
+        """Our position among the live sites of the topology that the geo constraints do not
+        bar (0: try first)."""
+        live = [
+            s
+            for s in state.topology.sites
+            if s == state.site or (state.live(s) and state.eligible(s))
+        ]
         return live.index(state.site)
 
     def acquire_at(self, state: WorkloadState) -> float | None:
@@ -205,6 +210,7 @@ class AbsoluteConsistency(FailoverStrategy):
             or state.lease.revision is None
             or peer is None
             or peer.status is not PeerStatus.ALIVE
+            or not state.eligible(primary)
         ):
             return None
         return max(peer.since + self.params.failback_after, state.no_failback_until)
@@ -216,7 +222,8 @@ class AbsoluteConsistency(FailoverStrategy):
         bucket without limit markers tells no watcher) or our watch broke.
         """
         lease = state.lease
-        if lease.revision is not None or lease.seen is not Seen.HELD or state.leaving:
+        gone = state.shutting_down or state.handing_over  # a barred site keeps watching
+        if lease.revision is not None or lease.seen is not Seen.HELD or gone:
             return None
         return lease.seen_at + self.params.lease_ttl
 

@@ -151,9 +151,25 @@ class FailoverStrategy(ABC):
         if event.target not in state.topology:
             out.append(RecordEvent("move-refused", f"{event.target} is not in the topology"))
             return state
+        if not state.eligible(event.target):
+            why = state.barred[event.target]
+            out.append(RecordEvent("move-refused", f"move to {event.target} refused: {why}"))
+            return state
         out.append(RecordEvent("move", f"operator moves the workload to {event.target}"))
         topology = state.topology.preferring(event.target)
         return self._moving(replace(state, topology=topology, moved_to=event.target), out)
+
+    def _barred(
+        self, state: WorkloadState, event: ev.SitesBarred, now: float, out: list[Command]
+    ) -> WorkloadState:
+        """Which sites the geo constraints bar; this site barred leaves the workload."""
+        was, why = state.refused, event.barred.get(state.site)
+        if why != was:
+            if why is not None:
+                out.append(RecordEvent("geo-refused", why))
+            else:
+                out.append(RecordEvent("geo-admitted", f"this site may run it again ({was})"))
+        return replace(state, barred=MappingProxyType(dict(event.barred)))
 
     def _shutdown(
         self, state: WorkloadState, event: ev.ShutdownRequested, now: float, out: list[Command]
@@ -272,6 +288,7 @@ COMMON_FOLDS: Final[Mapping[type, Fold]] = {
     ev.PeerSuspect: FailoverStrategy._peer,
     ev.PeerSilent: FailoverStrategy._peer,
     ev.MoveRequested: FailoverStrategy._move,
+    ev.SitesBarred: FailoverStrategy._barred,
     ev.ShutdownRequested: FailoverStrategy._shutdown,
     ev.WorkloadStarted: FailoverStrategy._reported,
     ev.WorkloadStopped: FailoverStrategy._reported,

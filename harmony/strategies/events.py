@@ -7,6 +7,7 @@ as `now`, read by the actor *before* the request left (so they are never late).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 # -- peers (from PeerWatch) ----------------------------------------------------------------
@@ -74,12 +75,22 @@ class LeaseRead:
     """What a read of the lease key returned right after a refusal.
 
     `ours`: the value names this site *and this incarnation* (an earlier incarnation's
-    value is someone else's). An unreadable value is never ours.
+    value is someone else's). An unreadable value is never ours. `revision` is `KEY_ABSENT`
+    when the key has no message at all: it expired and its marker aged out.
     """
 
     revision: int
     holder: str | None
     ours: bool
+
+    @property
+    def absent(self) -> bool:
+        return self.revision == KEY_ABSENT
+
+
+KEY_ABSENT = 0
+"""A `LeaseRead` revision no write has: stream sequences start at 1 (``create`` is a CAS
+against 0, "no message for this key")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +226,21 @@ class MoveRequested:
     target: str
 
 
+# -- geo constraints -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SitesBarred:
+    """The sites of the topology that may not run the workload, and why (`geo.admit`).
+
+    This site among them never starts a copy and never takes the lease (it leaves the
+    workload as a site shutting down does: stop, then release); barred peers are skipped
+    when the others rank themselves. Every site of the topology gets this event.
+    """
+
+    barred: Mapping[str, str]
+
+
 # -- SplitBrainAllowed ---------------------------------------------------------------------
 
 
@@ -270,6 +296,7 @@ DriverEvent = (
 )
 Event = (
     MoveRequested
+    | SitesBarred
     | PeerEvent
     | LeaseEvent
     | DriverEvent

@@ -13,6 +13,12 @@ them by construction rather than by checks of its own:
 * sites must agree on a workload's constraints (`disagreement`): one that reads other
   constraints than a peer refuses the workload, so a config change on one site cannot
   widen where it runs.
+
+At run time (`admit`, called by the workload supervisor whenever what it knows of the
+sites changes) `ADMIT_RULES` say whether *this* site may run the workload; the answer
+reaches the failover strategies as `events.SitesBarred`: a barred site never takes the
+lease (absolute-consistency) and never runs a copy (split-brain-allowed), whatever its rank,
+and barred peers are skipped when the others rank themselves.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Final
 
-from harmony.strategies.labels import Constraint, SiteFacts, eligible
+from harmony.strategies.labels import Constraint, SiteFacts, constraints_digest, eligible
 from harmony.strategies.tables import first_match
 from harmony.strategies.topology import FailoverTopology
 
@@ -116,3 +123,72 @@ def disagreement(
     if not differ:
         return None
     return f"constraints differ on {', '.join(differ)}: refusing the workload until they agree"
+
+
+# -- at run time: may this site run the workload? -------------------------------------------
+class Admit(StrEnum):
+    RUN = "run"  # this site meets the constraints
+    OUTSIDE = "outside"  # it does not; an eligible site is alive and runs the workload
+    DOWN = "down"  # it does not, and no eligible site is alive: the workload stays down
+    REFUSED = "refused"  # sites read different constraints: refused until they agree
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitFacts:
+    disagree: bool  # a site of the topology announced other constraints than ours
+    outside: bool  # this site's own labels break a constraint
+    eligible_alive: int  # sites known to meet the constraints and known to be alive
+
+
+ADMIT_RULES: Final[tuple[tuple[Callable[[AdmitFacts], bool], Admit, str], ...]] = (
+    # when                                         verdict         why
+    (lambda f: f.disagree, Admit.REFUSED, "sites disagree on the workload's constraints"),
+    (
+        lambda f: f.outside and f.eligible_alive == 0,
+        Admit.DOWN,
+        "no eligible site is alive: the workload stays down",
+    ),
+    (lambda f: f.outside, Admit.OUTSIDE, "outside the constraints: eligible sites run it"),
+    (lambda f: True, Admit.RUN, "this site meets the constraints"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    verdict: Admit
+    reason: str
+    barred: Mapping[str, str]
+    """Sites of the topology that never run the workload (this one too unless RUN) -> why."""
+
+
+def admit(
+    site: str,
+    topology: Sequence[str],
+    facts: Mapping[str, SiteFacts],
+    constraints: Sequence[Constraint],
+    digests: Mapping[str, str],
+) -> Admission:
+    """Whether `site` may run the workload, and which sites of `topology` may not.
+
+    `facts`: what sites said of themselves (labels; `alive` as this site sees them), this
+    site's own included. A site of the topology missing from `facts` was never heard: its
+    labels are unknown, so it is not barred (the others defer to it, as to an unknown peer)
+    and not counted alive. `digests`: site -> `constraints_digest` of the constraints it
+    announced for this workload (a site that announced none is not compared).
+    """
+    mine = constraints_digest(constraints)
+    differ = sorted(s for s in topology if s != site and digests.get(s, mine) != mine)
+    known = [facts[s] for s in topology if s in facts]
+    if site not in facts:
+        known.append(SiteFacts(site))
+    kept, excluded = eligible(known, constraints)
+    alive = sum(1 for s in kept if s.alive)
+    verdict, why = first_match(ADMIT_RULES, AdmitFacts(bool(differ), site in excluded, alive))
+    if differ:
+        why = f"{why}: constraints differ on {', '.join(differ)}; refused until they agree"
+    elif site in excluded:
+        why = f"{why} ({excluded[site]})"
+    barred = {s: w for s, w in excluded.items() if s != site}
+    if verdict is not Admit.RUN:
+        barred[site] = why
+    return Admission(verdict, why, MappingProxyType(barred))

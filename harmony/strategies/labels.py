@@ -14,6 +14,7 @@ every constraint to every site and says, for each site left out, which constrain
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,12 @@ _STRING = r"\"[^\"]*\"|'[^']*'"
 _LIST = re.compile(rf"^\s*{_KEY}\s+(?P<op>not\s+in|in)\s*\[(?P<items>.*)\]\s*$")
 _COMPARE = re.compile(rf"^\s*{_KEY}\s*(?P<op>==|!=)\s*(?P<value>{_STRING})\s*$")
 _ITEMS = re.compile(rf"^\s*(?:(?:{_STRING})\s*(?:,\s*(?:{_STRING})\s*)*)?$")
+LABEL_KEY_PATTERN = r"\A[A-Za-z_][A-Za-z0-9_.-]{0,62}\Z"
+"""A label key: what a constraint can name (`_KEY`), at most 63 characters."""
+LABEL_VALUE_PATTERN = r"\A[^\x00-\x1f\x7f-\x9f\"']{0,128}\Z"
+"""A label value: printable, no quote (a constraint quotes it), at most 128 characters."""
+MAX_LABELS = 32
+"""Labels a site carries; heartbeats, snapshots and summaries refuse more."""
 SYNTAX = 'label in ["a", "b"], label not in ["a"], label == "a" or label != "a"'
 
 
@@ -123,6 +130,29 @@ def parse_constraints(
     texts: Iterable[str], known_labels: Collection[str] | None = None
 ) -> tuple[Constraint, ...]:
     return tuple(parse_constraint(t, known_labels) for t in texts)
+
+
+def labels_problem(labels: Mapping[str, str]) -> tuple[str, str] | None:
+    """(the offending key, why) when `labels` exceed what the wire carries, or None: a site
+    whose labels its peers could not decode would look silent to them."""
+    if len(labels) > MAX_LABELS:
+        return "", f"{len(labels)} labels: at most {MAX_LABELS}"
+    for key, value in labels.items():
+        if not re.match(LABEL_KEY_PATTERN, key):
+            return key, f"{key!r} is not a label key (a letter or _, then letters, digits, _.-)"
+        if not re.match(LABEL_VALUE_PATTERN, value):
+            return key, f"{value!r}: at most 128 printable characters, no quotes"
+    return None
+
+
+DIGEST_CHARS = 16
+
+
+def constraints_digest(constraints: Iterable[Constraint]) -> str:
+    """What `constraints` mean, as a short hex digest (order, spacing and quoting aside):
+    sites compare it to see that they read the same constraints of a workload."""
+    canon = sorted(c.canonical for c in constraints)
+    return hashlib.sha256(repr(canon).encode()).hexdigest()[:DIGEST_CHARS]
 
 
 def known_labels(sites: Iterable[SiteFacts]) -> frozenset[str]:

@@ -132,7 +132,10 @@ def renew_refused(
         out.append(RecordEvent("renew-stale", f"refusal of renewal at {e.revision} ignored"))
         return s
     read = e.read
-    if lease.unconfirmed_since is not None:
+    # An absent key holds no value of ours, and no renewal of ours can land on it later (each
+    # is a CAS against our revision): lost, whatever is unconfirmed. Waiting for a "newer"
+    # read instead waited forever once the key's marker had aged out.
+    if lease.unconfirmed_since is not None and not (read is not None and read.absent):
         if read is None or read.revision <= e.revision:
             what = "lease unreadable" if read is None else "read not newer than ours yet"
             return renew_failed(

@@ -54,8 +54,9 @@ class SplitBrainAllowed(FailoverStrategy):
 
     # -- facts -----------------------------------------------------------------------------
     def designated(self, state: WorkloadState) -> bool:
-        """Every site before us in the topology is silent."""
-        return all(not state.live(s) for s in state.topology.before(state.site))
+        """Every site before us in the topology is silent or barred by the constraints."""
+        before = state.topology.before(state.site)
+        return all(not state.live(s) or not state.eligible(s) for s in before)
 
     def live_copies(self, state: WorkloadState) -> tuple[ev.Copy, ...]:
         """Copies on live sites; ours as published, or as we know it when not yet published."""
@@ -86,6 +87,7 @@ class SplitBrainAllowed(FailoverStrategy):
             state = self._reconcile(state, copies, out)
         facts = SbaFacts(
             unknown=state.driver.unknown,
+            barred=state.refused is not None,
             shutting=state.shutting_down,
             running=running,
             lost=state.lost_to is not None,
@@ -98,7 +100,9 @@ class SplitBrainAllowed(FailoverStrategy):
         goal, why = first_match(SBA_GOALS, facts)
         act = WORKLOAD_ACTIONS.get((goal, state.driver.phase, state.driver.active))
         if act is not None and self._may_drive(state, act, now):
-            if state.lost_to is not None:
+            if facts.barred:
+                why = f"{why}: {state.refused}"
+            elif state.lost_to is not None:
                 why = f"{why} (policy {self.params.reconcile}: {state.lost_to} survives)"
             state, cmd = self._drive(state, act, why, now)
             out.append(cmd)

@@ -99,6 +99,8 @@ class WorkloadState:
     lost_to: str | None = None
     moved_to: str | None = None  # an operator moved the workload here: its copy wins
     no_failback_until: float = 0.0
+    barred: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Sites that may not run the workload (geo constraints) -> why; see `SitesBarred`."""
     done: bool = False
 
     def status(self, site: str) -> PeerStatus:
@@ -109,9 +111,20 @@ class WorkloadState:
         """Ourselves, or a peer not declared silent (unknown and suspect count as live)."""
         return site == self.site or self.status(site) is not PeerStatus.SILENT
 
+    def eligible(self, site: str) -> bool:
+        """`site` may run the workload (no geo constraint bars it)."""
+        return site not in self.barred
+
+    @property
+    def refused(self) -> str | None:
+        """Why this site may not run the workload (geo), or None."""
+        return self.barred.get(self.site)
+
     @property
     def leaving(self) -> bool:
-        return self.shutting_down or self.handing_over
+        """Shutting down, handing the lease over, or barred from the workload: stop the
+        copy, release the lease, take no lease."""
+        return self.shutting_down or self.handing_over or self.refused is not None
 
 
 @dataclass(frozen=True, slots=True)

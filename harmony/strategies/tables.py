@@ -186,11 +186,13 @@ class SbaFacts:
     synced: bool  # we have seen the copies of the mesh at least once (or waited long enough)
     cooling: bool
     moved_here: bool = False  # an operator moved the workload to this site
+    barred: bool = False  # the geo constraints bar this site (or sites disagree on them)
 
 
 SBA_GOALS: Final[tuple[tuple[Callable[[SbaFacts], bool], Goal, str], ...]] = (
     # when                                  goal           why
     (lambda f: f.unknown, Goal.FENCED, "the copy's state is unknown: fence until confirmed"),
+    (lambda f: f.barred, Goal.STOPPED, "this site may not run the workload"),
     (lambda f: f.shutting, Goal.STOPPED, "shutdown requested"),
     (lambda f: f.running and f.lost, Goal.STOPPED, "reconcile chose another copy"),
     (lambda f: f.running, Goal.RUN, "keep the running copy"),

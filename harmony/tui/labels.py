@@ -13,6 +13,7 @@ from rich.text import Text
 
 from harmony.actors.journal import JournalEvent
 from harmony.actors.messages import ActorInfo, PeerInfo
+from harmony.render import site_facts
 from harmony.strategies.registry import abbreviation
 from harmony.textsafe import redact_url
 from harmony.tui.model import PEER_PREFIX, Key, MeshModel, SiteView
@@ -109,6 +110,10 @@ def site_label(view: SiteView, now: float) -> Text:
     label = Text.assemble((view.name, "bold cyan"), " ", state_text(view.state))
     if view.witness:
         label.append(" witness", style="magenta")
+    if view.snapshot is not None:
+        facts = site_facts(view.snapshot.labels, view.snapshot.site_capacity)
+        if facts:
+            label.append(f"  {facts}", style="cyan")
     age = view.heartbeat_age(now)
     if age is not None:
         label.append(f"  hb {seconds(age)} ago", style="dim")

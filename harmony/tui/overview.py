@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harmony.mesh.summaries import Summary
+from harmony.render import site_facts
 from harmony.tui import labels
 from harmony.tui.model import STALE, Key, MeshModel
 
@@ -70,6 +71,9 @@ def _site_label(model: MeshModel, site: str, now: float) -> Text:
     v = summary.value
     if v.witness:
         label.append(" witness", style="magenta")
+    facts = site_facts(v.labels, v.site_capacity)
+    if facts:
+        label.append(f"  {facts}", style="cyan")
     if summary.stale:
         age = summary.age + max(0.0, now - (model.last_poll or now))
         label.append(f"  no summary for {labels.seconds(age)} (last: {v.state})", "dim")
@@ -199,6 +203,9 @@ def site_rows(model: MeshModel, site: str, now: float) -> list[RenderableType]:
     table.add_row("agent", labels.state_text(v.state))
     table.add_row("witness", "yes" if v.witness else "no")
     table.add_row("incarnation", Text(v.incarnation))
+    table.add_row("labels", Text(site_facts(v.labels) or "none"))
+    if v.site_capacity is not None:
+        table.add_row("capacity", str(v.site_capacity))
     table.add_row("workloads", counts_text(v.workloads) if v.workloads else Text("none"))
     table.add_row("placed", Text(", ".join(v.placed) or "none"))
     table.add_row("peers", counts_text(v.peers) if v.peers else Text("none"))

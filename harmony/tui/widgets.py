@@ -17,6 +17,7 @@ from textual.widgets.tree import TreeNode, UnknownNodeID
 
 from harmony.actors.journal import JournalEvent
 from harmony.client import rejected_summary
+from harmony.render import site_facts
 from harmony.textsafe import redact_url
 from harmony.tui import labels, overview
 from harmony.tui.model import PEER_PREFIX, Key, MeshModel, matches
@@ -183,6 +184,11 @@ def detail_renderable(
             table.add_row("answered", f"{labels.seconds(now - view.received)} ago")
         if view.snapshot is not None:
             table.add_row("incarnation", Text(view.snapshot.incarnation))
+            snap = view.snapshot
+            if snap.labels:
+                table.add_row("labels", Text(site_facts(snap.labels)))
+            if snap.site_capacity is not None:
+                table.add_row("capacity", str(snap.site_capacity))
             table.add_row("nats", Text(redact_url(view.snapshot.nats_url) or "—"))
             table.add_row("rejected", rejected_summary(view.snapshot) or "none")
     elif key.path.startswith(PEER_PREFIX):

@@ -320,3 +320,33 @@ def test_a_primary_whose_copy_failed_with_its_standbys_dead_runs_it_again() -> N
     m.serve(delay=True, drop=False, i=0)
     m.deliver_watch(i=0)
     m.teardown()  # asserts that the one eligible site runs the copy
+
+
+def test_a_holder_whose_lease_key_vanished_while_it_was_cut_off_takes_it_again() -> None:
+    """Found by the machine above (2 sites): the holder is cut off with a renewal
+    unconfirmed, fences, the lease expires and its marker ages out, the other site shuts
+    down. After the heal the renewal is refused and the read finds no key at all: a
+    refusal with a read "not newer than ours" counted as not-yet-known, so the holder waited
+    for ever with its workload down. An absent key proves the lease lost."""
+    m = AbsoluteConsistencyMachine()
+    p = Params(
+        lease_ttl=8.9161671875309,
+        renew_interval=1.5390115592968716,
+        fence_margin=1.2211093910465425,
+        stop_grace=0.8793420696498084,
+        heartbeat_interval=0.1,
+        rank_delay=0.8755290844200396,
+        failed_cooldown=0.0,
+        sync_grace=2.0,
+    )
+    m.setup(n=2, warm=False, timing=(p, 0.0, 0.3847528898242179))
+    m.cut(connected=False, i=0)
+    m.advance(dt=0.5, healthy=False, truth=True)
+    for dt in (1.9392617512433978, 1.4361929783983285, 0.5531225183332988):
+        m.advance(dt=dt, healthy=False, truth=False)
+    m.cut(connected=False, i=1)
+    m.shutdown(i=0)
+    m.advance(dt=3.0, healthy=False, truth=False)
+    m.advance(dt=1.8270589460787674, healthy=False, truth=False)
+    m.drop_marker()
+    m.teardown()  # asserts that the one eligible site (s1) runs the copy

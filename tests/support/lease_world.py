@@ -36,6 +36,7 @@ from harmony.strategies.commands import (
     WatchLease,
 )
 from harmony.strategies.events import (
+    KEY_ABSENT,
     AcquireFailed,
     LeaseAcquired,
     LeaseActorRestarted,
@@ -277,7 +278,9 @@ class World:
             rev = store.write(name, cmd.revision, self.now, self.nodes[name].incarnation)
             if rev is None:
                 read = None
-                if store.available and store.revision is not None:
+                if store.available and store.revision is None:
+                    read = LeaseRead(KEY_ABSENT, None, False)  # the marker aged out
+                elif store.available and store.revision is not None:
                     ours = store.owner == (name, self.nodes[name].incarnation)
                     read = LeaseRead(store.revision, store.holder, ours)
                 return RenewRefused(cmd.revision, "wrong last sequence", read)
