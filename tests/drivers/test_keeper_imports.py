@@ -143,3 +143,39 @@ def test_every_package_name_loads_on_first_use() -> None:
     for name in drivers.__all__:
         assert getattr(drivers, name) is not None
     assert sorted(drivers.__all__) == sorted(drivers._WHERE)
+
+
+AGENT = """
+import subprocess, sys
+keeper = subprocess.Popen(sys.argv[2:], stdout=subprocess.PIPE, stderr=open(sys.argv[1], "w"))
+print(keeper.pid, flush=True)
+keeper.stdout.readline()  # COMMAND runs: the agent dies, its keeper fences
+"""
+
+
+def ended(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # orphaned: init reaps
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_a_fence_imports_nothing_until_it_is_done(tmp_path: Path) -> None:
+    """The fence deadline's slack is 0.5 s: a fence must never wait for an import. Only
+    the journal line, written after the fence, may import (`-X importtime` lists each)."""
+    log = tmp_path / "keeper.err"
+    command = ["sh", "-c", "echo up; exec sleep 30"]
+    keeper = tether_argv(command, containment=f"imp.{os.getpid()}", agent_pid=0, grace=1.0)
+    keeper = [keeper[0], "-X", "importtime", *keeper[1:]]
+    i = keeper.index("--agent-pid")
+    del keeper[i : i + 2]  # the agent is the keeper's parent
+    agent = subprocess.run(
+        [sys.executable, "-c", AGENT, str(log), *keeper], capture_output=True, text=True, timeout=60
+    )
+    assert agent.returncode == 0, agent.stderr
+    keeper_pid = int(agent.stdout)
+    wait_until(lambda: ended(keeper_pid), 30, "the keeper fenced and ended")
+    lines = log.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "fencing the workload" in line)
+    end = next(i for i, line in enumerate(lines) if "terminated by SIGTERM in" in line)
+    assert start < end and [x for x in lines[start:end] if x.startswith("import time:")] == []

@@ -19,6 +19,7 @@ from harmony.frozen import Frozen
 TYPE_CHECKING = False  # not `typing`'s: a copy's keeper loads this module (see `frozen`)
 if TYPE_CHECKING:
     from os import PathLike
+    from pathlib import Path
 
 PREFIX = "harmony-"
 """Name prefix of the cgroups the agent creates (``harmony-<containment id>``)."""
@@ -102,21 +103,24 @@ _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 class Cgroup(Frozen):
     """One cgroup v2 directory. Methods raise OSError unless they say otherwise.
 
-    `path` is kept as given (a `pathlib.Path` or a str: the keeper, which loads no
-    `pathlib`, passes a str; `for_workload` returns a str); two cgroups of the same
-    directory are equal.
+    Built from a str or a `pathlib.Path`; kept as a str (the keeper loads no `pathlib`):
+    `path` gives it as a Path. Two cgroups of the same directory are equal.
     """
 
-    __slots__ = ("path", "_dir")  # noqa: RUF023 (field order)
-    _compared = ("_dir",)
-    path: str | PathLike[str]
+    __slots__ = ("_dir",)
     _dir: str
 
     def __init__(self, path: str | PathLike[str]) -> None:
-        self._set(path=path, _dir=os.path.normpath(os.fspath(path)))
+        self._set(_dir=os.path.normpath(os.fspath(path)))
+
+    @property
+    def path(self) -> Path:
+        from pathlib import Path  # not in the keeper, which uses the str
+
+        return Path(self._dir)
 
     def __repr__(self) -> str:
-        return f"Cgroup(path={self.path!r})"
+        return f"Cgroup({self._dir!r})"
 
     @classmethod
     def for_workload(cls, containment: str) -> tuple[Cgroup | None, str]:
