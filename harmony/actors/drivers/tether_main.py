@@ -11,6 +11,7 @@ loaded at the start, never during one; `argparse` only for ``--help`` and bad ar
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import select
 import signal
@@ -76,6 +77,7 @@ class Keeper:
         if not set_subreaper():
             self.say("cannot become a child subreaper: orphaned daemons escape to init")
         agent_fd = _pidfd(self.agent)
+        _trim_heap()
         if os.getppid() != self.agent:
             self.say(f"not starting: agent {self.agent} is gone already")
             return TETHER_FENCED
@@ -182,6 +184,13 @@ class Keeper:
         failed = record_tether_fenced(self.args, reason)
         if failed:
             self.say(failed)
+
+
+def _trim_heap() -> None:
+    """Hand back to the kernel the heap pages the imports used and freed (the compiled
+    modules read before they were loaded): 0.35-0.45 MB of each keeper. glibc only."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _pidfd(pid: int) -> int:
