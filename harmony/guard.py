@@ -19,12 +19,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
-import sqlite3
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import TypeVar
+
+# Only what reading a deadline needs is loaded with the module: a copy's keeper (one process
+# per copy, see `harmony.actors.drivers.tether_main`) reads deadlines with it, and `sqlite3`,
+# `pathlib`, `random` and `typing` would cost each keeper megabytes. The guard imports them
+# when it is used.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable
+    from os import PathLike
+    from pathlib import Path
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 TOKEN_ENV = "HARMONY_FENCING_TOKEN"
 DEADLINE_ENV = "HARMONY_FENCE_DEADLINE_FILE"
@@ -34,10 +43,8 @@ SELF_FENCED_EXIT = 87
 """The exit status of a copy that stopped because its deadline passed. It equals the tether's
 ``TETHER_FENCED``, so the process driver reports the copy fenced, not crashed (no restart)."""
 
-T = TypeVar("T")
 
-
-def write_deadline(path: Path, deadline: float | str) -> None:
+def write_deadline(path: str | PathLike[str], deadline: float | str) -> None:
     """Atomically replace the content of `path` (a reader never sees a torn number)."""
     text = deadline if isinstance(deadline, str) else f"{deadline:.6f}"
     atomic_write(path, (text + "\n").encode())
@@ -46,7 +53,7 @@ def write_deadline(path: Path, deadline: float | str) -> None:
 _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+def atomic_write(path: str | PathLike[str], data: bytes, mode: int = 0o600) -> None:
     """Replace `path` with `data`, whole or not at all, never following a symlink.
 
     The data goes to a new temporary file in the same directory, created exclusively
@@ -55,8 +62,11 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     `path` itself rather than the file it points to. Only its owner may read it (`mode`).
     Raises OSError (the temporary file is removed).
     """
+    import random
+
+    where, name = os.path.split(os.fspath(path))
     for _attempt in range(8):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{random.getrandbits(32):08x}.tmp")
+        tmp = os.path.join(where, f".{name}.{os.getpid()}.{random.getrandbits(32):08x}.tmp")
         try:
             fd = os.open(tmp, _TMP_FLAGS, mode)
         except FileExistsError:  # planted, or a (very) unlucky collision: another name
@@ -78,11 +88,12 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     raise FileExistsError(f"no free temporary name next to {path}")
 
 
-def read_deadline_state(path: Path) -> float | str | None:
+def read_deadline_state(path: str | PathLike[str]) -> float | str | None:
     """A deadline file: the monotonic deadline, `RELEASED`, or None (missing, unreadable,
     garbage). The hooks watcher needs released apart: it then leaves without fencing."""
     try:
-        text = path.read_text().strip()
+        with open(path, encoding="utf-8") as f:
+            text = f.read().strip()
     except OSError:
         return None
     if text == RELEASED:
@@ -93,13 +104,13 @@ def read_deadline_state(path: Path) -> float | str | None:
         return None
 
 
-def read_deadline(path: Path) -> float | None:
+def read_deadline(path: str | PathLike[str]) -> float | None:
     """The monotonic deadline in `path`; None when missing, unreadable or released."""
     state = read_deadline_state(path)
     return state if isinstance(state, float) else None
 
 
-def deadline_passed(path: Path | str | None = None, now: float | None = None) -> bool:
+def deadline_passed(path: str | PathLike[str] | None = None, now: float | None = None) -> bool:
     """True when this copy must not act any more (see the module docstring).
 
     `path` defaults to ``$HARMONY_FENCE_DEADLINE_FILE``; without one (a workload that runs
@@ -110,7 +121,7 @@ def deadline_passed(path: Path | str | None = None, now: float | None = None) ->
         if not env:
             return False
         path = env
-    deadline = read_deadline(Path(path))
+    deadline = read_deadline(path)
     return deadline is None or (time.monotonic() if now is None else now) >= deadline
 
 
@@ -138,15 +149,16 @@ _TABLE = "harmony_fence"
 _SLICE = 0.1
 """SQLite's own busy wait per attempt (s); longer waits happen in `_retry`'s Python sleeps,
 where signal handlers run (a SIGTERM is not held up for the whole timeout)."""
-_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 
 
 def _busy(e: sqlite3.Error) -> bool:
+    import sqlite3
+
     # Extended codes (BUSY_SNAPSHOT, BUSY_RECOVERY, ...) carry the primary code in the low byte.
     code = getattr(e, "sqlite_errorcode", None)
     if code is None:
         return "locked" in str(e) or "busy" in str(e)
-    return code & 0xFF in _BUSY
+    return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 class TokenGuard:
@@ -171,6 +183,9 @@ class TokenGuard:
     def __init__(self, db_path: str | Path, resource: str = "default", *, timeout: float = 10.0):
         """Open (creating if needed) the database; `timeout`: how long a write may wait for
         other writers' locks (bounded retries of SQLite's busy wait) before GuardBusy."""
+        import sqlite3
+        from pathlib import Path
+
         if not isinstance(resource, str) or not resource:
             raise GuardError(f"resource must be a non-empty string, got {resource!r}")
         if timeout <= 0:
@@ -206,6 +221,9 @@ class TokenGuard:
     def _retry(self, what: str, step: Callable[[], T]) -> T:
         """Run `step`, retrying SQLITE_BUSY/LOCKED (which SQLite's own busy handler does not
         cover in every case, e.g. a WAL snapshot gone stale) until `timeout` has passed."""
+        import random
+        import sqlite3
+
         deadline = time.monotonic() + self.timeout
         attempts, pause = 0, 0.01
         while True:
@@ -243,6 +261,8 @@ class TokenGuard:
         raises, everything rolls back and the exception propagates. `GuardBusy` when other
         writers held the lock longer than the timeout; `GuardError` for other database errors.
         """
+        import sqlite3
+
         if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < 2**63:
             raise GuardError(f"fencing token must be a non-negative int64, got {token!r}")
         # Only taking the lock is retried: once it is held, nothing else can make us busy, and

@@ -26,8 +26,12 @@ the same read: a second read could catch the process in the middle of an exec.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
+
+from harmony.frozen import Frozen
+
+TYPE_CHECKING = False  # not `typing`'s: a copy's keeper loads this module (see `frozen`)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 GONE = ("Z", "X")
 """States of a process that runs nothing any more (a zombie, or dead)."""
@@ -35,10 +39,10 @@ FROZEN = ("T", "t")
 """States of a stopped (SIGSTOP) or traced process."""
 
 
-@dataclass(frozen=True)
-class Stat:
-    """One process as /proc/<pid>/stat shows it."""
+class Stat(Frozen):
+    """One process as /proc/<pid>/stat shows it (immutable, compared by value)."""
 
+    __slots__ = ("pid", "ppid", "pgrp", "session", "state", "start")  # noqa: RUF023 (field order)
     pid: int
     ppid: int
     pgrp: int
@@ -48,6 +52,11 @@ class Stat:
     start: int
     """Start time in clock ticks since boot: with the pid, it names one process (pids are
     reused)."""
+
+    def __init__(
+        self, pid: int, ppid: int, pgrp: int, session: int, state: str, start: int
+    ) -> None:
+        self._set(pid=pid, ppid=ppid, pgrp=pgrp, session=session, state=state, start=start)
 
     @property
     def alive(self) -> bool:

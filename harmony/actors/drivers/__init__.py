@@ -12,9 +12,11 @@ keeper about 0.3 s of CPU and 15 MB.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not `typing`'s: the keeper loads this package
 if TYPE_CHECKING:
+    from typing import Any
+
     from .base import Driver, DriverEvent, DriverState, EventCallback
     from .factory import make_driver
     from .hooks import HooksDriver

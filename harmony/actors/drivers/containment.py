@@ -19,19 +19,22 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
-import hashlib
 import os
 import signal
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
 
 from harmony import procfs
+from harmony.frozen import Frozen
 
 from .cgroup import Cgroup
+
+# A copy's keeper loads this module (one keeper per copy): no `typing`, `dataclasses`,
+# or `pathlib` here (see `harmony.actors.drivers.tether_main`).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from os import PathLike
+    from typing import Literal
 
 CONTAINMENT_ENV = "HARMONY_CONTAINMENT"
 KILL_WAIT = 5.0
@@ -41,27 +44,37 @@ POLL = 0.02
 PR_SET_CHILD_SUBREAPER = 36
 
 
-def containment_id(data_dir: str | Path, site: str, workload: str) -> str:
+def containment_id(data_dir: str | PathLike[str], site: str, workload: str) -> str:
     """A machine-wide unique id for one workload of one site (two sites on one machine,
     or two meshes with the same site names, never share one)."""
+    import hashlib  # the agent's side: the keeper is given its id
+    from pathlib import Path
+
     digest = hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:10]
     return f"{site}.{digest}.{workload}"
 
 
-@dataclass(frozen=True)
-class ProcInfo:
-    """One live process of a containment, as the process table shows it."""
+class ProcInfo(Frozen):
+    """One live process of a containment, as the process table shows it (immutable; `env`
+    takes no part in equality)."""
 
+    __slots__ = ("pid", "ppid", "state", "cmdline", "env")  # noqa: RUF023 (field order)
+    _compared = ("pid", "ppid", "state", "cmdline")
     pid: int
     ppid: int
     state: str
     """The /proc state letter: R, S, D, T (stopped: SIGSTOP), t (traced), ...; zombies are
     never listed."""
     cmdline: str
-    env: dict[str, str] = field(default_factory=dict, compare=False)
+    env: dict[str, str]
     """The marker and the other variables `scan_marked` was asked for, read in the same pass
     as the marker: a second read could catch the process gone or in the middle of an exec
     (an empty environment)."""
+
+    def __init__(
+        self, pid: int, ppid: int, state: str, cmdline: str, env: dict[str, str] | None = None
+    ) -> None:
+        self._set(pid=pid, ppid=ppid, state=state, cmdline=cmdline, env={} if env is None else env)
 
     @property
     def frozen(self) -> bool:
@@ -109,15 +122,20 @@ def _short(cmdline: str, width: int = 60) -> str:
     return cmdline if len(cmdline) <= width else cmdline[: width - 3] + "..."
 
 
-@dataclass(frozen=True)
-class KillResult:
+class KillResult(Frozen):
     """What `Containment.kill` found and what, if anything, it could not kill."""
 
+    __slots__ = ("found", "survivors", "took")
     found: list[ProcInfo]
     """Every member seen while killing (the first scan and any fork caught later)."""
-    survivors: list[ProcInfo] = field(default_factory=list)
+    survivors: list[ProcInfo]
     """Members still alive at the deadline: the copy may still run."""
-    took: float = 0.0
+    took: float
+
+    def __init__(
+        self, found: list[ProcInfo], survivors: list[ProcInfo] | None = None, took: float = 0.0
+    ) -> None:
+        self._set(found=found, survivors=[] if survivors is None else survivors, took=took)
 
     @property
     def confirmed(self) -> bool:
@@ -125,8 +143,9 @@ class KillResult:
         return not self.survivors
 
 
-_Scanned = tuple[ProcInfo, int]
-"""A member and its start time (to tell it from a later process that reuses its pid)."""
+if TYPE_CHECKING:
+    _Scanned = tuple[ProcInfo, int]
+    """A member and its start time (to tell it from a later process that reuses its pid)."""
 
 
 class Containment:
@@ -352,9 +371,18 @@ def _send(pid: int, start: int, sig: int) -> bool:
 def set_subreaper() -> bool:
     """Make the caller a child subreaper: orphans of its descendants (a double fork, a
     ``setsid`` daemon whose parent exited) are re-parented to it instead of to init, so
-    they stay in its tree and it can reap them. False where the kernel refuses."""
+    they stay in its tree and it can reap them. False where the kernel refuses.
+
+    prctl is looked up in the interpreter's own symbols (which hold libc's where Python is
+    linked against a shared libc), and in libc found by name only if it is not there:
+    `ctypes.util` loads `subprocess` and `shutil`, megabytes for each keeper."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+        try:
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            from ctypes.util import find_library
+
+            prctl = ctypes.CDLL(find_library("c"), use_errno=True).prctl
+        return int(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False

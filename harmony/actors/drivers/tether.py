@@ -33,7 +33,7 @@ keeper lets COMMAND answer and mirrors it); SIGKILL ends it like any member.
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -41,6 +41,8 @@ from pathlib import Path
 
 from harmony.guard import RELEASED, read_deadline, write_deadline
 from harmony.private_files import private_dir
+
+from .tether_cli import TETHER_FENCED, add_tether_args, tether_args
 
 __all__ = [
     "TETHER_FENCED",
@@ -53,9 +55,6 @@ __all__ = [
     "tether_argv",
     "write_deadline",
 ]
-
-TETHER_FENCED = 87
-"""Exit status of a tether that fenced its workload (or refused to start it)."""
 
 
 def deadline_dir(data_dir: str | Path, workload: str) -> Path:
@@ -125,34 +124,13 @@ class DeadlineHandoff:
         write_deadline(self.spec.deadline_file(token), RELEASED)
 
 
-def add_tether_args(parser: argparse.ArgumentParser) -> None:
-    """The arguments of both tether processes (the keeper, `tether_main`, and the hooks
-    watcher, `hooks_watch`) that say how to fence and how to record it: the SIGTERM-to-SIGKILL
-    grace, and the journal and names of the `tether-fenced` event. `tether_args` writes them."""
-    parser.add_argument("--grace", type=float, default=1.5, help="SIGTERM to SIGKILL, seconds")
-    parser.add_argument("--journal", default="", help="site journal for the tether-fenced event")
-    parser.add_argument("--site", default="")
-    parser.add_argument("--workload", default="")
-    parser.add_argument("--incarnation", default="")
-
-
-def tether_args(
-    grace: float, journal: Path | None, *, site: str, workload: str, incarnation: str
-) -> list[str]:
-    """The arguments `add_tether_args` reads, for the argv of a keeper or a watcher."""
-    argv = ["--grace", f"{grace:g}"]
-    if journal is not None:
-        argv += ["--journal", str(journal)]
-    return [*argv, "--site", site, "--workload", workload, "--incarnation", incarnation]
-
-
 def tether_argv(
     command: list[str],
     *,
     containment: str,
     agent_pid: int,
     grace: float,
-    cgroup: Path | None = None,
+    cgroup: str | os.PathLike[str] | None = None,
     cwd: str | None = None,
     deadline_file: Path | None = None,
     journal: Path | None = None,
