@@ -53,6 +53,12 @@ def write_deadline(path: str | PathLike[str], deadline: float | str) -> None:
 _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+def temp_tag() -> int:
+    """32 random bits for a temporary file's name (os.urandom: no `random` module to load
+    in the keeper, which writes no file but imports this one)."""
+    return int.from_bytes(os.urandom(4), "big")
+
+
 def atomic_write(path: str | PathLike[str], data: bytes, mode: int = 0o600) -> None:
     """Replace `path` with `data`, whole or not at all, never following a symlink.
 
@@ -62,11 +68,9 @@ def atomic_write(path: str | PathLike[str], data: bytes, mode: int = 0o600) -> N
     `path` itself rather than the file it points to. Only its owner may read it (`mode`).
     Raises OSError (the temporary file is removed).
     """
-    import random
-
     where, name = os.path.split(os.fspath(path))
     for _attempt in range(8):
-        tmp = os.path.join(where, f".{name}.{os.getpid()}.{random.getrandbits(32):08x}.tmp")
+        tmp = os.path.join(where, f".{name}.{os.getpid()}.{temp_tag():08x}.tmp")
         try:
             fd = os.open(tmp, _TMP_FLAGS, mode)
         except FileExistsError:  # planted, or a (very) unlucky collision: another name

@@ -67,7 +67,7 @@ def test_atomic_write_never_writes_through_a_symlink_at_its_temp_name(
 ) -> None:
     path = tmp_path / "w.deadline"
     names = iter([0xBAD, 0xBAD, 0x600D])  # the first two are planted
-    monkeypatch.setattr("harmony.guard.random.getrandbits", lambda _bits: next(names))
+    monkeypatch.setattr("harmony.guard.temp_tag", lambda: next(names))
     planted = tmp_path / f".{path.name}.{os.getpid()}.{0xBAD:08x}.tmp"
     planted.symlink_to(victim)
     write_deadline(path, 123.5)
@@ -75,7 +75,7 @@ def test_atomic_write_never_writes_through_a_symlink_at_its_temp_name(
     assert read_deadline(path) == 123.5 and mode(path) == 0o600
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == [planted.name]  # ours were renamed, the planted one untouched
-    monkeypatch.setattr("harmony.guard.random.getrandbits", lambda _bits: 0xBAD)
+    monkeypatch.setattr("harmony.guard.temp_tag", lambda: 0xBAD)
     with pytest.raises(FileExistsError):  # every name planted: refuse, write nothing
         atomic_write(path, b"x")
     assert victim.read_text() == VICTIM and read_deadline(path) == 123.5
