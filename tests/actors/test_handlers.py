@@ -32,7 +32,14 @@ from harmony.actors.base import ChildFailed, HarmonyActor, handles
 from harmony.actors.exports import EXPORTS
 from harmony.actors.journal import read_journal
 from harmony.actors.lease import LeaseActor, Observed, Poll
-from harmony.actors.peers import CheckPeers, HeartbeatSeen, PeerChanged, PeerCopies, PeerWatch
+from harmony.actors.peers import (
+    CheckPeers,
+    HeartbeatSeen,
+    PeerChanged,
+    PeerCopies,
+    PeerFacts,
+    PeerWatch,
+)
 from harmony.actors.site import Beat, SiteActor, WriteSummary
 from harmony.actors.supervision import Supervisor
 from harmony.actors.workload import DriverReport, WorkloadActor
@@ -75,6 +82,7 @@ INTERNAL: dict[type[HarmonyActor], set[type]] = {
         ChildFailed,
         PeerChanged,
         PeerCopies,
+        PeerFacts,  # a peer's labels or constraint digests changed
         Drain,  # runtime.Agent.drain
     },
     SiteActor: {
@@ -89,6 +97,7 @@ INTERNAL: dict[type[HarmonyActor], set[type]] = {
         Tick,
         PeerChanged,  # forwarded by the agent (to_workloads: a variable)
         PeerCopies,  # the same
+        PeerFacts,  # the same
         DriverReport,  # forwarded by the run actor (a variable)
         Drain,  # forwarded by the agent (a variable)
         MoveAway,
