@@ -207,6 +207,7 @@ def wait_running(
     or at the deadline (the formation wait that follows then says what is missing)."""
     running = 0
     while time.monotonic() < deadline:
+        guard()  # copies still starting take memory too
         try:
             found = collect_summaries(conn, mesh, timeout=2.0)
         except TimeoutError:  # the core is busy with the start-up: ask again
