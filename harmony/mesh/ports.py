@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from contextlib import ExitStack
+
+LOWEST = 10000
+"""Ports are chosen from here up to the kernel's ephemeral range."""
+EPHEMERAL_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
 
 __all__ = ["free_ports"]
 
@@ -11,19 +16,40 @@ __all__ = ["free_ports"]
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     """Return `n` distinct TCP ports that were free on `host` a moment ago.
 
-    Each port comes from binding a socket to port 0. All sockets are held open until all `n`
-    ports are chosen, so the kernel never hands out the same port twice. The ports are
-    released on return: another process could still take one before the caller binds it,
-    which is why servers started on them must report a failure to bind (see
+    They come from *below* the kernel's ephemeral range when it leaves room (see
+    `candidates`): a port the kernel hands out for port 0 is one it also hands out as the
+    source port of outgoing connections, and a mesh of 60 sites started over minutes saw a
+    site's chosen port taken by another process's connection before its server bound it.
+    Every port is held by a bound socket until all `n` are chosen. They are released on
+    return: another process could still take one before the caller binds it, which is why
+    servers started on them must report a failure to bind (see
     `harmony.mesh.server.ServerStartError`).
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, not {n}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     ports: list[int] = []
+    pool = candidates()
     with ExitStack() as stack:
-        for _ in range(n):
+        while len(ports) < n:
             sock = stack.enter_context(socket.socket(family, socket.SOCK_STREAM))
-            sock.bind((host, 0))
+            port = pool.pop() if pool else 0
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue  # in use: the next candidate
             ports.append(int(sock.getsockname()[1]))
     return ports
+
+
+def candidates() -> list[int]:
+    """Ports between `LOWEST` and the start of the ephemeral range, shuffled; [] when the
+    range is unknown or leaves no room (then the kernel's choice, port 0, is used)."""
+    try:
+        with open(EPHEMERAL_RANGE) as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return []
+    pool = list(range(LOWEST, low))
+    random.shuffle(pool)
+    return pool
