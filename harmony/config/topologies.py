@@ -38,7 +38,22 @@ class FailoverTopologyConfig(Base, tag="failover", tag_field="kind"):
         return (self.primary, *self.standbys)
 
 
-class HorizontalTopologyConfig(Base, tag="horizontal", tag_field="kind"):
+class _RankedSites:
+    """`primary` / `standbys` of a kind whose field is `sites`: the first is preferred."""
+
+    __slots__ = ()
+    sites: list[str]
+
+    @property
+    def primary(self) -> str:
+        return self.sites[0]
+
+    @property
+    def standbys(self) -> list[str]:
+        return self.sites[1:]
+
+
+class HorizontalTopologyConfig(Base, _RankedSites, tag="horizontal", tag_field="kind"):
     """`replicas` copies over `sites`; the fields are `HorizontalSpec`'s, one to one."""
 
     sites: list[str]
@@ -55,14 +70,6 @@ class HorizontalTopologyConfig(Base, tag="horizontal", tag_field="kind"):
     move_timeout: float = 300.0
     constraints: list[str] = []
 
-    @property
-    def primary(self) -> str:
-        return self.sites[0]
-
-    @property
-    def standbys(self) -> list[str]:
-        return self.sites[1:]
-
     def spec(self) -> HorizontalSpec:
         """The pure planner's spec (the config must be valid: see `topology_problem`)."""
         return HorizontalSpec(
@@ -77,7 +84,7 @@ class HorizontalTopologyConfig(Base, tag="horizontal", tag_field="kind"):
         )
 
 
-class CostTopologyConfig(Base, tag="cost", tag_field="kind"):
+class CostTopologyConfig(Base, _RankedSites, tag="cost", tag_field="kind"):
     """The cheapest of `sites`; the fields are `CostSpec`'s, one to one."""
 
     sites: list[str]
@@ -88,14 +95,6 @@ class CostTopologyConfig(Base, tag="cost", tag_field="kind"):
     cooldown: float = 1800.0
     """Seconds after a cost move before the next one."""
     constraints: list[str] = []
-
-    @property
-    def primary(self) -> str:
-        return self.sites[0]
-
-    @property
-    def standbys(self) -> list[str]:
-        return self.sites[1:]
 
     def spec(self) -> CostSpec:
         """The pure decision's spec (the config must be valid: see `topology_problem`)."""
