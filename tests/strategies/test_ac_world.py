@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
-from support.lease_world import SafetyViolation, World
+from support.lease_world import Node, SafetyViolation, World
 
 from harmony.strategies import Params
 from harmony.strategies.events import PeerAlive, PeerSilent, PeerSuspect, ShutdownRequested
@@ -214,6 +214,10 @@ class AbsoluteConsistencyMachine(RuleBasedStateMachine):
     def shutdown(self, i: int) -> None:
         self.world.feed(self.site(i), ShutdownRequested())
 
+    def eligible(self, node: Node) -> bool:
+        """May run the copy after the heal: booted and not shutting down."""
+        return node.decision is not None and not node.decision.state.shutting_down
+
     def teardown(self) -> None:
         w = getattr(self, "world", None)
         if w is None:
@@ -221,11 +225,7 @@ class AbsoluteConsistencyMachine(RuleBasedStateMachine):
         p = w.params
         slow = w.slow_stop + p.lease_ttl + p.failed_cooldown + p.failback_after
         w.settle(slow + 2 * p.lease_ttl + 6 * p.rank_delay + 3)
-        eligible = [
-            n.name
-            for n in w.nodes.values()
-            if n.decision is not None and not n.decision.state.shutting_down
-        ]
+        eligible = [n.name for n in w.nodes.values() if self.eligible(n)]
         active = w.active_sites()
         assert len(active) == (1 if eligible else 0), (eligible, active)
         assert set(active) <= set(eligible)
