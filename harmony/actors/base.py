@@ -187,10 +187,17 @@ class HarmonyActor(pykka.ThreadingActor):
         self.ctx.board.update(self.path, state="failed")
         log.error("%s failed: %s", self.path, error)
         if self.parent is not None:
-            with contextlib.suppress(pykka.ActorDeadError):
-                self.parent.tell(ChildFailed(self.path, self.actor_urn, error))
+            self.tell_parent(ChildFailed(self.path, self.actor_urn, error))
         else:
             self.ctx.on_escalate(f"{self.path} failed: {error}")
+
+    def tell_parent(self, message: object) -> None:
+        """Tell the parent, if it still runs. A parent stops before its children at shutdown
+        (and a failed one is restarted with them), so what a child reports meanwhile has
+        no one to act on it: dropped, not an error that kills the child."""
+        if self.parent is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                self.parent.tell(message)
 
     # -- state on the board --------------------------------------------------------------
     @property

@@ -103,8 +103,7 @@ class LeaseActor(OfWorkload):
         self._stop_watch()
 
     def report(self, event: object) -> None:
-        if self.parent is not None:
-            self.parent.tell(event)
+        self.tell_parent(event)
 
     def now(self) -> float:
         return self.ctx.clock.monotonic()

@@ -10,6 +10,15 @@ dropped, and counted in the bridge's `WireStats`, when it does not decode, when 
 site is not a peer. (One forged heartbeat from an unknown site used to join the peer table,
 and its announced copies made every split-brain-allowed site stop its own.)
 
+Time this agent could not watch does not count against its peers. A check tick that runs
+more than `STALL_SLACK_TICKS` tick periods after the one before means this process was
+starved (a busy host, a GC pause, a stopped VM): the heartbeats that arrived meanwhile may
+still sit unread in its socket, so every peer's silence is measured from the end of the
+stall, as if its clock had stopped (`_discount_stall`). Without it an overloaded host turns
+its own starvation into suspicions of every peer, each one more work (a split-brain-allowed
+standby starts a copy), which starves it further. Only liveness waits longer: no decision
+about an exclusive workload rests on a peer's silence (the lease decides).
+
 One exception, because a witness is named in no workload's topology: a site not named in the
 configuration joins as a peer if its heartbeat is a witness's that announces no copies (it
 steers nothing but liveness display), or on a witness itself (which runs nothing); at most
@@ -27,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
@@ -43,6 +53,10 @@ log = logging.getLogger(__name__)
 
 ALIVE, SUSPECT, SILENT, UNKNOWN = "alive", "suspect", "silent", "unknown"
 TICKS_PER_INTERVAL = 5
+STALL_SLACK_TICKS = 2
+"""How many tick periods late a check may run before the gap counts as a stall."""
+MAX_STALLS = 32
+"""Recent stalls remembered: enough for any silence still being judged."""
 MAX_LEARNED = 16
 """Peers not named in the configuration (witnesses): the table stays bounded."""
 
@@ -117,6 +131,10 @@ class PeerWatch(HarmonyActor):
         cfg = self.ctx.config
         self.interval = cfg.timings.heartbeat_interval
         self.born = self.ctx.clock.monotonic()
+        self._last_tick: float | None = None
+        self._stalls: deque[tuple[float, float]] = deque(maxlen=MAX_STALLS)
+        self.stalled = 0.0
+        """Seconds of this agent's own stalls discounted so far (shown on the board)."""
         self.known = mesh_sites(cfg) - {cfg.site}
         self.interest = heartbeat_interest(cfg, core_sites(cfg))
         if self.interest is not None:
@@ -254,16 +272,17 @@ class PeerWatch(HarmonyActor):
             self._publish()
         if peer.state != ALIVE or restarted:
             self._change(hb.site, peer, ALIVE, 0.0, restarted)
-        if news and self.parent:
-            self.parent.tell(PeerFacts(hb.site))
+        if news:
+            self.tell_parent(PeerFacts(hb.site))
         if (hb.copies != peer.copies or peer.copies_sent != hb.incarnation) and self.parent:
             peer.copies, peer.copies_sent = dict(hb.copies), hb.incarnation
-            self.parent.tell(PeerCopies(hb.site, peer.copies))
+            self.tell_parent(PeerCopies(hb.site, peer.copies))
 
     @handles(CheckPeers)
     def on_check_peers(self, _: CheckPeers) -> None:
         self._absorb_latest()
         now = self.ctx.clock.monotonic()
+        self._discount_stall(now)
         t = self.ctx.config.timings
         for site, peer in self.peers.items():
             if peer.last_seen is None:
@@ -274,11 +293,31 @@ class PeerWatch(HarmonyActor):
                 if waited and peer.state != SILENT:  # once: not at every tick
                     self._change(site, peer, SILENT, None)
                 continue
-            age = now - peer.last_seen
+            age = now - peer.last_seen - self._stalled_since(peer.last_seen)
             new = classify(age, peer.interval, t.suspect_after, t.silent_after)
             if new != peer.state:
                 self._change(site, peer, new, age if peer.last_seen is not None else None)
         self._publish()
+
+    def _discount_stall(self, now: float) -> None:
+        """Remember the part of the gap since the last tick that exceeds the slack as a
+        stall; our own start-up wait is excused it too."""
+        last, self._last_tick = self._last_tick, now
+        if last is None:
+            return
+        stall = now - last - STALL_SLACK_TICKS * self.interval / TICKS_PER_INTERVAL
+        if stall <= 0:
+            return
+        self.stalled += stall
+        self.born = min(now, self.born + stall)
+        self._stalls.append((now - stall, now))
+        log.info("no peer check for %.2f s: this agent was starved; not held against peers", stall)
+
+    def _stalled_since(self, t: float) -> float:
+        """Seconds of our stalls after `t`: not counted in a silence that began at `t`
+        (kept apart from `last_seen`, which stays the true arrival time: it orders
+        heartbeats)."""
+        return sum(max(0.0, end - max(start, t)) for start, end in self._stalls)
 
     def _change(
         self, site: str, peer: _Peer, new: str, age: float | None, restarted: bool = False
@@ -294,8 +333,7 @@ class PeerWatch(HarmonyActor):
             # them again even if nothing changed on that side.
             peer.copies, peer.copies_sent = {}, ""
         log.info("peer %s: %s -> %s%s", site, old, new, " (restarted)" if restarted else "")
-        if self.parent is not None:
-            self.parent.tell(PeerChanged(site, old, new, age, restarted))
+        self.tell_parent(PeerChanged(site, old, new, age, restarted))
         self._publish()
 
     def _publish(self) -> None:
@@ -318,4 +356,6 @@ class PeerWatch(HarmonyActor):
             counts[p.state] = counts.get(p.state, 0) + 1
         detail = {k: str(v) for k, v in sorted(counts.items())}
         detail["hears"] = "all" if self.interest is None else str(len(self.interest))
+        if self.stalled:
+            detail["stalled"] = f"{self.stalled:.1f}s"
         self.ctx.board.update(self.path, detail=detail)

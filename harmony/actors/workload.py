@@ -102,5 +102,4 @@ class WorkloadActor(OfWorkload):
         if ev.detail:
             detail["last"] = ev.detail[:120]
         self.set_state(str(ev.state), **detail)
-        if self.parent is not None:
-            self.parent.tell(msg)
+        self.tell_parent(msg)

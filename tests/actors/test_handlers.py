@@ -121,7 +121,7 @@ INTERNAL: dict[type[HarmonyActor], set[type]] = {
     },
 }
 
-SENDS = {"tell", "ask", "every", "after", "report", "tell_child", "to_workloads"}
+SENDS = {"tell", "ask", "every", "after", "report", "tell_child", "tell_parent", "to_workloads"}
 
 
 def exported() -> dict[type[HarmonyActor], set[type]]:
@@ -164,6 +164,8 @@ def receivers(
         return (WorkloadSupervisor,)
     if target in ("self.actor_ref", "ref") and actor is not None:
         return (actor,)
+    if method == "tell_parent":
+        target = "self.parent"
     if target == "self.parent" and actor is HarmonyActor:
         return SUPERVISORS  # ChildFailed: any actor's parent
     if target == "self.parent" and actor is not None:

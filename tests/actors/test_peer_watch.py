@@ -67,6 +67,15 @@ def sync(ref: pykka.ActorRef[Any]) -> None:
     ref.ask(CheckPeers())
 
 
+def advance(kit: Kit, watch: pykka.ActorRef[Any], seconds: float) -> None:
+    """Let `seconds` pass as a running agent sees them: a check at every tick period (one
+    jump would be a stall of this agent, which its peers are excused)."""
+    step = IV / TICKS_PER_INTERVAL
+    for _ in range(round(seconds / step)):
+        kit.clock.now += step
+        sync(watch)
+
+
 def test_classify_table() -> None:
     assert classify(0.0, IV, 1.5, 2.5) == "alive"
     assert classify(0.75, IV, 1.5, 2.5) == "alive"
@@ -116,11 +125,9 @@ def test_expected_peer_never_heard_of_becomes_silent(kit: Kit) -> None:
     watch = PeerWatch.start(kit.ctx, "agent/peers", rec)
     sync(watch)
     assert {p.site: p.state for p in kit.ctx.peer_view.read(kit.clock.now)} == {"c": "unknown"}
-    kit.clock.now += 3 * IV  # overdue by heartbeats, but a starting agent gets a lease TTL
-    sync(watch)
+    advance(kit, watch, 3 * IV)  # overdue by heartbeats, but a starting agent gets a lease TTL
     assert changes(rec) == []
-    kit.clock.now += kit.ctx.config.timings.lease_ttl
-    sync(watch)
+    advance(kit, watch, kit.ctx.config.timings.lease_ttl)
     wait_until(lambda: changes(rec) == [("c", "unknown", "silent", False)], 5)
 
 
@@ -171,3 +178,51 @@ def test_routine_heartbeats_are_batched_and_news_is_told_at_once(kit: Kit) -> No
     arrive(news)  # changed copies: told at once, and the workloads hear of them
     sync(watch)
     assert actor.peers["b"].copies == copies
+
+
+def test_a_stopped_parent_does_not_kill_the_watch(kit: Kit) -> None:
+    """At shutdown the agent supervisor stops before its children: a peer change told to it
+    meanwhile is dropped, and PeerWatch goes on (it used to die with ActorDeadError)."""
+    rec = Recorder.start()
+    watch = PeerWatch.start(kit.ctx, "agent/peers", rec)
+    rec.stop()
+    watch.tell(HeartbeatSeen(hb("b"), kit.clock.now))
+    sync(watch)  # raises ActorDeadError if the watch died handling the heartbeat
+    assert watch.is_alive()
+    assert {p.site: p.state for p in kit.ctx.peer_view.read(kit.clock.now)} == {"b": "alive"}
+    assert kit.ctx.board.get("agent/peers").state != "failed"
+
+
+def test_our_own_stall_is_not_held_against_peers(kit: Kit) -> None:
+    """A check that runs long after the one before means this agent was starved: the peer's
+    heartbeats may sit unread in our socket. Its silence counts from the end of the stall,
+    and a peer that stays quiet is still found silent within the usual bound after it."""
+    rec = Recorder.start()
+    watch = PeerWatch.start(kit.ctx, "agent/peers", rec)
+    watch.tell(HeartbeatSeen(hb("b"), kit.clock.now))
+    advance(kit, watch, IV / TICKS_PER_INTERVAL)
+    kit.clock.now += 4 * IV  # no tick for four heartbeat intervals
+    sync(watch)
+    assert changes(rec) == [("b", "unknown", "alive", False)]
+    stall_end = kit.clock.now
+    while changes(rec)[-1][2] != "silent":
+        assert kit.clock.now - stall_end <= 3 * IV, changes(rec)
+        advance(kit, watch, IV / TICKS_PER_INTERVAL)
+    assert [c[2] for c in changes(rec)] == ["alive", "suspect", "silent"]
+    assert kit.clock.now - stall_end > 2 * IV  # counted from the stall's end, not before it
+    assert kit.ctx.board.get("agent/peers").detail["stalled"].endswith("s")
+
+
+def test_a_heartbeat_after_a_stall_is_not_taken_for_an_old_one(kit: Kit) -> None:
+    """The excuse is kept apart from the arrival time, so a heartbeat that arrived during
+    the stall (a restart, in news) is still folded in."""
+    rec = Recorder.start()
+    watch = PeerWatch.start(kit.ctx, "agent/peers", rec)
+    watch.tell(HeartbeatSeen(hb("b"), kit.clock.now))
+    advance(kit, watch, IV / TICKS_PER_INTERVAL)
+    arrived = kit.clock.now + IV
+    kit.clock.now += 4 * IV
+    sync(watch)
+    watch.tell(HeartbeatSeen(hb("b", incarnation="two"), arrived))
+    sync(watch)
+    assert changes(rec)[-1] == ("b", "alive", "alive", True), changes(rec)
