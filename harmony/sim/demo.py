@@ -33,8 +33,28 @@ SITE_NAMES = "abcdefghijklmnopqrstuvwxyz"
 MESH = "demo"
 
 
+GEO_CONSTRAINT = 'jurisdiction in ["EU"]'
+"""The geo workload's constraint: `site_labels` puts every third site (c, f, ...) in the US."""
+
+
+def site_labels(sites: list[str]) -> dict[str, dict[str, str]]:
+    """Labels for the demo's sites: two EU sites for each US one, so the geo workload has
+    somewhere to fail over and somewhere it must never go."""
+    out = {}
+    for i, s in enumerate(sites):
+        eu = i % 3 != 2
+        out[s] = {
+            "region": "eu-west" if eu else "us-east",
+            "jurisdiction": "EU" if eu else "US",
+            "provider": "demo",
+        }
+    return out
+
+
 def demo_workloads(sites: list[str], workdir: Path | None = None) -> list[WorkloadConfig]:
-    """One workload under each strategy, with different primaries so a kill shows both.
+    """One workload under each strategy, with different primaries so a kill shows both, and
+    `eu-archive`, restricted to the EU sites by a geo constraint (kill the EU sites and it stays
+    down rather than start in the US; the TUI says why).
 
     With `workdir`, the ledger's copies write their transfers through the fencing-token
     guard into ``<workdir>/ledger.db``, one SQLite file all the demo's sites share.
@@ -54,6 +74,14 @@ def demo_workloads(sites: list[str], workdir: Path | None = None) -> list[Worklo
             strategy="split-brain-allowed",
             driver=ProcessDriverConfig(command=cmd),
             topology=FailoverTopologyConfig(primary=rotated[0], standbys=rotated[1:]),
+        ),
+        WorkloadConfig(
+            name="eu-archive",
+            strategy="split-brain-allowed",
+            driver=ProcessDriverConfig(command=cmd),
+            topology=FailoverTopologyConfig(
+                primary=sites[0], standbys=sites[1:], constraints=[GEO_CONSTRAINT]
+            ),
         ),
     ]
 
@@ -80,6 +108,7 @@ def demo_mesh(
         mesh=MESH,
         sites=names,
         workloads=demo_workloads(names, Path(workdir)),
+        site_labels=site_labels(names),
     )
     try:
         mesh.write_configs()
