@@ -17,11 +17,13 @@ each run a copy and each decide: from the same bucket they pick the same target 
 that cannot read the bucket decides nothing), and a second move to the site the workload
 already prefers changes nothing, so duplicates are harmless.
 
-**Who placed it here.** Before moving, the runner records the move in its own price value
-(`RecordMove` to the PriceActor). The site that then runs the copy finds the latest move
-naming it and starts *placed* (with the cooldown of a cost move); a runner no move names
-took it over by failover (or it was never placed), and goes to the cheapest site at once.
-So noise never moves it twice: each cost move needs `min_saving` held for `hold` seconds.
+**Who placed it here.** Every placement and move is recorded in the deciding site's own
+price value (`RecordMove` to the PriceActor) before it is carried out. The site that then
+runs the copy finds the latest record naming it and starts *placed* (with the cooldown of a
+cost move); a runner no record names took it over by failover, and goes to the cheapest
+site at once. So noise never moves it twice: each cost move needs `min_saving` held for
+`hold` seconds, and at most one per `cooldown`. The config's first site runs it until every
+price is in (`SETTLE`), then places it.
 """
 
 from __future__ import annotations
