@@ -159,3 +159,4 @@ def test_the_ledger_runs_on_the_cheapest_and_moves_only_for_a_lasting_saving(
     assert cost["detail"]["decision"] == "stay", cost
     text = harmony("status", "--config", config, "--workload", "ledger").stdout
     assert "prices=a=5 b=2 c=0.5" in text, text
+    assert "cost (decided on c): prices a=5 b=2 c=0.5; no site saves more than min_saving" in text
