@@ -33,9 +33,7 @@ def write_site_config(path: Path, cfg: SiteConfig, header: str) -> SiteConfig:
 
 def _no_nulls(data: dict[str, object]) -> dict[str, object]:
     """TOML has no null: a field left out is its default (``[price] value``, say)."""
-    return {
-        k: _no_nulls(v) if isinstance(v, dict) else v for k, v in data.items() if v is not None
-    }
+    return {k: _no_nulls(v) if isinstance(v, dict) else v for k, v in data.items() if v is not None}
 
 
 def loopback_ports(names: Sequence[str], proxied: bool) -> int:
