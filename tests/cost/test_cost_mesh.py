@@ -15,6 +15,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
@@ -61,12 +62,12 @@ class Prices:
         return time.monotonic()
 
 
-@pytest.fixture
-def mesh(tmp_path: Path) -> Iterator[tuple[Watcher, Prices]]:
+@contextmanager
+def cost_mesh(tmp_path: Path, strategy: str) -> Iterator[tuple[Watcher, Prices]]:
     prices = Prices(tmp_path / "prices")
     for site, price in (("a", "5"), ("b", "2"), ("c", "4")):
         prices.set(site, price)
-    ledger = workload("ledger", "absolute-consistency", "a", ["b", "c"], tmp_path)
+    ledger = workload("ledger", strategy, "a", ["b", "c"], tmp_path)
     topology = CostTopologyConfig(sites=list(SITES), min_saving=MIN_SAVING, hold=HOLD, cooldown=5.0)
     mesh = LocalMesh(
         tmp_path,
@@ -84,6 +85,12 @@ def mesh(tmp_path: Path) -> Iterator[tuple[Watcher, Prices]]:
         w.close()
     finally:
         mesh.stop()
+
+
+@pytest.fixture
+def mesh(tmp_path: Path) -> Iterator[tuple[Watcher, Prices]]:
+    with cost_mesh(tmp_path, "absolute-consistency") as found:
+        yield found
 
 
 def cost_detail(watch: Watcher, site: str) -> dict[str, str]:
@@ -160,3 +167,18 @@ def test_the_ledger_runs_on_the_cheapest_and_moves_only_for_a_lasting_saving(
     text = harmony("status", "--config", config, "--workload", "ledger").stdout
     assert "prices=a=5 b=2 c=0.5" in text, text
     assert "cost (decided on c): prices a=5 b=2 c=0.5; no site saves more than min_saving" in text
+
+
+def test_split_brain_allowed_starts_the_new_copy_before_it_stops_the_old(tmp_path: Path) -> None:
+    with cost_mesh(tmp_path, "split-brain-allowed") as (watch, _):
+        watch.wait_runs_on("ledger", {"b"}, 60)
+        truth, _ = watch.truth("ledger")
+        assert [i.site for i in truth] == ["a", "b"], truth
+        assert truth[0].end is not None and truth[1].end is None, truth
+        # The move's rows for split-brain-allowed: b's copy runs (its driver says so) before
+        # a is told to stop. "Runs" is the driver's word: the copy's own first record may
+        # come later (an interpreter starting), so the records may show a short gap.
+        events = watch.history()
+        running = next(e.mono for e in events if e.site == "b" and e.kind == "driver-running")
+        stop = next(e.mono for e in events if e.site == "a" and e.kind == "stop")
+        assert running < stop, watch.tail()
