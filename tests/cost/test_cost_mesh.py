@@ -173,8 +173,9 @@ def test_split_brain_allowed_starts_the_new_copy_before_it_stops_the_old(tmp_pat
     with cost_mesh(tmp_path, "split-brain-allowed") as (watch, _):
         watch.wait_runs_on("ledger", {"b"}, 60)
         truth, _ = watch.truth("ledger")
-        assert [i.site for i in truth] == ["a", "b"], truth
-        assert truth[0].end is not None and truth[1].end is None, truth
+        # a's copy may have been stopped before it wrote its first record
+        assert [i.site for i in truth] in (["a", "b"], ["b"]), truth
+        assert truth[-1].end is None and all(i.end is not None for i in truth[:-1]), truth
         # The move's rows for split-brain-allowed: b's copy runs (its driver says so) before
         # a is told to stop. "Runs" is the driver's word: the copy's own first record may
         # come later (an interpreter starting), so the records may show a short gap.
