@@ -52,6 +52,7 @@ from harmony.security.identity import Identity
 from harmony.sim import disk
 from harmony.sim.freeze import Frozen, freeze, thaw
 from harmony.sim.launch import LocalMesh, alive, describe, pids_mentioning, pids_with_env
+from harmony.sim.price_hooks import price_hook, write_price
 from harmony.sim.records import LEDGER_ENV, RECORDS_ENV
 from harmony.sim.scenario import FLAGS, Scenario, WorkloadSpec, cost_topology
 
@@ -157,29 +158,6 @@ def workload_config(
             primary=w.primary, standbys=list(w.standbys), constraints=list(w.constraints)
         ),
     )
-
-
-def price_file(workdir: Path, site: str) -> Path:
-    """What a site's price hook prints (`set-price` rewrites it)."""
-    return workdir / "prices" / f"{site}.price"
-
-
-def write_price(workdir: Path, site: str, price: float) -> None:
-    """Atomically: a hook never reads half a number."""
-    path = price_file(workdir, site)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"{price:g}\n")
-    os.replace(tmp, path)
-
-
-def price_hook(workdir: Path, site: str) -> Path:
-    """A price hook that prints the site's price file, as a spot-price script would."""
-    hook = workdir / "prices" / f"{site}.sh"
-    hook.parent.mkdir(parents=True, exist_ok=True)
-    hook.write_text(f"#!/bin/sh\nexec cat {shlex.quote(str(price_file(workdir, site)))}\n")
-    hook.chmod(0o755)
-    return hook
 
 
 class ProcessBackend:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from harmony.config import CostTopologyConfig
-from harmony.sim.backend import price_hook, workload_config, write_price
+from harmony.sim.backend import workload_config
+from harmony.sim.price_hooks import price_hook, write_price
 from harmony.sim.scenario import SetPrice
 from harmony.sim.scenario_file import ScenarioError, load_scenario, parse_scenario
 
