@@ -51,7 +51,9 @@ from harmony.textsafe import printable
 log = logging.getLogger(__name__)
 
 READ_INTERVAL = 1.0
-"""Seconds between two reads of the prices bucket."""
+"""Seconds between two reads of the prices bucket on the site running the copy."""
+IDLE_READ_INTERVAL = 5.0
+"""... and on the other sites, which only show the prices (fewer JetStream requests)."""
 MOVE_TIMEOUT = 120.0
 """A move still not carried out after this long (the copy still runs here) is decided again."""
 SETTLE = 10.0
@@ -86,6 +88,7 @@ class CostActor(OfWorkload):
         self.reading: Future[Prices] | None = None
         self.last_said = ""
         self.started_at = self.ctx.clock.monotonic()
+        self.read_at = -IDLE_READ_INTERVAL
         self.every(READ_INTERVAL, ReadPrices())
         self.set_state("running", decision="", why="waiting for the prices bucket")
 
@@ -95,6 +98,11 @@ class CostActor(OfWorkload):
         bridge = self.ctx.bridge
         if bridge is None or (self.reading is not None and not self.reading.done()):
             return
+        now = self.ctx.clock.monotonic()
+        idle = self.name not in self.ctx.copies.read()
+        if idle and now < self.read_at + IDLE_READ_INTERVAL:
+            return
+        self.read_at = now
         conn, mesh, me = bridge.conn, self.ctx.mesh, self.actor_ref
 
         async def read() -> Prices:
