@@ -145,8 +145,12 @@ def test_the_ledger_runs_on_the_cheapest_and_moves_only_for_a_lasting_saving(
     # Gracefully: b stopped its copy before c started one, never two active copies (the
     # copies' own records and the process table), and the token grew.
     intervals = watch.assert_safe()
-    # a, first in the config, ran it until every price was in and it placed it on b.
-    assert [i.site for i in intervals] == ["a", "b", "c"], intervals
+    # a, first in the config, ran it until every price was in and it placed it on b. (A
+    # stalled machine may cost b a renewal: b fences and retakes it, a repeat merged here.)
+    path = [
+        s for j, s in enumerate(i.site for i in intervals) if j == 0 or intervals[j - 1].site != s
+    ]
+    assert path == ["a", "b", "c"], intervals
     assert "operator-move" in {e.kind for e in watch.history() if e.site == "b"}
 
     # status --workload shows the prices it decided from and why it runs where it runs.
