@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from harmony.config import (
+    AGENT_RUNS,
     ConfigError,
     FailoverTopologyConfig,
     HorizontalTopologyConfig,
@@ -26,6 +27,7 @@ from harmony.config import (
     load_config,
 )
 from harmony.config.placement import meaning, placement
+from harmony.config.topologies import kind_of
 from harmony.security.check import describe as describe_security
 from harmony.security.check import security_problems
 from harmony.strategies import uses_lease
@@ -302,7 +304,7 @@ def _where(w: WorkloadConfig) -> str:
     t = w.topology
     if isinstance(t, FailoverTopologyConfig):
         return f"primary {t.primary}, standbys {', '.join(t.standbys) or 'none'}"
-    later = " (the agent runs it in a later release)"
+    later = "" if kind_of(t) in AGENT_RUNS else " (the agent runs it in a later release)"
     if isinstance(t, HorizontalTopologyConfig):
         spread = f"spread over {t.spread_label}" if t.spread_label else "one domain per site"
         return (

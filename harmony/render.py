@@ -260,6 +260,11 @@ def workload_view(workload: str, snaps: dict[str, Snapshot]) -> Group:
     )
     if table is not None:
         parts.append(table)
+    for site, snap in snaps.items():  # a cost workload: what its runner decided, and why
+        for a in snap.actors:
+            if a.path == f"{prefix}/cost" and a.state == "deciding":
+                why = f"cost (decided on {site}): prices {a.detail.get('prices', '')}; "
+                parts.append(Text(why + a.detail.get("why", "")))
     if not parts:
         parts.append(Text(f"no site answered for workload {workload}", style="red"))
     return Group(*parts)

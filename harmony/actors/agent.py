@@ -17,6 +17,7 @@ import pykka
 from harmony.actors.base import handles
 from harmony.actors.messages import CommandResult, DrainSite
 from harmony.actors.peers import PeerChanged, PeerCopies, PeerFacts, PeerWatch
+from harmony.actors.price import PriceActor, needs_price
 from harmony.actors.site import SiteActor
 from harmony.actors.supervision import Supervisor
 from harmony.actors.workload_supervisor import Drain, MoveAway, WorkloadSupervisor
@@ -33,6 +34,8 @@ class AgentSupervisor(Supervisor):
         cfg = self.ctx.config
         self.start_child("site", lambda c, p, parent: SiteActor.start(c, p, parent))
         self.start_child("peers", lambda c, p, parent: PeerWatch.start(c, p, parent))
+        if needs_price(cfg):  # this site's price, for cost workloads (`harmony.actors.price`)
+            self.start_child("price", lambda c, p, parent: PriceActor.start(c, p, parent))
         for w in cfg.workloads:
             sites = (w.topology.primary, *w.topology.standbys)
             if cfg.site not in sites:

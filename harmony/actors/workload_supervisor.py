@@ -21,6 +21,7 @@ from typing import assert_never
 from harmony.actors import lease
 from harmony.actors import messages as m
 from harmony.actors.base import OfWorkload, handles
+from harmony.actors.cost import CostActor
 from harmony.actors.drivers import DriverState
 from harmony.actors.drivers.tether import DeadlineHandoff, TetherSpec, deadline_dir
 from harmony.actors.geo_gate import GeoGate
@@ -30,6 +31,7 @@ from harmony.actors.reports import copy_gone, driver_event, free_cpu
 from harmony.actors.supervision import Supervisor
 from harmony.actors.timers import Timer
 from harmony.actors.workload import DriverReport, WorkloadActor
+from harmony.config import CostTopologyConfig
 from harmony.strategies import (
     Command,
     Decision,
@@ -120,6 +122,8 @@ class WorkloadSupervisor(Supervisor, OfWorkload):
             self.tether.reset()
             self.start_child("lease", LeaseActor.factory(w))
         self.start_child("run", WorkloadActor.factory(w))
+        if isinstance(t, CostTopologyConfig):  # the price decision (`harmony.actors.cost`)
+            self.start_child("cost", CostActor.factory(w))
         now = self.ctx.clock.monotonic()
         self.ctx.record(name, "boot", f"{w.strategy} on {self.ctx.site}, role {self.role()}")
         self.apply(self.strategy.start(self.ctx.site, self.topology, now))

@@ -22,7 +22,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 import msgspec
 import nats.js.errors
@@ -151,16 +152,29 @@ async def ensure_bucket(nc: Client, mesh: str, replicas: int, timeout: float = 5
 
 
 async def read_all(nc: Client, mesh: str, timeout: float = 2.0) -> dict[str, Summary]:
-    """Every site's latest summary in one stream read; {} when there is no bucket yet.
+    """Every site's latest summary in one stream read; {} when there is no bucket yet."""
+    found = await read_bucket(nc, bucket_name(mesh), decode, timeout)
+    return {key: Summary(value, age) for key, (value, age) in found.items()}
+
+
+T = TypeVar("T")
+
+
+async def read_bucket(
+    nc: Client, bucket: str, decode: Callable[[bytes, str], T | None], timeout: float = 2.0
+) -> dict[str, tuple[T, float]]:
+    """{key: (value, seconds since the server stored it)} of every key of `bucket` whose
+    value `decode` accepts, in one stream read; {} when there is no bucket yet (also used
+    for the prices bucket, `harmony.mesh.prices`).
 
     An ordered consumer delivers the last value of every key (`KeyValue.watch` without
     history); the read ends when the server says nothing is pending."""
     js = nc.jetstream(timeout=timeout)
     try:
-        kv = await js.key_value(bucket_name(mesh))
+        kv = await js.key_value(bucket)
     except nats.js.errors.BucketNotFoundError:
         return {}
-    out: dict[str, Summary] = {}
+    out: dict[str, tuple[T, float]] = {}
     now = dt.datetime.now(dt.UTC)
     watcher = await kv.watch(">", ignore_deletes=True)
     try:
@@ -168,10 +182,9 @@ async def read_all(nc: Client, mesh: str, timeout: float = 2.0) -> dict[str, Sum
             async for entry in watcher:
                 if entry is None:
                     break
-                summary = decode(entry.value or b"", entry.key)
-                if summary is None:
-                    continue
-                out[entry.key] = Summary(summary, _age(entry.created, now))
+                value = decode(entry.value or b"", entry.key)
+                if value is not None:
+                    out[entry.key] = (value, _age(entry.created, now))
                 if not entry.delta:  # nothing pending after this one
                     break
     finally:

@@ -17,6 +17,8 @@ may request snapshots too (its admin watches with ``harmony status --config``), 
 
 The sites bucket (``harmony-<mesh>-sites``, `harmony.mesh.summaries`): a site writes only its
 own key (and may create the bucket); everyone reads every summary with one ordered consumer.
+The prices bucket (``harmony-<mesh>-prices``, `harmony.mesh.prices`) likewise, but only
+sites read it (operators see prices in the cost actors' snapshots).
 An edge site of a core-and-edge mesh (`harmony.site_roles`) reaches the core over a leaf
 link authorised as its site user, with one addition: it may publish to the mesh's ask
 inboxes. nats-server carries no response permission over a leaf link (measured: an edge's
@@ -41,6 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from harmony.mesh import subjects  # a stdlib-only leaf: the one definition of the scheme
+from harmony.mesh.prices import bucket_name as prices_bucket
 from harmony.mesh.subjects import lease_bucket, lease_stream
 from harmony.mesh.summaries import bucket_name as sites_bucket
 from harmony.security.roster import Roster
@@ -141,6 +144,22 @@ def sites_bucket_rules(mesh: str, site: str | None) -> list[str]:
     return rules
 
 
+def prices_bucket_rules(mesh: str, site: str) -> list[str]:
+    """The prices bucket (`harmony.mesh.prices`): a site reads every price with one ordered
+    consumer, may create the bucket and writes its own key, and no other."""
+    stream = f"KV_{prices_bucket(mesh)}"
+    return [
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.>",
+        f"$JS.API.CONSUMER.DELETE.{stream}.*",
+        f"$JS.API.CONSUMER.INFO.{stream}.*",
+        f"$JS.FC.{stream}.>",
+        f"$JS.API.STREAM.CREATE.{stream}",
+        f"$KV.{prices_bucket(mesh)}.{site}",
+    ]
+
+
 CORES_KEY = "cores"
 """The key of the mesh's core list in `mesh_info_bucket` (see `harmony.mesh.mesh_info`)."""
 
@@ -233,6 +252,7 @@ def site_permissions(
         subjects.sent_by(mesh, site, subjects.ASK),
         *lease_rules(mesh, known_leases, lease_workloads),
         *sites_bucket_rules(mesh, site),
+        *prices_bucket_rules(mesh, site),
         *(_mesh_info(mesh, core=not edge) if roles else []),
         *([mesh_inboxes(mesh)] if edge else []),
     ]

@@ -44,6 +44,7 @@ from harmony.actors.drivers.containment import containment_id
 from harmony.config import (
     FailoverTopologyConfig,
     HooksDriverConfig,
+    PriceConfig,
     ProcessDriverConfig,
     WorkloadConfig,
 )
@@ -51,8 +52,9 @@ from harmony.security.identity import Identity
 from harmony.sim import disk
 from harmony.sim.freeze import Frozen, freeze, thaw
 from harmony.sim.launch import LocalMesh, alive, describe, pids_mentioning, pids_with_env
+from harmony.sim.price_hooks import price_hook, write_price
 from harmony.sim.records import LEDGER_ENV, RECORDS_ENV
-from harmony.sim.scenario import FLAGS, Scenario, WorkloadSpec
+from harmony.sim.scenario import FLAGS, Scenario, WorkloadSpec, cost_topology
 
 EXAMPLE_WORKLOAD = [sys.executable, "-m", "harmony.sim.example_workload"]
 PYTHON = "{python}"
@@ -82,6 +84,7 @@ class Backend(Protocol):
     def freeze(self, site: str, what: str) -> int: ...
     def thaw(self, site: str) -> None: ...
     def set_flag(self, site: str, flag: str, on: bool) -> bool: ...
+    def set_price(self, site: str, price: float) -> None: ...
     def fill_disk(self, site: str) -> int: ...
     def free_disk(self, site: str) -> None: ...
     def containments(self) -> dict[tuple[str, str], str]: ...
@@ -149,7 +152,9 @@ def workload_config(
         strategy=w.strategy,
         reconcile=w.reconcile,
         driver=driver,
-        topology=FailoverTopologyConfig(
+        topology=cost_topology(w)
+        if w.topology == "cost"
+        else FailoverTopologyConfig(
             primary=w.primary, standbys=list(w.standbys), constraints=list(w.constraints)
         ),
     )
@@ -184,6 +189,10 @@ class ProcessBackend:
             timings=scenario.timing_values(),
             site_timings={s: scenario.timing_values(s) for s in scenario.site_timings},
             site_labels=dict(scenario.labels),
+            site_prices={
+                s: PriceConfig(hook=str(price_hook(workdir, s)), interval=scenario.price_interval)
+                for s in scenario.prices
+            },
             log_level=log_level,
             proxied=True,
         )
@@ -202,6 +211,8 @@ class ProcessBackend:
         (self.truth / "records").mkdir(parents=True, exist_ok=True)
         for s in self.scenario.sites:
             hook_dir(self.workdir, s).mkdir(parents=True, exist_ok=True)
+        for s, price in self.scenario.prices.items():
+            write_price(self.workdir, s, price)
         for s, size in self.scenario.data_dir_size.items():
             disk.mount_tmpfs(self.workdir / s, size)
             self.mounted.append(self.workdir / s)
@@ -378,6 +389,9 @@ class ProcessBackend:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         return True
+
+    def set_price(self, site: str, price: float) -> None:
+        write_price(self.workdir, site, price)
 
     def fill_disk(self, site: str) -> int:
         return disk.fill(self.workdir / site)

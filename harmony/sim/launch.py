@@ -26,6 +26,7 @@ from harmony.config import (
     ROSTER_FILE,
     MetricsConfig,
     NatsConfig,
+    PriceConfig,
     SecurityConfig,
     SiteConfig,
     Supervision,
@@ -102,6 +103,8 @@ class LocalMesh:
     """Per-site timings, instead of `timings` (sites that disagree)."""
     site_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     """Each site's labels (config ``labels``; geo constraints name them)."""
+    site_prices: dict[str, PriceConfig] = field(default_factory=dict)
+    """Each priced site's ``[price]`` (cost topologies read it)."""
     supervision: Supervision = field(default_factory=Supervision)
     log_level: str = "info"
     proxied: bool = False
@@ -208,6 +211,7 @@ class LocalMesh:
                 workloads=self.workloads_for(s),
                 security=security,
                 labels=self.site_labels.get(s, {}),
+                price=self.site_prices.get(s),
             )
             path = self.workdir / f"{s}.toml"
             header = f"site {s} of mesh {self.mesh}, written by harmony.sim.launch{self.note}"

@@ -20,7 +20,7 @@ from typing import Literal, get_args
 
 import msgspec
 
-from harmony.config import Timings
+from harmony.config import CostTopologyConfig, Timings
 from harmony.strategies.labels import SiteFacts, eligible, parse_constraints
 from harmony.strategies.names import (
     DEFAULT_RECONCILE,
@@ -62,12 +62,29 @@ class WorkloadSpec(_S, kw_only=True):
     constraints: list[str] = []
     """geo constraints on the sites' labels (``jurisdiction in ["EU"]``, the scenario's
     `labels`): no copy may ever run outside them (the `geo` checker)."""
+    topology: Literal["failover", "cost"] = "failover"
+    """``cost``: the cheapest of primary + standbys, by the scenario's `prices` (a move needs
+    a saving above `min_saving` held for `hold` s, at most one per `cooldown` s)."""
+    min_saving: float = 1.0
+    hold: float = 5.0
+    cooldown: float = 30.0
 
     def eligible_sites(self, labels: Mapping[str, Mapping[str, str]]) -> list[str]:
         """The sites of its topology that its constraints allow (all, without any)."""
         facts = [SiteFacts(s, labels.get(s, {})) for s in (self.primary, *self.standbys)]
         kept, _ = eligible(facts, parse_constraints(self.constraints))
         return [f.name for f in kept]
+
+
+def cost_topology(w: WorkloadSpec) -> CostTopologyConfig:
+    """The site config's topology of a ``cost`` workload."""
+    return CostTopologyConfig(
+        sites=[w.primary, *w.standbys],
+        min_saving=w.min_saving,
+        hold=w.hold,
+        cooldown=w.cooldown,
+        constraints=list(w.constraints),
+    )
 
 
 class Checks(_S, kw_only=True):
@@ -211,6 +228,12 @@ class Unflag(SiteStep, tag="unflag", tag_field="do", kw_only=True):
     flag: FlagName
 
 
+class SetPrice(SiteStep, tag="set-price", tag_field="do", kw_only=True):
+    """Change a site's price: the file its price hook prints (see `Scenario.prices`)."""
+
+    price: float
+
+
 class Move(_Step, tag="move", tag_field="do", kw_only=True):
     """The operator's move (the `MoveWorkload` the TUI sends) of `workload` to site `to`
     (or ``@next``: the first site of its topology not running it), sent to `via`
@@ -275,6 +298,7 @@ Step = (
     | Thaw
     | Flag
     | Unflag
+    | SetPrice
     | Move
     | FillDisk
     | FreeDisk
@@ -306,6 +330,10 @@ class Scenario(_S, kw_only=True):
     Needs mounting (root); where impossible the scenario is skipped (failed under CI)."""
     labels: dict[str, dict[str, str]] = {}
     """Each site's labels (``[labels] a = { jurisdiction = "EU" }``), as its config says."""
+    prices: dict[str, float] = {}
+    """Each priced site's starting price (``[prices] a = 3.0``): its ``[price]`` is a hook
+    printing a file that `set-price` steps rewrite, run every `price_interval` s."""
+    price_interval: float = 0.5
     workloads: list[WorkloadSpec] = []
     checks: Checks = msgspec.field(default_factory=Checks)
     random: RandomMode = msgspec.field(default_factory=RandomMode)

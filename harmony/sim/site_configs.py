@@ -27,9 +27,13 @@ def write_site_config(path: Path, cfg: SiteConfig, header: str) -> SiteConfig:
     load it (so a config the loader refuses fails here, before anything starts)."""
     data = msgspec.to_builtins(cfg)
     data.pop("source", None)
-    data = {k: v for k, v in data.items() if v is not None}  # TOML has no null
-    path.write_text(f"# {header}\n" + tomli_w.dumps(data))
+    path.write_text(f"# {header}\n" + tomli_w.dumps(_no_nulls(data)))
     return load_config(path)
+
+
+def _no_nulls(data: dict[str, object]) -> dict[str, object]:
+    """TOML has no null: a field left out is its default (``[price] value``, say)."""
+    return {k: _no_nulls(v) if isinstance(v, dict) else v for k, v in data.items() if v is not None}
 
 
 def loopback_ports(names: Sequence[str], proxied: bool) -> int:

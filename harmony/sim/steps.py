@@ -95,6 +95,10 @@ class Steps:
                 self._freeze(step)
             case scenario.Flag() | scenario.Unflag():
                 self._flag(step)
+            case scenario.SetPrice():
+                site = self.sim.resolve(step.site)
+                self.sim.backend.set_price(site, step.price)
+                self.sim.fault("price-set", site, f"price {step.price:g}")
             case scenario.Move():
                 return self._move(step)
             case scenario.FillDisk() | scenario.FreeDisk():

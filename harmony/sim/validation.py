@@ -12,9 +12,17 @@ from typing import Never
 
 import msgspec
 
-from harmony.config import NAME_RE, timing_problem
+from harmony.config import NAME_RE, timing_problem, topology_problem
 from harmony.sim import scenario
-from harmony.sim.scenario import FAULT_KINDS, HOOK_FAULTS, ONE_WAY, SIGNALS, Scenario, Step
+from harmony.sim.scenario import (
+    FAULT_KINDS,
+    HOOK_FAULTS,
+    ONE_WAY,
+    SIGNALS,
+    Scenario,
+    Step,
+    cost_topology,
+)
 from harmony.strategies import uses_lease
 from harmony.strategies.labels import ConstraintError, labels_problem, parse_constraints
 
@@ -129,6 +137,13 @@ def _workloads(sc: Scenario) -> Problem:
         bad = labels_problem(labels)
         if bad is not None:
             return f"labels.{site}", bad[1]
+    for site, price in sc.prices.items():
+        if site not in sc.sites:
+            return f"prices.{site}", f"{site!r} is not a (non-witness) site of the scenario"
+        if not 0 <= price < 1e12:
+            return f"prices.{site}", f"{price}: a number from 0 to 1e12"
+    if not 0 < sc.price_interval <= 60:
+        return "price_interval", f"{sc.price_interval}: seconds, > 0 and <= 60"
     seen: set[str] = set()
     for i, w in enumerate(sc.workloads):
         if not NAME_RE.match(w.name) or w.name in seen:
@@ -150,6 +165,10 @@ def _workloads(sc: Scenario) -> Problem:
             return f"workloads[{i}].constraints", str(e)
         if w.probe_interval <= 0 or w.hook_timeout <= 0:
             return f"workloads[{i}].probe_interval", "probe_interval and hook_timeout > 0"
+        if w.topology == "cost":
+            problem = topology_problem(cost_topology(w))
+            if problem is not None:
+                return f"workloads[{i}].{problem[0]}", problem[1]
         if not [s for s in [w.primary, *w.standbys] if s not in sc.expect_refused]:
             return f"workloads[{i}].primary", "every site of its topology is expect_refused"
     return None
@@ -252,6 +271,11 @@ def _check_kind(refs: _Refs, step: Step) -> Problem:
             return refs.on_site(step) or _when(bad, "site", why)
         case scenario.Flag() | scenario.Unflag():
             return _check_flag(refs, step)
+        case scenario.SetPrice():
+            bad = step.site not in sc.prices
+            why = f"{step.site!r} has no price in the scenario's prices: it runs no price hook"
+            neg = not 0 <= step.price < 1e12
+            return _when(bad, "site", why) or _when(neg, "price", "a number from 0 to 1e12")
         case scenario.Move():
             return _check_move(refs, step)
         case scenario.WaitUntil():

@@ -29,6 +29,7 @@ from harmony.actors import lease
 from harmony.actors import messages as m
 from harmony.actors.agent import AgentSupervisor
 from harmony.actors.base import ChildFailed, HarmonyActor, handles
+from harmony.actors.cost import CostActor, PricesRead, ReadPrices
 from harmony.actors.exports import EXPORTS
 from harmony.actors.journal import read_journal
 from harmony.actors.lease import LeaseActor, Observed, Poll
@@ -40,6 +41,7 @@ from harmony.actors.peers import (
     PeerFacts,
     PeerWatch,
 )
+from harmony.actors.price import PriceActor, PublishPrice, RecordMove, RunPriceHook
 from harmony.actors.site import Beat, SiteActor, WriteSummary
 from harmony.actors.supervision import Supervisor
 from harmony.actors.workload import DriverReport, WorkloadActor
@@ -56,6 +58,8 @@ ACTORS: tuple[type[HarmonyActor], ...] = (
     WorkloadSupervisor,
     LeaseActor,
     WorkloadActor,
+    PriceActor,
+    CostActor,
 )
 
 PATHS: dict[str, type[HarmonyActor]] = {
@@ -65,6 +69,8 @@ PATHS: dict[str, type[HarmonyActor]] = {
     "agent/workload/*": WorkloadSupervisor,
     "agent/workload/*/run": WorkloadActor,
     "agent/workload/*/lease": LeaseActor,
+    "agent/workload/*/cost": CostActor,
+    "agent/price": PriceActor,
 }
 
 PARENT: dict[type[HarmonyActor], type[HarmonyActor]] = {
@@ -73,8 +79,14 @@ PARENT: dict[type[HarmonyActor], type[HarmonyActor]] = {
     WorkloadSupervisor: AgentSupervisor,
     LeaseActor: WorkloadSupervisor,
     WorkloadActor: WorkloadSupervisor,
+    PriceActor: AgentSupervisor,
+    CostActor: WorkloadSupervisor,
 }
-CHILDREN: dict[str, type[HarmonyActor]] = {"run": WorkloadActor, "lease": LeaseActor}
+CHILDREN: dict[str, type[HarmonyActor]] = {
+    "run": WorkloadActor,
+    "lease": LeaseActor,
+    "cost": CostActor,
+}
 SUPERVISORS = (AgentSupervisor, WorkloadSupervisor)
 
 INTERNAL: dict[type[HarmonyActor], set[type]] = {
@@ -118,6 +130,11 @@ INTERNAL: dict[type[HarmonyActor], set[type]] = {
         m.StopWorkload,
         m.FenceWorkload,
         DriverReport,
+    },
+    PriceActor: {RunPriceHook, PublishPrice, RecordMove},
+    CostActor: {
+        ReadPrices,
+        PricesRead,  # told by the read's done callback (a variable)
     },
 }
 
@@ -174,6 +191,8 @@ def receivers(
         return (SiteActor,)
     if target.startswith("self.ctx.ref(") and "self.path" in target and actor is not None:
         return (actor,)
+    if target == "price" and actor is CostActor:  # the directory's PRICE_PATH
+        return (PriceActor,)
     if target == "self.root":
         return (AgentSupervisor,)
     raise AssertionError(f"a send to {target}.{method}: teach receivers() who that is")
