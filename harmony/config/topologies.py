@@ -194,7 +194,7 @@ def _constraints_problem(texts: list[str]) -> tuple[str, str] | None:
     return None
 
 
-AGENT_RUNS: frozenset[str] = frozenset({"failover"})
+AGENT_RUNS: frozenset[str] = frozenset({"failover", "horizontal"})
 """The topology kinds `harmony agent` runs; `harmony config check` accepts every kind."""
 
 

@@ -50,6 +50,7 @@ from harmony.config import (
 from harmony.security.identity import Identity
 from harmony.sim import disk
 from harmony.sim.freeze import Frozen, freeze, thaw
+from harmony.sim.horizontal import configured, horizontal_topology
 from harmony.sim.launch import LocalMesh, alive, describe, pids_mentioning, pids_with_env
 from harmony.sim.records import LEDGER_ENV, RECORDS_ENV
 from harmony.sim.scenario import FLAGS, Scenario, WorkloadSpec
@@ -149,7 +150,8 @@ def workload_config(
         strategy=w.strategy,
         reconcile=w.reconcile,
         driver=driver,
-        topology=FailoverTopologyConfig(
+        topology=horizontal_topology(w)
+        or FailoverTopologyConfig(
             primary=w.primary, standbys=list(w.standbys), constraints=list(w.constraints)
         ),
     )
@@ -178,7 +180,7 @@ class ProcessBackend:
             witnesses=list(scenario.witnesses),
             cores=len(scenario.cores),
             site_workloads={
-                s: [workload_config(w, workdir, s, self.truth) for w in scenario.workloads]
+                s: [workload_config(w, workdir, s, self.truth) for w in configured(scenario)]
                 for s in scenario.sites
             },
             timings=scenario.timing_values(),

@@ -62,6 +62,13 @@ class WorkloadSpec(_S, kw_only=True):
     constraints: list[str] = []
     """geo constraints on the sites' labels (``jurisdiction in ["EU"]``, the scenario's
     `labels`): no copy may ever run outside them (the `geo` checker)."""
+    replicas: int = 0
+    """> 0: a horizontal workload of this many slots over ``primary`` and ``standbys``
+    (`harmony.sim.horizontal`); the fields below are its topology's."""
+    spread_label: str = ""
+    max_skew: int = 1
+    max_unavailable: int = 1
+    settle: float = 30.0
 
     def eligible_sites(self, labels: Mapping[str, Mapping[str, str]]) -> list[str]:
         """The sites of its topology that its constraints allow (all, without any)."""
@@ -307,6 +314,9 @@ class Scenario(_S, kw_only=True):
     labels: dict[str, dict[str, str]] = {}
     """Each site's labels (``[labels] a = { jurisdiction = "EU" }``), as its config says."""
     workloads: list[WorkloadSpec] = []
+    horizontal: list[WorkloadSpec] = []
+    """Set by the loader (`harmony.sim.horizontal.with_slots`): the horizontal workloads as
+    written, while `workloads` holds their slots."""
     checks: Checks = msgspec.field(default_factory=Checks)
     random: RandomMode = msgspec.field(default_factory=RandomMode)
     steps: list[Step] = []

@@ -14,6 +14,7 @@ import msgspec
 
 from harmony.config import NAME_RE, timing_problem
 from harmony.sim import scenario
+from harmony.sim.horizontal import spec_problem as horizontal_problem
 from harmony.sim.scenario import FAULT_KINDS, HOOK_FAULTS, ONE_WAY, SIGNALS, Scenario, Step
 from harmony.strategies import uses_lease
 from harmony.strategies.labels import ConstraintError, labels_problem, parse_constraints
@@ -129,6 +130,8 @@ def _workloads(sc: Scenario) -> Problem:
         bad = labels_problem(labels)
         if bad is not None:
             return f"labels.{site}", bad[1]
+    if sc.horizontal:
+        return "horizontal", "set by the loader from the workloads with replicas: leave it out"
     seen: set[str] = set()
     for i, w in enumerate(sc.workloads):
         if not NAME_RE.match(w.name) or w.name in seen:
@@ -148,6 +151,8 @@ def _workloads(sc: Scenario) -> Problem:
             parse_constraints(w.constraints)
         except ConstraintError as e:
             return f"workloads[{i}].constraints", str(e)
+        if (why := horizontal_problem(w)) is not None:
+            return f"workloads[{i}].replicas", why
         if w.probe_interval <= 0 or w.hook_timeout <= 0:
             return f"workloads[{i}].probe_interval", "probe_interval and hook_timeout > 0"
         if not [s for s in [w.primary, *w.standbys] if s not in sc.expect_refused]:

@@ -242,13 +242,10 @@ def test_the_agent_refuses_what_it_does_not_run_yet_naming_each_field(tmp_path: 
     path.write_text(GOOD)
     cfg = load_config(path)
     found = unsupported_topologies([w.topology for w in cfg.workloads])
-    # workloads[0] is a failover workload with constraints: the agent keeps those now
-    assert [f for f, _ in found] == [
-        "workloads[1].topology.kind",
-        "workloads[2].topology.kind",
-    ]
+    # workloads[0] is a failover workload with constraints, [1] horizontal: the agent runs both
+    assert [f for f, _ in found] == ["workloads[2].topology.kind"]
     assert "not run by this agent yet" in found[0][1]
-    assert "'cost'" in found[1][1]
+    assert "'cost'" in found[0][1]
     plain = FailoverTopologyConfig(primary="a", standbys=["b"])
     assert unsupported_topologies([plain]) == []
 
@@ -290,7 +287,6 @@ def test_the_readme_example_of_labels_and_topologies_is_a_valid_site(tmp_path: P
     kinds = [type(w.topology) for w in cfg.workloads]
     assert kinds == [FailoverTopologyConfig, HorizontalTopologyConfig, CostTopologyConfig]
     assert [f for f, _ in unsupported_topologies([w.topology for w in cfg.workloads])] == [
-        "workloads[1].topology.kind",
         "workloads[2].topology.kind",
     ]
 
@@ -302,12 +298,12 @@ def test_harmony_agent_refuses_a_topology_it_does_not_run_and_starts_nothing(
     path.write_text(
         'mesh = "m"\nsite = "a"\n[[workloads]]\nname = "web"\n'
         'driver = { kind = "process", command = ["sleep", "600"] }\n'
-        'topology = { kind = "horizontal", sites = ["a", "b"], replicas = 2 }\n'
+        'topology = { kind = "cost", sites = ["a", "b"], min_saving = 0.1 }\n'
     )
     out = harmony("agent", "--config", str(path), timeout=60)
     assert out.returncode == 2, out.stderr
     assert (
-        f"invalid configuration: {path}: workloads[0].topology.kind: 'horizontal' is not run "
+        f"invalid configuration: {path}: workloads[0].topology.kind: 'cost' is not run "
         "by this agent yet" in out.stderr
     )
     assert not (tmp_path / "data").exists()  # refused before anything was created
