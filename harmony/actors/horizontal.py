@@ -25,18 +25,21 @@ and the peers' heartbeats (their copies) must be heard before "not running" mean
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 from harmony.actors import messages as m
 from harmony.actors.base import OfWorkload, handles
 from harmony.actors.geo_gate import LIVE_STATES
-from harmony.actors.peers import PeerChanged, PeerCopies, PeerFacts
+from harmony.actors.peers import PeerChanged, PeerCopies, PeerFacts, ResendCopies
 from harmony.actors.workload_supervisor import Drain, MoveAway, workload_path
 from harmony.config.slots import slot_names
 from harmony.config.topologies import HorizontalTopologyConfig
+from harmony.mesh.remote import RemoteError
 from harmony.strategies.horizontal import HorizontalState, Move, Plan, plan
 from harmony.strategies.labels import SiteFacts
 
+PEERS_PATH = "agent/peers"
 BOOT_HEARTBEATS = 3
 """Heartbeat intervals, on top of the lease TTL, before a freshly started actor acts."""
 
@@ -67,6 +70,9 @@ class HorizontalActor(OfWorkload):
             + BOOT_HEARTBEATS * timings.heartbeat_interval
         )
         self.every(timings.heartbeat_interval, Replan(), first=timings.heartbeat_interval)
+        watch = self.ctx.directory.get(PEERS_PATH)
+        if watch is not None:  # after a restart of this actor: hear every peer's copies again
+            watch.tell(ResendCopies())
         self.replan()
 
     # -- facts ---------------------------------------------------------------------------
@@ -138,9 +144,14 @@ class HorizontalActor(OfWorkload):
             self.name, f"horizontal-{move.kind}", move.reason, slot=slot, target=move.target
         )
         reason = f"horizontal {move.kind}: {move.reason}"
-        self.ctx.ref(self.ctx.site, workload_path(slot)).tell(
-            m.MoveWorkload(target=move.target, reason=reason[:200])
-        )
+        try:
+            self.ctx.ref(self.ctx.site, workload_path(slot)).tell(
+                m.MoveWorkload(target=move.target, reason=reason[:200])
+            )
+        except RemoteError as e:  # the slot's supervisor is restarting: plan it again
+            self.ctx.record(self.name, "horizontal-unsent", f"{slot}: {e}", slot=slot)
+            pending = {k: v for k, v in self.planned.pending.items() if k != move.slot}
+            self.planned = replace(self.planned, pending=MappingProxyType(pending))
 
     def show(
         self, result: Plan, current: dict[int, str], notes: tuple[str, ...], lead: str

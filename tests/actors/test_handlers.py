@@ -40,6 +40,7 @@ from harmony.actors.peers import (
     PeerCopies,
     PeerFacts,
     PeerWatch,
+    ResendCopies,
 )
 from harmony.actors.site import Beat, SiteActor, WriteSummary
 from harmony.actors.supervision import Supervisor
@@ -94,7 +95,7 @@ INTERNAL: dict[type[HarmonyActor], set[type]] = {
         m.Ping,  # another site's probe
         m.Notice,  # another site's SendNotice
     },
-    PeerWatch: {HeartbeatSeen, CheckPeers},
+    PeerWatch: {HeartbeatSeen, CheckPeers, ResendCopies},
     WorkloadSupervisor: {
         ChildFailed,
         Tick,
@@ -175,6 +176,8 @@ def receivers(
         return (CHILDREN[call.args[0].value],)
     if method == "to_workloads" or (target == "child.ref" and actor is AgentSupervisor):
         return (WorkloadSupervisor, HorizontalActor)  # both live at agent/workload/<name>
+    if target == "watch" and actor is HorizontalActor:
+        return (PeerWatch,)  # the directory's agent/peers
     if target.startswith("self.ctx.ref(self.ctx.site, workload_path(") and actor is HorizontalActor:
         return (WorkloadSupervisor,)  # a slot's supervisor, here
     if target in ("self.actor_ref", "ref") and actor is not None:
