@@ -36,8 +36,9 @@ from harmony.actors.workload_supervisor import Drain, MoveAway, workload_path
 from harmony.config.slots import slot_names
 from harmony.config.topologies import HorizontalTopologyConfig
 from harmony.mesh.remote import RemoteError
-from harmony.strategies.horizontal import HorizontalState, Move, Plan, plan
+from harmony.strategies.horizontal import HorizontalState, Move, MoveKind, Plan, plan
 from harmony.strategies.labels import SiteFacts
+from harmony.strategies.registry import uses_lease
 
 PEERS_PATH = "agent/peers"
 BOOT_HEARTBEATS = 3
@@ -64,6 +65,7 @@ class HorizontalActor(OfWorkload):
         self.liveness: dict[str, str] = {}
         self.peer_copies: dict[str, frozenset[str]] = {}
         self.notes: tuple[str, ...] = ()
+        self.aligned: dict[int, float] = {}
         self.act_after = (
             self.ctx.clock.monotonic()
             + timings.lease_ttl
@@ -96,23 +98,25 @@ class HorizontalActor(OfWorkload):
             out.append(SiteFacts(site, p.labels, capacity, alive=alive))
         return out, unheard
 
-    def current(self) -> dict[int, str]:
-        """Slot -> the site its copy runs on (a slot seen on two sites: the move's target
-        if one is pending, else the first site by name)."""
+    def current(self) -> tuple[dict[int, str], dict[int, set[str]]]:
+        """(slot -> the site its copy runs on, slot -> every site it was seen on). A slot
+        seen on two sites counts at its pending move's target, else the first by name."""
         running: dict[str, frozenset[str]] = {
             **self.peer_copies,
             self.ctx.site: frozenset(self.ctx.copies.read()),
         }
         where: dict[int, str] = {}
+        seen: dict[int, set[str]] = {}
         for site in sorted(running):
             for name in running[site]:
                 slot = self.index.get(name)
                 if slot is None or site not in self.sites:
                     continue
+                seen.setdefault(slot, set()).add(site)
                 moving = self.planned.pending.get(slot)
                 if slot not in where or (moving is not None and moving.target == site):
                     where[slot] = site
-        return where
+        return where, seen
 
     def coordinator(self, facts: list[SiteFacts]) -> str:
         alive = {s.name for s in facts if s.alive}
@@ -122,7 +126,7 @@ class HorizontalActor(OfWorkload):
     def replan(self) -> None:
         now = self.ctx.clock.monotonic()
         facts, unheard = self.facts()
-        current = self.current()
+        current, seen = self.current()
         result = plan(self.spec, self.planned, facts, current, now)
         lead = self.coordinator(facts)
         acting = lead == self.ctx.site and now >= self.act_after
@@ -130,20 +134,36 @@ class HorizontalActor(OfWorkload):
             self.planned = result.state
             for move in result.moves:
                 self.send(move)
+            self.align(result, seen, now)
         else:  # only the coordinator's moves are pending; the settle clock runs everywhere
             self.planned = HorizontalState(imbalanced_since=result.state.imbalanced_since)
         notes = result.notes + ((f"never heard from: {', '.join(unheard)}",) if unheard else ())
         self.show(result, current, notes, lead)
 
-    def send(self, move: Move) -> None:
+    def align(self, result: Plan, seen: dict[int, set[str]], now: float) -> None:
+        """A slot seen on several sites (split-brain-allowed after a heal: the sites cut off
+        when it moved never heard of the move, and prefer their own copy) is moved again to
+        where the plan has it, so that every site of the slot prefers the same copy and its
+        reconcile keeps that one. Repeated at most once per lease TTL while it lasts."""
+        if uses_lease(self.workload.strategy):
+            return  # a slot's lease: two sites listing it is only a heartbeat's lag
+        every = self.ctx.config.timings.lease_ttl
+        for slot, sites in sorted(seen.items()):
+            target = result.placement.get(slot)
+            if len(sites) < 2 or target is None or now < self.aligned.get(slot, -every) + every:
+                continue
+            self.aligned[slot] = now
+            why = f"slot {slot} seen on {', '.join(sorted(sites))}: every site prefers {target}"
+            self.send(Move(slot, None, target, MoveKind.PLACE, why), kind="align")
+
+    def send(self, move: Move, kind: str = "") -> None:
         slot = self.slots[move.slot]
         if move.target is None:  # nowhere to go: the slot's own geo gate stops it if it must
             self.ctx.record(self.name, "horizontal-stuck", move.reason, slot=slot)
             return
-        self.ctx.record(
-            self.name, f"horizontal-{move.kind}", move.reason, slot=slot, target=move.target
-        )
-        reason = f"horizontal {move.kind}: {move.reason}"
+        kind = kind or str(move.kind)
+        self.ctx.record(self.name, f"horizontal-{kind}", move.reason, slot=slot, target=move.target)
+        reason = f"horizontal {kind}: {move.reason}"
         try:
             self.ctx.ref(self.ctx.site, workload_path(slot)).tell(
                 m.MoveWorkload(target=move.target, reason=reason[:200])
