@@ -66,6 +66,7 @@ class HorizontalActor(OfWorkload):
         self.peer_copies: dict[str, frozenset[str]] = {}
         self.notes: tuple[str, ...] = ()
         self.aligned: dict[int, float] = {}
+        self.draining = False  # this agent stops: peers leaving now are no loss to act on
         self.act_after = (
             self.ctx.clock.monotonic()
             + timings.lease_ttl
@@ -129,7 +130,7 @@ class HorizontalActor(OfWorkload):
         current, seen = self.current()
         result = plan(self.spec, self.planned, facts, current, now)
         lead = self.coordinator(facts)
-        acting = lead == self.ctx.site and now >= self.act_after
+        acting = lead == self.ctx.site and now >= self.act_after and not self.draining
         if acting:
             self.planned = result.state
             for move in result.moves:
@@ -215,6 +216,7 @@ class HorizontalActor(OfWorkload):
 
     @handles(Drain)
     def on_drain(self, _: Drain) -> threading.Event:
+        self.draining = True
         done = threading.Event()  # nothing runs here: the slots drain themselves
         done.set()
         return done
