@@ -129,3 +129,20 @@ def check_horizontal(
                 )
             )
     return out
+
+
+def spread_at_start(sc: Scenario, where: Mapping[str, set[str]]) -> bool:
+    """The start a scenario may count on for each horizontal workload: every slot runs on
+    exactly one site, spread within `max_skew` (`where`: slot -> the sites running it).
+    Which site runs which slot is the leases' race at boot, not a promise."""
+    for h in sc.horizontal:
+        per_site: Counter[str] = Counter()
+        for s in slot_specs(h):
+            sites = where.get(s.name, set())
+            if len(sites) != 1:
+                return False
+            per_site.update(sites)
+        counts = [per_site.get(site, 0) for site in h.eligible_sites(sc.labels)]
+        if counts and max(counts) - min(counts) > h.max_skew:
+            return False
+    return True

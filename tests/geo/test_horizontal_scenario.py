@@ -19,6 +19,7 @@ pytestmark = pytest.mark.mesh
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 
 
+@pytest.mark.timeout(480)  # six sites, two killed and restarted, a rebalance: ~2-3 minutes
 def test_horizontal_5_over_6_passes_on_ground_truth(tmp_path: Path) -> None:
     scenario = load_scenario(LIBRARY / "horizontal-5-over-6.toml")
     workdir = tmp_path / "run"
@@ -28,10 +29,10 @@ def test_horizontal_5_over_6_passes_on_ground_truth(tmp_path: Path) -> None:
     assert result.ok, (why, result.error, result.leftovers)
     assert result.intervals is not None
     slots = [f"web--{i}" for i in range(5)]
-    # each slot ran, and the two killed sites' slots ran somewhere else meanwhile
+    # each slot ran; the slots of the two killed sites ran on another site afterwards
     assert all(result.intervals[s] for s in slots), result.intervals
-    for slot, site in (("web--0", "s1"), ("web--1", "s2")):
-        assert {i.site for i in result.intervals[slot]} - {site}, (slot, result.intervals[slot])
+    moved = [s for s in slots if len({i.site for i in result.intervals[s]}) > 1]
+    assert len(moved) >= 2, result.intervals
     # at the end one copy per slot, at most one per site (the checker says so too)
     last = Counter(max(result.intervals[s], key=lambda i: i.start).site for s in slots)
     assert max(last.values()) == 1, last
