@@ -40,8 +40,9 @@ BOUND = worst_case_takeover(SIM_TIMINGS.lease_ttl, election_time=9.0) + 10.0
 
 
 @pytest.fixture
-def watch(tmp_path: Path) -> Iterator[Watcher]:
-    base = workload("web", "absolute-consistency", "s1", [], tmp_path)
+def watch(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Watcher]:
+    strategy = getattr(request, "param", "absolute-consistency")
+    base = workload("web", strategy, "s1", [], tmp_path)
     topology = HorizontalTopologyConfig(
         sites=list(SITES), replicas=4, max_unavailable=1, settle=SETTLE
     )
@@ -149,3 +150,19 @@ def test_slots_are_spread_replaced_and_rebalanced_never_doubled(watch: Watcher) 
     )
     worst = max((down_at(intervals, t) for t in edges if t > moves[0].mono), default=0)
     assert worst <= 1, intervals
+
+
+@pytest.mark.parametrize("watch", ["split-brain-allowed"], indirect=True)
+def test_split_brain_allowed_slots_are_replaced_and_end_one_copy_each(watch: Watcher) -> None:
+    """Under split-brain-allowed a slot may run twice for a moment (that is its promise);
+    after the loss and the return each slot still ends with one copy, one per site."""
+    mesh = watch.mesh
+    wait_until(lambda: one_each(watch, set(SITES)), 60, message=watch.tail)
+    mesh.kill("s1", signal.SIGKILL)
+    wait_until(
+        lambda: all(len(s) == 1 and "s1" not in s for s in where(watch).values()),
+        BOUND,
+        message=watch.tail,
+    )
+    mesh.start(["s1"], timeout=60, wait_formed=False)
+    wait_until(lambda: one_each(watch, set(SITES)), SETTLE + 3 * BOUND, message=watch.tail)
