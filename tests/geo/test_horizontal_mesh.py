@@ -141,15 +141,16 @@ def test_slots_are_spread_replaced_and_rebalanced_never_doubled(watch: Watcher) 
     mesh.start(["s1"], timeout=60, wait_formed=False)
     wait_until(lambda: one_each(watch, set(SITES)), SETTLE + 3 * BOUND, message=watch.tail)
     intervals = all_safe(watch)
-    moves = [e for e in watch.history() if e.kind == "horizontal-rebalance" and e.mono > back]
-    assert len(moves) == 1, moves
+    steered = [e for e in watch.history() if e.kind.startswith("horizontal-") and e.mono > back]
+    moves = [e for e in steered if e.kind == "horizontal-rebalance"]
+    assert moves, steered
     # max_unavailable 1: from the records, never two slots down at once after the return
     # (each moment a copy started or ended is where the count can change).
     edges = sorted(
         t for ivs in intervals.values() for i in ivs for t in (i.start, i.end) if t is not None
     )
     worst = max((down_at(intervals, t) for t in edges if t > moves[0].mono), default=0)
-    assert worst <= 1, intervals
+    assert worst <= 1, (intervals, steered)
 
 
 @pytest.mark.parametrize("watch", ["split-brain-allowed"], indirect=True)
