@@ -47,7 +47,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     import msgspec
 
     from harmony.actors.runtime import Agent, MeshDisagrees
-    from harmony.config import ConfigError, load_config, unsupported_topologies, validate
+    from harmony.config import ConfigError, load_config, validate
     from harmony.mesh.connection import MeshUnavailable
     from harmony.mesh.server import ServerStartError
 
@@ -58,11 +58,6 @@ def cmd_agent(args: argparse.Namespace) -> int:
             validate(cfg, args.config)
     except ConfigError as e:
         err(f"invalid configuration: {e}")
-        return EXIT_CONFIG
-    later = unsupported_topologies([w.topology for w in cfg.workloads])
-    for field, reason in later:  # valid, checked by `config check`, not run yet
-        err(f"invalid configuration: {args.config}: {field}: {reason}")
-    if later:
         return EXIT_CONFIG
     from harmony.security.check import security_problems
 

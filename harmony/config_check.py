@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import cast
 
 from harmony.config import (
-    AGENT_RUNS,
     ConfigError,
     FailoverTopologyConfig,
     HorizontalTopologyConfig,
@@ -27,7 +26,6 @@ from harmony.config import (
     load_config,
 )
 from harmony.config.placement import meaning, placement
-from harmony.config.topologies import kind_of
 from harmony.security.check import describe as describe_security
 from harmony.security.check import security_problems
 from harmony.strategies import uses_lease
@@ -304,16 +302,15 @@ def _where(w: WorkloadConfig) -> str:
     t = w.topology
     if isinstance(t, FailoverTopologyConfig):
         return f"primary {t.primary}, standbys {', '.join(t.standbys) or 'none'}"
-    later = "" if kind_of(t) in AGENT_RUNS else " (the agent runs it in a later release)"
     if isinstance(t, HorizontalTopologyConfig):
         spread = f"spread over {t.spread_label}" if t.spread_label else "one domain per site"
         return (
             f"horizontal, {t.replicas} replicas over {', '.join(t.sites)} ({spread}, "
-            f"max_skew {t.max_skew}, max_unavailable {t.max_unavailable}){later}"
+            f"max_skew {t.max_skew}, max_unavailable {t.max_unavailable})"
         )
     return (
         f"cost over {', '.join(t.sites)} (min_saving {t.min_saving:g}, hold {_s(t.hold)}, "
-        f"cooldown {_s(t.cooldown)}){later}"
+        f"cooldown {_s(t.cooldown)})"
     )
 
 

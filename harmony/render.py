@@ -3,6 +3,8 @@ and the summary first view of a large mesh (from the sites bucket)."""
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 from rich.console import Group
 from rich.table import Table
@@ -113,7 +115,10 @@ def workloads_table(snaps: dict[str, Snapshot]) -> Table | None:
             name, d = parts[2], a.detail
             row = rows.setdefault(name, {"strategy": [], "running": [], "holder": [], "left": []})
             row["strategy"] = [d.get("strategy", "")]
-            if d.get("phase") == "running":
+            if "slots" in d:  # horizontal: where each slot runs, as its coordinator sees it
+                if not row["running"] or d.get("coordinator") == site:
+                    row["running"] = [f"{d['replicas']} replicas: {d['slots']}"]
+            elif d.get("phase") == "running":
                 token = d.get("token", "")
                 row["running"].append(f"{site}" + (f" (token {token})" if token else ""))
             if d.get("lease"):
@@ -249,12 +254,14 @@ def workload_view(workload: str, snaps: dict[str, Snapshot]) -> Group:
     parts: list[Tree | Table | Text] = []
     prefix = f"agent/workload/{workload}"
     for snap in snaps.values():
-        actors = [a for a in snap.actors if a.path == prefix or a.path.startswith(prefix + "/")]
+        actors = [a for a in snap.actors if _of_workload(a.path, prefix)]
         mine = msgspec.structs.replace(snap, actors=actors, peers=[])
         parts.append(site_tree(mine))
     table = workloads_table(
         {
-            site: msgspec.structs.replace(snap, actors=[a for a in snap.actors if a.path == prefix])
+            site: msgspec.structs.replace(
+                snap, actors=[a for a in snap.actors if _of_workload(a.path, prefix, below=False)]
+            )
             for site, snap in snaps.items()
         }
     )
@@ -268,3 +275,12 @@ def workload_view(workload: str, snaps: dict[str, Snapshot]) -> Group:
     if not parts:
         parts.append(Text(f"no site answered for workload {workload}", style="red"))
     return Group(*parts)
+
+
+def _of_workload(path: str, prefix: str, below: bool = True) -> bool:
+    """`path` is the workload's actor (with `below`, or one under it), or one of its slots'
+    (a horizontal workload ``w`` runs as ``w--0``, ``w--1``, ...)."""
+    slot = re.fullmatch(re.escape(prefix) + r"--[0-9]+(/.*)?", path)
+    if slot is not None:
+        return below or not slot.group(1)
+    return path == prefix or (below and path.startswith(prefix + "/"))

@@ -4,6 +4,7 @@ agent                       AgentSupervisor (this)
 agent/site                  SiteActor: heartbeats out, health, capacity
 agent/peers                 PeerWatch: heartbeats in, alive/suspect/silent
 agent/workload/<name>       WorkloadSupervisor, one per workload placed on this site
+agent/workload/<name>       HorizontalActor, one per horizontal workload (its slots: above)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import threading
 import pykka
 
 from harmony.actors.base import handles
+from harmony.actors.horizontal import HorizontalActor
 from harmony.actors.messages import CommandResult, DrainSite
 from harmony.actors.peers import PeerChanged, PeerCopies, PeerFacts, PeerWatch
 from harmony.actors.price import PriceActor, needs_price
@@ -41,6 +43,9 @@ class AgentSupervisor(Supervisor):
             if cfg.site not in sites:
                 continue  # placed elsewhere only
             self.start_child(f"workload/{w.name}", WorkloadSupervisor.factory(w))
+        for w in self.ctx.horizontal:  # its slots are workloads above; this steers them
+            if cfg.site in w.topology.sites:
+                self.start_child(f"workload/{w.name}", HorizontalActor.factory(w))
         self.set_state("running", site=cfg.site, mesh=cfg.mesh, witness=str(cfg.witness).lower())
 
     @handles(PeerChanged)

@@ -52,6 +52,8 @@ class AgentContext:
     copies: CopyBoard = field(default_factory=CopyBoard)
     journal: Journal | None = None
     leases: LeaseStore | None = None
+    horizontal: tuple[WorkloadConfig, ...] = ()
+    """The horizontal workloads as written; `config` runs their slots (`config.slots`)."""
 
     def record(
         self, workload: str, kind: str, reason: str, token: int | None = None, **detail: str

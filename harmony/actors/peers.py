@@ -92,6 +92,12 @@ class PeerCopies:
 
 
 @dataclass(frozen=True)
+class ResendCopies:
+    """Local: an actor that (re)started and missed the copies already announced asks for
+    them; each peer's next heartbeat sends `PeerCopies` again, changed or not."""
+
+
+@dataclass(frozen=True)
 class PeerFacts:
     """Local: what `site` says of itself (labels, capacity, the digests of its workloads'
     constraints), sent once per incarnation of it; the peer view holds the same."""
@@ -277,6 +283,11 @@ class PeerWatch(HarmonyActor):
         if (hb.copies != peer.copies or peer.copies_sent != hb.incarnation) and self.parent:
             peer.copies, peer.copies_sent = dict(hb.copies), hb.incarnation
             self.tell_parent(PeerCopies(hb.site, peer.copies))
+
+    @handles(ResendCopies)
+    def on_resend_copies(self, _: ResendCopies) -> None:
+        for peer in self.peers.values():
+            peer.copies_sent = ""
 
     @handles(CheckPeers)
     def on_check_peers(self, _: CheckPeers) -> None:

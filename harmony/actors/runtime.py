@@ -29,6 +29,7 @@ from harmony.actors.metrics import MetricsServer, serve_metrics
 from harmony.actors.timers import Scheduler
 from harmony.actors.workload_supervisor import Drain
 from harmony.config import ConfigError, SiteConfig, kv_replicas
+from harmony.config.slots import expand, horizontal_workloads
 from harmony.mesh import subjects, wire
 from harmony.mesh.admission import rate_from_env
 from harmony.mesh.connection import MeshConnection, MeshUnavailable
@@ -53,7 +54,8 @@ class Agent:
     """Everything one site runs. `start()`, then `wait()` until stopped or escalated."""
 
     def __init__(self, config: SiteConfig, clock: Clock | None = None) -> None:
-        self.config = config
+        self.horizontal = horizontal_workloads(config)
+        self.config = expand(config)  # a horizontal workload runs as its slots
         self.clock = clock or SystemClock()
         self.incarnation = secrets.token_hex(6)
         self.server: EmbeddedServer | None = None
@@ -140,6 +142,7 @@ class Agent:
             peer_view=self.peer_view,
             journal=self.journal,
             leases=leases,
+            horizontal=self.horizontal,
         )
         if cfg.nats.cores:
             self._agree_on_cores(connect_timeout)

@@ -26,7 +26,6 @@ from harmony.config.nats import NatsConfig
 from harmony.config.site import SiteConfig, WorkloadConfig, kv_replicas
 from harmony.config.timings import MAX_HEARTBEAT_INTERVAL, Supervision, Timings, timing_problem
 from harmony.config.topologies import (
-    AGENT_RUNS,
     CostTopologyConfig,
     FailoverTopologyConfig,
     HorizontalTopologyConfig,
@@ -35,11 +34,9 @@ from harmony.config.topologies import (
     kind_of,
     topology_problem,
 )
-from harmony.config.topologies import unsupported as unsupported_topologies
 from harmony.config.validate import insecure_problem, validate
 
 __all__ = [
-    "AGENT_RUNS",
     "ENV_NAME_RE",
     "LABEL_KEY_RE",
     "LABEL_VALUE_RE",
@@ -77,6 +74,5 @@ __all__ = [
     "read_source",
     "timing_problem",
     "topology_problem",
-    "unsupported_topologies",
     "validate",
 ]

@@ -9,8 +9,7 @@ primary and ordered standbys), ``horizontal`` (`replicas` copies spread over `si
 Every kind answers `sites` (its candidate sites, in order of preference), and `primary` /
 `standbys` (the same list, split as a failover preference), so code that only needs the
 sites of a workload (lease permissions, peer interest) reads them whatever the kind.
-`topology_problem` is what the types cannot check; `unsupported` is what this agent does
-not run yet.
+`topology_problem` is what the types cannot check.
 """
 
 from __future__ import annotations
@@ -192,23 +191,3 @@ def _constraints_problem(texts: list[str]) -> tuple[str, str] | None:
         except ConstraintError as e:
             return f"constraints[{j}]", str(e)
     return None
-
-
-AGENT_RUNS: frozenset[str] = frozenset({"failover", "cost"})
-"""The topology kinds `harmony agent` runs; `harmony config check` accepts every kind."""
-
-
-def unsupported(topologies: list[TopologyConfig]) -> list[tuple[str, str]]:
-    """(field, reason) for each workload (by index) the agent must refuse to run."""
-    found: list[tuple[str, str]] = []
-    for i, t in enumerate(topologies):
-        kind = kind_of(t)
-        if kind not in AGENT_RUNS:
-            found.append(
-                (
-                    f"workloads[{i}].topology.kind",
-                    f"{kind!r} is not run by this agent yet (`harmony config check` checks it; "
-                    "a later release runs it)",
-                )
-            )
-    return found

@@ -9,6 +9,7 @@ from harmony.config.drivers import ProcessDriverConfig
 from harmony.config.exposure import is_loopback_host
 from harmony.config.facts import capacity_problem, labels_problem, price_problem
 from harmony.config.site import SiteConfig
+from harmony.config.slots import name_problem as slot_name_problem
 from harmony.config.timings import timing_problem
 from harmony.config.topologies import topology_problem
 from harmony.site_roles import role_problem
@@ -89,6 +90,8 @@ def validate(cfg: SiteConfig, source: str | Path) -> None:
         if w.name in seen:
             raise bad(f"{where}.name", f"duplicate workload name {w.name!r}")
         seen.add(w.name)
+        if (why := slot_name_problem(w)) is not None:
+            raise bad(f"{where}.name", why)
         if isinstance(w.driver, ProcessDriverConfig) and not w.driver.command:
             raise bad(f"{where}.driver.command", "must not be empty")
         for j, var in enumerate(w.driver.pass_env):

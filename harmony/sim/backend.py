@@ -51,6 +51,7 @@ from harmony.config import (
 from harmony.security.identity import Identity
 from harmony.sim import disk
 from harmony.sim.freeze import Frozen, freeze, thaw
+from harmony.sim.horizontal import configured, horizontal_topology
 from harmony.sim.launch import LocalMesh, alive, describe, pids_mentioning, pids_with_env
 from harmony.sim.price_hooks import price_hook, write_price
 from harmony.sim.records import LEDGER_ENV, RECORDS_ENV
@@ -154,7 +155,8 @@ def workload_config(
         driver=driver,
         topology=cost_topology(w)
         if w.topology == "cost"
-        else FailoverTopologyConfig(
+        else horizontal_topology(w)
+        or FailoverTopologyConfig(
             primary=w.primary, standbys=list(w.standbys), constraints=list(w.constraints)
         ),
     )
@@ -183,7 +185,7 @@ class ProcessBackend:
             witnesses=list(scenario.witnesses),
             cores=len(scenario.cores),
             site_workloads={
-                s: [workload_config(w, workdir, s, self.truth) for w in scenario.workloads]
+                s: [workload_config(w, workdir, s, self.truth) for w in configured(scenario)]
                 for s in scenario.sites
             },
             timings=scenario.timing_values(),

@@ -26,6 +26,7 @@ from harmony.sim.findings import Recovery as Recovery
 from harmony.sim.findings import Violation as Violation
 from harmony.sim.findings import fault_events as fault_events
 from harmony.sim.history import Interval, active_intervals, at, journal_says, token_regressions
+from harmony.sim.horizontal import check_horizontal
 from harmony.sim.liveness import Intervals, check_recovery, check_sides
 from harmony.sim.scenario import Scenario
 from harmony.sim.truth import LedgerRow, Truth
@@ -319,6 +320,7 @@ def evaluate(
         if spec.constraints:
             allowed = spec.eligible_sites(scenario.labels)
             found += check_constraints(intervals[spec.name], spec.name, allowed, origin)
+    found += check_horizontal(scenario, intervals, horizon)
     found = sorted([*found, *problems], key=lambda v: v.at)
     violations, expected = split_expected(found, c.expect_violations)
     return Evaluation(violations, expected, recoveries, residuals, intervals, sources)

@@ -33,6 +33,7 @@ from harmony.config import (
     Timings,
     WorkloadConfig,
 )
+from harmony.config.slots import expand
 from harmony.mesh.ports import free_ports
 from harmony.security.identity import Identity, load_identity
 from harmony.security.material import init_mesh
@@ -386,7 +387,7 @@ class LocalMesh:
                 os.kill(pid, signal.SIGKILL)
         marked = scan_marked()  # one pass over /proc for every containment of the mesh
         for site, cfg in self.configs.items():
-            for w in cfg.workloads:
+            for w in expand(cfg).workloads:  # a horizontal workload's copies are its slots'
                 box = Containment(containment_id(cfg.data_dir, site, w.name))
                 held = box.cgroup is not None and box.cgroup.procs()
                 if box.id in marked or held:

@@ -32,6 +32,7 @@ from harmony.sim.backend import Backend, ProcessBackend
 from harmony.sim.checks import SIM, evaluate
 from harmony.sim.disk import under_ci, unrunnable
 from harmony.sim.history import merge, write_history
+from harmony.sim.horizontal import slot_specs, spread_at_start
 from harmony.sim.live import LiveView
 from harmony.sim.observe import Observer, runners
 from harmony.sim.randomized import RandomSchedule
@@ -238,11 +239,17 @@ class Simulation:
         raise StepError(f"workloads not on their primaries after {attempts} starts")
 
     def _on_primaries(self) -> bool:
-        """Every workload runs on its primary (its first site not expected to refuse)."""
+        """Every workload runs on its primary (its first site not expected to refuse); the
+        slots of a horizontal workload run spread, one copy each."""
         assert self.observer is not None
         snaps = self.observer.snapshots()
         refused = set(self.scenario.expect_refused)
+        slots = {s.name for h in self.scenario.horizontal for s in slot_specs(h)}
+        if not spread_at_start(self.scenario, {w: runners(snaps, w) for w in slots}):
+            return False
         for w in self.scenario.workloads:
+            if w.name in slots:
+                continue  # a slot: spread, whichever site won its lease
             first = next(s for s in [w.primary, *w.standbys] if s not in refused)
             if runners(snaps, w.name) != {first}:
                 return False

@@ -68,6 +68,13 @@ class WorkloadSpec(_S, kw_only=True):
     min_saving: float = 1.0
     hold: float = 5.0
     cooldown: float = 30.0
+    replicas: int = 0
+    """> 0: a horizontal workload of this many slots over ``primary`` and ``standbys``
+    (`harmony.sim.horizontal`); the fields below are its topology's."""
+    spread_label: str = ""
+    max_skew: int = 1
+    max_unavailable: int = 1
+    settle: float = 30.0
 
     def eligible_sites(self, labels: Mapping[str, Mapping[str, str]]) -> list[str]:
         """The sites of its topology that its constraints allow (all, without any)."""
@@ -335,6 +342,9 @@ class Scenario(_S, kw_only=True):
     printing a file that `set-price` steps rewrite, run every `price_interval` s."""
     price_interval: float = 0.5
     workloads: list[WorkloadSpec] = []
+    horizontal: list[WorkloadSpec] = []
+    """Set by the loader (`harmony.sim.horizontal.with_slots`): the horizontal workloads as
+    written, while `workloads` holds their slots."""
     checks: Checks = msgspec.field(default_factory=Checks)
     random: RandomMode = msgspec.field(default_factory=RandomMode)
     steps: list[Step] = []

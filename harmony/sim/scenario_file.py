@@ -14,6 +14,7 @@ from pathlib import Path
 import msgspec
 
 from harmony.config import read_source
+from harmony.sim.horizontal import with_slots
 from harmony.sim.scenario import Scenario
 from harmony.sim.validation import first_problem
 
@@ -47,7 +48,7 @@ def parse_scenario(text: str, source: str | Path = "<string>") -> Scenario:
     if problem is not None:
         field, reason = problem
         raise ScenarioError(source, field, reason, toml_line(text, field))
-    return sc
+    return with_slots(sc)  # judged by slots; the sites' configurations carry it as written
 
 
 def split_error(msg: str) -> tuple[str, str]:

@@ -14,6 +14,7 @@ import msgspec
 
 from harmony.config import NAME_RE, timing_problem, topology_problem
 from harmony.sim import scenario
+from harmony.sim.horizontal import spec_problem as horizontal_problem
 from harmony.sim.scenario import (
     FAULT_KINDS,
     HOOK_FAULTS,
@@ -144,6 +145,8 @@ def _workloads(sc: Scenario) -> Problem:
             return f"prices.{site}", f"{price}: a number from 0 to 1e12"
     if not 0 < sc.price_interval <= 60:
         return "price_interval", f"{sc.price_interval}: seconds, > 0 and <= 60"
+    if sc.horizontal:
+        return "horizontal", "set by the loader from the workloads with replicas: leave it out"
     seen: set[str] = set()
     for i, w in enumerate(sc.workloads):
         if not NAME_RE.match(w.name) or w.name in seen:
@@ -163,6 +166,8 @@ def _workloads(sc: Scenario) -> Problem:
             parse_constraints(w.constraints)
         except ConstraintError as e:
             return f"workloads[{i}].constraints", str(e)
+        if (why := horizontal_problem(w)) is not None:
+            return f"workloads[{i}].replicas", why
         if w.probe_interval <= 0 or w.hook_timeout <= 0:
             return f"workloads[{i}].probe_interval", "probe_interval and hook_timeout > 0"
         if w.topology == "cost":

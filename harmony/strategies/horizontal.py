@@ -21,13 +21,14 @@ runs now, and `now`, it returns the moves to make, each with its reason.
   moves stop as soon as the skew is within `max_skew`, so a heal never oscillates.
 
 Composition with the failover strategies (the existing ones, unchanged): a slot is a
-failover workload of its own. Slot i of workload ``w`` has the lease ``w#i``
-(`slot_lease`) and the failover topology `slot_topology`: the site the plan gives it first,
+failover workload of its own. Slot i of workload ``w`` is the workload ``w--i``
+(`slot_lease`: a name valid wherever a workload's is, in subjects and bucket names), with
+a lease of its own, and the failover topology `slot_topology`: the site the plan gives it first,
 then the other eligible sites (rotated by i, so slots fail over to different sites). The
 wiring runs one strategy state machine per (workload, slot) on each eligible site, exactly
 as it runs a failover workload today, and turns every `Move` into the operator-move path the
 strategies already take (`MoveRequested(target)` to that slot's machines):
-absolute-consistency stops the copy, releases ``w#i``, and the target, now first in the
+absolute-consistency stops the copy, releases ``w--i``, and the target, now first in the
 slot's topology, acquires it; split-brain-allowed starts the new copy and the old one yields
 to it. So "never two copies of one slot" is AbsoluteConsistency's proof applied per lease
 key: the plan only decides preferences, never who may run — sites that disagree on the
@@ -371,9 +372,23 @@ def _domain_at(loads: _Loads, site: str) -> str:
     return domain_of(loads.spec, loads.sites[site])
 
 
+SLOT_SEP: Final = "--"
+"""Between a horizontal workload's name and a slot number: ``web--0``. Workload names
+ending in ``--<digits>`` are reserved for slots (`harmony.config.slots`)."""
+
+
 def slot_lease(workload: str, slot: int) -> str:
-    """The lease key name of one slot: every slot is protected by a lease of its own."""
-    return f"{workload}#{slot}"
+    """The name of one slot's workload, and so of its lease key: every slot is protected by
+    a lease of its own."""
+    return f"{workload}{SLOT_SEP}{slot}"
+
+
+def slot_of(name: str) -> tuple[str, int] | None:
+    """(workload, slot) of a slot's name, or None for a name that is not a slot's."""
+    base, sep, num = name.rpartition(SLOT_SEP)
+    if not (sep and base and num.isdigit() and num == str(int(num))):
+        return None
+    return base, int(num)
 
 
 def slot_topology(

@@ -31,6 +31,7 @@ from harmony.actors.agent import AgentSupervisor
 from harmony.actors.base import ChildFailed, HarmonyActor, handles
 from harmony.actors.cost import CostActor, PricesRead, ReadPrices
 from harmony.actors.exports import EXPORTS
+from harmony.actors.horizontal import HorizontalActor, Replan
 from harmony.actors.journal import read_journal
 from harmony.actors.lease import LeaseActor, Observed, Poll
 from harmony.actors.peers import (
@@ -40,6 +41,7 @@ from harmony.actors.peers import (
     PeerCopies,
     PeerFacts,
     PeerWatch,
+    ResendCopies,
 )
 from harmony.actors.price import PriceActor, PublishPrice, RecordMove, RunPriceHook
 from harmony.actors.site import Beat, SiteActor, WriteSummary
@@ -60,6 +62,7 @@ ACTORS: tuple[type[HarmonyActor], ...] = (
     WorkloadActor,
     PriceActor,
     CostActor,
+    HorizontalActor,
 )
 
 PATHS: dict[str, type[HarmonyActor]] = {
@@ -77,6 +80,7 @@ PARENT: dict[type[HarmonyActor], type[HarmonyActor]] = {
     SiteActor: AgentSupervisor,
     PeerWatch: AgentSupervisor,
     WorkloadSupervisor: AgentSupervisor,
+    HorizontalActor: AgentSupervisor,
     LeaseActor: WorkloadSupervisor,
     WorkloadActor: WorkloadSupervisor,
     PriceActor: AgentSupervisor,
@@ -103,7 +107,7 @@ INTERNAL: dict[type[HarmonyActor], set[type]] = {
         m.Ping,  # another site's probe
         m.Notice,  # another site's SendNotice
     },
-    PeerWatch: {HeartbeatSeen, CheckPeers},
+    PeerWatch: {HeartbeatSeen, CheckPeers, ResendCopies},
     WorkloadSupervisor: {
         ChildFailed,
         Tick,
@@ -115,6 +119,14 @@ INTERNAL: dict[type[HarmonyActor], set[type]] = {
         MoveAway,
         m.MoveWorkload,  # forwarded to the other sites of the topology
         *lease.REPORTS,  # what the lease child reports
+    },
+    HorizontalActor: {
+        Replan,
+        PeerChanged,  # forwarded by the agent, as to every actor at agent/workload/*
+        PeerCopies,
+        PeerFacts,
+        Drain,
+        MoveAway,
     },
     LeaseActor: {
         # the strategy's lease commands, passed on by WorkloadSupervisor.execute (a variable)
@@ -147,6 +159,8 @@ def exported() -> dict[type[HarmonyActor], set[type]]:
         assert pattern in PATHS, f"exports.py names {pattern}: which actor class lives there?"
         for types in by_kind.values():
             out.setdefault(PATHS[pattern], set()).update(types)
+            if pattern == "agent/workload/*":  # a horizontal workload's actor lives there too
+                out.setdefault(HorizontalActor, set()).update(types)
     return out
 
 
@@ -178,7 +192,11 @@ def receivers(
     if method == "tell_child" and isinstance(call.args[0], ast.Constant):
         return (CHILDREN[call.args[0].value],)
     if method == "to_workloads" or (target == "child.ref" and actor is AgentSupervisor):
-        return (WorkloadSupervisor,)
+        return (WorkloadSupervisor, HorizontalActor)  # both live at agent/workload/<name>
+    if target == "watch" and actor is HorizontalActor:
+        return (PeerWatch,)  # the directory's agent/peers
+    if target.startswith("self.ctx.ref(self.ctx.site, workload_path(") and actor is HorizontalActor:
+        return (WorkloadSupervisor,)  # a slot's supervisor, here
     if target in ("self.actor_ref", "ref") and actor is not None:
         return (actor,)
     if method == "tell_parent":

@@ -164,7 +164,7 @@ def test_lowering_replicas_stops_the_extra_slots() -> None:
 
 
 def test_a_slot_is_a_failover_topology_with_a_lease_of_its_own() -> None:
-    assert slot_lease("web", 3) == "web#3"
+    assert slot_lease("web", 3) == "web--3"  # a valid workload, subject and bucket name
     names = ["s0", "s1", "s2", "s3"]
     assert slot_topology(1, "s3", names) == FailoverTopology.of("s3", "s1", "s2", "s0")
     assert slot_topology(2, None, names, warm=True) == FailoverTopology.of(

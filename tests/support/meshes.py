@@ -20,6 +20,7 @@ from harmony.actors.journal import JournalEvent
 from harmony.actors.messages import ActorInfo, Snapshot
 from harmony.client import collect_snapshots
 from harmony.config import Timings
+from harmony.config.slots import expand
 from harmony.mesh.connection import MeshConnection
 from harmony.sim.checks import check_absolute, check_stale_writes
 from harmony.sim.history import Interval, fault, load_history
@@ -66,7 +67,7 @@ class Watcher:
         containments = {
             (site, w.name): containment_id(cfg.data_dir, site, w.name)
             for site, cfg in mesh.configs.items()
-            for w in cfg.workloads
+            for w in expand(cfg).workloads  # a horizontal workload: its slots
         }
         self.scanner = Scanner(mesh.workdir / "scans.jsonl", containments).start()
 

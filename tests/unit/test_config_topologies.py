@@ -8,13 +8,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from support.commands import harmony
 
 from harmony.config import (
-    LABEL_KEY_RE,
-    LABEL_VALUE_RE,
     MAX_LABELS,
     ConfigError,
     CostTopologyConfig,
@@ -22,7 +17,6 @@ from harmony.config import (
     HorizontalTopologyConfig,
     load_config,
     parse_config,
-    unsupported_topologies,
 )
 from harmony.strategies.cost import CostSpec
 from harmony.strategies.horizontal import HorizontalSpec
@@ -237,25 +231,6 @@ def test_each_bad_value_names_the_file_the_field_and_why(
     assert reason in e.value.reason
 
 
-def test_the_agent_refuses_what_it_does_not_run_yet_naming_each_field(tmp_path: Path) -> None:
-    path = tmp_path / "paris.toml"
-    path.write_text(GOOD)
-    cfg = load_config(path)
-    found = unsupported_topologies([w.topology for w in cfg.workloads])
-    # workloads[0] is a failover workload with constraints, [2] a cost one: the agent runs
-    # those now
-    assert [f for f, _ in found] == ["workloads[1].topology.kind"]
-    assert "not run by this agent yet" in found[0][1]
-    plain = FailoverTopologyConfig(primary="a", standbys=["b"])
-    assert unsupported_topologies([plain]) == []
-
-
-labels = st.from_regex(LABEL_KEY_RE, fullmatch=True)
-values = st.from_regex(LABEL_VALUE_RE, fullmatch=True)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.dictionaries(labels, values, max_size=MAX_LABELS))
 def test_any_plain_labels_are_accepted_and_advertised_as_written(found: dict[str, str]) -> None:
     import msgspec
 
@@ -286,25 +261,3 @@ def test_the_readme_example_of_labels_and_topologies_is_a_valid_site(tmp_path: P
     assert cfg.price is not None and cfg.price.hook == str(tmp_path / "bin" / "spot-price")
     kinds = [type(w.topology) for w in cfg.workloads]
     assert kinds == [FailoverTopologyConfig, HorizontalTopologyConfig, CostTopologyConfig]
-    assert [f for f, _ in unsupported_topologies([w.topology for w in cfg.workloads])] == [
-        "workloads[1].topology.kind",
-    ]
-
-
-def test_harmony_agent_refuses_a_topology_it_does_not_run_and_starts_nothing(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "a.toml"
-    path.write_text(
-        'mesh = "m"\nsite = "a"\n[[workloads]]\nname = "web"\n'
-        'driver = { kind = "process", command = ["sleep", "600"] }\n'
-        'topology = { kind = "horizontal", sites = ["a", "b"], replicas = 2 }\n'
-    )
-    out = harmony("agent", "--config", str(path), timeout=60)
-    assert out.returncode == 2, out.stderr
-    assert (
-        f"invalid configuration: {path}: workloads[0].topology.kind: 'horizontal' is not run "
-        "by this agent yet" in out.stderr
-    )
-    assert not (tmp_path / "data").exists()  # refused before anything was created
-    assert harmony("config", "check", str(path)).returncode == 0  # while the check accepts it
