@@ -245,7 +245,6 @@ def test_cli_accepts_a_mesh_of_every_topology_and_summarises_it(tmp_path: Path) 
     assert "  labels jurisdiction=EU; capacity 2; price 0.1" in out.stdout
     assert (
         "workload web: split-brain-allowed, process driver, horizontal, 2 replicas over "
-        "a, b, c (one domain per site, max_skew 1, max_unavailable 1) "
-        "(the agent runs it in a later release)" in out.stdout
+        "a, b, c (one domain per site, max_skew 1, max_unavailable 1)" in out.stdout
     )
     assert '    constraints: jurisdiction in ["EU"]' in out.stdout

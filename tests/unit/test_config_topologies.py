@@ -8,8 +8,12 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harmony.config import (
+    LABEL_KEY_RE,
+    LABEL_VALUE_RE,
     MAX_LABELS,
     ConfigError,
     CostTopologyConfig,
@@ -231,6 +235,12 @@ def test_each_bad_value_names_the_file_the_field_and_why(
     assert reason in e.value.reason
 
 
+labels = st.from_regex(LABEL_KEY_RE, fullmatch=True)
+values = st.from_regex(LABEL_VALUE_RE, fullmatch=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(labels, values, max_size=MAX_LABELS))
 def test_any_plain_labels_are_accepted_and_advertised_as_written(found: dict[str, str]) -> None:
     import msgspec
 
