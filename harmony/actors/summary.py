@@ -51,7 +51,12 @@ def build_summary(ctx: AgentContext, interval: float = summaries.SUMMARY_INTERVA
         parts = info.path.split("/")
         if info.path == "agent":
             agent_state = info.state
-        if len(parts) == 3 and parts[1] == "workload":
+        if len(parts) == 3 and parts[1] == "workload" and info.kind == "horizontal":
+            # It steers slots, each counted as a workload of its own; it runs nothing itself.
+            if info.detail.get("why"):
+                why = _text(info.detail["why"], f"REPLICAS {info.detail.get('replicas', '')}: ")
+                trouble.append(Unhealthy(what=f"workload {parts[2]}", why=why))
+        elif len(parts) == 3 and parts[1] == "workload":
             _count(workloads, info.detail.get("phase") or info.state)
             placed.append(parts[2])
             doubt = info.detail.get("doubt", "")

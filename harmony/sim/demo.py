@@ -22,6 +22,7 @@ from rich.text import Text
 from harmony.client import collect_snapshots
 from harmony.config import (
     FailoverTopologyConfig,
+    HorizontalTopologyConfig,
     ProcessDriverConfig,
     WorkloadConfig,
 )
@@ -52,9 +53,11 @@ def site_labels(sites: list[str]) -> dict[str, dict[str, str]]:
 
 
 def demo_workloads(sites: list[str], workdir: Path | None = None) -> list[WorkloadConfig]:
-    """One workload under each strategy, with different primaries so a kill shows both, and
+    """One workload under each strategy, with different primaries so a kill shows both;
     `eu-archive`, restricted to the EU sites by a geo constraint (kill the EU sites and it stays
-    down rather than start in the US; the TUI says why).
+    down rather than start in the US; the TUI says why); and `web`, horizontal: two copies
+    spread over the regions (slots `web--0`, `web--1`; kill a site and its slot moves, bring
+    it back and the spread is restored).
 
     With `workdir`, the ledger's copies write their transfers through the fencing-token
     guard into ``<workdir>/ledger.db``, one SQLite file all the demo's sites share.
@@ -81,6 +84,17 @@ def demo_workloads(sites: list[str], workdir: Path | None = None) -> list[Worklo
             driver=ProcessDriverConfig(command=cmd),
             topology=FailoverTopologyConfig(
                 primary=sites[0], standbys=sites[1:], constraints=[GEO_CONSTRAINT]
+            ),
+        ),
+        WorkloadConfig(
+            name="web",
+            strategy="split-brain-allowed",
+            driver=ProcessDriverConfig(command=cmd),
+            topology=HorizontalTopologyConfig(
+                sites=list(sites),
+                replicas=min(2, len(sites)),
+                spread_label="region",
+                settle=10.0,
             ),
         ),
     ]

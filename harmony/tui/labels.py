@@ -181,6 +181,12 @@ _FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "site": (("load1", "load"), ("cpus", "cpus"), ("heartbeats", "beats")),
     "peers": (("alive", "alive"), ("suspect", "suspect"), ("silent", "silent")),
     "agent": (),
+    "horizontal": (
+        ("replicas", "replicas"),
+        ("slots", "slots"),
+        ("coordinator", "coordinator"),
+        ("why", "why"),
+    ),
 }
 
 

@@ -64,6 +64,7 @@ def test_demo_runs_three_sites_and_leaves_nothing(tmp_path: Path) -> None:
     assert "ledger" in out.stdout and "inference" in out.stdout
     # The geo workload, and the labels that keep it in the EU (site-c is the US one).
     assert "eu-archive" in out.stdout
+    assert "web--0" in out.stdout and "web--1" in out.stdout  # the horizontal one's slots
     assert "jurisdiction=EU" in out.stdout and "jurisdiction=US" in out.stdout
     assert "no process left behind" in out.stdout
     assert pids_mentioning(str(tmp_path)) == []

@@ -89,6 +89,35 @@ def test_an_agent_summarises_its_board_and_peers() -> None:
     assert summaries.decode(summaries.encode(s), "a") == s
 
 
+def test_a_horizontal_workload_counts_by_its_slots_and_says_why_fewer_run() -> None:
+    """The steering actor at agent/workload/w runs nothing: its slots are the workloads
+    counted; when fewer replicas run than asked, that is trouble, with its reason."""
+    kit = make_kit()
+    try:
+        board = kit.ctx.board
+        board.put(ActorInfo(path="agent", kind="agent", state="running"))
+        for slot, phase in (("web--0", "running"), ("web--1", "stopped")):
+            board.put(
+                ActorInfo(
+                    path=f"agent/workload/{slot}",
+                    kind="workload-supervisor",
+                    state="running",
+                    detail={"phase": phase},
+                )
+            )
+        why = "slot 1 stays down: no eligible site with room"
+        detail = {"phase": "degraded", "replicas": "1/2", "why": why}
+        board.put(
+            ActorInfo(path="agent/workload/web", kind="horizontal", state="running", detail=detail)
+        )
+        s = build_summary(kit.ctx)
+    finally:
+        kit.ctx.scheduler.stop()
+    assert s.workloads == {"running": 1, "stopped": 1}
+    assert s.placed == ["web--0", "web--1"]
+    assert s.unhealthy == [Unhealthy(what="workload web", why=f"REPLICAS 1/2: {why}")]
+
+
 def test_the_summary_view_counts_sites_and_workloads_and_lists_trouble() -> None:
     found = {
         f"s{i:03}": Summary(summary(f"s{i:03}", workloads={"running": 2, "stopped": 1}), 1.0)

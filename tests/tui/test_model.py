@@ -177,3 +177,25 @@ def test_a_copy_in_an_unknown_state_is_shown_as_an_alarm() -> None:
     assert (
         "FENCE UNCONFIRMED" not in labels.node_label(model, Key("a", "agent/workload/w"), 2.0).plain
     )
+
+
+def test_a_horizontal_workload_shows_its_replicas_slots_and_why_fewer_run() -> None:
+    steer = ActorInfo(
+        path="agent/workload/web",
+        kind="horizontal",
+        state="running",
+        detail={
+            "replicas": "1/2",
+            "slots": "0@a 1@-",
+            "coordinator": "a",
+            "why": "slot 1 stays down: no eligible site with room",
+        },
+    )
+    model = MeshModel("m")
+    model.apply(
+        {"a": snap("a", {}, [ActorInfo(path="agent", kind="agent", state="running"), steer])}, 1.0
+    )
+    label = labels.node_label(model, Key("a", "agent/workload/web"), 1.0).plain
+    assert label.startswith("web [horizontal] running")
+    for part in ("replicas 1/2", "slots 0@a 1@-", "coordinator a", "why slot 1 stays down"):
+        assert part in label, label
