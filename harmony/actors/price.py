@@ -13,13 +13,11 @@ The hook blocks this actor's thread while it runs; nothing else waits on this ac
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import os
 import shlex
 import tempfile
-from concurrent.futures import Future
 from dataclasses import dataclass
 
 from harmony.actors.base import HarmonyActor, handles
@@ -92,8 +90,14 @@ class PriceActor(HarmonyActor):
         self.price: float | None = cfg.value if cfg is not None else None
         self.moves: dict[str, CostMove] = {}
         self.failure = ""
-        self.ready = False
-        self.ensuring: Future[None] | None = None
+        bridge = self.ctx.bridge
+        self.out = (
+            None
+            if bridge is None
+            else prices.writer(
+                bridge.conn, self.ctx.mesh, self.ctx.site, kv_replicas(self.ctx.config)
+            )
+        )
         if cfg is not None and cfg.hook:
             self.every(cfg.interval, RunPriceHook())
         self.every(PUBLISH_INTERVAL, PublishPrice())
@@ -151,33 +155,8 @@ class PriceActor(HarmonyActor):
         self.publish()
 
     def publish(self) -> None:
-        bridge = self.ctx.bridge
-        if bridge is None:
+        if self.out is None:
             return
-        if not self.ready:
-            self.ensure()
-        value = SitePrice(self.ctx.site, self.price, round(self.ctx.clock.wall(), 3), self.moves)
-        bridge.conn.publish(prices.key_subject(self.ctx.mesh, self.ctx.site), prices.encode(value))
-
-    def ensure(self) -> None:
-        """Create the bucket in the background, once at a time, until it exists."""
-        if self.ensuring is not None and not self.ensuring.done():
-            return
-        bridge = self.ctx.bridge
-        assert bridge is not None
-        conn, mesh, replicas = bridge.conn, self.ctx.mesh, kv_replicas(self.ctx.config)
-
-        async def ensure() -> None:
-            nc = conn.nc
-            if nc is None or not nc.is_connected:
-                raise ConnectionError("not connected")
-            await prices.ensure_bucket(nc, mesh, replicas)
-
-        def done(fut: Future[None]) -> None:
-            if not fut.cancelled() and fut.exception() is None:
-                self.ready = True
-            elif not fut.cancelled():
-                log.debug("prices bucket not there yet: %s", fut.exception())
-
-        self.ensuring = asyncio.run_coroutine_threadsafe(ensure(), conn.loop)
-        self.ensuring.add_done_callback(done)
+        self.out.publish(
+            SitePrice(self.ctx.site, self.price, round(self.ctx.clock.wall(), 3), self.moves)
+        )

@@ -9,10 +9,8 @@ write until it exists), and the write is a plain publish.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-from concurrent.futures import Future
 
 from harmony.actors.base import AgentContext
 from harmony.config import kv_replicas
@@ -100,44 +98,16 @@ class SummaryWriter:
 
     def __init__(self, ctx: AgentContext) -> None:
         self.ctx = ctx
-        self.ready = False
         self.written = 0
-        self._ensuring: Future[None] | None = None
+        bridge = ctx.bridge
+        self._out = (
+            None
+            if bridge is None
+            else summaries.writer(bridge.conn, ctx.mesh, ctx.site, kv_replicas(ctx.config))
+        )
 
     def write(self) -> None:
-        bridge = self.ctx.bridge
-        if bridge is None:
+        if self._out is None:
             return
-        if not self.ready:
-            self._ensure()
-        summary = build_summary(self.ctx)
-        bridge.conn.publish(
-            summaries.key_subject(self.ctx.mesh, self.ctx.site), summaries.encode(summary)
-        )
+        self._out.publish(build_summary(self.ctx))
         self.written += 1
-
-    def _ensure(self) -> None:
-        """Create the bucket in the background, once at a time, until it exists."""
-        if self._ensuring is not None and not self._ensuring.done():
-            return
-        bridge = self.ctx.bridge
-        assert bridge is not None
-        conn, mesh, replicas = bridge.conn, self.ctx.mesh, kv_replicas(self.ctx.config)
-
-        async def ensure() -> None:
-            nc = conn.nc
-            if nc is None or not nc.is_connected:
-                raise ConnectionError("not connected")
-            await summaries.ensure_bucket(nc, mesh, replicas)
-
-        def done(fut: Future[None]) -> None:
-            if fut.cancelled():
-                return
-            err = fut.exception()
-            if err is None:
-                self.ready = True
-            else:
-                log.debug("sites bucket not there yet: %s", err)
-
-        self._ensuring = asyncio.run_coroutine_threadsafe(ensure(), conn.loop)
-        self._ensuring.add_done_callback(done)

@@ -13,15 +13,12 @@ and the bucket is created by whoever comes first.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated
 
 import msgspec
-import nats.js.errors
 from nats.aio.client import Client
-from nats.js.api import KeyValueConfig, StorageType
 
-from harmony.mesh.summaries import read_bucket
+from harmony.mesh.site_kv import Conn, SiteKeyedBucket, SiteKeyWriter
 from harmony.mesh.wire import Finite, Name
 
 KEEP = 86400.0
@@ -66,57 +63,20 @@ class Prices(msgspec.Struct, frozen=True):
         return max(moves, key=lambda mv: mv.wall, default=None)
 
 
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(SitePrice)
+_BUCKET = SiteKeyedBucket("prices", SitePrice, MAX_VALUE_BYTES, KEEP)
+bucket_name = _BUCKET.name
+key_subject = _BUCKET.key_subject
+encode = _BUCKET.encode
+decode = _BUCKET.decode
+bucket_config = _BUCKET.config
+ensure_bucket = _BUCKET.ensure
 
 
-def bucket_name(mesh: str) -> str:
-    return f"harmony-{mesh}-prices"
-
-
-def key_subject(mesh: str, site: str) -> str:
-    return f"$KV.{bucket_name(mesh)}.{site}"
-
-
-def encode(value: SitePrice) -> bytes:
-    return _encoder.encode(value)
-
-
-def decode(data: bytes, key: str = "") -> SitePrice | None:
-    """The price in `data`, or None for anything else (too large, malformed, out of
-    bounds, or another site's than its key names)."""
-    if not data or len(data) > MAX_VALUE_BYTES:
-        return None
-    try:
-        value = _decoder.decode(data)
-    except msgspec.DecodeError:
-        return None
-    return value if not key or value.site == key else None
-
-
-def bucket_config(mesh: str, replicas: int) -> KeyValueConfig:
-    return KeyValueConfig(
-        bucket=bucket_name(mesh),
-        history=1,
-        ttl=KEEP,
-        replicas=replicas,
-        storage=StorageType.FILE,
-        max_value_size=MAX_VALUE_BYTES,
-    )
-
-
-async def ensure_bucket(nc: Client, mesh: str, replicas: int, timeout: float = 5.0) -> None:
-    """Create the prices bucket unless it exists (idempotent across sites)."""
-    js = nc.jetstream(timeout=timeout)
-    try:
-        await js.stream_info(f"KV_{bucket_name(mesh)}")
-        return
-    except nats.js.errors.NotFoundError:
-        pass
-    with contextlib.suppress(nats.js.errors.BadRequestError):  # another site, same moment
-        await js.create_key_value(bucket_config(mesh, replicas))
+def writer(conn: Conn, mesh: str, site: str, replicas: int) -> SiteKeyWriter[SitePrice]:
+    """Publishes this site's value to its key (creating the bucket when needed)."""
+    return SiteKeyWriter(_BUCKET, conn, mesh, site, replicas)
 
 
 async def read_all(nc: Client, mesh: str, timeout: float = 2.0) -> Prices:
     """Every site's latest price in one stream read (empty when there is no bucket yet)."""
-    return Prices(await read_bucket(nc, bucket_name(mesh), decode, timeout))
+    return Prices(await _BUCKET.read(nc, mesh, timeout))

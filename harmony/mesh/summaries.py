@@ -18,18 +18,13 @@ may write only its own key (`harmony.security.permissions`).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import datetime as dt
 import logging
-from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import msgspec
-import nats.js.errors
 from nats.aio.client import Client
-from nats.js.api import KeyValueConfig, StorageType
 
+from harmony.mesh.site_kv import Conn, SiteKeyedBucket, SiteKeyWriter
 from harmony.mesh.wire import Count, Finite, Labels, Name, Text
 
 log = logging.getLogger(__name__)
@@ -98,104 +93,21 @@ class Summary(msgspec.Struct, frozen=True):
         return self.age > STALE_AFTER * self.value.interval
 
 
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(SiteSummary)
+_BUCKET = SiteKeyedBucket("sites", SiteSummary, MAX_VALUE_BYTES, KEEP)
+bucket_name = _BUCKET.name
+key_subject = _BUCKET.key_subject
+encode = _BUCKET.encode
+decode = _BUCKET.decode
+bucket_config = _BUCKET.config
+ensure_bucket = _BUCKET.ensure
 
 
-def bucket_name(mesh: str) -> str:
-    return f"harmony-{mesh}-sites"
-
-
-def key_subject(mesh: str, site: str) -> str:
-    """The subject a site publishes its summary on (its key in the bucket)."""
-    return f"$KV.{bucket_name(mesh)}.{site}"
-
-
-def encode(summary: SiteSummary) -> bytes:
-    return _encoder.encode(summary)
-
-
-def decode(data: bytes, key: str = "") -> SiteSummary | None:
-    """The summary in `data`, or None for anything that is not one (too large, malformed,
-    out of bounds, or a summary of another site than its key names)."""
-    if not data or len(data) > MAX_VALUE_BYTES:
-        return None
-    try:
-        summary = _decoder.decode(data)
-    except msgspec.DecodeError:
-        return None
-    return summary if not key or summary.site == key else None
-
-
-def bucket_config(mesh: str, replicas: int) -> KeyValueConfig:
-    return KeyValueConfig(
-        bucket=bucket_name(mesh),
-        history=1,
-        ttl=KEEP,
-        replicas=replicas,
-        storage=StorageType.FILE,
-        max_value_size=MAX_VALUE_BYTES,
-    )
-
-
-async def ensure_bucket(nc: Client, mesh: str, replicas: int, timeout: float = 5.0) -> None:
-    """Create the sites bucket unless it exists (idempotent across sites; the first one's
-    settings stay: a summary is display, so a disagreement is no reason to refuse)."""
-    js = nc.jetstream(timeout=timeout)
-    try:
-        await js.stream_info(f"KV_{bucket_name(mesh)}")
-        return
-    except nats.js.errors.NotFoundError:
-        pass
-    with contextlib.suppress(nats.js.errors.BadRequestError):  # another site, same moment
-        await js.create_key_value(bucket_config(mesh, replicas))
+def writer(conn: Conn, mesh: str, site: str, replicas: int) -> SiteKeyWriter[SiteSummary]:
+    """Publishes this site's value to its key (creating the bucket when needed)."""
+    return SiteKeyWriter(_BUCKET, conn, mesh, site, replicas)
 
 
 async def read_all(nc: Client, mesh: str, timeout: float = 2.0) -> dict[str, Summary]:
     """Every site's latest summary in one stream read; {} when there is no bucket yet."""
-    found = await read_bucket(nc, bucket_name(mesh), decode, timeout)
+    found = await _BUCKET.read(nc, mesh, timeout)
     return {key: Summary(value, age) for key, (value, age) in found.items()}
-
-
-T = TypeVar("T")
-
-
-async def read_bucket(
-    nc: Client, bucket: str, decode: Callable[[bytes, str], T | None], timeout: float = 2.0
-) -> dict[str, tuple[T, float]]:
-    """{key: (value, seconds since the server stored it)} of every key of `bucket` whose
-    value `decode` accepts, in one stream read; {} when there is no bucket yet (also used
-    for the prices bucket, `harmony.mesh.prices`).
-
-    An ordered consumer delivers the last value of every key (`KeyValue.watch` without
-    history); the read ends when the server says nothing is pending."""
-    js = nc.jetstream(timeout=timeout)
-    try:
-        kv = await js.key_value(bucket)
-    except nats.js.errors.BucketNotFoundError:
-        return {}
-    out: dict[str, tuple[T, float]] = {}
-    now = dt.datetime.now(dt.UTC)
-    watcher = await kv.watch(">", ignore_deletes=True)
-    try:
-        async with asyncio.timeout(timeout):
-            async for entry in watcher:
-                if entry is None:
-                    break
-                value = decode(entry.value or b"", entry.key)
-                if value is not None:
-                    out[entry.key] = (value, _age(entry.created, now))
-                if not entry.delta:  # nothing pending after this one
-                    break
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
-    return dict(sorted(out.items()))
-
-
-def _age(created: object, now: dt.datetime) -> float:
-    """Seconds since the server stored a message (nats-py types `created` as an int but
-    gives the metadata's datetime)."""
-    if isinstance(created, dt.datetime):
-        when = created if created.tzinfo else created.replace(tzinfo=dt.UTC)
-        return max(0.0, (now - when).total_seconds())
-    return 0.0

@@ -1,0 +1,192 @@
+"""A KV bucket with one key per site, written by that site alone and read whole.
+
+Site summaries (`harmony.mesh.summaries`) and prices (`harmony.mesh.prices`) share this
+shape: a site publishes its value on its own key's subject (a plain publish: a lost write is
+replaced by the next, and `harmony.security.permissions` lets a site write no other key);
+readers take every key's last value in one stream read. The bucket is created by whoever
+comes first, and the first one's settings stay. A value is accepted only under its own
+site's key: the subject is what the server vouches for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Generic, Protocol, TypeVar
+
+import msgspec
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js.api import KeyValueConfig, StorageType
+
+log = logging.getLogger(__name__)
+
+
+class _OfASite(Protocol):
+    @property
+    def site(self) -> str: ...
+
+
+class Conn(Protocol):
+    """What a writer needs of `harmony.mesh.connection.MeshConnection` (named by shape, so
+    that the permissions, which read these buckets' names, need not import the connection)."""
+
+    @property
+    def nc(self) -> Client | None: ...
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    def publish(self, subject: str, data: bytes) -> None: ...
+
+
+V = TypeVar("V", bound=_OfASite)
+T = TypeVar("T")
+
+
+class SiteKeyedBucket(Generic[V]):
+    """``harmony-<mesh>-<suffix>``: values of type `kind`, at most `max_bytes` each, kept
+    `keep` seconds after their site's last write."""
+
+    def __init__(self, suffix: str, kind: type[V], max_bytes: int, keep: float) -> None:
+        self.suffix, self.max_bytes, self.keep = suffix, max_bytes, keep
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder(kind)
+
+    def name(self, mesh: str) -> str:
+        return f"harmony-{mesh}-{self.suffix}"
+
+    def key_subject(self, mesh: str, site: str) -> str:
+        """The subject `site` publishes its value on (its key in the bucket)."""
+        return f"$KV.{self.name(mesh)}.{site}"
+
+    def encode(self, value: V) -> bytes:
+        return self._encoder.encode(value)
+
+    def decode(self, data: bytes, key: str = "") -> V | None:
+        """The value in `data`, or None for anything else (too large, malformed, out of
+        bounds, or another site's than its key names)."""
+        if not data or len(data) > self.max_bytes:
+            return None
+        try:
+            value = self._decoder.decode(data)
+        except msgspec.DecodeError:
+            return None
+        return value if not key or value.site == key else None
+
+    def config(self, mesh: str, replicas: int) -> KeyValueConfig:
+        return KeyValueConfig(
+            bucket=self.name(mesh),
+            history=1,
+            ttl=self.keep,
+            replicas=replicas,
+            storage=StorageType.FILE,
+            max_value_size=self.max_bytes,
+        )
+
+    async def ensure(self, nc: Client, mesh: str, replicas: int, timeout: float = 5.0) -> None:
+        """Create the bucket unless it exists (idempotent across sites; the first one's
+        settings stay: these values are display and advice, no reason to refuse a site)."""
+        js = nc.jetstream(timeout=timeout)
+        try:
+            await js.stream_info(f"KV_{self.name(mesh)}")
+            return
+        except nats.js.errors.NotFoundError:
+            pass
+        with contextlib.suppress(nats.js.errors.BadRequestError):  # another site, same moment
+            await js.create_key_value(self.config(mesh, replicas))
+
+    async def read(self, nc: Client, mesh: str, timeout: float = 2.0) -> dict[str, tuple[V, float]]:
+        """{site: (value, seconds since the server stored it)}; {} with no bucket yet."""
+        return await read_bucket(nc, self.name(mesh), self.decode, timeout)
+
+
+class SiteKeyWriter(Generic[V]):
+    """Publishes one site's value to its key from an actor's thread, never blocking it: the
+    bucket is created in the background (once at a time) until it exists, and a write
+    before that is simply lost, like any other lost write."""
+
+    def __init__(
+        self, bucket: SiteKeyedBucket[V], conn: Conn, mesh: str, site: str, replicas: int
+    ) -> None:
+        self.bucket, self.conn, self.mesh, self.site, self.replicas = (
+            bucket,
+            conn,
+            mesh,
+            site,
+            replicas,
+        )
+        self.ready = False
+        self._ensuring: Future[None] | None = None
+
+    def publish(self, value: V) -> None:
+        if not self.ready:
+            self._ensure()
+        self.conn.publish(self.bucket.key_subject(self.mesh, self.site), self.bucket.encode(value))
+
+    def _ensure(self) -> None:
+        if self._ensuring is not None and not self._ensuring.done():
+            return
+        conn, bucket, mesh, replicas = self.conn, self.bucket, self.mesh, self.replicas
+
+        async def ensure() -> None:
+            nc = conn.nc
+            if nc is None or not nc.is_connected:
+                raise ConnectionError("not connected")
+            await bucket.ensure(nc, mesh, replicas)
+
+        def done(fut: Future[None]) -> None:
+            if fut.cancelled():
+                return
+            err = fut.exception()
+            if err is None:
+                self.ready = True
+            else:
+                log.debug("%s bucket not there yet: %s", bucket.suffix, err)
+
+        self._ensuring = asyncio.run_coroutine_threadsafe(ensure(), conn.loop)
+        self._ensuring.add_done_callback(done)
+
+
+async def read_bucket(
+    nc: Client, bucket: str, decode: Callable[[bytes, str], T | None], timeout: float = 2.0
+) -> dict[str, tuple[T, float]]:
+    """{key: (value, seconds since the server stored it)} of every key of `bucket` whose
+    value `decode` accepts, in one stream read; {} when there is no bucket yet.
+
+    An ordered consumer delivers the last value of every key (`KeyValue.watch` without
+    history); the read ends when the server says nothing is pending."""
+    js = nc.jetstream(timeout=timeout)
+    try:
+        kv = await js.key_value(bucket)
+    except nats.js.errors.BucketNotFoundError:
+        return {}
+    out: dict[str, tuple[T, float]] = {}
+    now = dt.datetime.now(dt.UTC)
+    watcher = await kv.watch(">", ignore_deletes=True)
+    try:
+        async with asyncio.timeout(timeout):
+            async for entry in watcher:
+                if entry is None:
+                    break
+                value = decode(entry.value or b"", entry.key)
+                if value is not None:
+                    out[entry.key] = (value, age(entry.created, now))
+                if not entry.delta:  # nothing pending after this one
+                    break
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    return dict(sorted(out.items()))
+
+
+def age(created: object, now: dt.datetime) -> float:
+    """Seconds since the server stored a message (nats-py types `created` as an int but
+    gives the metadata's datetime)."""
+    if isinstance(created, dt.datetime):
+        when = created if created.tzinfo else created.replace(tzinfo=dt.UTC)
+        return max(0.0, (now - when).total_seconds())
+    return 0.0
