@@ -8,25 +8,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from rich.console import Console
-
-from harmony.sim.launch import pids_mentioning
-from harmony.sim.runner import run_scenario
-from harmony.sim.scenario_file import load_scenario
+from support.scenarios import run_library
 
 pytestmark = pytest.mark.mesh
-
-LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 @pytest.mark.timeout(480)  # six sites, two killed and restarted, a rebalance: ~2-3 minutes
 def test_horizontal_5_over_6_passes_on_ground_truth(tmp_path: Path) -> None:
-    scenario = load_scenario(LIBRARY / "horizontal-5-over-6.toml")
-    workdir = tmp_path / "run"
-    result = run_scenario(scenario, workdir, console=Console(quiet=True), live=False)
-    assert pids_mentioning(str(workdir)) == []
-    why = [f"{v.checker}: {v.message} {v.explain}" for v in result.violations]
-    assert result.ok, (why, result.error, result.leftovers)
+    result = run_library("horizontal-5-over-6", tmp_path)
     assert result.intervals is not None
     slots = [f"web--{i}" for i in range(5)]
     # each slot ran; the slots of the two killed sites ran on another site afterwards

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from support.scenarios import LIBRARY, assert_nothing_left, why
 
-from harmony.sim.result import SimResult
 from harmony.sim.runner import run_scenario
 from harmony.sim.scenario_file import load_scenario
-
-from .test_run import LIBRARY, assert_nothing_left
 
 pytestmark = pytest.mark.mesh
 
@@ -35,24 +33,10 @@ def test_boundary_scenario_passes_on_ground_truth(name: str, tmp_path: Path) -> 
     workdir = tmp_path / "run"
     result = run_scenario(scenario, workdir, console=Console(quiet=True), live=False)
     assert_nothing_left(workdir)
-    assert result.ok, _why(result)
+    assert result.ok, why(result)
     assert result.sources == {"ledger": "scans + records"}, result.sources
     assert result.intervals is not None
     active = {i.site for i in result.intervals["ledger"]}
     assert len(active) >= 2, f"no failover happened: {result.intervals['ledger']}"
     for note in result.residuals:  # only ever the documented one
         assert "was frozen" in note.message and "without acting" in note.message
-
-
-def _why(result: SimResult) -> str:
-    """Everything a CI log needs to tell a real overlap from a measurement: the full
-    violations and every ground-truth interval with its evidence (pytest cuts reprs short)."""
-    lines = [f"error: {result.error}", f"leftovers: {result.leftovers}"]
-    lines += [f"VIOLATION {v.message} || {v.explain}" for v in result.violations]
-    for w, intervals in (result.intervals or {}).items():
-        lines += [
-            f"{w} {i.site} token={i.token} {i.start:.3f}..{i.end} began={i.began_by!r} "
-            f"ended={i.ended_by!r} procs={i.procs}"
-            for i in intervals
-        ]
-    return "\n".join(lines)

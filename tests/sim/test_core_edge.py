@@ -12,15 +12,13 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from support.scenarios import LIBRARY, assert_nothing_left, why
 
 from harmony.sim.backend import ProcessBackend
 from harmony.sim.runner import run_scenario
 from harmony.sim.scenario import WorkloadSpec
 from harmony.sim.scenario_file import ScenarioError, load_scenario, parse_scenario
 from harmony.sim.world import World, partition_cuts
-
-from .test_boundary_scenarios import _why
-from .test_run import LIBRARY, assert_nothing_left
 
 CORES = ["c1", "c2", "c3"]
 SITES = [*CORES, "e1", "e2"]
@@ -141,7 +139,7 @@ def test_core_and_edge_scenario_passes_on_ground_truth(name: str, tmp_path: Path
     workdir = tmp_path / "run"
     result = run_scenario(scenario, workdir, console=Console(quiet=True), live=False)
     assert_nothing_left(workdir)
-    assert result.ok, _why(result)
+    assert result.ok, why(result)
     assert result.sources["ledger"] == "scans + records", result.sources
     assert result.intervals is not None
     ledger = {i.site for i in result.intervals["ledger"]}

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from support.commands import HARMONY
+from support.scenarios import LIBRARY, assert_nothing_left
 from support.waiting import wait_until
 
 from harmony.actors.journal import read_journal
-from harmony.sim.backend import pids_with_env, sim_marker
 from harmony.sim.launch import pids_mentioning
 from harmony.sim.randomized import RandomSchedule
 from harmony.sim.report import write_html
@@ -29,13 +29,6 @@ from harmony.sim.runner import Simulation, run_scenario
 from harmony.sim.scenario_file import load_scenario, parse_scenario
 
 pytestmark = pytest.mark.mesh
-
-LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
-
-
-def assert_nothing_left(workdir: Path) -> None:
-    assert pids_mentioning(str(workdir)) == []
-    assert pids_with_env(sim_marker(workdir.resolve())) == []
 
 
 def test_minority_partition_passes_and_leaves_a_history_and_a_report(tmp_path: Path) -> None:
