@@ -125,14 +125,21 @@ def test_slots_are_spread_replaced_and_rebalanced_never_doubled(watch: Watcher) 
     assert after_loss["web--0"] != {"s1"}
     all_safe(watch)
     config = str(mesh.procs["s2"].config_path)
+    last: list[subprocess.CompletedProcess[str]] = []
+
+    def shown() -> subprocess.CompletedProcess[str] | None:
+        o = harmony("status", "--config", config, "--workload", "web")
+        last[:] = [o]
+        return o if "4/4 replicas" in o.stdout else None
+
+    def why() -> str:
+        said = f"{last[0].stdout}\n{last[0].stderr}" if last else "(no answer)"
+        return f"status --workload web never showed 4/4 replicas; last:\n{said}\n{watch.tail()}"
+
     out = wait_until(
-        lambda: (
-            (o := harmony("status", "--config", config, "--workload", "web"))
-            and "4/4 replicas" in o.stdout
-            and o
-        ),
+        shown,
         120,  # each try is a CLI process: spaced out, and a loaded CI host is slow
-        message="harmony status --workload web never showed 4/4 replicas",
+        message=why,
         interval=1.0,
     )
     assert "web--0" in out.stdout and "coordinator=s2" in out.stdout, out.stdout
