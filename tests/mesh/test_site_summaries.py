@@ -21,6 +21,7 @@ from support.waiting import run_async
 
 from harmony.actors.messages import ActorInfo, PeerInfo
 from harmony.actors.summary import build_summary
+from harmony.client import sites_of_workload
 from harmony.mesh import summaries
 from harmony.mesh.server import EmbeddedServer
 from harmony.mesh.server_conf import ServerSecurity
@@ -116,6 +117,22 @@ def test_a_horizontal_workload_counts_by_its_slots_and_says_why_fewer_run() -> N
     assert s.workloads == {"running": 1, "stopped": 1}
     assert s.placed == ["web--0", "web--1"]
     assert s.unhealthy == [Unhealthy(what="workload web", why=f"REPLICAS 1/2: {why}")]
+
+
+def test_status_of_a_horizontal_workload_asks_the_sites_that_run_its_slots() -> None:
+    """The summary lists the slots, not the steering workload: `status --workload web` must
+    still find its sites (it found none once the summary stopped listing `web`)."""
+    found = {
+        "a": Summary(summary("a", placed=["web--0", "web--1"]), 1.0),
+        "b": Summary(summary("b", placed=["db", "web--1"]), 1.0),
+        "c": Summary(summary("c", placed=["web", "webx--0", "web--x", "web--1-2"]), 1.0),
+        "d": Summary(summary("d", placed=["web-api--0"]), 1.0),
+    }
+    assert sites_of_workload(found, "web") == ["a", "b", "c"]
+    assert sites_of_workload(found, "db") == ["b"]
+    assert sites_of_workload(found, "webx") == ["c"]
+    assert sites_of_workload(found, "web-api") == ["d"]
+    assert sites_of_workload(found, "we") == []
 
 
 def test_the_summary_view_counts_sites_and_workloads_and_lists_trouble() -> None:
