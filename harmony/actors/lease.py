@@ -67,11 +67,27 @@ class Poll:
 
 LEAD_EVERY = 5
 """Polls between checks that the held lease's stream is led from this site's server."""
+LEAD_BACKOFF_MAX = 5
+"""A step-down that did not bring the leader here doubles the wait before the next one, up
+to ``LEAD_EVERY * 2**LEAD_BACKOFF_MAX`` polls. Each step-down leaves the stream without a
+leader for a moment, so asking again and again for a move that does not happen (seen after
+a heal: 38 step-downs in 90 s, each failing the holder's renewal) would stall the very
+stream it means to keep led."""
+
+
+@dataclass(frozen=True)
+class Led:
+    """Local: what `LeaseStore.lead` answered ("here", "moved from x", "not current", ...)."""
+
+    result: str
 
 
 class LeaseActor(OfWorkload):
     kind = "lease"
     polls = 0
+    lead_at = 0
+    """The poll at which the stream's leader is next checked (`LEAD_EVERY`, backed off)."""
+    lead_backoff = 0
     last_seen: tuple[str | None, int] | None = None
     """(holder, revision) of the last observation reported; None: report the next one."""
     watch: Any = None
@@ -134,6 +150,7 @@ class LeaseActor(OfWorkload):
         def held(rev: int) -> None:
             self.set_state("held", holder=self.ctx.site, token=str(rev))
             self.report(LeaseAcquired(rev, sent_at))
+            self.lead_backoff = 0
             self.lead()
 
         over = cmd.expected_revision
@@ -187,7 +204,7 @@ class LeaseActor(OfWorkload):
     @handles(Poll)
     def on_poll(self, _: Poll) -> None:
         self.polls += 1
-        if self.state == "held" and self.polls % LEAD_EVERY == 0:
+        if self.state == "held" and self.polls >= self.lead_at:
             self.lead()  # an election may have moved the leader away since
         try:
             entry = self.store.read(self.key)
@@ -222,20 +239,35 @@ class LeaseActor(OfWorkload):
     def lead(self) -> None:
         """Ask for the held lease's stream to be led from this site's server (see
         `LeaseStore.lead`: a non-holder's death then never leaves the stream leaderless).
-        Never waits: the answer is only logged."""
-        path = self.path
+        Never waits: the answer comes back as `Led`."""
+        path, me = self.path, self.actor_ref
+        self.lead_at = self.polls + LEAD_EVERY * 2**self.lead_backoff
 
         def said(f: Future[str]) -> None:
             err = f.exception()
             if err is not None:
                 log.info("%s: lease stream leader not moved: %s", path, err)
-            elif f.result().startswith("moved"):
+                return
+            if f.result().startswith("moved"):
                 log.info("%s: lease stream leader %s to this site", path, f.result())
+            with contextlib.suppress(pykka.ActorDeadError):
+                me.tell(Led(f.result()))
 
         try:
             self.store.lead(self.key).add_done_callback(said)
         except LeaseError as e:
             log.info("%s: lease stream leader not moved: %s", path, e)
+
+    @handles(Led)
+    def on_led(self, msg: Led) -> None:
+        """ "here": the last move (if any) landed, check at the normal pace again. "moved":
+        whether it landed shows at the next check; until one does, each check waits twice
+        as long as the one before."""
+        if msg.result == "here":
+            self.lead_backoff = 0
+        elif msg.result.startswith("moved"):
+            self.lead_backoff = min(self.lead_backoff + 1, LEAD_BACKOFF_MAX)
+        self.set_detail(stream_leader=msg.result[:80])
 
     # -- the KV watcher ----------------------------------------------------------------------
     def _start_watch(self) -> None:

@@ -316,8 +316,13 @@ class LeaseStore:
 
     def lead(self, key: str) -> Future[str]:
         """Move the leader of `key`'s stream to this site's server, if it is a replica and the
-        leader is elsewhere. Does not wait (a renewal must never queue behind it); the future
-        says what happened: "here", "moved from <server>", "not a replica", "no server"."""
+        leader is elsewhere and this server's replica is current. Does not wait (a renewal
+        must never queue behind it); the future says what happened: "here", "moved from
+        <server>", "not a replica", "not current", "no server".
+
+        A replica that is not current (catching up after a heal or a restart) cannot win the
+        election a step-down starts: the old leader wins again, and the stream had no leader
+        for nothing. So no step-down is asked for then."""
         stream, server = f"KV_{self.bucket(key)}", self.server
 
         async def lead() -> str:
@@ -328,11 +333,14 @@ class LeaseStore:
             info = await nc.jetstream(timeout=self.op_timeout).stream_info(stream)
             cluster = info.cluster
             leader = cluster.leader if cluster is not None else None
-            replicas = {r.name for r in (cluster.replicas or [])} if cluster is not None else set()
+            replicas = {r.name: r for r in (cluster.replicas or [])} if cluster is not None else {}
             if leader == server:
                 return "here"
-            if server not in replicas:
+            mine = replicas.get(server)
+            if mine is None:
                 return "not a replica"
+            if not mine.current or mine.offline or (mine.lag or 0) > 0:
+                return f"not current (lag {mine.lag or 0})"
             body = json.dumps({"placement": {"preferred": server}}).encode()
             reply = await nc.request(
                 f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", body, timeout=self.op_timeout

@@ -33,7 +33,7 @@ from harmony.actors.cost import CostActor, PricesRead, ReadPrices
 from harmony.actors.exports import EXPORTS
 from harmony.actors.horizontal import HorizontalActor, Replan
 from harmony.actors.journal import read_journal
-from harmony.actors.lease import LeaseActor, Observed, Poll
+from harmony.actors.lease import LeaseActor, Led, Observed, Poll
 from harmony.actors.peers import (
     CheckPeers,
     HeartbeatSeen,
@@ -136,6 +136,7 @@ INTERNAL: dict[type[HarmonyActor], set[type]] = {
         WatchLease,
         Poll,
         Observed,
+        Led,  # told by the step-down request's done callback
     },
     WorkloadActor: {
         m.StartWorkload,
@@ -197,7 +198,7 @@ def receivers(
         return (PeerWatch,)  # the directory's agent/peers
     if target.startswith("self.ctx.ref(self.ctx.site, workload_path(") and actor is HorizontalActor:
         return (WorkloadSupervisor,)  # a slot's supervisor, here
-    if target in ("self.actor_ref", "ref") and actor is not None:
+    if target in ("self.actor_ref", "ref", "me") and actor is not None:
         return (actor,)
     if method == "tell_parent":
         target = "self.parent"

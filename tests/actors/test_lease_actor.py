@@ -5,6 +5,7 @@ and go. Every command is answered with exactly one event to its parent."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import msgspec
@@ -14,7 +15,7 @@ from support.actors import Kit, make_kit
 from support.nats_servers import Node
 from support.waiting import wait_until
 
-from harmony.actors.lease import LeaseActor
+from harmony.actors.lease import LEAD_BACKOFF_MAX, LEAD_EVERY, LeaseActor, Poll
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, WorkloadConfig
 from harmony.mesh.connection import MeshConnection
 from harmony.mesh.leases import LeaseStore
@@ -186,3 +187,44 @@ def test_without_a_lease_store_every_acquire_fails_without_a_conflict(kits: list
         assert not failed.conflict and "no lease store" in failed.reason
     finally:
         pykka.ActorRegistry.stop_all()
+
+
+class StepDownStore(LeaseStore):
+    """The real store, whose leader moves never land (after a heal the holder's replica may
+    lag and lose every election its step-down starts) until `answer` says "here"."""
+
+    answer = "moved from b"
+    asked = 0
+
+    def lead(self, key: str) -> Future[str]:
+        self.asked += 1
+        done: Future[str] = Future()
+        done.set_result(self.answer)
+        return done
+
+
+def polls(actor: Any, n: int) -> None:
+    for _ in range(n):
+        actor.ask(Poll())
+
+
+def test_a_step_down_that_does_not_land_is_asked_for_less_and_less_often(
+    store: LeaseStore, kits: list[Kit]
+) -> None:
+    """Each step-down leaves the stream leaderless for a moment: asked for every few polls
+    while it never lands, it kept the holder's own renewals failing (38 in 90 s after a
+    heal). Unlanded, the asks back off; once the leader is here, the normal pace returns."""
+    leads = StepDownStore(store.conn, "t", ttl=30.0, replicas=1)
+    pa, a, _ = site(kits, "a", leads)
+    n = count(pa)
+    a.tell(AcquireLease(expected_revision=None, reason="test"))
+    next_event(pa, LeaseAcquired, n)
+    polls(a, 12 * LEAD_EVERY)
+    backed_off = leads.asked
+    assert 2 <= backed_off <= 4, backed_off  # without the back-off: 13
+
+    leads.answer = "here"
+    polls(a, 2 * LEAD_EVERY * 2**LEAD_BACKOFF_MAX)  # the next ask, at most this far off
+    before = leads.asked
+    polls(a, 12 * LEAD_EVERY)
+    assert leads.asked - before >= 11, (before, leads.asked)  # every LEAD_EVERY polls again

@@ -191,8 +191,15 @@ def test_lead_moves_a_lease_streams_leader_to_the_holders_server(
             result: str | None = conns[names[0]].run(info, 5)
             return result
 
-        for name in names:
-            said = stores[name].lead(f"w-{name}").result(10)
+        for name in names:  # a replica just created may not be current yet: then no ask
+            said = wait_until(
+                lambda n=name: (
+                    (r := stores[n].lead(f"w-{n}").result(10)) != "not current (lag 0)" and r
+                ),
+                20,
+                message=f"{name}'s replica never current",
+                interval=0.5,
+            )
             assert said == "here" or said.startswith("moved from"), said
         for name in names:
             wait_until(lambda n=name: leader(f"w-{n}") == n, 20, message=f"w-{name} led by {name}")
