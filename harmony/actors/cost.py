@@ -85,6 +85,9 @@ class CostActor(OfWorkload):
         self.geo = GeoGate(self.ctx.config, self.workload)
         self.decided = CostState()
         self.pending: tuple[str, float] | None = None
+        self.copy_of: float | None = None
+        """The start (wall) of the copy `decided` and `pending` are about: a copy that left
+        and came back between two reads is another copy, with another history."""
         self.reading: Future[Prices] | None = None
         self.last_said = ""
         self.started_at = self.ctx.clock.monotonic()
@@ -136,10 +139,16 @@ class CostActor(OfWorkload):
         facts, _ = self.geo.facts(self.ctx.peer_view.read(now))
         sites = [dataclasses.replace(f, price=found.price(s)) for s, f in facts.items()]
         shown = " ".join(f"{s}={p:g}" for s in self.geo.sites if (p := found.price(s)) is not None)
-        if self.name not in self.ctx.copies.read():
-            self.decided, self.pending = CostState(), None
+        copy = self.ctx.copies.read().get(self.name)
+        if copy is None:
+            self.decided, self.pending, self.copy_of = CostState(), None, None
             self.set_state("idle", prices=shown, decision="", why="the site running it decides")
             return
+        if copy.started_wall != self.copy_of:
+            # Moved away and back within one idle read (5 s): the move this site sent is done,
+            # and this copy was placed by whatever the bucket says now. (Kept, the old move
+            # stayed "under way" for MOVE_TIMEOUT and nothing was decided meanwhile.)
+            self.decided, self.pending, self.copy_of = CostState(), None, copy.started_wall
         if self.pending is not None and now < self.pending[1] + MOVE_TIMEOUT:
             return  # a move is under way
         self.pending = None

@@ -152,3 +152,18 @@ def test_a_failed_read_decides_nothing(kit: Kit) -> None:
     info = kit.ctx.board.get("agent/workload/ledger/cost")
     assert info is not None and "cannot read the prices: no responders" in info.detail["why"]
     assert parent.moves == []
+
+
+def test_a_copy_that_left_and_came_back_between_two_reads_is_decided_afresh(kit: Kit) -> None:
+    """This site moved the copy away (a move under way), and it came back before any read
+    saw it gone (an idle site reads every 5 s). The old move is done: the new copy is
+    decided for at once, not after MOVE_TIMEOUT (a CI run's cost scenario waited 90 s)."""
+    cost, parent, _ = start(kit)
+    running(kit)
+    cost.ask(PricesRead(found(a=5.0, b=2.0, c=4.0)))  # type: ignore[attr-defined]
+    assert [mv.target for mv in parent.moves] == ["b"]  # under way
+    kit.clock.now += 20.0
+    kit.ctx.copies.set("ledger", m.CopyInfo(started_wall=2.0))  # gone and back: a new copy
+    # No move names this site: it came back by failover, so it goes to the cheapest at once.
+    cost.ask(PricesRead(found(a=5.0, b=2.0, c=4.0)))  # type: ignore[attr-defined]
+    assert [mv.target for mv in parent.moves] == ["b", "b"]
