@@ -38,7 +38,7 @@ from harmony.sim.observe import Observer, runners
 from harmony.sim.randomized import RandomSchedule
 from harmony.sim.result import SimResult
 from harmony.sim.scan_hook import start_scanner, stop_scanner
-from harmony.sim.scenario import Scenario, Step
+from harmony.sim.scenario import Move, Scenario, Step
 from harmony.sim.steps import StepError, Steps, refusal_problem
 from harmony.sim.streams import StreamPlacement, leaf_core, stream_placement
 from harmony.sim.truthfiles import truth_files
@@ -50,6 +50,9 @@ __all__ = ["Simulation", "StepError", "run_scenario", "under_ci", "unrunnable"]
 
 REFUSE_WAIT = 30.0
 """How long a site expected to refuse start may take to exit."""
+HOME_WAIT = 12.0
+"""Seconds the workloads get to start on their primaries before the misplaced ones are
+moved home (the normal start takes a few)."""
 
 
 def make_backend(
@@ -207,7 +210,8 @@ class Simulation:
 
         Scenarios are written for that start ("kill the primary"). A site that boots much
         later than the others can be counted silent before it was ever heard from, and a
-        standby then takes the lease first; the mesh is then started afresh (a new work
+        standby then takes the lease first. Such a workload is moved home (`_move_home`);
+        if that does not place them either, the mesh is started afresh (a new work
         sub-directory), up to `attempts` times.
         """
         bound = self.scenario.checks.recovery_bound
@@ -232,11 +236,32 @@ class Simulation:
             if placement is not None:
                 self.world.stream_peers = set(placement.peers)
             self.view.status("waiting for every workload to run on its primary")
+            if self.wait(self._on_primaries, min(bound, HOME_WAIT), "initial placement"):
+                return
+            self._move_home()
             if self.wait(self._on_primaries, bound, "initial placement"):
                 return
             state = conditions.state_line(self.observer.snapshots(), self.scenario.workloads)
             self.note("setup-retry", "", f"attempt {attempt}: not on the primaries: {state}")
         raise StepError(f"workloads not on their primaries after {attempts} starts")
+
+    def _move_home(self) -> bool:
+        """Each workload that runs once, but not on its primary (a standby won the race at
+        boot: its primary's agent started late, as an edge after the cores), is moved
+        home the way an operator would: much cheaper than starting the mesh afresh. True if
+        a move was accepted."""
+        assert self.observer is not None
+        snaps = self.observer.snapshots()
+        refused = set(self.scenario.expect_refused)
+        slots = {s.name for h in self.scenario.horizontal for s in slot_specs(h)}
+        moved = False
+        for w in self.scenario.workloads:
+            first = next(s for s in [w.primary, *w.standbys] if s not in refused)
+            running = runners(snaps, w.name)
+            if w.name not in slots and len(running) == 1 and running != {first}:
+                self.note("setup-move", w.name, f"{w.name} runs on {min(running)}: home to {first}")
+                moved = self.executor.execute(Move(workload=w.name, to=first)) or moved
+        return moved
 
     def _on_primaries(self) -> bool:
         """Every workload runs on its primary (its first site not expected to refuse); the

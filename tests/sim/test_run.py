@@ -23,9 +23,11 @@ from support.waiting import wait_until
 
 from harmony.actors.journal import read_journal
 from harmony.sim.launch import pids_mentioning
+from harmony.sim.observe import runners
 from harmony.sim.randomized import RandomSchedule
 from harmony.sim.report import write_html
 from harmony.sim.runner import Simulation, run_scenario
+from harmony.sim.scenario import Move
 from harmony.sim.scenario_file import load_scenario, parse_scenario
 
 pytestmark = pytest.mark.mesh
@@ -194,3 +196,29 @@ def test_random_mode_keeps_injecting_until_its_duration(
     assert scanner.path == workdir.resolve() / "scans.jsonl" and scanner.calls == ["start", "stop"]
     assert set(scanner.containments) == {(s, "ledger") for s in "abc"}
     assert scanner.containments[("a", "ledger")].startswith("a.")
+
+
+def test_a_workload_a_standby_won_at_boot_is_moved_home_not_restarted(tmp_path: Path) -> None:
+    """At boot a standby can win the race (its primary's agent started late: an edge after
+    the cores). The setup then moves it home as an operator would, instead of starting the
+    whole mesh afresh (a minute of a CI run, each time)."""
+    scenario = parse_scenario(
+        'name = "home"\nsites = ["a", "b", "c"]\n'
+        '[[workloads]]\nname = "ledger"\nprimary = "a"\nstandbys = ["b", "c"]\n'
+    )
+    workdir = tmp_path / "run"
+    sim = Simulation(scenario, workdir, console=Console(quiet=True), live=False)
+    try:
+        sim._setup()
+        observer = sim.observer
+        assert observer is not None
+        assert sim.executor.execute(Move(workload="ledger", to="b"))  # as if b had won at boot
+        assert sim.wait(lambda: runners(observer.snapshots(), "ledger") == {"b"}, 30, "on b")
+        assert sim._move_home()
+        assert sim.wait(sim._on_primaries, 30, "home")
+    finally:
+        leftovers, problem = sim._cleanup()
+    assert (leftovers, problem) == ([], "")
+    assert_nothing_left(workdir)
+    said = [e.reason for e in sim.faults if e.kind == "setup-move"]
+    assert said == ["ledger runs on b: home to a"], said
