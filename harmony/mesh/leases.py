@@ -12,7 +12,11 @@ death of whichever site led it fenced every healthy holder elsewhere. Each workl
 instead follows its holder (`lead`): the holder asks the leader to step down in favour of its
 own server, so only the holder's own death leaves its stream leaderless -- and then there is
 no healthy holder to fence. Moving the leader changes nothing in the safety argument: the new
-leader expires the key by the stored message's timestamp, as any leader does.
+leader expires the key by the stored message's timestamp, as any leader does. A step-down is
+asked for only while the holder's replica is current, and asked again less and less often
+while it does not land (`harmony.actors.lease`): a replica still catching up after a heal
+loses the election its step-down starts, and asking again every few seconds kept the stream
+leaderless, its holder's renewals failing, for as long as it went on (38 step-downs in 90 s).
 
 What bites (see docs/design.md): reads may be stale, so only a successful CAS proves anything;
 `update(last=None)` behaves like create, so we always pass `last`; nats-py's `create()` does
