@@ -48,6 +48,14 @@ def runs(app: HarmonyApp, site: str, workload: str) -> bool:
     return bool(view and view.answered and info and info.state == "running")
 
 
+def spread(app: HarmonyApp, site: str) -> bool:
+    """`web` runs its two copies, one in the US (site-c): the rebalance after boot is done."""
+    view = app.model.sites.get(site)
+    info = view.actor("agent/workload/web") if view else None
+    d = info.detail if info else {}
+    return d.get("replicas") == "2/2" and "site-c" in d.get("slots", "") and not d.get("why")
+
+
 async def shoot(mesh: LocalMesh) -> None:
     # The TUI connects through site-c: killing site-a must not cut the TUI off.
     feed = MeshFeed(mesh.client_urls(["site-c", "site-b"]), MESH, identity=mesh.identity)
@@ -65,6 +73,12 @@ async def shoot(mesh: LocalMesh) -> None:
         await until(pilot, "output", lambda: ("site-a", "ledger") in app.outputs, 10)
         await pilot.pause(0.5)
         app.save_screenshot("tui-mesh.svg", str(HERE))
+        # The topologies: `web`'s two slots spread over the regions, as its coordinator
+        # sees them, next to the site labels and `eu-archive`'s geo constraint.
+        await until(pilot, "web spread over the regions", lambda: spread(app, "site-a"), 60)
+        tree.move_cursor(tree.node_for(Key("site-a", "agent/workload/web")))
+        await pilot.pause(0.5)
+        app.save_screenshot("tui-topologies.svg", str(HERE))
         tree.move_cursor(tree.node_for(Key("site-a")))
         await pilot.pause()
         await pilot.press("k")

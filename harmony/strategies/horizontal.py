@@ -332,7 +332,8 @@ def _rebalance(
     since = state.imbalanced_since if state.imbalanced_since is not None else now
     state = replace(state, imbalanced_since=since)
     if now < since + spec.settle:
-        notes.append(f"skew {skew:g} > {spec.max_skew}: rebalance at {since + spec.settle:g}")
+        # No clock time in a note: it is shown to people (and journaled when it changes).
+        notes.append(f"skew {skew:g} > {spec.max_skew}: rebalance once it lasts {spec.settle:g} s")
         return state, [], since + spec.settle
     unavailable = spec.replicas - sum(
         1 for s in range(spec.replicas) if s in current and s not in pending

@@ -214,7 +214,16 @@ def detail_renderable(
     parts: list[RenderableType] = [title, table, Text("")]
     workload = key.workload or None
     parts.extend(_events(model, key.site, workload))
-    if workload:
+    steering = view.actor(f"agent/workload/{workload}") if workload else None
+    if steering is not None and steering.kind == "horizontal":
+        parts.append(Text(""))
+        parts.append(
+            Text(
+                f"its slots ({workload}--0, ...) run the copies: select one for its output",
+                style="dim",
+            )
+        )
+    elif workload:
         parts.append(Text(""))
         parts.append(Text("driver output (tail)", style="bold"))
         if output is None:

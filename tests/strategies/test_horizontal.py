@@ -98,7 +98,7 @@ def test_heal_rebalances_after_settle_within_the_disruption_budget() -> None:
     assert set(per_domain(p.placement, sites, "region")) == {"eu"}
     current = done(p)
     p = plan_horizontal(spec, p.state, six(capacity=2), current, 5.0)  # us is back
-    assert p.moves == () and p.wake_at == 15.0 and "rebalance at 15" in p.notes[0]
+    assert p.moves == () and p.wake_at == 15.0 and "rebalance once it lasts 10 s" in p.notes[0]
     p = plan_horizontal(spec, p.state, six(capacity=2), current, 14.9)
     assert p.moves == ()
     p = plan_horizontal(spec, p.state, six(capacity=2), current, 15.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+from rich.console import Console
 
 from harmony.actors.messages import (
     ActorInfo,
@@ -20,6 +21,7 @@ from harmony.tui.commands import Action
 from harmony.tui.feed import SnapshotsUpdate
 from harmony.tui.model import Key, MeshModel
 from harmony.tui.recording import Recording
+from harmony.tui.widgets import detail_renderable
 
 
 def snap(site: str, peers: dict[str, str], actors: list[ActorInfo] | None = None) -> Snapshot:
@@ -199,3 +201,10 @@ def test_a_horizontal_workload_shows_its_replicas_slots_and_why_fewer_run() -> N
     assert label.startswith("web [horizontal] running")
     for part in ("replicas 1/2", "slots 0@a 1@-", "coordinator a", "why slot 1 stays down"):
         assert part in label, label
+    # Its detail pane points at the slots for output: it runs no copy of its own, so there
+    # is no run actor to ask (the TUI used to show "unknown-actor: no actor at .../web/run").
+    console = Console(width=120, record=True)
+    console.print(detail_renderable(model, Key("a", "agent/workload/web"), 1.0, None))
+    shown = console.export_text()
+    assert "its slots (web--0, ...) run the copies" in shown, shown
+    assert "driver output" not in shown and "fetching" not in shown, shown
