@@ -132,6 +132,9 @@ def _leaf_listener(spec: ServerSpec) -> list[str]:
         "",
         "leafnodes {",
         f"  listen: {_q(hostport(spec.host, spec.leaf_port))}",
+        "  # No compression: the links carry small messages, and the default (s2_auto) turns",
+        "  # to its most expensive level when the round trip grows, i.e. when the host is busy.",
+        "  compression: off",
     ]
     sec = spec.security
     if sec is not None:
@@ -159,6 +162,7 @@ def _leaf_remotes(spec: ServerSpec) -> list[str]:
     lines.append(f"  reconnect: {_q(f'{ping.reconnect * 1000:.0f}ms')}")
     lines += ["  remotes: [", "    {"]
     lines.append("      urls: [" + ", ".join(_q(u) for u in spec.leaf_remotes) + "]")
+    lines.append("      compression: off  # as the core's listener: small messages, busy hosts")
     sec = spec.security
     if sec is not None:
         ident = sec.identity

@@ -39,6 +39,7 @@ from harmony.security.identity import Identity, site_identity
 from harmony.security.permissions import UserPermissions, lease_scope, mesh_users
 from harmony.security.roster import load_roster
 from harmony.site_roles import EDGE, LEAF_SCHEMES
+from harmony.strategies.registry import uses_lease
 from harmony.strategies.timing import LeafPing, leaf_ping
 
 DEFAULT_LEAF_PING = LeafPing()
@@ -151,6 +152,12 @@ def server_security(cfg: SiteConfig) -> ServerSecurity | None:
     )
 
 
+def takes_leases(cfg: SiteConfig) -> bool:
+    """Whether a workload of this site may take a lease here (an exclusive one whose
+    topology names the site): only then must its leaf link keep a fence deadline."""
+    return any(uses_lease(w.strategy) and cfg.site in w.topology.sites for w in cfg.workloads)
+
+
 @dataclass(frozen=True)
 class ServerSpec:
     """Everything needed to run one nats-server of a mesh.
@@ -236,7 +243,7 @@ class ServerSpec:
             security=server_security(cfg),
             leaf_port=n.leafnode_port if n.cores and not edge else 0,
             leaf_remotes=list(n.leaf_remotes) if edge else [],
-            leaf_ping=leaf_ping(cfg.timings),
+            leaf_ping=leaf_ping(cfg.timings, leases=takes_leases(cfg)),
         )
 
     @property

@@ -281,10 +281,24 @@ class LeafPing:
         return (self.max_outstanding + 2) * self.interval
 
 
-def leaf_ping(t: SiteTimings) -> LeafPing:
+RELAXED_LEAF_PING: Final = 2.0
+"""Seconds between an edge's pings when none of its workloads takes a lease."""
+
+
+def leaf_ping(t: SiteTimings, leases: bool = True) -> LeafPing:
     """An edge's leaf-link timings from its lease timings: detection and reconnect take at
     most half of the fence deadline ``lease_ttl - fence_margin`` (module docstring, "Leaf
-    links"); never pings more often than every 0.1 s, nor less often than every 2 s."""
+    links"); never pings more often than every 0.1 s, nor less often than every 2 s.
+
+    An edge none of whose workloads takes a lease (`leases` False: split-brain-allowed
+    only) has no fence deadline to keep, and pings every `RELAXED_LEAF_PING` s: on a busy
+    host the fast pings go unanswered for a moment, the link is dropped as stale, and each
+    redial costs both ends a TLS handshake and a resend of every subscription. At 60 sites
+    on 2 cores this kept every edge redialling every few seconds, swelled the core servers,
+    and made every heartbeat through them late (BENCHMARKS.md, scale). A link that closes
+    is redialled at once either way."""
+    if not leases:
+        return LeafPing(interval=RELAXED_LEAF_PING, reconnect=1.0)
     deadline = max(t.lease_ttl - t.fence_margin, 0.0)
     interval = min(2.0, max(0.1, deadline / (2 * (LEAF_PING_MAX + 3))))
     return LeafPing(interval=round(interval, 3), reconnect=round(interval, 3))

@@ -61,6 +61,7 @@ def test_edges_are_leaf_nodes_and_an_edge_primary_runs_with_the_cores_token(
         assert not varz.get("jetstream", {}).get("config"), f"{e} runs JetStream"
         leafs = monitor(mesh, e, "leafz")["leafs"]
         assert [leaf["name"] for leaf in leafs if leaf["name"] in CORES], f"{e}: {leafs}"
+        assert {leaf.get("compression", "off") for leaf in leafs} == {"off"}, leafs
         # The leaf remote holds the edge's nkey seed: the file is the site's alone.
         conf = Path(mesh.configs[e].data_dir) / "nats" / "nats-server.conf"
         assert stat.S_IMODE(conf.stat().st_mode) == 0o600

@@ -8,11 +8,23 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from harmony.config import Timings
+from harmony.config import (
+    FailoverTopologyConfig,
+    ProcessDriverConfig,
+    SiteConfig,
+    Timings,
+    WorkloadConfig,
+)
 from harmony.mesh.conf_text import render_conf
-from harmony.mesh.server_conf import ServerSecurity, ServerSpec, nats_server_binary
+from harmony.mesh.server_conf import (
+    ServerSecurity,
+    ServerSpec,
+    nats_server_binary,
+    takes_leases,
+)
 from harmony.security.identity import site_identity
 from harmony.security.material import init_mesh
 from harmony.security.permissions import (
@@ -26,7 +38,7 @@ from harmony.security.permissions import (
 )
 from harmony.security.roster import load_roster
 from harmony.sim.scenario import SIM_TIMINGS
-from harmony.strategies.timing import LEAF_PING_MAX, leaf_ping
+from harmony.strategies.timing import LEAF_PING_MAX, RELAXED_LEAF_PING, leaf_ping
 
 M = "m"
 CORES = ("a", "b", "c")
@@ -114,6 +126,9 @@ def test_core_and_edge_confs_say_so_and_nats_server_accepts_them(tmp_path: Path)
     assert "deny: [" in core and "ping_interval" not in core
     assert 'ping_interval: "250ms"' in edge and f"ping_max: {LEAF_PING_MAX}" in edge
     assert 'reconnect: "250ms"' in edge
+    # No compression either side: s2_auto turned to s2_best on a busy host (the round trip
+    # grew), and that cost the core servers CPU on every message of every edge.
+    assert core.count("compression: off") == 1 and edge.count("compression: off") == 1
     for site in ("a", "e1"):
         _valid(render_conf(specs[site]), tmp_path / site)
 
@@ -133,3 +148,24 @@ def test_leaf_ping_takes_at_most_half_the_fence_deadline(timings: Timings) -> No
     deadline = timings.lease_ttl - timings.fence_margin
     assert 0.1 <= ping.interval <= 2.0
     assert ping.detection + ping.reconnect <= deadline / 2 + 1e-6 or ping.interval == 2.0
+
+
+def test_an_edge_that_takes_no_lease_pings_its_link_at_the_relaxed_pace(tmp_path: Path) -> None:
+    """Fast pings only where a fence deadline depends on the link: an edge whose workloads
+    are all split-brain-allowed, or take their leases elsewhere, pings every 2 s."""
+    cfg = SiteConfig(mesh=M, site="e1", workloads=[])
+    ledger = WorkloadConfig(
+        name="ledger",
+        strategy="absolute-consistency",
+        driver=ProcessDriverConfig(command=["true"]),
+        topology=FailoverTopologyConfig(primary="a", standbys=["e1"]),
+    )
+    web = msgspec.structs.replace(ledger, name="web", strategy="split-brain-allowed")
+    elsewhere = msgspec.structs.replace(
+        ledger, name="db", topology=FailoverTopologyConfig(primary="a", standbys=["b"])
+    )
+    assert not takes_leases(msgspec.structs.replace(cfg, workloads=[web, elsewhere]))
+    assert takes_leases(msgspec.structs.replace(cfg, workloads=[web, ledger]))
+    relaxed = leaf_ping(SIM_TIMINGS, leases=False)
+    assert relaxed.interval == RELAXED_LEAF_PING > leaf_ping(SIM_TIMINGS).interval
+    assert relaxed.reconnect <= 1.0  # a link that closes is redialled at once, as before
