@@ -107,9 +107,13 @@ def test_metrics_follow_a_failover(mesh: LocalMesh) -> None:
     a = scrape(mesh, "a")
     assert value(a, "harmony_bridge_frames_total", site="a", direction="received", kind="ask")
 
-    b = scrape(mesh, "b")
+    def b_sees_a() -> Samples | None:  # b learns the holder from its lease watch or poll
+        s = scrape(mesh, "b")
+        seen = value(s, "harmony_workload_lease_holder", site="b", workload="ledger", holder="a")
+        return s if seen else None
+
+    b = wait_until(b_sees_a, 15, message="b never saw a hold the lease, per its metrics")
     assert value(b, "harmony_workload_lease_held", site="b", workload="ledger") == 0
-    assert value(b, "harmony_workload_lease_holder", site="b", workload="ledger", holder="a")
     starts_before = total(b, "harmony_workload_copy_starts_total", workload="ledger")
 
     mesh.kill("a", signal.SIGKILL)
