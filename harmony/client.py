@@ -8,7 +8,6 @@ put a remote terminal escape (a title, an OSC 52 clipboard write) on a user's te
 
 from __future__ import annotations
 
-import re
 import time
 
 import msgspec
@@ -19,7 +18,7 @@ from harmony.actors.messages import ActorInfo, PeerInfo, Snapshot, SnapshotReque
 from harmony.mesh import subjects, summaries, wire
 from harmony.mesh.connection import MeshConnection
 from harmony.security.identity import Identity
-from harmony.strategies.horizontal import SLOT_SEP
+from harmony.strategies.horizontal import slot_of
 from harmony.textsafe import printable, redact_url
 
 
@@ -135,12 +134,12 @@ def sites_of_workload(found: dict[str, summaries.Summary], workload: str) -> lis
     """The sites whose summary lists `workload` as placed there, or one of its slots (a
     summary lists a horizontal workload's slots, which run, not the workload that steers
     them)."""
-    slot = re.compile(re.escape(workload) + re.escape(SLOT_SEP) + "[0-9]+")
-    return [
-        site
-        for site, s in found.items()
-        if any(w == workload or slot.fullmatch(w) for w in s.value.placed)
-    ]
+
+    def ours(name: str) -> bool:
+        slot = slot_of(name)
+        return name == workload or (slot is not None and slot[0] == workload)
+
+    return [site for site, s in found.items() if any(ours(w) for w in s.value.placed)]
 
 
 NAME_LIMIT = 128

@@ -252,9 +252,8 @@ class HarmonyApp(App[None]):
         view = self.model.sites.get(key.site)
         if view is None or not view.answered:
             return
-        steering = view.actor(f"agent/workload/{key.workload}")
-        if steering is not None and steering.kind == "horizontal":
-            return  # it runs nothing itself: its slots do
+        if view.steers_slots(key.workload):
+            return  # no run actor to ask
         self.run_worker(
             partial(self._fetch_output, key.site, key.workload),
             thread=True,

@@ -83,6 +83,11 @@ class SiteView:
             return None
         return next((a for a in self.snapshot.actors if a.path == path), None)
 
+    def steers_slots(self, workload: str) -> bool:
+        """`workload` is horizontal here: it runs no copy itself, its slots do."""
+        info = self.actor(f"agent/workload/{workload}")
+        return info is not None and info.kind == "horizontal"
+
     def peer(self, name: str) -> PeerInfo | None:
         if self.snapshot is None:
             return None

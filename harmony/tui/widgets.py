@@ -214,8 +214,7 @@ def detail_renderable(
     parts: list[RenderableType] = [title, table, Text("")]
     workload = key.workload or None
     parts.extend(_events(model, key.site, workload))
-    steering = view.actor(f"agent/workload/{workload}") if workload else None
-    if steering is not None and steering.kind == "horizontal":
+    if workload and view.steers_slots(workload):
         parts.append(Text(""))
         parts.append(
             Text(
