@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from support.scenarios import LIBRARY, assert_nothing_left, why
+from support.scenarios import LIBRARY, assert_nothing_left, since_first_fault, why
 
 from harmony.sim.backend import ProcessBackend
 from harmony.sim.runner import run_scenario
@@ -143,10 +143,7 @@ def test_core_and_edge_scenario_passes_on_ground_truth(name: str, tmp_path: Path
     assert result.sources["ledger"] == "scans + records", result.sources
     assert result.intervals is not None
     cuts = [e.reason for e in result.events if e.kind == "partition"]
-    first_cut = min(e.mono for e in result.events if e.kind == "partition")
-    # Copies from the first fault on: one a standby won at boot and the setup moved home
-    # (`setup-move`) ran before the scenario began.
-    ledger = {i.site for i in result.intervals["ledger"] if i.end is None or i.end >= first_cut}
+    ledger = since_first_fault(result, "ledger")
     if name == "edge-isolated":
         assert ledger == {"e1", "e2"}, f"no failover to the standby edge: {ledger}"
     else:

@@ -46,3 +46,22 @@ def run_library(name: str, tmp_path: Path) -> SimResult:
     assert result.ok, why(result)
     assert result.intervals is not None
     return result
+
+
+def since_first_fault(result: SimResult, workload: str) -> set[str]:
+    """The sites that ran `workload` from the scenario's first fault on. A copy that a
+    standby won at boot, and the setup moved home (a `setup-move` note, then its `move`),
+    ran before the scenario began and is left out."""
+    homing = 0
+    start = None
+    for e in sorted(result.events, key=lambda e: e.mono):
+        if e.kind == "setup-move":
+            homing += 1
+        elif e.incarnation == "sim" and "expect" in e.detail:
+            if e.kind == "move" and homing:
+                homing -= 1  # the setup's own move
+                continue
+            start = e.mono
+            break
+    assert result.intervals is not None and start is not None, "no fault in the history"
+    return {i.site for i in result.intervals[workload] if i.end is None or i.end >= start}
