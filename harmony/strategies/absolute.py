@@ -76,19 +76,33 @@ class AbsoluteConsistency(FailoverStrategy):
     def rank(self, state: WorkloadState) -> int:
         """Our position among the live sites of the topology that the geo constraints do not
         bar (0: try first)."""
-        live = [
-            s
-            for s in state.topology.sites
-            if s == state.site or (state.live(s) and state.eligible(s))
-        ]
-        return live.index(state.site)
+        return len(self.ahead(state))
+
+    def ahead(self, state: WorkloadState) -> list[str]:
+        """The live, eligible sites of the topology that try before us."""
+        sites = state.topology.sites
+        mine = sites.index(state.site) if state.site in sites else len(sites)
+        return [s for s in sites[:mine] if state.live(s) and state.eligible(s)]
 
     def acquire_at(self, state: WorkloadState) -> float | None:
-        """When we may try to take the lease, or None when we may not at all."""
+        """When we may try to take the lease, or None when we may not at all.
+
+        A site ahead of us that was never heard of may be booting (and fencing what its
+        last incarnation left) right now: wait until it is heard or declared silent
+        (PeerWatch does so within a lease TTL). The rank delay runs from the later of the
+        lease seen gone and the last change of a site ahead, so a primary that just came up
+        gets its head start too.
+        """
         lease = state.lease
         if state.leaving or lease.revision is not None or lease.seen is not Seen.GONE:
             return None
-        after_rank = lease.seen_since + self.rank(state) * self.params.rank_delay
+        since = lease.seen_since
+        for site in self.ahead(state):
+            peer = state.peers.get(site)
+            if peer is None or peer.status is PeerStatus.UNKNOWN:
+                return None
+            since = max(since, peer.since)
+        after_rank = since + self.rank(state) * self.params.rank_delay
         return max(after_rank, state.cooldown_until, lease.retry_at)
 
     # -- events (the rows of `folds`, below the class) ------------------------------------

@@ -90,10 +90,10 @@ def test_primary_takes_a_gone_lease_at_once_and_starts_with_the_token() -> None:
 @pytest.mark.parametrize(
     ("site", "peers", "tries_at"),
     [
-        ("b", [], 2.0),  # primary not known silent: wait one rank
+        ("b", [PeerAlive("a")], 2.0),  # primary alive: wait one rank
         ("b", [PeerSuspect("a")], 2.0),  # suspicion is not silence
         ("b", [PeerSilent("a")], 1.0),  # primary silent: first standby goes first
-        ("c", [PeerSilent("a")], 2.0),  # b may be alive: c waits one rank
+        ("c", [PeerSilent("a"), PeerAlive("b")], 2.0),  # b alive: c waits one rank
         ("c", [PeerSilent("a"), PeerSilent("b")], 1.0),
         ("c", [PeerAlive("a"), PeerAlive("b")], 3.0),
     ],
@@ -104,6 +104,37 @@ def test_standbys_defer_by_rank_among_live_sites(site: str, peers: list, tries_a
     s.feed(LeaseObservedGone(None), at=1.0)
     s.advance(10.0)
     assert s.times_of(AcquireLease)[0] == tries_at  # (later ones: retries, unanswered)
+
+
+@pytest.mark.parametrize(
+    ("site", "peers"),
+    [("b", []), ("c", [PeerSilent("a")]), ("c", [PeerAlive("a")])],
+)
+def test_a_standby_never_races_a_site_ahead_it_has_not_heard_of(site: str, peers: list) -> None:
+    """A site ahead that was never heard of may be booting: no try until it is heard of."""
+    s = Site(AC, site)
+    s.feed_all(peers)
+    s.feed(LeaseObservedGone(None), at=1.0)
+    s.advance(30.0)
+    assert s.times_of(AcquireLease) == []
+
+
+def test_a_primary_heard_late_gets_its_head_start() -> None:
+    """The rank delay runs from when the primary was heard, not from the lease seen gone: a
+    standby that booted first does not take the lease from a primary still starting."""
+    s = Site(AC, "b")
+    s.feed(LeaseObservedGone(None), at=1.0)
+    s.feed(PeerAlive("a"), at=5.0)
+    s.advance(10.0)
+    assert s.times_of(AcquireLease)[0] == 6.0
+
+
+def test_a_primary_never_heard_and_then_silent_no_longer_holds_the_standby() -> None:
+    s = Site(AC, "b")
+    s.feed(LeaseObservedGone(None), at=1.0)
+    s.feed(PeerSilent("a"), at=5.0)
+    s.advance(10.0)
+    assert s.times_of(AcquireLease)[0] == 5.0
 
 
 def test_silence_alone_never_starts_anything() -> None:
