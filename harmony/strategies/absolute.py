@@ -5,7 +5,10 @@
   renewal, it fences. See `harmony.strategies.timing` for why that is enough.
 * Every site watches the lease. When it is seen gone (expired or deleted), the live sites of
   the topology try to take it in topology order: the n-th live candidate (silent peers are
-  skipped; unknown and suspect ones are not) waits ``n x rank_delay``. CAS decides races.
+  skipped; suspect ones are not) waits ``n x rank_delay`` after the later of the lease seen
+  gone and the last change of a site ahead. A site ahead never heard of holds the others back
+  until it is heard of or declared silent (a lease TTL after boot): it may be booting.
+  CAS decides races.
 * The holder renews every renew_interval, and keeps trying after a fence: a renewal that still
   succeeds proves the lease was never taken, so the copy restarts here without a failover.
 * Graceful shutdown: stop the copy (still renewing), then release the lease.
