@@ -48,28 +48,39 @@ class Board:
 
 
 class PeerView:
-    """The latest peer table written by PeerWatch, read by snapshots on the loop thread."""
+    """The latest peer table written by PeerWatch, read by snapshots on the loop thread.
+
+    PeerWatch publishes when a peer changes, not at every heartbeat; the heartbeats' arrival
+    times come straight from the loop thread (`heard`), so an age read here is the true age
+    of the newest heartbeat, not of the one PeerWatch last looked at."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._infos: dict[str, PeerInfo] = {}
         self._at = 0.0
+        self._heard: dict[str, float] = {}
 
     def publish(self, infos: dict[str, PeerInfo], at: float) -> None:
         with self._lock:
             self._infos, self._at = infos, at
 
-    def read(self, now: float) -> list[PeerInfo]:
-        """Peers with heartbeat ages brought forward to `now`."""
+    def heard(self, site: str, at: float) -> None:
         with self._lock:
-            infos, at = self._infos, self._at
+            if at > self._heard.get(site, float("-inf")):
+                self._heard[site] = at
+
+    def read(self, now: float) -> list[PeerInfo]:
+        """Peers with heartbeat ages as of `now`."""
+        with self._lock:
+            infos, at, heard = self._infos, self._at, dict(self._heard)
         out = []
         for site in sorted(infos):
             p = infos[site]
             if p.last_heartbeat_age is not None:
-                p = msgspec.structs.replace(
-                    p, last_heartbeat_age=round(p.last_heartbeat_age + max(0.0, now - at), 3)
-                )
+                age = p.last_heartbeat_age + max(0.0, now - at)
+                if site in heard:
+                    age = min(age, max(0.0, now - heard[site]))
+                p = msgspec.structs.replace(p, last_heartbeat_age=round(age, 3))
             out.append(p)
         return out
 

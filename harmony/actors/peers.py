@@ -45,6 +45,7 @@ from harmony.actors.base import HarmonyActor, handles
 from harmony.actors.exports import mesh_sites
 from harmony.actors.interest import core_sites, heartbeat_interest
 from harmony.actors.messages import CopyInfo, Heartbeat, PeerInfo
+from harmony.actors.overdue import OverdueTimers
 from harmony.mesh import subjects, wire
 from harmony.mesh.connection import Subscription
 from harmony.mesh.remote import Refused
@@ -53,8 +54,13 @@ log = logging.getLogger(__name__)
 
 ALIVE, SUSPECT, SILENT, UNKNOWN = "alive", "suspect", "silent", "unknown"
 TICKS_PER_INTERVAL = 5
+"""Without a mesh connection (unit tests), peers are checked this often per interval."""
 STALL_SLACK_TICKS = 2
-"""How many tick periods late a check may run before the gap counts as a stall."""
+"""How many fifths of an interval a check may run late before it counts as a stall."""
+HOUSEKEEPING = 1.0
+"""Seconds between periodic checks when overdue timers judge the peers (a safety net)."""
+DEADLINE_EPSILON = 0.001
+"""Past a threshold, not on it: a timer firing on the dot would find the peer just in time."""
 MAX_STALLS = 32
 """Recent stalls remembered: enough for any silence still being judged."""
 MAX_LEARNED = 16
@@ -69,7 +75,10 @@ class HeartbeatSeen:
 
 @dataclass(frozen=True)
 class CheckPeers:
-    pass
+    """Judge every peer now. `due`: the deadline an overdue timer fired for (how late this
+    check runs says whether this agent was starved); None: the periodic check."""
+
+    due: float | None = None
 
 
 @dataclass(frozen=True)
@@ -162,14 +171,29 @@ class PeerWatch(HarmonyActor):
         """Sites admitted by `_may_learn` (witnesses); read and written under `_hb_lock`."""
         self.subs: dict[str, Subscription] = {}
         """Heartbeat subscriptions by subject: one wildcard, or one per watched site."""
+        self.timers: OverdueTimers | None = None
+        self._plan: dict[str, tuple[float, float]] = {}
+        bridge = self.ctx.bridge
+        if bridge is not None:
+            self.timers = OverdueTimers(bridge.conn.loop, self.ctx.clock.monotonic, self._due)
+            self.period = max(HOUSEKEEPING, self.interval)
+        else:
+            self.period = self.interval / TICKS_PER_INTERVAL
         self._subscribe()
-        self.every(self.interval / TICKS_PER_INTERVAL, CheckPeers())
+        self.every(self.period, CheckPeers())
+        self._expect(force=True)
         self._publish()
 
     def stopping(self) -> None:
         for sub in self.subs.values():
             sub.unsubscribe()
         self.subs = {}
+        if self.timers is not None:
+            self.timers.close()
+
+    def _due(self, site: str, due: float) -> None:
+        """On the loop thread: `site` is overdue (its timer fired)."""
+        self.actor_ref.tell(CheckPeers(due))
 
     def heard_subjects(self) -> set[str]:
         """The heartbeat subjects the interest asks for."""
@@ -196,6 +220,9 @@ class PeerWatch(HarmonyActor):
         if hb is None:
             return
         news = (hb.incarnation, hb.copies)
+        self.ctx.peer_view.heard(hb.site, received)
+        if self.timers is not None:
+            self.timers.heard(hb.site, received)
         with self._hb_lock:
             self._latest[hb.site] = (hb, received)
             urgent = hb.site in self._not_alive or self._told.get(hb.site) != news
@@ -255,10 +282,14 @@ class PeerWatch(HarmonyActor):
         for hb, received in latest.values():
             peer = self.peers.get(hb.site)
             if peer is None or peer.last_seen is None or received > peer.last_seen:
-                self.on_heartbeat_seen(HeartbeatSeen(hb, received))
+                self._fold(HeartbeatSeen(hb, received))
 
     @handles(HeartbeatSeen)
     def on_heartbeat_seen(self, msg: HeartbeatSeen) -> None:
+        self._fold(msg)
+        self._expect()
+
+    def _fold(self, msg: HeartbeatSeen) -> None:
         hb = msg.hb
         peer = self.peers.get(hb.site)
         if peer is None:
@@ -290,10 +321,10 @@ class PeerWatch(HarmonyActor):
             peer.copies_sent = ""
 
     @handles(CheckPeers)
-    def on_check_peers(self, _: CheckPeers) -> None:
+    def on_check_peers(self, msg: CheckPeers) -> None:
         self._absorb_latest()
         now = self.ctx.clock.monotonic()
-        self._discount_stall(now)
+        self._discount_stall(now, msg.due)
         t = self.ctx.config.timings
         for site, peer in self.peers.items():
             if peer.last_seen is None:
@@ -309,19 +340,46 @@ class PeerWatch(HarmonyActor):
             if new != peer.state:
                 self._change(site, peer, new, age if peer.last_seen is not None else None)
         self._publish()
+        self._expect(force=msg.due is not None)  # the fired timer is gone: always re-arm
 
-    def _discount_stall(self, now: float) -> None:
-        """Remember the part of the gap since the last tick that exceeds the slack as a
-        stall; our own start-up wait is excused it too."""
-        last, self._last_tick = self._last_tick, now
-        if last is None:
+    def _expect(self, force: bool = False) -> None:
+        """Tell the overdue timers when each peer becomes suspect (alive), silent (suspect)
+        or, never heard of, silent after the start-up window; our stalls are excused."""
+        if self.timers is None:
             return
-        stall = now - last - STALL_SLACK_TICKS * self.interval / TICKS_PER_INTERVAL
+        t = self.ctx.config.timings
+        plan: dict[str, tuple[float, float]] = {}
+        for site, peer in self.peers.items():
+            if peer.state == SILENT:
+                continue  # its next heartbeat is news: told at once
+            if peer.last_seen is None:
+                window = max(t.silent_after * peer.interval, t.lease_ttl)
+                plan[site] = (self.born, self.born + window + DEADLINE_EPSILON)
+                continue
+            after = t.suspect_after if peer.state == ALIVE else t.silent_after
+            due = peer.last_seen + after * peer.interval + self._stalled_since(peer.last_seen)
+            plan[site] = (peer.last_seen, due + DEADLINE_EPSILON)
+        if force or plan != self._plan:
+            self._plan = plan
+            self.timers.expect(plan)
+
+    def _discount_stall(self, now: float, due: float | None) -> None:
+        """Remember how much later than it should this check runs, beyond the slack, as a
+        stall: after its deadline (a timer's check) or after the periodic check before it.
+        Our own start-up wait is excused it too."""
+        if due is None:
+            last, self._last_tick = self._last_tick, now
+            if last is None:
+                return
+            due = last + self.period
+        slack = (STALL_SLACK_TICKS - 1) * self.interval / TICKS_PER_INTERVAL
+        start = max(due + slack, self._stalls[-1][1] if self._stalls else due)
+        stall = now - start
         if stall <= 0:
             return
         self.stalled += stall
         self.born = min(now, self.born + stall)
-        self._stalls.append((now - stall, now))
+        self._stalls.append((start, now))
         log.info("no peer check for %.2f s: this agent was starved; not held against peers", stall)
 
     def _stalled_since(self, t: float) -> float:

@@ -226,3 +226,78 @@ def test_a_heartbeat_after_a_stall_is_not_taken_for_an_old_one(kit: Kit) -> None
     watch.tell(HeartbeatSeen(hb("b", incarnation="two"), arrived))
     sync(watch)
     assert changes(rec)[-1] == ("b", "alive", "alive", True), changes(rec)
+
+
+def test_on_a_loop_peers_are_judged_by_deadlines_not_by_ticks(kit: Kit) -> None:
+    """With a mesh connection, PeerWatch is woken when a peer is overdue, not to look:
+    heartbeats that come in time cost it no check at all, and a peer that falls quiet is
+    found suspect and then silent on its deadlines (measured on the real clock)."""
+    import asyncio
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from harmony.actors.clock import SystemClock
+    from harmony.actors.timers import Scheduler
+    from harmony.mesh import wire
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    callbacks: list[Any] = []
+
+    def subscribe(subject: str, cb: Any) -> Any:
+        callbacks.append(cb)
+        return SimpleNamespace(unsubscribe=lambda: None)
+
+    kit.ctx.bridge = SimpleNamespace(  # type: ignore[assignment]
+        conn=SimpleNamespace(loop=loop, subscribe=subscribe), stats=None
+    )
+    kit.ctx.clock = SystemClock()
+    kit.ctx.scheduler = Scheduler(time.monotonic)
+    checks: list[float | None] = []
+
+    class Watch(PeerWatch):
+        def on_check_peers(self, msg: CheckPeers) -> None:
+            checks.append(msg.due)
+            super().on_check_peers(msg)
+
+    seen: list[tuple[str, float]] = []
+
+    class Timed(Recorder):
+        def on_receive(self, message: Any) -> Any:
+            if isinstance(message, PeerChanged):
+                seen.append((message.new, time.monotonic()))
+            return super().on_receive(message)
+
+    rec = Timed.start()
+    try:
+        Watch.start(kit.ctx, "agent/peers", rec)
+        wait_until(lambda: callbacks, 5)
+        beat = wire.encode(hb("b"))
+
+        def arrive() -> None:
+            msg = SimpleNamespace(data=beat, subject="harmony.m.b.hb", headers=None, reply="")
+            loop.call_soon_threadsafe(callbacks[0], msg)
+
+        last = time.monotonic()
+        for _ in range(int(3.0 / IV) * 2):  # 3 s of heartbeats, twice per interval
+            last = time.monotonic()
+            arrive()
+            time.sleep(IV / 2)  # the peer's own pace, not a wait for a result
+        assert [s for s, _ in seen] == ["alive"], seen
+        assert [d for d in checks if d is not None] == [], checks  # no deadline passed
+        assert len(checks) <= 5, checks  # the periodic safety net only (one a second)
+        wait_until(lambda: [s for s, _ in seen] == ["alive", "suspect", "silent"], 10)
+        t = kit.ctx.config.timings
+        suspect_at, silent_at = seen[1][1] - last, seen[2][1] - last
+        assert t.suspect_after * IV <= suspect_at < t.suspect_after * IV + 0.25, seen
+        assert t.silent_after * IV <= silent_at < t.silent_after * IV + 0.25, seen
+        age = {p.site: p.last_heartbeat_age for p in kit.ctx.peer_view.read(time.monotonic())}
+        assert age["b"] is not None and age["b"] >= silent_at
+    finally:
+        pykka.ActorRegistry.stop_all()
+        kit.ctx.scheduler.stop()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
