@@ -163,6 +163,16 @@ def workloads_for(sites: list[str], per_site: int, with_standby: int = 0) -> lis
     ]
 
 
+def timings_text(heartbeat: float | None) -> str:
+    """The timings the run used, as the report states them (read, not assumed)."""
+    t = Timings(heartbeat_interval=heartbeat) if heartbeat else Timings()
+    which = "default timings" if not heartbeat else "default timings but the heartbeat"
+    return (
+        f"{which} (heartbeat {t.heartbeat_interval:g} s, suspect after {t.suspect_after:g} "
+        f"intervals, silent after {t.silent_after:g})"
+    )
+
+
 def start_mesh(mesh: LocalMesh, cores: int, batch: int, timeout: float, per_site: int) -> None:
     """All at once (as always), or the cores first and then the edges `batch` at a time,
     each batch's copies all running (from the site summaries) before the next batch starts:
@@ -367,8 +377,8 @@ def markdown(samples: list[Sample], command: str, args: argparse.Namespace) -> s
         "",
         f"Command: `{command}`",
         "",
-        f"Machine: {os.cpu_count()} CPUs; default timings (heartbeat 0.5 s, suspect after "
-        "1.5 intervals, silent after 2.5). Every site is a real agent process with its own "
+        f"Machine: {os.cpu_count()} CPUs; {timings_text(args.heartbeat)}. Every site is a "
+        "real agent process with its own "
         f"nats-server ({shape}) and {args.workloads} split-brain-allowed workloads, "
         "each a real `sleep` process (a supervisor and a driver actor each).",
         "",
