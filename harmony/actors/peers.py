@@ -1,8 +1,10 @@
 """PeerWatch: heartbeats in. Each peer site is alive, suspect or silent.
 
 A peer is *suspect* after `suspect_after` of its heartbeat intervals without a heartbeat, and
-*silent* after `silent_after` (<= 3, so a dead peer is reported within 3 intervals plus one
-tick). Every change goes to the parent (the agent supervisor), which tells the workloads.
+*silent* after `silent_after` (<= 3, so a dead peer is reported within 3 intervals). Every
+change goes to the parent (the agent supervisor), which tells the workloads. The deadlines
+are kept on the connection's loop thread (`OverdueTimers`), moved by each heartbeat, so this
+actor wakes when a peer is overdue, not to look (and once a `HOUSEKEEPING` period as a net).
 
 Peers are the sites this site's configuration names (`exports.mesh_sites`). A heartbeat is
 dropped, and counted in the bridge's `WireStats`, when it does not decode, when its `site` or
@@ -10,8 +12,8 @@ dropped, and counted in the bridge's `WireStats`, when it does not decode, when 
 site is not a peer. (One forged heartbeat from an unknown site used to join the peer table,
 and its announced copies made every split-brain-allowed site stop its own.)
 
-Time this agent could not watch does not count against its peers. A check tick that runs
-more than `STALL_SLACK_TICKS` tick periods after the one before means this process was
+Time this agent could not watch does not count against its peers. A check that runs more
+than the slack after its deadline (or after the periodic one before it) means this process was
 starved (a busy host, a GC pause, a stopped VM): the heartbeats that arrived meanwhile may
 still sit unread in its socket, so every peer's silence is measured from the end of the
 stall, as if its clock had stopped (`_discount_stall`). Without it an overloaded host turns
