@@ -6,11 +6,8 @@ change goes to the parent (the agent supervisor), which tells the workloads. The
 are kept on the connection's loop thread (`OverdueTimers`), moved by each heartbeat, so this
 actor wakes when a peer is overdue, not to look (and once a `HOUSEKEEPING` period as a net).
 
-Peers are the sites this site's configuration names (`exports.mesh_sites`). A heartbeat is
-dropped, and counted in the bridge's `WireStats`, when it does not decode, when its `site` or
-`mesh` is not the one its subject names (the NATS server vouches for the subject), or when its
-site is not a peer. (One forged heartbeat from an unknown site used to join the peer table,
-and its announced copies made every split-brain-allowed site stop its own.)
+Peers are the sites this site's configuration names (`exports.mesh_sites`); which heartbeats
+count at all is `HeartbeatGate`'s to say (`harmony.actors.heartbeat_gate`).
 
 Time this agent could not watch does not count against its peers. A check that runs more
 than the slack after its deadline (or after the periodic one before it) means this process was
@@ -20,11 +17,6 @@ stall, as if its clock had stopped (`_discount_stall`). Without it an overloaded
 its own starvation into suspicions of every peer, each one more work (a split-brain-allowed
 standby starts a copy), which starves it further. Only liveness waits longer: no decision
 about an exclusive workload rests on a peer's silence (the lease decides).
-
-One exception, because a witness is named in no workload's topology: a site not named in the
-configuration joins as a peer if its heartbeat is a witness's that announces no copies (it
-steers nothing but liveness display), or on a witness itself (which runs nothing); at most
-`MAX_LEARNED` such peers. A mesh roster, when there is one, names every site instead.
 
 Whose heartbeats it hears at all is its *interest* (`harmony.actors.interest`): every site
 (one wildcard subscription) in an all-core mesh, as before; only the sites of its workloads'
@@ -45,12 +37,12 @@ from nats.aio.msg import Msg
 
 from harmony.actors.base import HarmonyActor, handles
 from harmony.actors.exports import mesh_sites
+from harmony.actors.heartbeat_gate import HeartbeatGate
 from harmony.actors.interest import core_sites, heartbeat_interest
 from harmony.actors.messages import CopyInfo, Heartbeat, PeerInfo
 from harmony.actors.overdue import OverdueTimers
-from harmony.mesh import subjects, wire
+from harmony.mesh import subjects
 from harmony.mesh.connection import Subscription
-from harmony.mesh.remote import Refused
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +57,6 @@ DEADLINE_EPSILON = 0.001
 """Past a threshold, not on it: a timer firing on the dot would find the peer just in time."""
 MAX_STALLS = 32
 """Recent stalls remembered: enough for any silence still being judged."""
-MAX_LEARNED = 16
-"""Peers not named in the configuration (witnesses): the table stays bounded."""
 
 
 @dataclass(frozen=True)
@@ -152,11 +142,15 @@ class PeerWatch(HarmonyActor):
         self._stalls: deque[tuple[float, float]] = deque(maxlen=MAX_STALLS)
         self.stalled = 0.0
         """Seconds of this agent's own stalls discounted so far (shown on the board)."""
-        self.known = mesh_sites(cfg) - {cfg.site}
+        known = mesh_sites(cfg) - {cfg.site}
         self.interest = heartbeat_interest(cfg, core_sites(cfg))
         if self.interest is not None:
-            self.known |= self.interest
-        watched = self.known if self.interest is None else self.interest
+            known |= self.interest
+        bridge = self.ctx.bridge
+        self.gate = HeartbeatGate(
+            cfg.site, self.ctx.mesh, known, cfg.witness, bridge.stats if bridge else None
+        )
+        watched = known if self.interest is None else self.interest
         self.peers: dict[str, _Peer] = {
             s: _Peer(UNKNOWN, None, self.interval) for s in sorted(watched)
         }
@@ -169,13 +163,10 @@ class PeerWatch(HarmonyActor):
         self._latest: dict[str, tuple[Heartbeat, float]] = {}
         self._told: dict[str, tuple[str, dict[str, CopyInfo]]] = {}
         self._not_alive: set[str] = set(self.peers)
-        self._learned: set[str] = set()
-        """Sites admitted by `_may_learn` (witnesses); read and written under `_hb_lock`."""
         self.subs: dict[str, Subscription] = {}
         """Heartbeat subscriptions by subject: one wildcard, or one per watched site."""
         self.timers: OverdueTimers | None = None
         self._plan: dict[str, tuple[float, float]] = {}
-        bridge = self.ctx.bridge
         if bridge is not None:
             self.timers = OverdueTimers(bridge.conn.loop, self.ctx.clock.monotonic, self._due)
             self.period = max(HOUSEKEEPING, self.interval)
@@ -218,7 +209,7 @@ class PeerWatch(HarmonyActor):
     def _on_msg(self, msg: Msg) -> None:
         """On the loop thread: check, decode and hand over; never block here."""
         received = self.ctx.clock.monotonic()
-        hb = self._checked(msg)
+        hb = self.gate.check(msg)
         if hb is None:
             return
         news = (hb.incarnation, hb.copies)
@@ -232,50 +223,6 @@ class PeerWatch(HarmonyActor):
                 self._told[hb.site] = news
         if urgent:
             self.actor_ref.tell(HeartbeatSeen(hb, received))
-
-    def _checked(self, msg: Msg) -> Heartbeat | None:
-        """The heartbeat of a site of this mesh, sent on its own subject; None otherwise."""
-        parts = msg.subject.split(".")
-        site = parts[2] if len(parts) == 4 else ""
-        if site == self.ctx.site:
-            return None  # our own, echoed back
-        try:
-            if wire.relayed(msg.headers, msg.reply):
-                raise Refused(wire.ERR_RELAYED, "headers or a $JS reply: relayed, not sent")
-            return self._heartbeat(site, msg.data)
-        except Refused as e:
-            if self.ctx.bridge is not None:
-                self.ctx.bridge.stats.reject(e.code, msg.subject, e.reason)
-            return None
-
-    def _heartbeat(self, site: str, data: bytes) -> Heartbeat:
-        if len(data) > wire.MAX_FRAME_BYTES:
-            raise Refused(wire.ERR_TOO_LARGE, f"{len(data)} bytes")
-        try:
-            hb = wire.decode(data)
-        except wire.WireError as e:
-            raise Refused(wire.ERR_MALFORMED, str(e)) from None
-        if not isinstance(hb, Heartbeat):
-            raise Refused(wire.ERR_MALFORMED, f"{type(hb).__name__} is not a heartbeat")
-        if hb.site != site or hb.mesh != self.ctx.mesh:
-            raise Refused(
-                wire.ERR_SUBJECT_MISMATCH, f"heartbeat of {hb.mesh}/{hb.site} on this subject"
-            )
-        if site not in self.known and not self._may_learn(hb):
-            raise Refused(wire.ERR_UNKNOWN_SENDER, f"{site!r} is not a site of this mesh")
-        return hb
-
-    def _may_learn(self, hb: Heartbeat) -> bool:
-        """A site the configuration does not name: a witness that claims no copy (or any
-        site, on a witness), while fewer than MAX_LEARNED were admitted."""
-        harmless = (hb.witness and not hb.copies) or self.ctx.config.witness
-        with self._hb_lock:
-            if hb.site in self._learned:
-                return harmless
-            if harmless and len(self._learned) < MAX_LEARNED:
-                self._learned.add(hb.site)
-                return True
-        return False
 
     def _absorb_latest(self) -> None:
         """Fold in the routine heartbeats the loop kept since the last tick."""
@@ -295,9 +242,8 @@ class PeerWatch(HarmonyActor):
         hb = msg.hb
         peer = self.peers.get(hb.site)
         if peer is None:
-            with self._hb_lock:
-                if hb.site not in self._learned:
-                    return  # not a peer: the table never grows beyond known + learned
+            if not self.gate.learned(hb.site):
+                return  # not a peer: the table never grows beyond known + learned
             peer = self.peers[hb.site] = _Peer(UNKNOWN, None, hb.interval)
         if peer.last_seen is not None and msg.received < peer.last_seen:
             return  # an older heartbeat than one already folded in from the batch
