@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Generic, Protocol, TypeVar
@@ -24,6 +25,9 @@ from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType
 
 log = logging.getLogger(__name__)
+
+ENSURE_STUCK = 15.0
+"""Seconds after which a bucket ensure that has not finished is abandoned and made again."""
 
 
 class _OfASite(Protocol):
@@ -122,6 +126,8 @@ class SiteKeyWriter(Generic[V]):
         )
         self.ready = False
         self._ensuring: Future[None] | None = None
+        self._since = 0.0
+        self.failures = 0
 
     def publish(self, value: V) -> None:
         if not self.ready:
@@ -129,15 +135,24 @@ class SiteKeyWriter(Generic[V]):
         self.conn.publish(self.bucket.key_subject(self.mesh, self.site), self.bucket.encode(value))
 
     def _ensure(self) -> None:
-        if self._ensuring is not None and not self._ensuring.done():
-            return
+        running = self._ensuring
+        if running is not None and not running.done():
+            # Each step of an ensure has its own timeout, yet the sites bucket was once never
+            # made in a whole test (no ensure ever finished, none was retried): one that runs
+            # far past its timeouts is abandoned and made again.
+            if time.monotonic() - self._since < ENSURE_STUCK:
+                return
+            running.cancel()
+            log.warning(
+                "%s bucket: no answer in %.0f s; asking again", self.bucket.suffix, ENSURE_STUCK
+            )
         conn, bucket, mesh, replicas = self.conn, self.bucket, self.mesh, self.replicas
 
         async def ensure() -> None:
             nc = conn.nc
             if nc is None or not nc.is_connected:
                 raise ConnectionError("not connected")
-            await bucket.ensure(nc, mesh, replicas)
+            await asyncio.wait_for(bucket.ensure(nc, mesh, replicas), ENSURE_STUCK)
 
         def done(fut: Future[None]) -> None:
             if fut.cancelled():
@@ -145,9 +160,15 @@ class SiteKeyWriter(Generic[V]):
             err = fut.exception()
             if err is None:
                 self.ready = True
-            else:
-                log.debug("%s bucket not there yet: %s", bucket.suffix, err)
+                if self.failures:
+                    log.info("%s bucket ready after %d tries", bucket.suffix, self.failures + 1)
+                return
+            self.failures += 1
+            # Once at info (a first write often comes before JetStream is up), then debug.
+            level = logging.INFO if self.failures == 1 else logging.DEBUG
+            log.log(level, "%s bucket not there yet: %r", bucket.suffix, err)
 
+        self._since = time.monotonic()
         self._ensuring = asyncio.run_coroutine_threadsafe(ensure(), conn.loop)
         self._ensuring.add_done_callback(done)
 

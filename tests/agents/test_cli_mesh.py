@@ -87,7 +87,7 @@ def settled(conn: MeshConnection) -> dict[str, Summary]:
             and found["a"].value.workloads == {"running": 1}
         )
 
-    wait_until(ready, 30, message="not every site's summary shows it settled")
+    wait_until(ready, 30, message=lambda: f"not every site's summary shows it settled: {found}")
     return found
 
 
