@@ -16,12 +16,29 @@ failed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from support.containers import running_nats_container
 from support.nats_servers import NatsServers, Node
+
+from harmony.mesh.ports import RANGE_ENV, default_range
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each xdist worker chooses ports from a slice of its own (subprocesses inherit it):
+    two workers choosing from one range collided, a server of one test binding a port
+    another test's mesh had chosen a moment before."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    whole = default_range()
+    if count < 2 or not worker.startswith("gw") or RANGE_ENV in os.environ or whole is None:
+        return
+    k = int(worker.removeprefix("gw"))
+    size = (whole[1] - whole[0]) // count
+    os.environ[RANGE_ENV] = f"{whole[0] + k * size}-{whole[0] + (k + 1) * size}"
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 from contextlib import ExitStack
@@ -9,6 +10,10 @@ from contextlib import ExitStack
 LOWEST = 10000
 """Ports are chosen from here up to the kernel's ephemeral range."""
 EPHEMERAL_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
+RANGE_ENV = "HARMONY_PORT_RANGE"
+"""``LO-HI``: choose from these ports only. Processes that start servers side by side (the
+test suite's workers) each take a slice of their own: a port chosen by one and bound a moment
+later by its server is then never chosen by the other meanwhile."""
 
 __all__ = ["free_ports"]
 
@@ -43,13 +48,38 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
 
 
 def candidates() -> list[int]:
-    """Ports between `LOWEST` and the start of the ephemeral range, shuffled; [] when the
-    range is unknown or leaves no room (then the kernel's choice, port 0, is used)."""
+    """Ports of `RANGE_ENV` if set, else between `LOWEST` and the start of the ephemeral
+    range, shuffled; [] when the range is unknown or leaves no room (then the kernel's
+    choice, port 0, is used)."""
+    chosen = os.environ.get(RANGE_ENV)
+    if chosen:
+        low, high = parse_range(chosen)
+        pool = list(range(low, high))
+    else:
+        default = default_range()
+        if default is None:
+            return []
+        pool = list(range(*default))
+    random.shuffle(pool)
+    return pool
+
+
+def default_range() -> tuple[int, int] | None:
+    """[LOWEST, start of the kernel's ephemeral range), or None when unknown or empty."""
     try:
         with open(EPHEMERAL_RANGE) as f:
             low = int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
-        return []
-    pool = list(range(LOWEST, low))
-    random.shuffle(pool)
-    return pool
+        return None
+    return (LOWEST, low) if low > LOWEST else None
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """``LO-HI`` (HI excluded) as two ints; ValueError naming `RANGE_ENV` otherwise."""
+    try:
+        low, high = (int(p) for p in text.split("-"))
+    except ValueError:
+        raise ValueError(f"{RANGE_ENV}={text!r}: expected LO-HI, e.g. 20000-30000") from None
+    if not 1024 <= low < high <= 65536:
+        raise ValueError(f"{RANGE_ENV}={text!r}: need 1024 <= LO < HI <= 65536")
+    return low, high

@@ -11,7 +11,6 @@ site's key: the subject is what the server vouches for.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -101,8 +100,13 @@ class SiteKeyedBucket(Generic[V]):
             return
         except nats.js.errors.NotFoundError:
             pass
-        with contextlib.suppress(nats.js.errors.BadRequestError):  # another site, same moment
+        try:
             await js.create_key_value(self.config(mesh, replicas))
+        except nats.js.errors.BadRequestError:
+            # Another site made it at the same moment, or it cannot be placed yet ("no
+            # suitable peers for placement" while the cluster forms): only the first is
+            # done. Taking the second for done lost every summary of a test's mesh for good.
+            await js.stream_info(f"KV_{self.name(mesh)}")
 
     async def read(self, nc: Client, mesh: str, timeout: float = 2.0) -> dict[str, tuple[V, float]]:
         """{site: (value, seconds since the server stored it)}; {} with no bucket yet."""

@@ -3,6 +3,7 @@ connections (a chosen port taken by a connection's source port broke a 60-site s
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -49,6 +50,27 @@ def test_without_the_range_the_kernel_chooses(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(ports, "EPHEMERAL_RANGE", str(tmp_path / "missing"))
+    monkeypatch.delenv(ports.RANGE_ENV, raising=False)  # a test worker's own slice
     assert ports.candidates() == []
     chosen = free_ports(5)
     assert len(set(chosen)) == 5 and all(p > 0 for p in chosen)
+
+
+def test_a_range_in_the_environment_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ports.RANGE_ENV, "23000-23100")
+    chosen = ports.free_ports(20)
+    assert all(23000 <= p < 23100 for p in chosen), chosen
+    for bad in ("23000", "a-b", "23100-23000", "80-90"):
+        monkeypatch.setenv(ports.RANGE_ENV, bad)
+        with pytest.raises(ValueError, match=ports.RANGE_ENV):
+            ports.free_ports(1)
+
+
+def test_each_test_worker_chooses_from_a_slice_of_its_own() -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker or int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) < 2:
+        pytest.skip("not run by two or more xdist workers")
+    low, high = ports.parse_range(os.environ[ports.RANGE_ENV])
+    whole = ports.default_range()
+    assert whole is not None and whole[0] <= low < high <= whole[1]
+    assert all(low <= p < high for p in ports.free_ports(10))
