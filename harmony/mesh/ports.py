@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import random
 import socket
+import threading
+import time
 from contextlib import ExitStack
 
 LOWEST = 10000
@@ -15,7 +17,13 @@ RANGE_ENV = "HARMONY_PORT_RANGE"
 test suite's workers) each take a slice of their own: a port chosen by one and bound a moment
 later by its server is then never chosen by the other meanwhile."""
 
+RECENT = 600.0
+"""Seconds a port handed out by `free_ports` is not handed out again by this process."""
+
 __all__ = ["free_ports"]
+
+_lock = threading.Lock()
+_handed_out: dict[int, float] = {}
 
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
@@ -29,21 +37,31 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     return: another process could still take one before the caller binds it, which is why
     servers started on them must report a failure to bind (see
     `harmony.mesh.server.ServerStartError`).
+
+    A port this process handed out in the last `RECENT` seconds is never handed out again:
+    between two calls the first caller's server may not have bound its port yet (a test's
+    proxies took the monitor port chosen a moment before for a server not yet started).
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, not {n}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     ports: list[int] = []
-    pool = candidates()
-    with ExitStack() as stack:
-        while len(ports) < n:
-            sock = stack.enter_context(socket.socket(family, socket.SOCK_STREAM))
-            port = pool.pop() if pool else 0
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue  # in use: the next candidate
-            ports.append(int(sock.getsockname()[1]))
+    now = time.monotonic()
+    with _lock:
+        for port, at in list(_handed_out.items()):
+            if now - at > RECENT:
+                del _handed_out[port]
+        pool = [p for p in candidates() if p not in _handed_out]
+        with ExitStack() as stack:
+            while len(ports) < n:
+                sock = stack.enter_context(socket.socket(family, socket.SOCK_STREAM))
+                port = pool.pop() if pool else 0
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue  # in use: the next candidate
+                ports.append(int(sock.getsockname()[1]))
+        _handed_out.update(dict.fromkeys(ports, now))
     return ports
 
 

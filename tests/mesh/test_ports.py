@@ -74,3 +74,13 @@ def test_each_test_worker_chooses_from_a_slice_of_its_own() -> None:
     whole = ports.default_range()
     assert whole is not None and whole[0] <= low < high <= whole[1]
     assert all(low <= p < high for p in ports.free_ports(10))
+
+
+def test_a_port_handed_out_is_not_handed_out_again_soon(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its server may not have bound it yet: a second call must not take it meanwhile."""
+    monkeypatch.setattr(ports, "_handed_out", {})
+    monkeypatch.setenv(ports.RANGE_ENV, "24000-24040")
+    first = free_ports(20)
+    second = free_ports(20)  # the rest of the range, if nothing else holds one of them
+    assert not set(first) & set(second)
+    assert all(24000 <= p < 24040 for p in first)
