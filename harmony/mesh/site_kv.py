@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Generic, Protocol, TypeVar
@@ -26,7 +25,7 @@ from nats.js.api import KeyValueConfig, StorageType
 log = logging.getLogger(__name__)
 
 ENSURE_STUCK = 15.0
-"""Seconds after which a bucket ensure that has not finished is abandoned and made again."""
+"""Seconds after which a bucket ensure that has not finished fails (the next write retries)."""
 
 
 class _OfASite(Protocol):
@@ -130,7 +129,6 @@ class SiteKeyWriter(Generic[V]):
         )
         self.ready = False
         self._ensuring: Future[None] | None = None
-        self._since = 0.0
         self.failures = 0
 
     def publish(self, value: V) -> None:
@@ -139,23 +137,16 @@ class SiteKeyWriter(Generic[V]):
         self.conn.publish(self.bucket.key_subject(self.mesh, self.site), self.bucket.encode(value))
 
     def _ensure(self) -> None:
-        running = self._ensuring
-        if running is not None and not running.done():
-            # Each step of an ensure has its own timeout, yet the sites bucket was once never
-            # made in a whole test (no ensure ever finished, none was retried): one that runs
-            # far past its timeouts is abandoned and made again.
-            if time.monotonic() - self._since < ENSURE_STUCK:
-                return
-            running.cancel()
-            log.warning(
-                "%s bucket: no answer in %.0f s; asking again", self.bucket.suffix, ENSURE_STUCK
-            )
+        if self._ensuring is not None and not self._ensuring.done():
+            return
         conn, bucket, mesh, replicas = self.conn, self.bucket, self.mesh, self.replicas
 
         async def ensure() -> None:
             nc = conn.nc
             if nc is None or not nc.is_connected:
                 raise ConnectionError("not connected")
+            # Each step has its own timeout, yet an ensure once never finished and none was
+            # retried: the whole is bounded too, so the next write asks again.
             await asyncio.wait_for(bucket.ensure(nc, mesh, replicas), ENSURE_STUCK)
 
         def done(fut: Future[None]) -> None:
@@ -172,7 +163,6 @@ class SiteKeyWriter(Generic[V]):
             level = logging.INFO if self.failures == 1 else logging.DEBUG
             log.log(level, "%s bucket not there yet: %r", bucket.suffix, err)
 
-        self._since = time.monotonic()
         self._ensuring = asyncio.run_coroutine_threadsafe(ensure(), conn.loop)
         self._ensuring.add_done_callback(done)
 
