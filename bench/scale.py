@@ -173,11 +173,29 @@ def timings_text(heartbeat: float | None) -> str:
     )
 
 
-def start_mesh(mesh: LocalMesh, cores: int, batch: int, timeout: float, per_site: int) -> None:
+def wait_calm(busy_max: float, deadline: float) -> str:
+    """Wait until the machine's CPU, over `CALM_SAMPLE` s, is at most `busy_max` % busy (of
+    all cores), or the deadline: the next batch's start-up burst then lands on agents that
+    keep up with their heartbeats, not on a backlog. Says how long it waited."""
+    t0 = time.monotonic()
+    busy = psutil.cpu_percent(interval=CALM_SAMPLE)
+    while busy > busy_max and time.monotonic() < deadline:
+        busy = psutil.cpu_percent(interval=CALM_SAMPLE)
+    waited = time.monotonic() - t0
+    return f"calm ({busy:.0f} % busy) after {waited:.0f} s"
+
+
+CALM_SAMPLE = 5.0
+
+
+def start_mesh(
+    mesh: LocalMesh, cores: int, batch: int, timeout: float, per_site: int, calm: float = 0.0
+) -> None:
     """All at once (as always), or the cores first and then the edges `batch` at a time,
     each batch's copies all running (from the site summaries) before the next batch starts:
     spawning a thousand copies and their keepers at once on 2 cores starves the agents'
-    start-up (an edge's join check timed out at load 816). Then wait until formed."""
+    start-up (an edge's join check timed out at load 816). With `calm` (a CPU %), a batch
+    also waits until the machine is that calm. Then wait until formed."""
     if not cores:
         mesh.start(timeout=timeout)
         return
@@ -198,9 +216,12 @@ def start_mesh(mesh: LocalMesh, cores: int, batch: int, timeout: float, per_site
                 conn.wait_connected(max(1.0, deadline - time.monotonic()))
             started = names[: max(k, cores)]
             running = wait_running(conn, mesh.mesh, started, per_site, deadline)
+            took = time.monotonic() - t0
+            calmed = f", {wait_calm(calm, deadline)}" if calm else ""
             print(
                 f"  started {group[0]}..{group[-1]}: {running}/{per_site * len(started)} copies "
-                f"running after {time.monotonic() - t0:.0f} s, load {os.getloadavg()[0]:.0f}",
+                f"running after {took:.0f} s, load {os.getloadavg()[0]:.0f}{calmed}, "
+                f"{silences(mesh)} peer-silent journaled",
                 flush=True,
             )
     finally:
@@ -249,7 +270,7 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> Sample:
     try:
         started = time.monotonic()
         try:
-            start_mesh(mesh, cores, args.batch, args.timeout, per_site)
+            start_mesh(mesh, cores, args.batch, args.timeout, per_site, args.calm)
         except LaunchError as e:
             said = [ln for ln in str(e).splitlines() if ln.strip()]
             sample.note = f"did not form: {' '.join(dict.fromkeys([said[0], said[-1]]))}"
@@ -338,6 +359,17 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> Sample:
             if conn is not None:
                 conn.close()
             stop_mesh(mesh)
+
+
+def silences(mesh: LocalMesh) -> int:
+    """`peer-silent` events journaled so far across the started sites: a mesh that flaps
+    shows it here first (a healthy start-up journals none)."""
+    total = 0
+    for cfg in mesh.configs.values():
+        path = Path(cfg.data_dir) / "journal.jsonl"
+        if path.exists():
+            total += sum(1 for ev in read_journal(path) if ev.kind == "peer-silent")
+    return total
 
 
 def detected(mesh: LocalMesh, site: str, victim: str, since: float) -> float | None:
@@ -429,6 +461,13 @@ def main() -> int:
     )
     p.add_argument("--heartbeat", type=float, help="heartbeat_interval, s (default: the product's)")
     p.add_argument("--batch", type=int, default=5, help="with --cores: edges started at once")
+    p.add_argument(
+        "--calm",
+        type=float,
+        default=50.0,
+        help="with --cores: a batch starts once the machine's CPU is at most this %% busy "
+        f"over {CALM_SAMPLE:g} s (0: do not wait)",
+    )
     sim = p.add_argument_group("simulated peers (bench/scale_sim.py)")
     sim.add_argument("--simulated", metavar="N1,N2", help="simulated peer counts to sweep")
     sim.add_argument("--real-extra", type=int, default=2, help="real sites besides 3 core")
