@@ -17,12 +17,14 @@ import pykka
 
 from harmony.actors.base import handles
 from harmony.actors.horizontal import HorizontalActor
+from harmony.actors.interest import PeerRouting
 from harmony.actors.messages import CommandResult, DrainSite
 from harmony.actors.peers import PeerChanged, PeerCopies, PeerFacts, PeerWatch
 from harmony.actors.price import PriceActor, needs_price
 from harmony.actors.site import SiteActor
 from harmony.actors.supervision import Supervisor
 from harmony.actors.workload_supervisor import Drain, MoveAway, WorkloadSupervisor
+from harmony.config.slots import slot_names
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class AgentSupervisor(Supervisor):
 
     def started(self) -> None:
         cfg = self.ctx.config
+        self.routing = PeerRouting()
         self.start_child("site", lambda c, p, parent: SiteActor.start(c, p, parent))
         self.start_child("peers", lambda c, p, parent: PeerWatch.start(c, p, parent))
         if needs_price(cfg):  # this site's price, for cost workloads (`harmony.actors.price`)
@@ -43,9 +46,11 @@ class AgentSupervisor(Supervisor):
             if cfg.site not in sites:
                 continue  # placed elsewhere only
             self.start_child(f"workload/{w.name}", WorkloadSupervisor.factory(w))
+            self.routing.add(f"workload/{w.name}", sites, [w.name])
         for w in self.ctx.horizontal:  # its slots are workloads above; this steers them
             if cfg.site in w.topology.sites:
                 self.start_child(f"workload/{w.name}", HorizontalActor.factory(w))
+                self.routing.add(f"workload/{w.name}", w.topology.sites, slot_names(w))
         self.set_state("running", site=cfg.site, mesh=cfg.mesh, witness=str(cfg.witness).lower())
 
     @handles(PeerChanged)
@@ -53,15 +58,23 @@ class AgentSupervisor(Supervisor):
         level = logging.WARNING if msg.new in ("silent", "suspect") else logging.INFO
         log.log(level, "peer %s is %s (was %s)", msg.site, msg.new, msg.old)
         self.ctx.record("", f"peer-{msg.new}", f"{msg.site} was {msg.old}", site_of=msg.site)
+        self.to_workloads(msg, self.routing.concerned(msg.site))
+
+    @handles(PeerCopies)
+    def on_peer_copies(self, msg: PeerCopies) -> None:
+        self.routing.copies(msg.site, msg.copies)
         self.to_workloads(msg)
 
-    @handles(PeerCopies, PeerFacts)
-    def on_peer_copies(self, msg: PeerCopies | PeerFacts) -> None:
-        self.to_workloads(msg)
+    @handles(PeerFacts)
+    def on_peer_facts(self, msg: PeerFacts) -> None:
+        self.to_workloads(msg, self.routing.concerned(msg.site))
 
-    def to_workloads(self, msg: object) -> None:
-        for name, child in self.children.items():
-            if name.startswith("workload/") and child.ref is not None:
+    def to_workloads(self, msg: object, only: list[str] | None = None) -> None:
+        """Tell every workload actor, or `only` those (`PeerRouting.concerned`)."""
+        names = [n for n in self.children if n.startswith("workload/")] if only is None else only
+        for name in names:
+            child = self.children.get(name)
+            if child is not None and child.ref is not None:
                 child.ref.tell(msg)
 
     @handles(DrainSite)

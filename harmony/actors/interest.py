@@ -43,3 +43,42 @@ def heartbeat_interest(
     if cores is None:
         return None
     return (topology_sites(cfg) | frozenset(cores) | frozenset(extra)) - {cfg.site}
+
+
+class PeerRouting:
+    """Which of an agent's workload actors a peer's liveness change concerns.
+
+    A workload's strategy reads only the sites of its topology (rank, failback, copies,
+    geo) and the sites that announced a copy of it. Telling every workload actor of every
+    peer change would make one flapping core cost each listener a decision, a board update
+    and two journal lines (`peer-back`, `healed`) per workload: at 60 sites x 20 workloads
+    that work kept the machine loaded, and the load made the next heartbeat late (the
+    60 x 20 run of bench/scale.py, BENCHMARKS.md). Copies announced from outside a
+    topology (configurations that disagree) still reach the actor, so nothing a strategy
+    can see is withheld from it.
+    """
+
+    def __init__(self) -> None:
+        self.sites: dict[str, frozenset[str]] = {}
+        """actor (child name) -> the sites of its topology"""
+        self.names: dict[str, frozenset[str]] = {}
+        """actor -> the workload names whose copies it follows"""
+        self.announced: dict[str, frozenset[str]] = {}
+        """peer -> the workload names of the copies its latest heartbeat announced"""
+
+    def add(self, actor: str, sites: Collection[str], names: Collection[str]) -> None:
+        self.sites[actor] = frozenset(sites)
+        self.names[actor] = frozenset(names)
+
+    def copies(self, site: str, names: Collection[str]) -> None:
+        """`site` now announces copies of `names` (PeerCopies: its full list)."""
+        self.announced[site] = frozenset(names)
+
+    def concerned(self, site: str) -> list[str]:
+        """The actors to tell that `site` changed, in the order they were added."""
+        announced = self.announced.get(site, frozenset())
+        return [
+            actor
+            for actor, sites in self.sites.items()
+            if site in sites or not announced.isdisjoint(self.names[actor])
+        ]

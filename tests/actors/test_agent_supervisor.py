@@ -15,7 +15,7 @@ from support.waiting import wait_until
 
 from harmony.actors.agent import ROOT_PATH, AgentSupervisor
 from harmony.actors.journal import read_journal
-from harmony.actors.messages import CommandResult, DrainSite
+from harmony.actors.messages import CommandResult, CopyInfo, DrainSite
 from harmony.actors.peers import PeerChanged, PeerCopies
 from harmony.actors.workload_supervisor import Drain
 from harmony.config import FailoverTopologyConfig, ProcessDriverConfig, Timings, WorkloadConfig
@@ -83,6 +83,43 @@ def test_peer_news_reaches_the_workloads(kit: Kit) -> None:
     )
     assert pid_alive(pid)
     assert ("", "peer-silent") in journal(kit)  # the root journals the change itself
+
+
+def test_peer_news_reaches_only_the_workloads_it_concerns(tmp_path: Path) -> None:
+    """A peer outside every topology changes: no workload hears of it (one flapping core
+    would otherwise cost each workload a decision and two journal lines per flap), unless
+    that peer announced a copy of it."""
+    k = make_kit(timings=Timings(heartbeat_interval=3600))
+    workloads = [sba("here", "b", ["a"]), sba("mine", "a", ["b"])]
+    with journaled(k, tmp_path, workloads=workloads):
+        root = AgentSupervisor.start(k.ctx, ROOT_PATH, None)
+        wait_until(lambda: k.ctx.directory.get("agent/workload/mine/run"), 10)
+
+        def backs() -> list[tuple[str, str]]:
+            assert k.ctx.journal is not None
+            events = read_journal(k.ctx.journal.path)
+            return [(e.workload, e.reason.split()[0]) for e in events if e.kind == "peer-back"]
+
+        # c is in no topology: its flap is told to no workload (told first: each
+        # workload's mailbox is in order, so b's news below comes after it)
+        root.tell(PeerChanged("c", "unknown", "silent", None))
+        root.tell(PeerChanged("c", "silent", "alive", None))
+        root.tell(PeerChanged("b", "unknown", "silent", None))
+        root.tell(PeerChanged("b", "silent", "alive", None))
+        wait_until(lambda: {("here", "b"), ("mine", "b")} <= set(backs()), 10, message=backs)
+        assert not [w for w, site in backs() if site == "c"]
+        assert ("", "peer-silent") in journal(k)  # the root journals every change
+
+        # d announces a copy of `mine` (configurations that disagree): its news reaches
+        # `mine`, and only `mine`
+        root.tell(PeerCopies("d", {"mine": CopyInfo(started_wall=1.0)}))
+        root.tell(PeerChanged("d", "unknown", "silent", None))
+        root.tell(PeerChanged("d", "silent", "alive", None))
+        wait_until(lambda: ("mine", "d") in backs(), 10, message=backs)
+        root.tell(PeerChanged("b", "alive", "silent", None))
+        root.tell(PeerChanged("b", "silent", "alive", None))
+        wait_until(lambda: backs().count(("here", "b")) == 2, 10, message=backs)
+        assert ("here", "d") not in backs()
 
 
 def test_an_operator_drain_asks_every_workload_to_move(kit: Kit) -> None:

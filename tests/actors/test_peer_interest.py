@@ -17,7 +17,7 @@ from support.waiting import wait_until
 
 from harmony.actors.clock import SystemClock
 from harmony.actors.exports import ExportPolicy
-from harmony.actors.interest import core_sites, heartbeat_interest, topology_sites
+from harmony.actors.interest import PeerRouting, core_sites, heartbeat_interest, topology_sites
 from harmony.actors.messages import Heartbeat
 from harmony.actors.peers import PeerWatch
 from harmony.actors.timers import Scheduler
@@ -45,6 +45,23 @@ def workload(name: str, primary: str, *standbys: str) -> WorkloadConfig:
 
 def site_config(site: str, *workloads: WorkloadConfig) -> SiteConfig:
     return SiteConfig(mesh="m", site=site, workloads=list(workloads))
+
+
+def test_peer_news_is_routed_to_the_workloads_whose_topology_names_the_peer() -> None:
+    routing = PeerRouting()
+    routing.add("workload/web", ["e1", "e2"], ["web"])
+    routing.add("workload/db", ["e3", "e1"], ["db"])
+    routing.add("workload/api", ["e1", "e2", "e4"], ["api--0", "api--1"])  # horizontal
+    assert routing.concerned("e1") == ["workload/web", "workload/db", "workload/api"]
+    assert routing.concerned("e2") == ["workload/web", "workload/api"]
+    assert routing.concerned("c1") == []  # a core in no topology: nobody
+    # a site outside a topology that announces a copy of it is followed by its actor
+    routing.copies("c1", ["db", "other"])
+    assert routing.concerned("c1") == ["workload/db"]
+    routing.copies("c1", ["api--1"])  # its full list: db no longer
+    assert routing.concerned("c1") == ["workload/api"]
+    routing.copies("c1", [])
+    assert routing.concerned("c1") == []
 
 
 def test_an_all_core_mesh_hears_every_site() -> None:
