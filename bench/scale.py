@@ -447,7 +447,7 @@ def main() -> int:
     p.add_argument("--sizes", default="5,10,20,30", help="comma-separated site counts")
     p.add_argument("--workloads", type=int, default=20, help="workloads per site")
     p.add_argument("--window", type=float, default=30.0, help="steady window, seconds")
-    p.add_argument("--timeout", type=float, default=300.0, help="start-up timeout per size")
+    p.add_argument("--timeout", type=float, default=900.0, help="start-up timeout per size, s")
     p.add_argument("--settle", type=float, default=20.0, help="seconds after formation")
     p.add_argument("--keep-going", action="store_true", help="do not stop at a failed size")
     p.add_argument("--out", help="default: bench/results-scale.md (-sim.md: --simulated)")
