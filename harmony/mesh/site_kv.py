@@ -173,24 +173,34 @@ async def read_bucket(
     """{key: (value, seconds since the server stored it)} of every key of `bucket` whose
     value `decode` accepts, in one stream read; {} when there is no bucket yet.
 
-    An ordered consumer delivers the last value of every key (`KeyValue.watch` without
-    history); the read ends when the server says nothing is pending."""
+    An ordered consumer delivers the last message of every key (`KeyValue.watch` without
+    history); the read ends at the message after which the server says nothing is pending.
+    nats-py's "initial values done" marker (None) is not trusted: it compares the consumer's
+    pending count with the messages its callback has taken, and when the server has pushed
+    every message before the client took the first (a thousand summaries over TLS), it
+    comes *first* and would end the read empty (`harmony status` at 1,000 sites, 1 run in
+    2: bench/status.py). So deletes are read too (the last message of a deleted key is its
+    delete marker, and may be the one that ends the read), and skipped here."""
     js = nc.jetstream(timeout=timeout)
     try:
-        kv = await js.key_value(bucket)
-    except nats.js.errors.BucketNotFoundError:
+        info = await js.stream_info(f"KV_{bucket}")
+    except nats.js.errors.NotFoundError:
         return {}
+    if not info.state.messages:
+        return {}  # nothing will come, and nothing would end the read
+    kv = await js.key_value(bucket)
     out: dict[str, tuple[T, float]] = {}
     now = dt.datetime.now(dt.UTC)
-    watcher = await kv.watch(">", ignore_deletes=True)
+    watcher = await kv.watch(">")
     try:
         async with asyncio.timeout(timeout):
             async for entry in watcher:
                 if entry is None:
-                    break
-                value = decode(entry.value or b"", entry.key)
-                if value is not None:
-                    out[entry.key] = (value, age(entry.created, now))
+                    continue  # nats-py's marker: see above
+                if entry.operation is None:  # a value, not a delete or purge marker
+                    value = decode(entry.value or b"", entry.key)
+                    if value is not None:
+                        out[entry.key] = (value, age(entry.created, now))
                 if not entry.delta:  # nothing pending after this one
                     break
     finally:

@@ -237,6 +237,48 @@ def test_a_site_writes_its_own_summary_only_and_everyone_reads_them_all(
 
 
 @pytest.mark.mesh
+def test_a_read_gets_every_summary_when_the_server_outruns_the_client(
+    make_nats_server: Callable[..., Node],
+) -> None:
+    """nats-py's "initial values done" marker can come before the values, when the server
+    has pushed them all before the client took the first; a read that stopped there found
+    nothing (`harmony status` at 1,000 sites, 1 run in 2). A deleted key's marker may be
+    the stream's last message, and an empty bucket ends the read at once."""
+    node = make_nats_server()
+    n = 1000
+
+    async def scenario() -> tuple[list[int], int, float]:
+        nc = await nats.connect(node.client_url)
+        await summaries.ensure_bucket(nc, "big", replicas=1)
+        await summaries.ensure_bucket(nc, "empty", replicas=1)
+        js = nc.jetstream()
+        acks = [
+            js.publish(
+                summaries.key_subject("big", f"s{i:04}"), summaries.encode(summary(f"s{i:04}"))
+            )
+            for i in range(n)
+        ]
+        await asyncio.gather(*acks)
+        kv = await js.key_value(summaries.bucket_name("big"))
+        await kv.delete(f"s{n - 1:04}")  # the stream's last message: a delete marker
+        await nc.close()
+        counts = []
+        for _ in range(10):  # each on a new connection, as `harmony status` reads
+            nc = await nats.connect(node.client_url)
+            counts.append(len(await summaries.read_all(nc, "big", timeout=5)))
+            await nc.close()
+        nc = await nats.connect(node.client_url)
+        t0 = asyncio.get_running_loop().time()
+        empty = len(await summaries.read_all(nc, "empty", timeout=5))
+        took = asyncio.get_running_loop().time() - t0
+        await nc.close()
+        return counts, empty, took
+
+    counts, empty, took = run_async(scenario(), timeout=120)
+    assert counts == [n - 1] * 10
+    assert empty == 0 and took < 2.5  # not the read's 5 s timeout
+
+
 def test_status_of_a_large_mesh_prints_the_summary(make_nats_server: Callable[..., Node]) -> None:
     node = make_nats_server()
 
