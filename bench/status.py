@@ -16,14 +16,7 @@ acknowledged by JetStream. Then, as the operator:
 
 Every process is stopped on exit. The numbers go to stdout as a table.
 
-Measured on the 2-core machine (shared with other test runs), `--sites 1000 --runs 5`:
-
-    what                                   median ms   max ms
-    write 1000 summaries (1000 connections)     8095        -
-    collect_summaries (ordered consumer)         126      212
-    keys() + get per key (plaintext)             818     1458
-    harmony status (subprocess, end to end)      844     1674
-    python -m harmony --help (start-up alone)    432      777
+Latest results, and the command: BENCHMARKS.md, "status and TUI at 1,000 sites".
 """
 
 from __future__ import annotations

@@ -14,15 +14,7 @@ the operator:
 
 Every process is stopped on exit. The numbers go to stdout as a table.
 
-Measured on the 2-core machine (shared with other helpers' test runs), `--sites 1000
---runs 5`, at a quiet moment (load average 14):
-
-    what                               median ms   max ms
-    start → summary shown (N sites)         1951     2303
-    filter "s012" → 10 sites shown           212      326
-    re-label the whole tree (tick)            25       26
-
-Under heavy load (load average 200+) the same run gave 5588 / 10081 ms to the summary.
+Latest results, and the command: BENCHMARKS.md, "status and TUI at 1,000 sites".
 """
 
 from __future__ import annotations
