@@ -48,29 +48,42 @@ def spec(tmp_path: Path) -> TetherSpec:
     return TetherSpec(tmp_path / "tether" / "w1", tmp_path / "journal.jsonl", "inc-1")
 
 
-@pytest.fixture
-def renewer(spec: TetherSpec) -> Iterator[Callable[[int, float], threading.Event]]:
-    """`renewer(token, ahead)` keeps that token's deadline `ahead` s in the future until the
-    event is set."""
-    stops: list[threading.Event] = []
+class Renewal:
+    """A thread that keeps a deadline file fresh. `set()` stops it and waits until it has:
+    a write already under way would otherwise land after the caller's next step (a test
+    that unlinks the file saw it written again, and waited for the 30 s deadline)."""
 
-    def start(token: int, ahead: float) -> threading.Event:
-        stop = threading.Event()
-        path = spec.deadline_file(token)
-
-        def run() -> None:
-            while not stop.wait(0.05):
-                write_deadline(path, time.monotonic() + ahead)
-
+    def __init__(self, path: Path, ahead: float) -> None:
+        self.stop = threading.Event()
+        self.path, self.ahead = path, ahead
         write_deadline(path, time.monotonic() + ahead)
-        threading.Thread(target=run, daemon=True).start()
-        stops.append(stop)
-        return stop
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.05):
+            write_deadline(self.path, time.monotonic() + self.ahead)
+
+    def set(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def renewer(spec: TetherSpec) -> Iterator[Callable[[int, float], Renewal]]:
+    """`renewer(token, ahead)` keeps that token's deadline `ahead` s in the future until its
+    `set()`."""
+    renewals: list[Renewal] = []
+
+    def start(token: int, ahead: float) -> Renewal:
+        renewals.append(Renewal(spec.deadline_file(token), ahead))
+        return renewals[-1]
 
     spec.deadline_dir.mkdir(parents=True)
     yield start
-    for stop in stops:
-        stop.set()
+    for renewal in renewals:
+        renewal.set()
 
 
 def tether_events(journal: Path) -> list[JournalEvent]:
@@ -82,7 +95,7 @@ def tether_events(journal: Path) -> list[JournalEvent]:
 def test_a_tethered_workload_gets_its_token_and_stops_like_an_untethered_one(
     build: Build,
     spec: TetherSpec,
-    renewer: Callable[[int, float], threading.Event],
+    renewer: Callable[[int, float], Renewal],
     tmp_path: Path,
 ) -> None:
     renewer(12, 30)
@@ -107,7 +120,7 @@ def test_a_tethered_workload_gets_its_token_and_stops_like_an_untethered_one(
 def test_the_tether_fences_at_the_deadline_when_the_agent_does_not(
     build: Build,
     spec: TetherSpec,
-    renewer: Callable[[int, float], threading.Event],
+    renewer: Callable[[int, float], Renewal],
     tmp_path: Path,
 ) -> None:
     stop_renewing = renewer(7, 0.8)
@@ -145,7 +158,7 @@ def test_the_tether_fences_at_the_deadline_when_the_agent_does_not(
 def test_a_removed_deadline_file_fences_at_once(
     build: Build,
     spec: TetherSpec,
-    renewer: Callable[[int, float], threading.Event],
+    renewer: Callable[[int, float], Renewal],
     tmp_path: Path,
 ) -> None:
     """A restarted agent deletes the old deadline files (DeadlineHandoff.reset): the old
