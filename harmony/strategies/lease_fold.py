@@ -96,6 +96,8 @@ def renewed(s: WorkloadState, e: ev.LeaseRenewed, p: Params, now: float, out: Ou
     lease = _answered(s.lease, LeaseAct.RENEW)
     if lease.revision is None or e.revision <= lease.revision:
         return replace(s, lease=lease)
+    if lease.t0 is not None and now >= lease.t0 + p.fence_offset + p.stop_grace:
+        return landed_too_late(replace(s, lease=lease), e.revision, p, now, out)
     was_valid = lease.valid(now, p.fence_offset)
     t0 = max(lease.t0 or e.sent_at, e.sent_at)
     lease = replace(lease, revision=e.revision, t0=t0, unconfirmed_since=None)
@@ -106,6 +108,23 @@ def renewed(s: WorkloadState, e: ev.LeaseRenewed, p: Params, now: float, out: Ou
         why = f"renewed after the fence deadline: token now {e.revision}"
         out.append(RecordEvent("lease-renewed", why))
     return replace(s, lease=lease)
+
+
+def landed_too_late(
+    s: WorkloadState, revision: int, p: Params, now: float, out: Out
+) -> WorkloadState:
+    """A renewal answered (or found) after our previous write may have expired: not a lease
+    to run on. It may have landed on a message that had already expired, and nats-server
+    then places that message's expiry marker (a rollup) *after* ours, so the key is gone
+    and a standby takes it while we would start: seen in CI (agent-kill-grandchild: our
+    renewal stored 11 ms after the message it replaced expired, the marker 0.27 s later, a
+    copy of ours alive 20 ms beside the new holder's). The bound: the safety inequality
+    (`check_timings`) puts t0 + fence_offset + stop_grace before our previous write's
+    expiry on any server clock, so a renewal answered earlier landed in time. Later, we
+    let it go: our value there expires (or is rolled up) and the rank order decides."""
+    why = f"renewal to {revision} answered after our last write may have expired"
+    state = drop(s, p, why, now, out)
+    return replace(state, lease=seen(state.lease, Seen.HELD, s.site, revision, now))
 
 
 def renew_failed(

@@ -199,6 +199,50 @@ def test_a_late_successful_renewal_restarts_here_without_failover() -> None:
     assert cmds[0].token == 9
 
 
+def test_a_renewal_answered_after_our_last_write_may_have_expired_is_not_run_on() -> None:
+    """t0 = 1.0: our write expires no earlier than t0 + fence_offset + stop_grace = 8.0 on
+    any server clock (the safety inequality). A renewal answered later may have landed on
+    an expired message, whose expiry marker nats-server can place after it (seen in CI):
+    the key would be gone and a standby would start beside our new copy. So it is let go,
+    the copy stays down, and the rank order decides once the key is gone."""
+    s = holder(t0=1.0)
+    for t in (2.0, 3.0, 4.0, 5.0, 6.0):
+        s.advance(t)
+        s.feed(RenewFailed("timeout"))
+    assert kinds(s.advance(6.5)) == ["FenceCopy"]
+    s.feed(WorkloadFenced(), at=6.9)
+    s.advance(7.0)  # a renewal sent at 7.0, answered at 8.0: the bound
+    cmds = s.feed(LeaseRenewed(9, sent_at=7.0), at=8.0)
+    assert not [c for c in actions(cmds) if isinstance(c, StartCopy)]
+    assert "lease-lost" in [c.kind for c in cmds if isinstance(c, RecordEvent)]
+    lease = s.state.lease
+    assert lease.revision is None and (lease.seen_holder, lease.seen_revision) == ("a", 9)
+    assert not [c for c in actions(s.advance(9.0)) if isinstance(c, (StartCopy, RenewLease))]
+    # the key is gone (expired, or rolled up by that marker): we are the primary, so we
+    # try again, by CAS over the marker, and start only on a lease taken in time
+    assert kinds(s.feed(LeaseObservedGone(10), at=9.5)) == ["AcquireLease"]
+    cmds = actions(s.feed(LeaseAcquired(11, sent_at=9.5), at=9.6))
+    assert len(cmds) == 1 and isinstance(cmds[0], StartCopy) and cmds[0].token == 11
+
+
+def test_our_timed_out_renewal_found_too_late_is_not_run_on() -> None:
+    """The same for a timed-out renewal adopted from a read: found at 8.0, after our last
+    confirmed write (t0 = 1.0) may have expired."""
+    s = holder(t0=1.0, token=5)
+    s.advance(2.0)
+    s.feed(RenewFailed("timeout", sent_at=2.0), at=3.0)
+    for t in (3.0, 4.0, 5.0, 6.0):
+        s.advance(t)
+        s.feed(RenewRefused(5, "wrong last sequence", LeaseRead(5, "a", ours=True)))
+    assert kinds(s.advance(6.5)) == ["FenceCopy"]
+    s.feed(WorkloadFenced(), at=6.9)
+    s.advance(7.0)
+    read = LeaseRead(6, "a", ours=True)
+    cmds = s.feed(RenewRefused(5, "wrong last sequence", read), at=8.0)
+    assert not [c for c in actions(cmds) if isinstance(c, StartCopy)]
+    assert s.state.lease.revision is None
+
+
 def test_lease_lost_fences_at_once_and_rereads_the_lease() -> None:
     s = holder()
     cmds = s.feed(LeaseLost("wrong last sequence"), at=2.5)
