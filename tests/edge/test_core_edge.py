@@ -34,6 +34,10 @@ def monitor(mesh: LocalMesh, site: str, path: str) -> Any:
         return json.load(r)
 
 
+def jetstream_of(mesh: LocalMesh, site: str) -> Any:
+    return monitor(mesh, site, "varz").get("jetstream", {})
+
+
 def running_edge(watch: Watcher) -> tuple[str, ActorInfo]:
     """The edge that runs the ledger, once exactly one site runs it and its copy acted.
     Usually the primary e1; e2 when it booted first (both are edges: either will do)."""
@@ -65,8 +69,12 @@ def test_edges_are_leaf_nodes_and_an_edge_primary_runs_with_the_cores_token(
         # The leaf remote holds the edge's nkey seed: the file is the site's alone.
         conf = Path(mesh.configs[e].data_dir) / "nats" / "nats-server.conf"
         assert stat.S_IMODE(conf.stat().st_mode) == 0o600
-    for c in CORES:
-        assert monitor(mesh, c, "varz")["jetstream"]["config"], f"{c} runs no JetStream"
+    for c in CORES:  # a varz read while the server still sets JetStream up lacks "config"
+        wait_until(
+            lambda c=c: jetstream_of(mesh, c).get("config"),
+            10,
+            message=lambda c=c: f"{c} runs no JetStream: {jetstream_of(mesh, c)}",
+        )
     _, run = running_edge(watch)
     token = int(run.detail["token"])
     # The copy's token is the revision of the lease key in the core's replicated bucket.
