@@ -26,7 +26,8 @@ workloads of each site name the next site around the ring as their standby, so e
 is heard by its two neighbours (and hears them); health samples only the peers each site
 listens to (`harmony.client.expected_peers`), servers are reported by role, and detection
 is of a killed edge, as seen by the sites that listen to it. The cores start first, the
-edges `--batch` at a time:
+edges `--batch` at a time, each batch once the copies so far run and the machine is calm
+(`--calm`):
 
     .venv/bin/python bench/scale.py --sizes 60 --cores 3
 
@@ -173,6 +174,10 @@ def timings_text(heartbeat: float | None) -> str:
     )
 
 
+CALM_SAMPLE = 5.0
+"""Seconds of machine CPU that `wait_calm` averages."""
+
+
 def wait_calm(busy_max: float, deadline: float) -> str:
     """Wait until the machine's CPU, over `CALM_SAMPLE` s, is at most `busy_max` % busy (of
     all cores), or the deadline: the next batch's start-up burst then lands on agents that
@@ -183,9 +188,6 @@ def wait_calm(busy_max: float, deadline: float) -> str:
         busy = psutil.cpu_percent(interval=CALM_SAMPLE)
     waited = time.monotonic() - t0
     return f"calm ({busy:.0f} % busy) after {waited:.0f} s"
-
-
-CALM_SAMPLE = 5.0
 
 
 def start_mesh(
